@@ -1,0 +1,98 @@
+//! Authentication: turns a signed request into a [`VerifiedRequest`] (the principal, and the
+//! region and service it signed for), or says why it cannot.
+
+use otatrail_sigv4::{self as sigv4, CanonicalRequest, Expectations, SigV4Error, UriEncoding, Verifier};
+use std::sync::LazyLock;
+
+use super::Incoming;
+use crate::app::App;
+use crate::domain::Principal;
+use crate::domain::identity::KeyStatus;
+
+/// The services this port answers, by their SigV4 signing names.
+pub const SERVICES: &[&str] = &["iot", "iot-jobs-data", "cloudtrail", "sts", "iam"];
+
+#[derive(Clone, Debug)]
+pub struct VerifiedRequest {
+    pub principal: Principal,
+    /// The region of the credential scope: it selects the region's state.
+    pub region: String,
+    /// The service of the credential scope: it routes the request.
+    pub service: String,
+}
+
+/// Why a request was not authenticated. `access_key_id` is kept when the request named one,
+/// so that failed attempts can be attributed.
+#[derive(Clone, Debug)]
+pub enum AuthFailure {
+    Missing,
+    Incomplete(String),
+    UnknownKey { access_key_id: String },
+    InactiveKey { access_key_id: String },
+    Signature { access_key_id: String, error: SigV4Error },
+    UnknownService { service: String },
+    InvalidRegion { region: String },
+    Internal,
+}
+
+static REGION: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}$").unwrap());
+
+pub fn is_region(s: &str) -> bool {
+    REGION.is_match(s)
+}
+
+/// The signing service named by the `Authorization` header, without verifying anything; used
+/// to pick the protocol in which even an authentication failure must be answered.
+pub fn claimed_service(incoming: &Incoming) -> Option<String> {
+    let value = incoming.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    sigv4::parse_authorization(value).ok().map(|a| a.credential.service)
+}
+
+pub async fn authenticate(app: &App, verifier: &Verifier, incoming: &Incoming) -> Result<VerifiedRequest, AuthFailure> {
+    let Some(value) = incoming.headers.get(http::header::AUTHORIZATION) else {
+        return Err(AuthFailure::Missing);
+    };
+    let value = value.to_str().map_err(|_| AuthFailure::Incomplete("The Authorization header is not valid ASCII.".into()))?;
+    let auth = sigv4::parse_authorization(value).map_err(|e| AuthFailure::Incomplete(e.message()))?;
+    let cred = &auth.credential;
+    if !SERVICES.contains(&cred.service.as_str()) {
+        return Err(AuthFailure::UnknownService { service: cred.service.clone() });
+    }
+    if !is_region(&cred.region) {
+        return Err(AuthFailure::InvalidRegion { region: cred.region.clone() });
+    }
+    let access_key_id = cred.access_key_id.clone();
+    let key = match app.identities.lookup(&access_key_id).await {
+        Ok(Some(k)) => k,
+        Ok(None) => return Err(AuthFailure::UnknownKey { access_key_id }),
+        Err(e) => {
+            tracing::error!(error = %e, "access key lookup failed");
+            return Err(AuthFailure::Internal);
+        }
+    };
+    let headers: Vec<(&str, &str)> = incoming
+        .headers
+        .iter()
+        .filter_map(|(k, v)| std::str::from_utf8(v.as_bytes()).ok().map(|v| (k.as_str(), v)))
+        .collect();
+    let request = CanonicalRequest {
+        method: incoming.method.as_str(),
+        path: &incoming.raw_path,
+        query: &incoming.raw_query,
+        headers,
+        // Not S3: the payload is always hashed as received, whatever a header claims.
+        payload_hash: sigv4::sha256_hex(&incoming.body),
+        excluded_query_params: &[],
+    };
+    let now = app.clock.now().to_offset_datetime();
+    let expect = Expectations { now, service: None, region: None, uri_encoding: UriEncoding::Double };
+    verifier
+        .verify(&auth, &request, key.secret.expose(), &expect)
+        .map_err(|error| AuthFailure::Signature { access_key_id: access_key_id.clone(), error })?;
+    // The signature is checked first, so an inactive key answers only to its owner's secret.
+    if key.status != KeyStatus::Active {
+        return Err(AuthFailure::InactiveKey { access_key_id });
+    }
+    Ok(VerifiedRequest { principal: key.principal, region: cred.region.clone(), service: cred.service.clone() })
+}

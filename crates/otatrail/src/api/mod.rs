@@ -1,0 +1,196 @@
+//! The API layer: the only code that knows wire formats.
+//!
+//! Every request on the main port goes through [`handle`]: it is given a request ID, its body
+//! is read (bounded), it is authenticated into a [`auth::VerifiedRequest`], and the service
+//! of its credential scope routes it to a protocol module, which turns it into a typed
+//! operation for the application layer. Errors become responses in [`error`] alone.
+
+pub mod auth;
+pub mod cloudtrail;
+pub mod error;
+pub mod iam;
+pub mod iot;
+pub mod query;
+pub mod sts;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use otatrail_sigv4::Verifier;
+
+use crate::app::App;
+use crate::domain::ServiceError;
+use query::QueryService;
+
+pub const HEALTH_PATH: &str = "/_otatrail/health";
+
+/// Shared by every request of the main port.
+pub struct ApiState {
+    pub app: Arc<App>,
+    pub verifier: Verifier,
+}
+
+/// The wire protocol a response must use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    RestJson,
+    AwsJson11,
+    Query(QueryService),
+}
+
+/// A request with its body read, as protocol modules see it.
+pub struct Incoming {
+    pub method: Method,
+    /// The path as received, still percent-encoded.
+    pub raw_path: String,
+    /// The query string as received, without `?`.
+    pub raw_query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub source: SocketAddr,
+    pub request_id: String,
+}
+
+impl Incoming {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn protocol_for_service(service: &str) -> Option<Protocol> {
+    match service {
+        "iot" | "iot-jobs-data" => Some(Protocol::RestJson),
+        "cloudtrail" => Some(Protocol::AwsJson11),
+        "sts" => Some(Protocol::Query(QueryService::Sts)),
+        "iam" => Some(Protocol::Query(QueryService::Iam)),
+        _ => None,
+    }
+}
+
+/// The protocol to answer in before (or without) a verified service: the claimed signing
+/// service, else what the request looks like.
+fn guess_protocol(incoming: &Incoming) -> Protocol {
+    if let Some(p) = auth::claimed_service(incoming).as_deref().and_then(protocol_for_service) {
+        return p;
+    }
+    if incoming.headers.contains_key("x-amz-target") {
+        return Protocol::AwsJson11;
+    }
+    let form = incoming.header("content-type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if form || incoming.raw_query.contains("Action=") {
+        return Protocol::Query(QueryService::Sts);
+    }
+    Protocol::RestJson
+}
+
+fn with_request_id(mut r: Response, request_id: &str) -> Response {
+    if let Ok(v) = http::HeaderValue::from_str(request_id) {
+        r.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    r
+}
+
+/// The main port's single entry point.
+pub async fn handle(State(state): State<Arc<ApiState>>, ConnectInfo(source): ConnectInfo<SocketAddr>, req: Request) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    if req.uri().path() == HEALTH_PATH && req.method() == Method::GET {
+        return with_request_id(Response::new(Body::from("ok\n")), &request_id);
+    }
+    let (parts, body) = req.into_parts();
+    let mut incoming = Incoming {
+        method: parts.method,
+        raw_path: parts.uri.path().to_string(),
+        raw_query: parts.uri.query().unwrap_or_default().to_string(),
+        headers: parts.headers,
+        body: Bytes::new(),
+        source,
+        request_id: request_id.clone(),
+    };
+    let limit = state.app.max_body_bytes;
+    let declared_too_large = incoming
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64);
+    let body = if declared_too_large { Err(()) } else { axum::body::to_bytes(body, limit).await.map_err(|_| ()) };
+    let (response, service, principal) = match body {
+        Err(()) => {
+            let err = ServiceError::new(
+                "RequestEntityTooLargeException",
+                format!("The request body exceeds the limit of {limit} bytes."),
+            );
+            (error::render(guess_protocol(&incoming), &err, &request_id), None, None)
+        }
+        Ok(b) => {
+            incoming.body = b;
+            match auth::authenticate(&state.app, &state.verifier, &incoming).await {
+                Err(failure) => {
+                    let protocol = guess_protocol(&incoming);
+                    tracing::info!(request_id = %request_id, failure = ?failure_kind(&failure), "authentication failed");
+                    (error::render(protocol, &error::auth_error(protocol, &failure), &request_id), None, None)
+                }
+                Ok(verified) => {
+                    let service = verified.service.clone();
+                    let principal = verified.principal.arn.clone();
+                    let r = dispatch(&state.app, &incoming, &verified).await;
+                    (r, Some(service), Some(principal))
+                }
+            }
+        }
+    };
+    let response = with_request_id(response, &request_id);
+    tracing::info!(
+        request_id = %request_id,
+        method = %incoming.method,
+        path = %incoming.raw_path,
+        service = service.as_deref().unwrap_or("-"),
+        principal = principal.as_deref().unwrap_or("-"),
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        source = %incoming.source,
+        "request"
+    );
+    response
+}
+
+/// A log-safe label of a failure (no secrets, no canonical strings).
+fn failure_kind(f: &auth::AuthFailure) -> &'static str {
+    use auth::AuthFailure::*;
+    match f {
+        Missing => "missing",
+        Incomplete(_) => "incomplete",
+        UnknownKey { .. } => "unknown-key",
+        InactiveKey { .. } => "inactive-key",
+        Signature { .. } => "signature",
+        UnknownService { .. } => "unknown-service",
+        InvalidRegion { .. } => "invalid-region",
+        Internal => "internal",
+    }
+}
+
+async fn dispatch(app: &App, incoming: &Incoming, verified: &auth::VerifiedRequest) -> Response {
+    let protocol = protocol_for_service(&verified.service).unwrap_or(Protocol::RestJson);
+    let result = match verified.service.as_str() {
+        "iot" => iot::handle(app, incoming, verified).await,
+        "cloudtrail" => cloudtrail::handle(app, incoming, verified).await,
+        "sts" => sts::handle(app, incoming, verified).await,
+        "iam" => iam::handle(app, incoming, verified).await,
+        _ => Err(iot::unknown_operation(incoming)),
+    };
+    result.unwrap_or_else(|e| error::render(protocol, &e, &incoming.request_id))
+}
+
+/// A 200 JSON response.
+pub fn json_response(value: &serde_json::Value, content_type: &'static str) -> Response {
+    Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Body::from(value.to_string()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}

@@ -1,0 +1,109 @@
+//! The application layer: carries out one API operation by combining domain rules with the
+//! stores. It does I/O only through the traits it holds ([`Store`], [`BucketStore`]) and
+//! knows no wire format.
+
+pub mod identities;
+pub mod profile;
+pub mod streams;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::ServerConfig;
+use crate::crypto::MasterKey;
+use crate::domain::time::{SharedClock, SystemClock};
+use crate::objects::BucketStore;
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+
+pub use identities::Identities;
+
+/// Everything a request handler needs, shared by all requests.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub objects: BucketStore,
+    pub identities: Identities,
+    pub clock: SharedClock,
+    pub data_dir: PathBuf,
+    /// The region of generated profiles and of requests that name none.
+    pub default_region: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("master key {path}: {message}")]
+    MasterKey { path: PathBuf, message: String },
+    #[error("state store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("bucket store: {0}")]
+    Objects(#[from] crate::objects::ObjectError),
+    #[error("identities: {0}")]
+    Identities(String),
+}
+
+impl App {
+    /// Opens the data directory: database (migrated), master key, buckets and identities.
+    pub async fn open(config: &ServerConfig) -> Result<Arc<App>, StartError> {
+        let dir = &config.data_dir;
+        create_private_dir(dir)?;
+        let master = load_or_create_master_key(&dir.join("keys"))?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("otatrail.db")).await?);
+        let objects = BucketStore::local(&dir.join("buckets"))?;
+        let clock: SharedClock = Arc::new(SystemClock);
+        let identities = Identities::new(store.clone(), Arc::new(master), clock.clone());
+        identities.apply_config(&config.accounts).await.map_err(|e| StartError::Identities(e.to_string()))?;
+        Ok(Arc::new(App {
+            store,
+            objects,
+            identities,
+            clock,
+            data_dir: dir.clone(),
+            default_region: config.region.clone(),
+            max_body_bytes: config.max_body_bytes,
+        }))
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<(), StartError> {
+    let err = |source| StartError::DataDir { path: path.to_path_buf(), source };
+    std::fs::create_dir_all(path).map_err(err)?;
+    Ok(())
+}
+
+/// Writes `data` to `path` with mode 0600, replacing it atomically.
+pub fn write_private_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn load_or_create_master_key(dir: &Path) -> Result<MasterKey, StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("master.key");
+    let err = |message: String| StartError::MasterKey { path: path.clone(), message };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| err(e.to_string()))?;
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let key: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| err(format!("expected 32 bytes, found {}; restore the original file", bytes.len())))?;
+            Ok(MasterKey::from_bytes(&key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = MasterKey::generate_bytes();
+            write_private_file(&path, &key).map_err(|e| err(e.to_string()))?;
+            Ok(MasterKey::from_bytes(&key))
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}

@@ -1,0 +1,243 @@
+//! Server configuration: command-line flags, then `OTATRAIL_*` environment variables (both
+//! read by clap), then `otatrail.toml`, then built-in defaults, in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4566";
+pub const DEFAULT_DATA_DIR: &str = "./otatrail-data";
+pub const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_CONFIG_FILE: &str = "otatrail.toml";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings given on the command line or in the environment; `None` when not given.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Default: ./otatrail.toml when it exists.
+    #[arg(long, env = "OTATRAIL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory for the database, buckets and keys [default: ./otatrail-data]
+    #[arg(long, env = "OTATRAIL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the port that answers every AWS JSON and query API [default: 127.0.0.1:4566]
+    #[arg(long, env = "OTATRAIL_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Region written to the generated aws CLI profile [default: us-east-1]
+    #[arg(long, env = "OTATRAIL_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+    /// Log line format [default: text]
+    #[arg(long, env = "OTATRAIL_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Largest accepted request body, in bytes [default: 1048576]
+    #[arg(long, env = "OTATRAIL_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+}
+
+/// `otatrail.toml`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub region: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub max_body_bytes: Option<usize>,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub id: String,
+    pub root_access_key_id: Option<String>,
+    pub root_secret_access_key: Option<String>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    #[serde(default = "default_path")]
+    pub path: String,
+    #[serde(default)]
+    pub access_keys: Vec<AccessKeyConfig>,
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    pub id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for AccessKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyConfig").field("id", &self.id).field("secret", &"***").finish()
+    }
+}
+
+/// The effective configuration.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub region: String,
+    pub log_format: LogFormat,
+    pub max_body_bytes: usize,
+    pub accounts: Vec<AccountConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("configuration file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl ServerConfig {
+    /// Merges flags/environment over the configuration file over the defaults.
+    pub fn load(args: &ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(p) => Some(read_file(p)?),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => Some(read_file(Path::new(DEFAULT_CONFIG_FILE))?),
+            None => None,
+        };
+        Self::merge(args, file.unwrap_or_default())
+    }
+
+    pub fn merge(args: &ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
+        let cfg = Self {
+            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+            listen: match args.listen.or(file.listen) {
+                Some(l) => l,
+                None => DEFAULT_LISTEN.parse().expect("default address parses"),
+            },
+            region: args.region.clone().or(file.region).unwrap_or_else(|| DEFAULT_REGION.into()),
+            log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            accounts: file.accounts,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        use crate::domain::identity::{is_access_key_id, is_account_id, is_user_name};
+        if !crate::api::auth::is_region(&self.region) {
+            return Err(ConfigError::Invalid(format!("'{}' is not a region name such as us-east-1", self.region)));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));
+        }
+        for a in &self.accounts {
+            if !is_account_id(&a.id) {
+                return Err(ConfigError::Invalid(format!("account id '{}' must be 12 digits", a.id)));
+            }
+            match (&a.root_access_key_id, &a.root_secret_access_key) {
+                (Some(id), Some(secret)) => check_key(id, secret)?,
+                (None, None) => {}
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "account {}: give both root_access_key_id and root_secret_access_key, or neither",
+                        a.id
+                    )));
+                }
+            }
+            for u in &a.users {
+                if !is_user_name(&u.name) {
+                    return Err(ConfigError::Invalid(format!("account {}: '{}' is not a valid IAM user name", a.id, u.name)));
+                }
+                for k in &u.access_keys {
+                    check_key(&k.id, &k.secret)?;
+                }
+            }
+        }
+        fn check_key(id: &str, secret: &str) -> Result<(), ConfigError> {
+            if !is_access_key_id(id) {
+                return Err(ConfigError::Invalid(format!("access key id '{id}' must be 16-128 letters, digits or _")));
+            }
+            if secret.len() < 16 {
+                return Err(ConfigError::Invalid(format!("the secret of access key '{id}' is shorter than 16 characters")));
+            }
+            Ok(())
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            listen = "127.0.0.1:9000"
+            region = "eu-west-1"
+            data_dir = "/from/file"
+            "#,
+        )
+        .unwrap();
+        let args = ServeArgs { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() };
+        let cfg = ServerConfig::merge(&args, file).unwrap();
+        assert_eq!(cfg.listen.port(), 9100);
+        assert_eq!(cfg.region, "eu-west-1");
+        assert_eq!(cfg.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+
+        let cfg = ServerConfig::merge(&ServeArgs::default(), FileConfig::default()).unwrap();
+        assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(cfg.region, DEFAULT_REGION);
+        assert_eq!(cfg.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn accounts_are_checked() {
+        let bad: FileConfig = toml::from_str("[[accounts]]\nid = \"12\"").unwrap();
+        assert!(ServerConfig::merge(&ServeArgs::default(), bad).is_err());
+        let unknown = toml::from_str::<FileConfig>("colour = 1");
+        assert!(unknown.is_err());
+        let ok: FileConfig = toml::from_str(
+            r#"
+            [[accounts]]
+            id = "111122223333"
+            root_access_key_id = "AKIAROOT0000EXAMPLE1"
+            root_secret_access_key = "rootsecret/EXAMPLE/0000000000000000000000"
+            [[accounts.users]]
+            name = "alice"
+            [[accounts.users.access_keys]]
+            id = "AKIAALICE000EXAMPLE1"
+            secret = "alicesecret/EXAMPLE/000000000000000000000"
+            "#,
+        )
+        .unwrap();
+        let cfg = ServerConfig::merge(&ServeArgs::default(), ok).unwrap();
+        assert_eq!(cfg.accounts[0].users[0].access_keys.len(), 1);
+        assert!(!format!("{:?}", cfg).contains("alicesecret"));
+    }
+}

@@ -1,0 +1,32 @@
+//! The domain: what otatrail's resources are and the rules they obey.
+//!
+//! Nothing here does I/O or knows a wire format. State is reached only through the
+//! [`crate::store::StateTx`] trait handed in by the caller, and time through a value.
+
+pub mod error;
+pub mod identity;
+pub mod principal;
+pub mod streams;
+pub mod time;
+pub mod validate;
+
+pub use error::ServiceError;
+pub use principal::{IdentityType, Principal};
+
+/// An account's state in one region: every IoT resource lives in exactly one scope.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub account_id: String,
+    pub region: String,
+}
+
+impl Scope {
+    pub fn new(account_id: impl Into<String>, region: impl Into<String>) -> Self {
+        Self { account_id: account_id.into(), region: region.into() }
+    }
+
+    /// `arn:aws:<service>:<region>:<account>:<resource>`
+    pub fn arn(&self, service: &str, resource: &str) -> String {
+        format!("arn:aws:{service}:{}:{}:{resource}", self.region, self.account_id)
+    }
+}

@@ -1,0 +1,17 @@
+//! otatrail: a self-hosted, AWS-wire-compatible IoT OTA update service whose every
+//! control-plane call is audited in a CloudTrail-compatible trail.
+//!
+//! Layers, outermost first (see ARCHITECTURE.md):
+//! - [`api`]: wire protocols, authentication, routing, error rendering;
+//! - [`app`]: one function per operation, combining domain rules with the stores;
+//! - [`domain`]: resources and their rules; no I/O, no wire formats;
+//! - [`store`] and [`objects`]: state and bucket storage behind traits.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod objects;
+pub mod server;
+pub mod store;

@@ -1,0 +1,112 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use otatrail::app::App;
+use otatrail::app::profile::AwsFiles;
+use otatrail::config::{LogFormat, ServeArgs, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
+/// A self-hosted, AWS-compatible IoT OTA update service with a CloudTrail-compatible audit trail.
+#[derive(Parser)]
+#[command(name = "otatrail", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (AWS IoT, CloudTrail, STS and IAM APIs on one port).
+    ///
+    /// Settings come from flags, then OTATRAIL_* environment variables, then the
+    /// configuration file, then defaults. On first start with no account configured, an
+    /// account and its root access key are created and aws CLI files are written to
+    /// DIR/aws/; the three lines printed at start point the aws CLI and boto3 at them.
+    /// Log verbosity: OTATRAIL_LOG (e.g. "info", "otatrail=debug").
+    Serve(ServeArgs),
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("OTATRAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => match serve(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("otatrail: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config = ServerConfig::load(&args)?;
+    init_logging(config.log_format);
+    let app = App::open(&config).await?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e} (choose another address with --listen)", config.listen))?;
+    let addr = listener.local_addr()?;
+    let endpoint = format!("http://{addr}");
+
+    let data_dir = std::fs::canonicalize(&config.data_dir)?;
+    let files = AwsFiles::in_dir(&data_dir);
+    if config.accounts.is_empty() {
+        let root = if app.identities.has_accounts().await? {
+            app.identities.default_root().await?
+        } else {
+            let root = app.identities.create_account_with_root_key().await?;
+            tracing::info!(account = %root.account_id, access_key_id = %root.access_key_id, "created the default account and its root access key");
+            Some(root)
+        };
+        // Rewrite the credentials only when they are missing: the file may have been edited.
+        let write_creds = root.as_ref().filter(|_| !files.credentials.exists());
+        files.write(&endpoint, &config.region, write_creds)?;
+        println!("otatrail is listening on {endpoint} (data directory {})", data_dir.display());
+        println!("Point the aws CLI and boto3 at it with:");
+        for line in files.env_lines() {
+            println!("  {line}");
+        }
+    } else {
+        println!("otatrail is listening on {endpoint} (data directory {})", data_dir.display());
+        println!("Accounts come from the configuration file; use their access keys with endpoint_url = {endpoint}");
+    }
+    tracing::info!(endpoint = %endpoint, region = %config.region, store = app.store.backend(), "otatrail started");
+
+    otatrail::server::run(listener, app, shutdown_signal()).await?;
+    tracing::info!("otatrail stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

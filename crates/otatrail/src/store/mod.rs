@@ -1,0 +1,128 @@
+//! The state store: every durable fact of the control plane.
+//!
+//! Domain code sees state only through [`StateTx`], a transaction. A [`Store`] runs units of
+//! work ([`TxWork`]) and reports back only once their transaction committed, so a response
+//! built from a unit's result is never sent for a change that could still be lost.
+//!
+//! Backends implement both traits; [`conformance`] is the suite every backend must pass.
+
+pub mod conformance;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use tokio::sync::oneshot;
+
+use crate::domain::Scope;
+use crate::domain::identity::{AccessKeyRecord, Account, KeyStatus, User};
+use crate::domain::streams::Stream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("conflicting write: {0}")]
+    Conflict(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One transaction's view of the state. Reads see the transaction's own writes.
+#[async_trait]
+pub trait StateTx: Send {
+    // Identities.
+    async fn insert_account(&mut self, account: &Account) -> StoreResult<()>;
+    async fn get_account(&mut self, id: &str) -> StoreResult<Option<Account>>;
+    async fn list_accounts(&mut self) -> StoreResult<Vec<Account>>;
+    async fn insert_user(&mut self, user: &User) -> StoreResult<()>;
+    async fn get_user(&mut self, account_id: &str, name: &str) -> StoreResult<Option<User>>;
+    async fn insert_access_key(&mut self, key: &AccessKeyRecord) -> StoreResult<()>;
+    async fn get_access_key(&mut self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>>;
+    /// The keys of one user of an account, or of its root user when `user_name` is `None`.
+    async fn list_access_keys(&mut self, account_id: &str, user_name: Option<&str>) -> StoreResult<Vec<AccessKeyRecord>>;
+    async fn set_access_key_status(&mut self, access_key_id: &str, status: KeyStatus) -> StoreResult<bool>;
+
+    // Streams.
+    async fn get_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Option<Stream>>;
+    async fn insert_stream(&mut self, stream: &Stream) -> StoreResult<()>;
+    async fn update_stream(&mut self, stream: &Stream) -> StoreResult<()>;
+    async fn delete_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<bool>;
+    /// Up to `limit` streams with their insertion sequence, strictly after `after_seq` in the
+    /// given order.
+    async fn list_streams(
+        &mut self,
+        scope: &Scope,
+        after_seq: Option<i64>,
+        ascending: bool,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, Stream)>>;
+
+    // Which OTA updates reference a stream (DeleteStream refuses while any does).
+    async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>>;
+    async fn add_ota_stream_use(&mut self, scope: &Scope, ota_update_id: &str, stream_id: &str) -> StoreResult<()>;
+}
+
+/// A unit of work. It runs inside a transaction; when it returns an error its writes are
+/// rolled back, without affecting other units committed in the same batch.
+pub type TxWork = Box<dyn for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, StoreResult<()>> + Send>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Runs `work` in a read-write transaction; returns once it is durably committed.
+    async fn write(&self, work: TxWork) -> StoreResult<()>;
+    /// Runs `work` against a consistent snapshot; writes are not allowed.
+    async fn read(&self, work: TxWork) -> StoreResult<()>;
+    /// A short name for logs ("sqlite", "postgres").
+    fn backend(&self) -> &'static str;
+}
+
+/// Runs a typed unit of work in a read-write transaction and returns its result once the
+/// transaction committed. A unit that returns `Err(E)` has its writes rolled back.
+pub async fn write<T, E, F>(store: &dyn Store, f: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+{
+    run_typed(store, f, true).await
+}
+
+/// Runs a typed unit of work against a read snapshot.
+pub async fn read<T, E, F>(store: &dyn Store, f: F) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+{
+    run_typed(store, f, false).await
+}
+
+async fn run_typed<T, E, F>(store: &dyn Store, f: F, writable: bool) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+    F: for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+{
+    let (send, recv) = oneshot::channel::<Result<T, E>>();
+    let work: TxWork = Box::new(move |tx| {
+        Box::pin(async move {
+            let result = f(tx).await;
+            // An Err result must not keep its partial writes: report it as a failed unit so
+            // the backend rolls it back, but still hand the error to the caller.
+            let failed = result.is_err();
+            let _ = send.send(result);
+            if failed { Err(StoreError::Conflict("unit of work returned an error".into())) } else { Ok(()) }
+        })
+    });
+    let outcome = if writable { store.write(work).await } else { store.read(work).await };
+    match recv.await {
+        // The unit's own error wins over the rollback marker it caused.
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(v)) => outcome.map(|_| v).map_err(E::from),
+        Err(_) => Err(E::from(outcome.err().unwrap_or_else(|| StoreError::Database("unit of work did not run".into())))),
+    }
+}

@@ -1,0 +1,442 @@
+//! The embedded backend: one SQLite database file in WAL mode.
+//!
+//! All writes go through a single writer task that commits several units of work in one
+//! transaction (group commit), each unit inside its own savepoint so a failing unit rolls back
+//! alone. `synchronous=FULL` makes a commit durable before any unit's caller hears of it.
+//! Reads use a pool of read-only connections, which WAL lets run beside the writer.
+
+use std::borrow::Cow;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Connection, Executor, Row, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{StateTx, Store, StoreError, StoreResult, TxWork};
+use crate::domain::Scope;
+use crate::domain::identity::{AccessKeyRecord, Account, KeyStatus, User};
+use crate::domain::streams::{Stream, StreamFile, Tag};
+use crate::domain::time::Millis;
+
+/// Units of work committed together at most.
+const MAX_BATCH: usize = 256;
+
+fn migrator() -> Migrator {
+    use sqlx::SqlSafeStr;
+    Migrator {
+        migrations: Cow::Owned(vec![Migration::new(
+            1,
+            Cow::Borrowed("init"),
+            MigrationType::Simple,
+            include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
+            false,
+        )]),
+        ..Migrator::DEFAULT
+    }
+}
+
+fn db_err(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+struct Job {
+    work: TxWork,
+    done: oneshot::Sender<StoreResult<()>>,
+}
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(db_err)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let mut conn = SqliteConnection::connect_with(&options).await.map_err(db_err)?;
+        migrator().run(&mut conn).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db_err)?;
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(writer_loop(conn, rx));
+        Ok(Self { writer: tx, readers })
+    }
+}
+
+async fn run_unit(conn: &mut SqliteConnection, work: TxWork) -> StoreResult<()> {
+    let mut tx = SqliteTx { conn };
+    match AssertUnwindSafe(work(&mut tx)).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Database("unit of work panicked".into())),
+    }
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
+            let e = db_err(e);
+            for job in batch {
+                let _ = job.done.send(Err(StoreError::Unavailable(e.to_string())));
+            }
+            continue;
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        let mut dones = Vec::with_capacity(batch.len());
+        for job in batch {
+            let r = async {
+                conn.execute("SAVEPOINT unit").await.map_err(db_err)?;
+                let r = run_unit(&mut conn, job.work).await;
+                if r.is_err() {
+                    conn.execute("ROLLBACK TO SAVEPOINT unit").await.map_err(db_err)?;
+                }
+                conn.execute("RELEASE SAVEPOINT unit").await.map_err(db_err)?;
+                r
+            }
+            .await;
+            results.push(r);
+            dones.push(job.done);
+        }
+        match conn.execute("COMMIT").await {
+            Ok(_) => {
+                for (done, r) in dones.into_iter().zip(results) {
+                    let _ = done.send(r);
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                tracing::error!(error = %msg, "commit failed; the batch is rolled back");
+                let _ = conn.execute("ROLLBACK").await;
+                for done in dones {
+                    let _ = done.send(Err(StoreError::Unavailable(msg.clone())));
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn write(&self, work: TxWork) -> StoreResult<()> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(Job { work, done })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        wait.await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    async fn read(&self, work: TxWork) -> StoreResult<()> {
+        let mut conn = self.readers.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        conn.execute("BEGIN").await.map_err(db_err)?;
+        let r = run_unit(&mut conn, work).await;
+        conn.execute("ROLLBACK").await.map_err(db_err)?;
+        r
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+struct SqliteTx<'c> {
+    conn: &'c mut SqliteConnection,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(row: &'r SqliteRow, col: &str) -> StoreResult<T> {
+    row.try_get(col).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn stream_from_row(row: &SqliteRow) -> StoreResult<(i64, Stream)> {
+    let files: Vec<StreamFile> = from_json(&get::<String>(row, "files")?)?;
+    let tags: Vec<Tag> = from_json(&get::<String>(row, "tags")?)?;
+    Ok((
+        get(row, "seq")?,
+        Stream {
+            scope: Scope::new(get::<String>(row, "account_id")?, get::<String>(row, "region")?),
+            stream_id: get(row, "stream_id")?,
+            description: get(row, "description")?,
+            version: get(row, "version")?,
+            files,
+            role_arn: get(row, "role_arn")?,
+            tags,
+            created_at: Millis(get(row, "created_at")?),
+            updated_at: Millis(get(row, "updated_at")?),
+        },
+    ))
+}
+
+fn key_from_row(row: &SqliteRow) -> StoreResult<AccessKeyRecord> {
+    let status: String = get(row, "status")?;
+    Ok(AccessKeyRecord {
+        access_key_id: get(row, "access_key_id")?,
+        account_id: get(row, "account_id")?,
+        user_name: get(row, "user_name")?,
+        status: KeyStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("key status {status}")))?,
+        sealed_secret: get(row, "sealed_secret")?,
+        created_at: Millis(get(row, "created_at")?),
+    })
+}
+
+fn unique_violation(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_string()),
+        _ => db_err(e),
+    }
+}
+
+#[async_trait]
+impl StateTx for SqliteTx<'_> {
+    async fn insert_account(&mut self, a: &Account) -> StoreResult<()> {
+        sqlx::query("INSERT INTO accounts (id, created_at) VALUES (?, ?)")
+            .bind(&a.id)
+            .bind(a.created_at.0)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn get_account(&mut self, id: &str) -> StoreResult<Option<Account>> {
+        let row = sqlx::query("SELECT id, created_at FROM accounts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| Ok(Account { id: get(&r, "id")?, created_at: Millis(get(&r, "created_at")?) })).transpose()
+    }
+
+    async fn list_accounts(&mut self) -> StoreResult<Vec<Account>> {
+        let rows = sqlx::query("SELECT id, created_at FROM accounts ORDER BY created_at, id")
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| Ok(Account { id: get(r, "id")?, created_at: Millis(get(r, "created_at")?) })).collect()
+    }
+
+    async fn insert_user(&mut self, u: &User) -> StoreResult<()> {
+        sqlx::query("INSERT INTO users (account_id, name, user_id, path, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&u.account_id)
+            .bind(&u.name)
+            .bind(&u.user_id)
+            .bind(&u.path)
+            .bind(u.created_at.0)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn get_user(&mut self, account_id: &str, name: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE account_id = ? AND name = ?")
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok(User {
+                account_id: get(&r, "account_id")?,
+                name: get(&r, "name")?,
+                user_id: get(&r, "user_id")?,
+                path: get(&r, "path")?,
+                created_at: Millis(get(&r, "created_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_access_key(&mut self, k: &AccessKeyRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, account_id, user_name, status, sealed_secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.access_key_id)
+        .bind(&k.account_id)
+        .bind(&k.user_name)
+        .bind(k.status.as_str())
+        .bind(&k.sealed_secret)
+        .bind(k.created_at.0)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn get_access_key(&mut self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM access_keys WHERE access_key_id = ?")
+            .bind(access_key_id)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn list_access_keys(&mut self, account_id: &str, user_name: Option<&str>) -> StoreResult<Vec<AccessKeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM access_keys WHERE account_id = ? AND user_name IS ? ORDER BY created_at, access_key_id",
+        )
+        .bind(account_id)
+        .bind(user_name)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn set_access_key_status(&mut self, access_key_id: &str, status: KeyStatus) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE access_keys SET status = ? WHERE access_key_id = ?")
+            .bind(status.as_str())
+            .bind(access_key_id)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn get_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Option<Stream>> {
+        let row = sqlx::query("SELECT * FROM streams WHERE account_id = ? AND region = ? AND stream_id = ?")
+            .bind(&scope.account_id)
+            .bind(&scope.region)
+            .bind(stream_id)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(stream_from_row).transpose().map(|o| o.map(|(_, s)| s))
+    }
+
+    async fn insert_stream(&mut self, s: &Stream) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO streams (account_id, region, stream_id, description, version, files, role_arn, tags, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.scope.account_id)
+        .bind(&s.scope.region)
+        .bind(&s.stream_id)
+        .bind(&s.description)
+        .bind(s.version)
+        .bind(json(&s.files)?)
+        .bind(&s.role_arn)
+        .bind(json(&s.tags)?)
+        .bind(s.created_at.0)
+        .bind(s.updated_at.0)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn update_stream(&mut self, s: &Stream) -> StoreResult<()> {
+        let r = sqlx::query(
+            "UPDATE streams SET description = ?, version = ?, files = ?, role_arn = ?, tags = ?, updated_at = ? \
+             WHERE account_id = ? AND region = ? AND stream_id = ?",
+        )
+        .bind(&s.description)
+        .bind(s.version)
+        .bind(json(&s.files)?)
+        .bind(&s.role_arn)
+        .bind(json(&s.tags)?)
+        .bind(s.updated_at.0)
+        .bind(&s.scope.account_id)
+        .bind(&s.scope.region)
+        .bind(&s.stream_id)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("stream {} vanished during update", s.stream_id)));
+        }
+        Ok(())
+    }
+
+    async fn delete_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM streams WHERE account_id = ? AND region = ? AND stream_id = ?")
+            .bind(&scope.account_id)
+            .bind(&scope.region)
+            .bind(stream_id)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn list_streams(
+        &mut self,
+        scope: &Scope,
+        after_seq: Option<i64>,
+        ascending: bool,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, Stream)>> {
+        let sql = if ascending {
+            "SELECT * FROM streams WHERE account_id = ? AND region = ? AND seq > ? ORDER BY seq ASC LIMIT ?"
+        } else {
+            "SELECT * FROM streams WHERE account_id = ? AND region = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+        };
+        let bound = after_seq.unwrap_or(if ascending { i64::MIN } else { i64::MAX });
+        let rows = sqlx::query(sql)
+            .bind(&scope.account_id)
+            .bind(&scope.region)
+            .bind(bound)
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(stream_from_row).collect()
+    }
+
+    async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT ota_update_id FROM ota_stream_uses WHERE account_id = ? AND region = ? AND stream_id = ? ORDER BY ota_update_id",
+        )
+        .bind(&scope.account_id)
+        .bind(&scope.region)
+        .bind(stream_id)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|r| get(r, "ota_update_id")).collect()
+    }
+
+    async fn add_ota_stream_use(&mut self, scope: &Scope, ota_update_id: &str, stream_id: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT OR IGNORE INTO ota_stream_uses (account_id, region, ota_update_id, stream_id) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&scope.account_id)
+        .bind(&scope.region)
+        .bind(ota_update_id)
+        .bind(stream_id)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+}

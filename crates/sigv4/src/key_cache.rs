@@ -1,0 +1,36 @@
+//! Signing keys are derived with four HMACs; they change only with the date, so caching them
+//! per (secret, date, region, service) saves that work on every request.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use crate::{CredentialScope, derive_signing_key};
+
+/// Upper bound on cached keys; the cache is simply cleared when it is reached.
+const MAX_ENTRIES: usize = 4096;
+
+#[derive(Default)]
+pub struct SigningKeyCache {
+    // Keyed by a hash of the secret, never by the secret itself, so a memory dump of the
+    // map does not hand out secrets.
+    inner: Mutex<HashMap<([u8; 32], String), [u8; 32]>>,
+}
+
+impl SigningKeyCache {
+    pub fn get_or_derive(&self, secret: &str, scope: &CredentialScope) -> [u8; 32] {
+        let secret_hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
+        let scope_key = format!("{}/{}/{}", scope.date, scope.region, scope.service);
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = map.get(&(secret_hash, scope_key.clone())) {
+            return *k;
+        }
+        let key = derive_signing_key(secret, &scope.date, &scope.region, &scope.service);
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert((secret_hash, scope_key), key);
+        key
+    }
+}

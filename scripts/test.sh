@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit and integration tests, then the end-to-end conformance suite that
+# drives the real binary with boto3 and the aws CLI. Installs what it needs (a local Python
+# virtual environment in .venv) so it works on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+log "Python tools (.venv)"
+if ! python3 -m venv --help >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq python3-venv
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+
+log "Build (one debug build shared by every stage)"
+cargo build --locked --workspace --all-targets
+
+log "Rust tests"
+cargo test --locked --workspace
+
+log "Conformance suite (boto3 and aws CLI against the running binary)"
+OTATRAIL_BIN="$PWD/target/debug/otatrail" .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
