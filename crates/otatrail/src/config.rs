@@ -51,6 +51,9 @@ pub struct FileConfig {
     pub region: Option<String>,
     pub log_format: Option<LogFormat>,
     pub max_body_bytes: Option<usize>,
+    /// Shortest STS DurationSeconds accepted. AWS's 900 by default; tests lower it to see
+    /// credentials expire.
+    pub sts_min_duration_seconds: Option<i64>,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
 }
@@ -100,6 +103,7 @@ pub struct ServerConfig {
     pub region: String,
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
+    pub sts_min_duration_seconds: i64,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -134,6 +138,7 @@ impl ServerConfig {
             region: args.region.clone().or(file.region).unwrap_or_else(|| DEFAULT_REGION.into()),
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            sts_min_duration_seconds: file.sts_min_duration_seconds.unwrap_or(900),
             accounts: file.accounts,
         };
         cfg.validate()?;
@@ -144,6 +149,9 @@ impl ServerConfig {
         use crate::domain::identity::{is_access_key_id, is_account_id, is_user_name};
         if !crate::api::auth::is_region(&self.region) {
             return Err(ConfigError::Invalid(format!("'{}' is not a region name such as us-east-1", self.region)));
+        }
+        if !(1..=900).contains(&self.sts_min_duration_seconds) {
+            return Err(ConfigError::Invalid("sts_min_duration_seconds must be between 1 and 900".into()));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));

@@ -222,12 +222,8 @@ fn run_vector(name: &str, encoding: UriEncoding) {
     assert_eq!(string_to_sign(amz_date, &auth.credential.scope(), &canonical), expected_sts, "{name}: string to sign");
 
     // (a) The verifier accepts the vendored signature.
-    let expect = Expectations {
-        now: ctx.time,
-        service: Some(&ctx.service),
-        region: Some(&ctx.region),
-        uri_encoding: encoding,
-    };
+    let expect =
+        Expectations { now: ctx.time, service: Some(&ctx.service), region: Some(&ctx.region), uri_encoding: encoding };
     let verifier = Verifier::new();
     let verified = verifier
         .verify(&auth, &creq, &ctx.secret_access_key, &expect)

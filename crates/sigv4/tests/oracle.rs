@@ -33,8 +33,17 @@ const STRICT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_
 /// What a less careful client may leave raw: sub-delimiters that are legal in a path segment
 /// and a query component and carry no meaning there (`&`, `=`, `+` stay encoded). The server
 /// must reach the same canonical form either way.
-const LENIENT: &AsciiSet =
-    &STRICT.remove(b':').remove(b'@').remove(b'!').remove(b'$').remove(b'\'').remove(b'(').remove(b')').remove(b'*').remove(b',').remove(b';');
+const LENIENT: &AsciiSet = &STRICT
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b',')
+    .remove(b';');
 
 /// A request as the client program sees it, before any encoding.
 #[derive(Clone, Debug)]
@@ -141,8 +150,7 @@ impl Wire {
 
 /// Signs `req` with `aws-sigv4` and returns what the server receives.
 fn sign_with_aws(req: &ClientRequest, settings: SigningSettings, body: SignableBody<'_>) -> Wire {
-    let identity: Identity =
-        Credentials::from_keys(ACCESS_KEY_ID, SECRET, req.session_token.clone()).into();
+    let identity: Identity = Credentials::from_keys(ACCESS_KEY_ID, SECRET, req.session_token.clone()).into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(req.region)
@@ -154,13 +162,9 @@ fn sign_with_aws(req: &ClientRequest, settings: SigningSettings, body: SignableB
         .into();
     let (path, query) = (req.wire_path(), req.wire_query());
     let uri = if query.is_empty() { format!("https://{HOST}{path}") } else { format!("https://{HOST}{path}?{query}") };
-    let signable = SignableRequest::new(
-        req.method,
-        uri,
-        req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        body,
-    )
-    .expect("signable request");
+    let signable =
+        SignableRequest::new(req.method, uri, req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), body)
+            .expect("signable request");
     let (instructions, _signature) = sign(signable, &params).expect("aws-sigv4 signs").into_parts();
     assert!(instructions.params().is_empty(), "header signing adds no query parameters");
 
@@ -185,14 +189,22 @@ fn sign_with_aws(req: &ClientRequest, settings: SigningSettings, body: SignableB
 }
 
 /// Characters for path segments, query keys and values: mostly plain, often ones that must be
-/// percent-encoded (`%` itself, space, `:`, `$`, `/` inside a segment, non-ASCII).
+/// percent-encoded. The ones that trip servers most (`:`, space, `$`, `%` itself, non-ASCII)
+/// get a weight of their own so that most cases hold some.
 fn text(len: std::ops::Range<usize>) -> impl Strategy<Value = String> {
-    let special = select(vec![
-        '-', '.', '_', '~', ':', ' ', '$', '%', '+', '@', '!', '\'', '(', ')', '*', ',', ';', '=', '&', '/', '?', '#',
-        '[', ']', '"', '<', '>', '\\', '^', '`', '{', '|', '}', '\t', 'é', 'ሴ', '😀',
+    let tricky = select(vec![':', ' ', '$', '%', 'é', 'ሴ', '😀']);
+    let other = select(vec![
+        '-', '.', '_', '~', '+', '@', '!', '\'', '(', ')', '*', ',', ';', '=', '&', '/', '?', '#', '[', ']', '"', '<',
+        '>', '\\', '^', '`', '{', '|', '}', '\t',
     ]);
     prop::collection::vec(
-        prop_oneof![5 => prop::char::range('a', 'z'), 1 => prop::char::range('A', 'Z'), 1 => prop::char::range('0', '9'), 3 => special],
+        prop_oneof![
+            5 => prop::char::range('a', 'z'),
+            1 => prop::char::range('A', 'Z'),
+            1 => prop::char::range('0', '9'),
+            2 => tricky,
+            2 => other,
+        ],
         len,
     )
     .prop_map(|chars| chars.into_iter().collect())
@@ -217,12 +229,15 @@ fn header() -> impl Strategy<Value = (String, String)> {
         .prop_flat_map(|n| {
             // Random case per letter: header names are case-insensitive.
             prop::collection::vec(any::<bool>(), n.len()).prop_map(move |upper| {
-                n.chars().zip(upper).map(|(c, u)| if u { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }).collect()
+                n.chars()
+                    .zip(upper)
+                    .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+                    .collect()
             })
         });
     // Visible ASCII words separated by runs of spaces, with optional leading and trailing spaces.
-    let value = (" {0,2}", prop::collection::vec(("[!-~]{1,6}", " {1,3}"), 0..4), " {0,2}").prop_map(
-        |(lead, words, trail)| {
+    let value =
+        (" {0,2}", prop::collection::vec(("[!-~]{1,6}", " {1,3}"), 0..4), " {0,2}").prop_map(|(lead, words, trail)| {
             let mut v = lead;
             for (i, (word, gap)) in words.iter().enumerate() {
                 if i > 0 {
@@ -232,8 +247,7 @@ fn header() -> impl Strategy<Value = (String, String)> {
             }
             v.push_str(&trail);
             v
-        },
-    );
+        });
     (name, value)
 }
 
@@ -250,7 +264,16 @@ fn client_request(services: &'static [&'static str]) -> impl Strategy<Value = Cl
         (any::<bool>(), any::<bool>()),
     )
         .prop_map(
-            |((method, segments, trailing_slash), query, headers, body, (service, region), unix_time, session_token, (lenient, server_trims_ows))| {
+            |(
+                (method, segments, trailing_slash),
+                query,
+                headers,
+                body,
+                (service, region),
+                unix_time,
+                session_token,
+                (lenient, server_trims_ows),
+            )| {
                 ClientRequest {
                     method,
                     segments,
@@ -347,7 +370,8 @@ proptest! {
         assert_mismatch("method", verify(&tampered))?;
 
         // The secret.
-        assert_mismatch("secret", wire.verify("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEZ", &wire.region, UriEncoding::Double, &verifier))?;
+        let wrong_secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEZ";
+        assert_mismatch("secret", wire.verify(wrong_secret, &wire.region, UriEncoding::Double, &verifier))?;
 
         // The region the server serves.
         let other_region = if wire.region == "us-west-2" { "eu-central-1" } else { "us-west-2" };
@@ -433,7 +457,8 @@ fn trailing_dot_segments_keep_their_slash() {
             }
             other => panic!("{segments:?}: {other:?}"),
         }
-        wire.verify(SECRET, "us-east-1", UriEncoding::Double, &verifier).unwrap_or_else(|e| panic!("{segments:?}: {e}"));
+        wire.verify(SECRET, "us-east-1", UriEncoding::Double, &verifier)
+            .unwrap_or_else(|e| panic!("{segments:?}: {e}"));
     }
 }
 

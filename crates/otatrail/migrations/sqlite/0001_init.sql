@@ -4,19 +4,46 @@ CREATE TABLE accounts (
     created_at  INTEGER NOT NULL
 );
 
+-- IAM names are unique without regard to case, and keep the case they were created with.
 CREATE TABLE users (
     account_id  TEXT NOT NULL REFERENCES accounts(id),
-    name        TEXT NOT NULL,
+    name        TEXT NOT NULL COLLATE NOCASE,
     user_id     TEXT NOT NULL UNIQUE,
     path        TEXT NOT NULL,
+    tags        TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
     PRIMARY KEY (account_id, name)
 );
 
+CREATE TABLE roles (
+    account_id            TEXT NOT NULL REFERENCES accounts(id),
+    name                  TEXT NOT NULL COLLATE NOCASE,
+    role_id               TEXT NOT NULL UNIQUE,
+    path                  TEXT NOT NULL,
+    description           TEXT,
+    assume_role_policy    TEXT NOT NULL,
+    max_session_duration  INTEGER NOT NULL,
+    tags                  TEXT NOT NULL,
+    created_at            INTEGER NOT NULL,
+    PRIMARY KEY (account_id, name)
+);
+
+-- Temporary credentials from STS: the principal they act as is fixed at issue (JSON).
+CREATE TABLE sessions (
+    access_key_id  TEXT PRIMARY KEY,
+    account_id     TEXT NOT NULL,
+    sealed_secret  BLOB NOT NULL,
+    token_sha256   TEXT NOT NULL,
+    principal      TEXT NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+
 CREATE TABLE access_keys (
     access_key_id  TEXT PRIMARY KEY,
     account_id     TEXT NOT NULL REFERENCES accounts(id),
-    user_name      TEXT,
+    user_name      TEXT COLLATE NOCASE,
     status         TEXT NOT NULL,
     sealed_secret  BLOB NOT NULL,
     created_at     INTEGER NOT NULL

@@ -3,6 +3,7 @@
 
 use otatrail_sigv4::{self as sigv4, CanonicalRequest, Expectations, SigV4Error, UriEncoding, Verifier};
 use std::sync::LazyLock;
+use subtle::ConstantTimeEq;
 
 use super::Incoming;
 use crate::app::App;
@@ -29,6 +30,9 @@ pub enum AuthFailure {
     Incomplete(String),
     UnknownKey { access_key_id: String },
     InactiveKey { access_key_id: String },
+    /// Temporary credentials without their session token, or with another one.
+    InvalidToken { access_key_id: String },
+    ExpiredToken { access_key_id: String },
     Signature { access_key_id: String, error: SigV4Error },
     UnknownService { service: String },
     InvalidRegion { region: String },
@@ -93,6 +97,16 @@ pub async fn authenticate(app: &App, verifier: &Verifier, incoming: &Incoming) -
     // The signature is checked first, so an inactive key answers only to its owner's secret.
     if key.status != KeyStatus::Active {
         return Err(AuthFailure::InactiveKey { access_key_id });
+    }
+    if let Some(session) = &key.session {
+        let presented = incoming.header("x-amz-security-token").map(|t| sigv4::sha256_hex(t.as_bytes()));
+        let matches = presented.is_some_and(|h| bool::from(h.as_bytes().ct_eq(session.token_sha256.as_bytes())));
+        if !matches {
+            return Err(AuthFailure::InvalidToken { access_key_id });
+        }
+        if app.clock.now() >= session.expires_at {
+            return Err(AuthFailure::ExpiredToken { access_key_id });
+        }
     }
     Ok(VerifiedRequest { principal: key.principal, region: cred.region.clone(), service: cred.service.clone() })
 }

@@ -29,6 +29,9 @@ fn status(protocol: Protocol, code: &str) -> StatusCode {
         | "InvalidSignatureException" | "InvalidClientTokenId" | "SignatureDoesNotMatch"
         | "ExpiredTokenException" | "ExpiredToken" | "AccessDeniedException" | "AccessDenied" => 403,
         "RequestEntityTooLargeException" | "RequestEntityTooLarge" => 413,
+        // IAM and STS (query protocol).
+        "NoSuchEntity" => 404,
+        "EntityAlreadyExists" | "DeleteConflict" | "LimitExceeded" | "ConcurrentModification" => 409,
         "UnknownOperationException" if protocol == Protocol::RestJson => 404,
         "TrailNotFoundException" | "TrailNotProvidedException" => 404,
         "InsufficientS3BucketPolicyException" | "InsufficientSnsTopicPolicyException" => 403,
@@ -97,6 +100,13 @@ pub fn auth_error(protocol: Protocol, failure: &AuthFailure) -> ServiceError {
         AuthFailure::InactiveKey { .. } => ServiceError::new(
             pick("UnrecognizedClientException", "InvalidClientTokenId"),
             "The security token included in the request is invalid: the access key is inactive.",
+        ),
+        AuthFailure::InvalidToken { .. } => {
+            ServiceError::new(pick("UnrecognizedClientException", "InvalidClientTokenId"), invalid_token)
+        }
+        AuthFailure::ExpiredToken { .. } => ServiceError::new(
+            pick("ExpiredTokenException", "ExpiredToken"),
+            "The security token included in the request is expired",
         ),
         AuthFailure::Signature { error, .. } => {
             let code = match error {

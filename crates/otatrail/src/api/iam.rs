@@ -1,17 +1,192 @@
-//! IAM over the query protocol. Its actions arrive with the identities issue; until then
-//! every action is unknown, answered in IAM's own error format.
+//! IAM over the query protocol: parameters `Name`, lists as `Tags.member.N.Key`, results as
+//! XML (`aws-api.md` conventions; member names from botocore's iam model).
 
 use axum::response::Response;
 
 use super::Incoming;
 use super::auth::VerifiedRequest;
-use super::query::{self, QueryService};
+use super::query::{self, QueryParams, QueryService, element};
 use crate::app::App;
+use crate::app::iam::Page;
+use crate::app::sts::iso8601;
 use crate::domain::ServiceError;
+use crate::domain::iam::VALIDATION_ERROR;
+use crate::domain::identity::{AccessKeyRecord, IamTag, Role, User};
 
 const SERVICE: QueryService = QueryService::Iam;
 
-pub async fn handle(_app: &App, incoming: &Incoming, _v: &VerifiedRequest) -> Result<Response, ServiceError> {
-    let params = query::parse(SERVICE, incoming)?;
-    Err(query::unknown_action(SERVICE, &params.action))
+pub async fn handle(app: &App, incoming: &Incoming, v: &VerifiedRequest) -> Result<Response, ServiceError> {
+    let p = query::parse(SERVICE, incoming)?;
+    let caller = &v.principal;
+    let action = p.action.as_str();
+    let result = match action {
+        "CreateUser" => {
+            let u = app.iam_create_user(caller, required(&p, "UserName")?, p.get("Path"), tags(&p)?).await?;
+            format!("<User>{}</User>", user_xml(&u))
+        }
+        "GetUser" => format!("<User>{}</User>", user_xml(&app.iam_get_user(caller, p.get("UserName")).await?)),
+        "ListUsers" => {
+            let page = app.iam_list_users(caller, p.get("PathPrefix").map(str::to_string), p.get("Marker"), int(&p, "MaxItems")?).await?;
+            list_xml("Users", &page, user_xml)
+        }
+        "DeleteUser" => {
+            app.iam_delete_user(caller, required(&p, "UserName")?).await?;
+            String::new()
+        }
+        "CreateAccessKey" => {
+            let (k, secret) = app.iam_create_access_key(caller, p.get("UserName")).await?;
+            format!(
+                "<AccessKey>{}{}</AccessKey>",
+                key_xml(&k, caller),
+                // Returned this once; stored only sealed.
+                element("SecretAccessKey", secret.expose())
+            )
+        }
+        "ListAccessKeys" => {
+            let keys = app.iam_list_access_keys(caller, p.get("UserName")).await?;
+            let members: String = keys.iter().map(|k| format!("<member>{}</member>", key_xml(k, caller))).collect();
+            format!("<AccessKeyMetadata>{members}</AccessKeyMetadata><IsTruncated>false</IsTruncated>")
+        }
+        "UpdateAccessKey" => {
+            app.iam_update_access_key(caller, p.get("UserName"), required(&p, "AccessKeyId")?, required(&p, "Status")?).await?;
+            String::new()
+        }
+        "DeleteAccessKey" => {
+            app.iam_delete_access_key(caller, p.get("UserName"), required(&p, "AccessKeyId")?).await?;
+            String::new()
+        }
+        "CreateRole" => {
+            let r = app
+                .iam_create_role(
+                    caller,
+                    required(&p, "RoleName")?,
+                    p.get("Path"),
+                    required(&p, "AssumeRolePolicyDocument")?,
+                    p.get("Description").map(str::to_string),
+                    int(&p, "MaxSessionDuration")?,
+                    tags(&p)?,
+                )
+                .await?;
+            format!("<Role>{}</Role>", role_xml(&r))
+        }
+        "GetRole" => format!("<Role>{}</Role>", role_xml(&app.iam_get_role(caller, required(&p, "RoleName")?).await?)),
+        "ListRoles" => {
+            let page = app.iam_list_roles(caller, p.get("PathPrefix").map(str::to_string), p.get("Marker"), int(&p, "MaxItems")?).await?;
+            list_xml("Roles", &page, role_xml)
+        }
+        "DeleteRole" => {
+            app.iam_delete_role(caller, required(&p, "RoleName")?).await?;
+            String::new()
+        }
+        "UpdateAssumeRolePolicy" => {
+            app.iam_update_assume_role_policy(caller, required(&p, "RoleName")?, required(&p, "PolicyDocument")?).await?;
+            String::new()
+        }
+        "TagUser" => {
+            app.iam_tag_user(caller, required(&p, "UserName")?, tags(&p)?).await?;
+            String::new()
+        }
+        "UntagUser" => {
+            app.iam_untag_user(caller, required(&p, "UserName")?, p.list("TagKeys")).await?;
+            String::new()
+        }
+        "ListUserTags" => {
+            let u = app.iam_get_user(caller, Some(required(&p, "UserName")?)).await?;
+            format!("<Tags>{}</Tags><IsTruncated>false</IsTruncated>", tags_xml(&u.tags))
+        }
+        "TagRole" => {
+            app.iam_tag_role(caller, required(&p, "RoleName")?, tags(&p)?).await?;
+            String::new()
+        }
+        "UntagRole" => {
+            app.iam_untag_role(caller, required(&p, "RoleName")?, p.list("TagKeys")).await?;
+            String::new()
+        }
+        "ListRoleTags" => {
+            let r = app.iam_get_role(caller, required(&p, "RoleName")?).await?;
+            format!("<Tags>{}</Tags><IsTruncated>false</IsTruncated>", tags_xml(&r.tags))
+        }
+        other => return Err(query::unknown_action(SERVICE, other)),
+    };
+    Ok(query::response(SERVICE, action, &result, &incoming.request_id))
+}
+
+fn required<'a>(p: &'a QueryParams, name: &str) -> Result<&'a str, ServiceError> {
+    p.get(name).ok_or_else(|| {
+        ServiceError::new(
+            VALIDATION_ERROR,
+            format!("1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null", lower_first(name)),
+        )
+    })
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_lowercase().chain(c).collect()).unwrap_or_default()
+}
+
+fn int(p: &QueryParams, name: &str) -> Result<Option<i64>, ServiceError> {
+    p.get(name)
+        .map(|v| v.parse().map_err(|_| ServiceError::new(VALIDATION_ERROR, format!("{name} must be an integer, got '{v}'."))))
+        .transpose()
+}
+
+/// `Tags.member.N.Key` / `Tags.member.N.Value`.
+pub fn tags(p: &QueryParams) -> Result<Vec<IamTag>, ServiceError> {
+    p.structs("Tags")
+        .into_iter()
+        .map(|m| {
+            let key = m.get("Key").cloned().ok_or_else(|| ServiceError::new(VALIDATION_ERROR, "Each tag needs a Key."))?;
+            Ok(IamTag { key, value: m.get("Value").cloned().unwrap_or_default() })
+        })
+        .collect()
+}
+
+fn tags_xml(tags: &[IamTag]) -> String {
+    tags.iter().map(|t| format!("<member>{}{}</member>", element("Key", &t.key), element("Value", &t.value))).collect()
+}
+
+fn user_xml(u: &User) -> String {
+    let tags = if u.tags.is_empty() { String::new() } else { format!("<Tags>{}</Tags>", tags_xml(&u.tags)) };
+    format!(
+        "{}{}{}{}{}{tags}",
+        element("Path", &u.path),
+        element("UserName", &u.name),
+        element("UserId", &u.user_id),
+        element("Arn", &if u.user_id == u.account_id { format!("arn:aws:iam::{}:root", u.account_id) } else { u.arn() }),
+        element("CreateDate", &iso8601(u.created_at)),
+    )
+}
+
+fn role_xml(r: &Role) -> String {
+    let tags = if r.tags.is_empty() { String::new() } else { format!("<Tags>{}</Tags>", tags_xml(&r.tags)) };
+    let description = r.description.as_deref().map(|d| element("Description", d)).unwrap_or_default();
+    format!(
+        "{}{}{}{}{}{}{description}{}{tags}",
+        element("Path", &r.path),
+        element("RoleName", &r.name),
+        element("RoleId", &r.role_id),
+        element("Arn", &r.arn()),
+        element("CreateDate", &iso8601(r.created_at)),
+        // IAM returns the trust policy URL-encoded.
+        element("AssumeRolePolicyDocument", &super::query::url_encode(&r.assume_role_policy)),
+        element("MaxSessionDuration", &r.max_session_duration.to_string()),
+    )
+}
+
+fn key_xml(k: &AccessKeyRecord, caller: &crate::domain::Principal) -> String {
+    let user = k.user_name.clone().unwrap_or_else(|| caller.account_id.clone());
+    format!(
+        "{}{}{}{}",
+        element("UserName", &user),
+        element("AccessKeyId", &k.access_key_id),
+        element("Status", k.status.as_str()),
+        element("CreateDate", &iso8601(k.created_at)),
+    )
+}
+
+fn list_xml<T>(wrapper: &str, page: &Page<T>, item: impl Fn(&T) -> String) -> String {
+    let members: String = page.items.iter().map(|i| format!("<member>{}</member>", item(i))).collect();
+    let marker = page.marker.as_deref().map(|m| element("Marker", m)).unwrap_or_default();
+    format!("<{wrapper}>{members}</{wrapper}><IsTruncated>{}</IsTruncated>{marker}", page.marker.is_some())
 }

@@ -167,6 +167,8 @@ fn failure_kind(f: &auth::AuthFailure) -> &'static str {
         Incomplete(_) => "incomplete",
         UnknownKey { .. } => "unknown-key",
         InactiveKey { .. } => "inactive-key",
+        InvalidToken { .. } => "invalid-token",
+        ExpiredToken { .. } => "expired-token",
         Signature { .. } => "signature",
         UnknownService { .. } => "unknown-service",
         InvalidRegion { .. } => "invalid-region",

@@ -61,6 +61,35 @@ pub fn parse(service: QueryService, incoming: &Incoming) -> Result<QueryParams, 
     Ok(QueryParams { action, params })
 }
 
+impl QueryParams {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    /// `Name.member.1`, `Name.member.2`, … in order.
+    pub fn list(&self, name: &str) -> Vec<String> {
+        (1..).map_while(|i| self.params.get(&format!("{name}.member.{i}")).cloned()).collect()
+    }
+
+    /// `Name.member.N.Field` structures, in order.
+    pub fn structs(&self, name: &str) -> Vec<HashMap<String, String>> {
+        let mut out = Vec::new();
+        for i in 1.. {
+            let prefix = format!("{name}.member.{i}.");
+            let fields: HashMap<String, String> = self
+                .params
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|f| (f.to_string(), v.clone())))
+                .collect();
+            if fields.is_empty() {
+                break;
+            }
+            out.push(fields);
+        }
+        out
+    }
+}
+
 pub fn unknown_action(service: QueryService, action: &str) -> ServiceError {
     ServiceError::new("InvalidAction", format!("Could not find operation {action} for version {}", service.version()))
 }
@@ -98,4 +127,9 @@ pub fn xml_escape(s: &str) -> String {
 /// `<Name>value</Name>`, escaped.
 pub fn element(name: &str, value: &str) -> String {
     format!("<{name}>{}</{name}>", xml_escape(value))
+}
+
+/// Percent-encodes everything but the unreserved characters (IAM returns policy documents so).
+pub fn url_encode(s: &str) -> String {
+    otatrail_sigv4::uri_encode(s, false)
 }

@@ -19,6 +19,15 @@ pub struct KeyCredential {
     pub principal: Principal,
     pub secret: Secret,
     pub status: KeyStatus,
+    /// Set for temporary credentials: the request must carry the matching session token.
+    pub session: Option<SessionAuth>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionAuth {
+    /// Lowercase hex SHA-256 of the session token.
+    pub token_sha256: String,
+    pub expires_at: crate::domain::time::Millis,
 }
 
 /// The account created on first start, with its root key.
@@ -67,29 +76,40 @@ impl Identities {
         let id = access_key_id.to_string();
         let found = store::read::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move {
-                let Some(key) = tx.get_access_key(&id).await? else { return Ok(None) };
+                let Some(key) = tx.get_access_key(&id).await? else {
+                    return Ok(tx.get_session(&id).await?.map(Err));
+                };
                 let user = match &key.user_name {
                     Some(name) => tx.get_user(&key.account_id, name).await?,
                     None => None,
                 };
-                Ok(Some((key, user)))
+                Ok(Some(Ok((key, user))))
             })
         })
         .await?;
-        let Some((key, user)) = found else { return Ok(None) };
-        let secret = self
-            .master
-            .open(&key.access_key_id, &key.sealed_secret)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| IdentityError::Unseal(key.access_key_id.clone()))?;
+        let (key, user) = match found {
+            None => return Ok(None),
+            Some(Ok(long_term)) => long_term,
+            Some(Err(session)) => {
+                let secret = self.open(&session.access_key_id, &session.sealed_secret)?;
+                let cred = KeyCredential {
+                    principal: session.principal,
+                    secret,
+                    status: KeyStatus::Active,
+                    session: Some(SessionAuth { token_sha256: session.token_sha256, expires_at: session.expires_at }),
+                };
+                self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(access_key_id.to_string(), cred.clone());
+                return Ok(Some(cred));
+            }
+        };
+        let secret = self.open(&key.access_key_id, &key.sealed_secret)?;
         let principal = match (&key.user_name, user) {
             (None, _) => Principal::root(&key.account_id, &key.access_key_id),
             (Some(_), Some(u)) => Principal::iam_user(&key.account_id, &u.user_id, &u.name, &u.path, &key.access_key_id),
             // A key whose user is gone cannot sign anything.
             (Some(_), None) => return Ok(None),
         };
-        let cred = KeyCredential { principal, secret: Secret::new(secret), status: key.status };
+        let cred = KeyCredential { principal, secret, status: key.status, session: None };
         self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(access_key_id.to_string(), cred.clone());
         Ok(Some(cred))
     }
@@ -99,13 +119,27 @@ impl Identities {
         self.cache.write().unwrap_or_else(|e| e.into_inner()).remove(access_key_id);
     }
 
+    /// Seals a secret for storage, bound to its access key ID.
+    pub fn seal(&self, access_key_id: &str, secret: &str) -> Vec<u8> {
+        self.master.seal(access_key_id, secret.as_bytes())
+    }
+
+    fn open(&self, access_key_id: &str, sealed: &[u8]) -> Result<Secret, IdentityError> {
+        self.master
+            .open(access_key_id, sealed)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Secret::new)
+            .ok_or_else(|| IdentityError::Unseal(access_key_id.to_string()))
+    }
+
     fn seal_key(&self, account_id: &str, user: Option<&str>, id: &str, secret: &str) -> AccessKeyRecord {
         AccessKeyRecord {
             access_key_id: id.to_string(),
             account_id: account_id.to_string(),
             user_name: user.map(str::to_string),
             status: KeyStatus::Active,
-            sealed_secret: self.master.seal(id, secret.as_bytes()),
+            sealed_secret: self.seal(id, secret),
             created_at: self.clock.now(),
         }
     }
@@ -126,6 +160,7 @@ impl Identities {
                     name: u.name.clone(),
                     user_id: new_user_id(&mut rand::rng()),
                     path: normalize_path(&u.path),
+                    tags: Vec::new(),
                     created_at: now,
                 });
                 for k in &u.access_keys {
@@ -180,13 +215,8 @@ impl Identities {
         })
         .await?;
         let Some(k) = found else { return Ok(None) };
-        let secret = self
-            .master
-            .open(&k.access_key_id, &k.sealed_secret)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| IdentityError::Unseal(k.access_key_id.clone()))?;
-        Ok(Some(RootCredentials { account_id: k.account_id, access_key_id: k.access_key_id, secret: Secret::new(secret) }))
+        let secret = self.open(&k.access_key_id, &k.sealed_secret)?;
+        Ok(Some(RootCredentials { account_id: k.account_id, access_key_id: k.access_key_id, secret }))
     }
 
     pub async fn has_accounts(&self) -> Result<bool, IdentityError> {

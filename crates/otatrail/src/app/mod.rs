@@ -2,9 +2,11 @@
 //! stores. It does I/O only through the traits it holds ([`Store`], [`BucketStore`]) and
 //! knows no wire format.
 
+pub mod iam;
 pub mod identities;
 pub mod profile;
 pub mod streams;
+pub mod sts;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,6 +30,8 @@ pub struct App {
     /// The region of generated profiles and of requests that name none.
     pub default_region: String,
     pub max_body_bytes: usize,
+    /// Shortest DurationSeconds STS accepts (900 as in AWS; lower only for tests).
+    pub sts_min_duration_seconds: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,7 @@ impl App {
             data_dir: dir.clone(),
             default_region: config.region.clone(),
             max_body_bytes: config.max_body_bytes,
+            sts_min_duration_seconds: config.sts_min_duration_seconds,
         }))
     }
 }

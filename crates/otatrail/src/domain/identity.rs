@@ -13,6 +13,15 @@ pub struct Account {
     pub created_at: Millis,
 }
 
+/// An IAM tag (`Key`/`Value`), as IAM and STS name its members.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IamTag {
+    #[serde(rename = "Key")]
+    pub key: String,
+    #[serde(rename = "Value")]
+    pub value: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     pub account_id: String,
@@ -21,6 +30,49 @@ pub struct User {
     pub user_id: String,
     /// `/` unless set.
     pub path: String,
+    pub tags: Vec<IamTag>,
+    pub created_at: Millis,
+}
+
+impl User {
+    pub fn arn(&self) -> String {
+        format!("arn:aws:iam::{}:user{}{}", self.account_id, self.path, self.name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    pub account_id: String,
+    pub name: String,
+    /// `AROA` + 17 characters.
+    pub role_id: String,
+    pub path: String,
+    pub description: Option<String>,
+    /// The trust policy, as the caller sent it.
+    pub assume_role_policy: String,
+    /// Seconds, 3600–43200.
+    pub max_session_duration: i64,
+    pub tags: Vec<IamTag>,
+    pub created_at: Millis,
+}
+
+impl Role {
+    pub fn arn(&self) -> String {
+        format!("arn:aws:iam::{}:role{}{}", self.account_id, self.path, self.name)
+    }
+}
+
+/// Temporary credentials issued by STS. The secret is sealed, the session token kept only as
+/// its SHA-256, and the principal the credentials act as is fixed at issue time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// `ASIA…`
+    pub access_key_id: String,
+    pub account_id: String,
+    pub sealed_secret: Vec<u8>,
+    pub token_sha256: String,
+    pub principal: super::Principal,
+    pub expires_at: Millis,
     pub created_at: Millis,
 }
 
@@ -97,6 +149,24 @@ pub fn new_account_id(rng: &mut impl Rng) -> String {
 /// Long-term access key IDs start with `AKIA`, 20 characters in all.
 pub fn new_access_key_id(rng: &mut impl Rng) -> String {
     format!("AKIA{}", random_from(rng, UPPER_ALNUM, 16))
+}
+
+/// Temporary access key IDs start with `ASIA`.
+pub fn new_temporary_key_id(rng: &mut impl Rng) -> String {
+    format!("ASIA{}", random_from(rng, UPPER_ALNUM, 16))
+}
+
+/// IAM role IDs start with `AROA`, 21 characters in all.
+pub fn new_role_id(rng: &mut impl Rng) -> String {
+    format!("AROA{}", random_from(rng, UPPER_ALNUM, 17))
+}
+
+/// An opaque session token: 96 random bytes, base64.
+pub fn new_session_token(rng: &mut impl Rng) -> String {
+    use base64::Engine;
+    let mut b = [0u8; 96];
+    rng.fill_bytes(&mut b);
+    base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 /// 40 characters, as AWS secret access keys are.

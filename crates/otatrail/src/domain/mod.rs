@@ -4,7 +4,9 @@
 //! [`crate::store::StateTx`] trait handed in by the caller, and time through a value.
 
 pub mod error;
+pub mod iam;
 pub mod identity;
+pub mod policy;
 pub mod principal;
 pub mod streams;
 pub mod time;

@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use super::{Store, StoreError, read, write};
 use crate::domain::Scope;
-use crate::domain::identity::{AccessKeyRecord, Account, KeyStatus, User};
+use crate::domain::Principal;
+use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::{Stream, StreamFile, Tag};
 use crate::domain::time::Millis;
 
 /// Runs every check against `store`, which must be empty.
 pub async fn run(store: Arc<dyn Store>) {
     identities(&store).await;
+    roles_and_sessions(&store).await;
     stream_crud(&store).await;
     stream_listing_order_and_keyset(&store).await;
     failed_unit_rolls_back_alone(&store).await;
@@ -48,6 +50,7 @@ async fn identities(store: &Arc<dyn Store>) {
         name: "alice".into(),
         user_id: "AIDAEXAMPLE0000000001".into(),
         path: "/".into(),
+        tags: vec![IamTag { key: "team".into(), value: "fw".into() }],
         created_at: Millis(2),
     };
     let key = AccessKeyRecord {
@@ -272,4 +275,89 @@ async fn scopes_are_isolated(store: &Arc<dyn Store>) {
             .unwrap();
         assert_eq!(list_ids(store, &o, None, true, 10).await.len(), 1);
     }
+}
+
+async fn roles_and_sessions(store: &Arc<dyn Store>) {
+    let acct = "888888888888";
+    let role = |name: &str, n: i64| Role {
+        account_id: acct.into(),
+        name: name.into(),
+        role_id: format!("AROAEXAMPLE0000000{n:03}"),
+        path: "/service-role/".into(),
+        description: Some("ota".into()),
+        assume_role_policy: "{}".into(),
+        max_session_duration: 3600,
+        tags: vec![],
+        created_at: Millis(n),
+    };
+    let (r1, r2) = (role("Beta", 1), role("alpha", 2));
+    let a = Account { id: acct.into(), created_at: Millis(0) };
+    let (c1, c2) = (r1.clone(), r2.clone());
+    write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            tx.insert_account(&a).await?;
+            tx.insert_role(&c1).await?;
+            tx.insert_role(&c2).await
+        })
+    })
+    .await
+    .unwrap();
+
+    // Names are unique without regard to case, and found without regard to case.
+    let mut clash = role("BETA", 3);
+    clash.role_id = "AROAEXAMPLE0000000999".into();
+    let dup = write::<(), StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_role(&clash).await })).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+
+    let mut changed = r1.clone();
+    changed.assume_role_policy = "{\"Statement\":[]}".into();
+    changed.tags = vec![IamTag { key: "k".into(), value: "v".into() }];
+    let c = changed.clone();
+    let got = write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            assert!(tx.update_role(&c).await?);
+            let found = tx.get_role(acct, "beta").await?;
+            let listed = tx.list_roles(acct, None, 10).await?;
+            let after = tx.list_roles(acct, Some("alpha"), 10).await?;
+            Ok((found, listed, after))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.0, Some(changed.clone()));
+    assert_eq!(got.1.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["alpha", "Beta"]);
+    assert_eq!(got.2.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["Beta"]);
+
+    let session = SessionRecord {
+        access_key_id: "ASIAEXAMPLE000000001".into(),
+        account_id: acct.into(),
+        sealed_secret: vec![9, 9],
+        token_sha256: "00".repeat(32),
+        principal: Principal::root(acct, "ASIAEXAMPLE000000001"),
+        expires_at: Millis(1_000),
+        created_at: Millis(10),
+    };
+    let (s1, mut s2) = (session.clone(), session.clone());
+    s2.access_key_id = "ASIAEXAMPLE000000002".into();
+    s2.expires_at = Millis(5_000);
+    let out = write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            tx.insert_session(&s1).await?;
+            tx.insert_session(&s2).await?;
+            let removed = tx.delete_expired_sessions(Millis(2_000)).await?;
+            Ok((removed, tx.get_session("ASIAEXAMPLE000000001").await?, tx.get_session("ASIAEXAMPLE000000002").await?))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0, 1);
+    assert_eq!(out.1, None);
+    assert_eq!(out.2.map(|s| s.principal), Some(session.principal));
+
+    let deleted = write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move { Ok((tx.delete_role(acct, "ALPHA").await?, tx.get_role(acct, "alpha").await?)) })
+    })
+    .await
+    .unwrap();
+    assert_eq!(deleted, (true, None));
 }

@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use crate::domain::Scope;
-use crate::domain::identity::{AccessKeyRecord, Account, KeyStatus, User};
+use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::Stream;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +40,30 @@ pub trait StateTx: Send {
     async fn list_accounts(&mut self) -> StoreResult<Vec<Account>>;
     async fn insert_user(&mut self, user: &User) -> StoreResult<()>;
     async fn get_user(&mut self, account_id: &str, name: &str) -> StoreResult<Option<User>>;
+    /// Users of an account by name, those after `after_name`, at most `limit`.
+    async fn list_users(&mut self, account_id: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<User>>;
+    async fn delete_user(&mut self, account_id: &str, name: &str) -> StoreResult<bool>;
+    async fn set_user_tags(&mut self, account_id: &str, name: &str, tags: &[IamTag]) -> StoreResult<bool>;
     async fn insert_access_key(&mut self, key: &AccessKeyRecord) -> StoreResult<()>;
     async fn get_access_key(&mut self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>>;
     /// The keys of one user of an account, or of its root user when `user_name` is `None`.
     async fn list_access_keys(&mut self, account_id: &str, user_name: Option<&str>) -> StoreResult<Vec<AccessKeyRecord>>;
     async fn set_access_key_status(&mut self, access_key_id: &str, status: KeyStatus) -> StoreResult<bool>;
+    async fn delete_access_key(&mut self, access_key_id: &str) -> StoreResult<bool>;
+
+    // Roles.
+    async fn insert_role(&mut self, role: &Role) -> StoreResult<()>;
+    async fn get_role(&mut self, account_id: &str, name: &str) -> StoreResult<Option<Role>>;
+    async fn list_roles(&mut self, account_id: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<Role>>;
+    /// Replaces the mutable fields (trust policy, description, duration, tags).
+    async fn update_role(&mut self, role: &Role) -> StoreResult<bool>;
+    async fn delete_role(&mut self, account_id: &str, name: &str) -> StoreResult<bool>;
+
+    // Temporary credentials.
+    async fn insert_session(&mut self, session: &SessionRecord) -> StoreResult<()>;
+    async fn get_session(&mut self, access_key_id: &str) -> StoreResult<Option<SessionRecord>>;
+    /// Deletes sessions that expired before `before`; returns how many.
+    async fn delete_expired_sessions(&mut self, before: crate::domain::time::Millis) -> StoreResult<u64>;
 
     // Streams.
     async fn get_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Option<Stream>>;

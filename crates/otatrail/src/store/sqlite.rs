@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{StateTx, Store, StoreError, StoreResult, TxWork};
 use crate::domain::Scope;
-use crate::domain::identity::{AccessKeyRecord, Account, KeyStatus, User};
+use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::{Stream, StreamFile, Tag};
 use crate::domain::time::Millis;
 
@@ -208,6 +208,31 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<AccessKeyRecord> {
     })
 }
 
+fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
+    Ok(User {
+        account_id: get(r, "account_id")?,
+        name: get(r, "name")?,
+        user_id: get(r, "user_id")?,
+        path: get(r, "path")?,
+        tags: from_json(&get::<String>(r, "tags")?)?,
+        created_at: Millis(get(r, "created_at")?),
+    })
+}
+
+fn role_from_row(r: &SqliteRow) -> StoreResult<Role> {
+    Ok(Role {
+        account_id: get(r, "account_id")?,
+        name: get(r, "name")?,
+        role_id: get(r, "role_id")?,
+        path: get(r, "path")?,
+        description: get(r, "description")?,
+        assume_role_policy: get(r, "assume_role_policy")?,
+        max_session_duration: get(r, "max_session_duration")?,
+        tags: from_json(&get::<String>(r, "tags")?)?,
+        created_at: Millis(get(r, "created_at")?),
+    })
+}
+
 fn unique_violation(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_string()),
@@ -245,11 +270,12 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_user(&mut self, u: &User) -> StoreResult<()> {
-        sqlx::query("INSERT INTO users (account_id, name, user_id, path, created_at) VALUES (?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO users (account_id, name, user_id, path, tags, created_at) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(&u.account_id)
             .bind(&u.name)
             .bind(&u.user_id)
             .bind(&u.path)
+            .bind(json(&u.tags)?)
             .bind(u.created_at.0)
             .execute(&mut *self.conn)
             .await
@@ -264,16 +290,39 @@ impl StateTx for SqliteTx<'_> {
             .fetch_optional(&mut *self.conn)
             .await
             .map_err(db_err)?;
-        row.map(|r| {
-            Ok(User {
-                account_id: get(&r, "account_id")?,
-                name: get(&r, "name")?,
-                user_id: get(&r, "user_id")?,
-                path: get(&r, "path")?,
-                created_at: Millis(get(&r, "created_at")?),
-            })
-        })
-        .transpose()
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&mut self, account_id: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users WHERE account_id = ? AND name > ? ORDER BY name LIMIT ?")
+            .bind(account_id)
+            .bind(after_name.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn delete_user(&mut self, account_id: &str, name: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM users WHERE account_id = ? AND name = ?")
+            .bind(account_id)
+            .bind(name)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn set_user_tags(&mut self, account_id: &str, name: &str, tags: &[IamTag]) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE users SET tags = ? WHERE account_id = ? AND name = ?")
+            .bind(json(&tags)?)
+            .bind(account_id)
+            .bind(name)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn insert_access_key(&mut self, k: &AccessKeyRecord) -> StoreResult<()> {
@@ -321,6 +370,128 @@ impl StateTx for SqliteTx<'_> {
             .await
             .map_err(db_err)?;
         Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_access_key(&mut self, access_key_id: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?")
+            .bind(access_key_id)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn insert_role(&mut self, r: &Role) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO roles (account_id, name, role_id, path, description, assume_role_policy, max_session_duration, tags, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&r.account_id)
+        .bind(&r.name)
+        .bind(&r.role_id)
+        .bind(&r.path)
+        .bind(&r.description)
+        .bind(&r.assume_role_policy)
+        .bind(r.max_session_duration)
+        .bind(json(&r.tags)?)
+        .bind(r.created_at.0)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn get_role(&mut self, account_id: &str, name: &str) -> StoreResult<Option<Role>> {
+        let row = sqlx::query("SELECT * FROM roles WHERE account_id = ? AND name = ?")
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(role_from_row).transpose()
+    }
+
+    async fn list_roles(&mut self, account_id: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<Role>> {
+        let rows = sqlx::query("SELECT * FROM roles WHERE account_id = ? AND name > ? ORDER BY name LIMIT ?")
+            .bind(account_id)
+            .bind(after_name.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(role_from_row).collect()
+    }
+
+    async fn update_role(&mut self, r: &Role) -> StoreResult<bool> {
+        let res = sqlx::query(
+            "UPDATE roles SET description = ?, assume_role_policy = ?, max_session_duration = ?, tags = ? WHERE account_id = ? AND name = ?",
+        )
+        .bind(&r.description)
+        .bind(&r.assume_role_policy)
+        .bind(r.max_session_duration)
+        .bind(json(&r.tags)?)
+        .bind(&r.account_id)
+        .bind(&r.name)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn delete_role(&mut self, account_id: &str, name: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM roles WHERE account_id = ? AND name = ?")
+            .bind(account_id)
+            .bind(name)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn insert_session(&mut self, s: &SessionRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (access_key_id, account_id, sealed_secret, token_sha256, principal, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.access_key_id)
+        .bind(&s.account_id)
+        .bind(&s.sealed_secret)
+        .bind(&s.token_sha256)
+        .bind(json(&s.principal)?)
+        .bind(s.expires_at.0)
+        .bind(s.created_at.0)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn get_session(&mut self, access_key_id: &str) -> StoreResult<Option<SessionRecord>> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE access_key_id = ?")
+            .bind(access_key_id)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok(SessionRecord {
+                access_key_id: get(&r, "access_key_id")?,
+                account_id: get(&r, "account_id")?,
+                sealed_secret: get(&r, "sealed_secret")?,
+                token_sha256: get(&r, "token_sha256")?,
+                principal: from_json(&get::<String>(&r, "principal")?)?,
+                expires_at: Millis(get(&r, "expires_at")?),
+                created_at: Millis(get(&r, "created_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_expired_sessions(&mut self, before: Millis) -> StoreResult<u64> {
+        let r = sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+            .bind(before.0)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected())
     }
 
     async fn get_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Option<Stream>> {
