@@ -85,6 +85,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!(endpoint = %endpoint, region = %config.region, store = app.store.backend(), "otatrail started");
 
+    app.spawn_housekeeping();
     otatrail::server::run(listener, app, shutdown_signal()).await?;
     tracing::info!("otatrail stopped");
     Ok(())

@@ -223,3 +223,37 @@ async fn authentication_failures() {
     assert_eq!(r.status, 200);
     assert!(r.text.contains(&format!("<Arn>arn:aws:iam::{ACCOUNT}:root</Arn>")), "{}", r.text);
 }
+
+#[tokio::test]
+async fn the_server_assumes_a_role_that_trusts_its_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let file: FileConfig = toml::from_str(&format!(
+        "[[accounts]]\nid = \"{ACCOUNT}\"\nroot_access_key_id = \"{ROOT_KEY}\"\nroot_secret_access_key = \"{ROOT_SECRET}\"\n"
+    ))
+    .unwrap();
+    let args = ServeArgs { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+    let app = App::open(&ServerConfig::merge(&args, file).unwrap()).await.unwrap();
+    let root = otatrail::domain::Principal::root(ACCOUNT, ROOT_KEY);
+    let trusts_iot = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"iot.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let trusts_account = format!(r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{ACCOUNT}"}},"Action":"sts:AssumeRole"}}]}}"#);
+    app.iam_create_role(&root, "ota", None, trusts_iot, None, None, vec![]).await.unwrap();
+    app.iam_create_role(&root, "humans", None, &trusts_account, None, None, vec![]).await.unwrap();
+
+    let p = app
+        .assume_role_as_service("iot.amazonaws.com", ACCOUNT, &format!("arn:aws:iam::{ACCOUNT}:role/ota"), "ota-1")
+        .await
+        .unwrap();
+    assert_eq!(p.identity_type, otatrail::domain::IdentityType::AssumedRole);
+    assert_eq!(p.arn, format!("arn:aws:sts::{ACCOUNT}:assumed-role/ota/ota-1"));
+    assert_eq!(p.invoked_by.as_deref(), Some("iot.amazonaws.com"));
+    let issuer = p.session.unwrap().session_issuer.unwrap();
+    assert_eq!((issuer.issuer_type.as_str(), issuer.user_name.as_str()), ("Role", "ota"));
+
+    for (role, account) in [("humans", ACCOUNT), ("missing", ACCOUNT), ("ota", "999999999999")] {
+        let e = app
+            .assume_role_as_service("iot.amazonaws.com", account, &format!("arn:aws:iam::{ACCOUNT}:role/{role}"), "s")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidRequestException", "{role}");
+    }
+}

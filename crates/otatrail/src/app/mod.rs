@@ -112,3 +112,27 @@ fn load_or_create_master_key(dir: &Path) -> Result<MasterKey, StartError> {
         Err(e) => Err(err(e.to_string())),
     }
 }
+
+impl App {
+    /// Background upkeep: removes temporary credentials a day after they expired (until then
+    /// they are kept so that a late request gets `ExpiredToken` rather than an unknown key).
+    pub fn spawn_housekeeping(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let cutoff = crate::domain::time::Millis(app.clock.now().0 - 86_400_000);
+                let r = crate::store::write::<_, crate::store::StoreError, _>(&*app.store, move |tx| {
+                    Box::pin(async move { tx.delete_expired_sessions(cutoff).await })
+                })
+                .await;
+                match r {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "removed expired temporary credentials"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not remove expired temporary credentials"),
+                }
+            }
+        })
+    }
+}

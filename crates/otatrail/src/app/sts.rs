@@ -222,3 +222,41 @@ impl App {
         }
     }
 }
+
+impl App {
+    /// The server acting as an AWS service (`iot.amazonaws.com`) that assumes a customer's
+    /// role to work on their behalf, as AWS IoT does with an OTA update's `roleArn`. The role
+    /// must exist in `account_id` and trust the service principal. No credentials are issued:
+    /// the principal is used in-process and carries `invokedBy`.
+    pub async fn assume_role_as_service(
+        &self,
+        service: &str,
+        account_id: &str,
+        role_arn: &str,
+        session_name: &str,
+    ) -> Result<Principal, ServiceError> {
+        let denied = || {
+            ServiceError::new(
+                crate::domain::error::codes::INVALID_REQUEST,
+                format!("The role {role_arn} does not exist or does not trust {service} to assume it (sts:AssumeRole)."),
+            )
+        };
+        let Some((role_account, role_name)) = parse_role_arn(role_arn) else { return Err(denied()) };
+        if role_account != account_id {
+            return Err(denied());
+        }
+        let role = store::read::<_, ServiceError, _>(&*self.store, move |tx| {
+            Box::pin(async move { Ok(tx.get_role(&role_account, &role_name).await?) })
+        })
+        .await?
+        .ok_or_else(denied)?;
+        let trust = policy::parse(&role.assume_role_policy, true)?;
+        let context = HashMap::from([("aws:sourceaccount".to_string(), account_id.to_string())]);
+        if !trust.allows(&Caller::Service(service), "sts:AssumeRole", None, &context) {
+            return Err(denied());
+        }
+        let mut p = self.assumed_role_principal(&role, session_name, None);
+        p.invoked_by = Some(service.to_string());
+        Ok(p)
+    }
+}
