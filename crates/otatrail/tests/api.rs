@@ -233,11 +233,27 @@ async fn the_server_assumes_a_role_that_trusts_its_service() {
     .unwrap();
     let args = ServeArgs { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
     let app = App::open(&ServerConfig::merge(&args, file).unwrap()).await.unwrap();
-    let root = otatrail::domain::Principal::root(ACCOUNT, ROOT_KEY);
+    let call = Arc::new(otatrail::app::audit::Call {
+        info: otatrail::domain::audit::CallInfo {
+            request_id: "test".into(),
+            event_time: otatrail::domain::time::Millis(0),
+            region: "us-east-1".into(),
+            event_source: "iam.amazonaws.com".into(),
+            event_name: "CreateRole".into(),
+            read_only: false,
+            source_ip: "127.0.0.1".into(),
+            user_agent: None,
+            request_parameters: None,
+            api_version: None,
+            tls: None,
+            keep_response_elements: false,
+        },
+        principal: otatrail::domain::Principal::root(ACCOUNT, ROOT_KEY),
+    });
     let trusts_iot = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"iot.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
     let trusts_account = format!(r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{ACCOUNT}"}},"Action":"sts:AssumeRole"}}]}}"#);
-    app.iam_create_role(&root, "ota", None, trusts_iot, None, None, vec![]).await.unwrap();
-    app.iam_create_role(&root, "humans", None, &trusts_account, None, None, vec![]).await.unwrap();
+    app.iam_create_role(&call, "ota", None, trusts_iot, None, None, vec![]).await.unwrap();
+    app.iam_create_role(&call, "humans", None, &trusts_account, None, None, vec![]).await.unwrap();
 
     let p = app
         .assume_role_as_service("iot.amazonaws.com", ACCOUNT, &format!("arn:aws:iam::{ACCOUNT}:role/ota"), "ota-1")

@@ -74,3 +74,36 @@ CREATE TABLE ota_stream_uses (
     PRIMARY KEY (account_id, region, ota_update_id, stream_id)
 );
 CREATE INDEX ota_stream_uses_by_stream ON ota_stream_uses (account_id, region, stream_id);
+
+-- The audit history: one row per CloudTrail record, in commit order (`seq`). `record` is the
+-- record's JSON text, exactly as LookupEvents returns it and log files carry it.
+CREATE TABLE events (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id       TEXT NOT NULL UNIQUE,
+    account_id     TEXT NOT NULL,
+    region         TEXT NOT NULL,
+    event_time     INTEGER NOT NULL,
+    event_name     TEXT NOT NULL,
+    event_source   TEXT NOT NULL,
+    read_only      INTEGER NOT NULL,
+    username       TEXT,
+    access_key_id  TEXT,
+    record         TEXT NOT NULL
+);
+CREATE INDEX events_by_time ON events (account_id, region, event_time, seq);
+CREATE INDEX events_by_name ON events (account_id, region, event_name, event_time, seq);
+CREATE INDEX events_by_source ON events (account_id, region, event_source, event_time, seq);
+CREATE INDEX events_by_username ON events (account_id, region, username, event_time, seq);
+CREATE INDEX events_by_access_key ON events (account_id, region, access_key_id, event_time, seq);
+CREATE INDEX events_by_read_only ON events (account_id, region, read_only, event_time, seq);
+
+CREATE TABLE event_resources (
+    seq            INTEGER NOT NULL REFERENCES events(seq),
+    account_id     TEXT NOT NULL,
+    region         TEXT NOT NULL,
+    event_time     INTEGER NOT NULL,
+    resource_type  TEXT NOT NULL,
+    resource_name  TEXT NOT NULL
+);
+CREATE INDEX event_resources_by_type ON event_resources (account_id, region, resource_type, event_time, seq);
+CREATE INDEX event_resources_by_name ON event_resources (account_id, region, resource_name, event_time, seq);

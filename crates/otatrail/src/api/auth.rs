@@ -29,14 +29,37 @@ pub enum AuthFailure {
     Missing,
     Incomplete(String),
     UnknownKey { access_key_id: String },
-    InactiveKey { access_key_id: String },
+    InactiveKey { key: KnownKey },
     /// Temporary credentials without their session token, or with another one.
-    InvalidToken { access_key_id: String },
-    ExpiredToken { access_key_id: String },
-    Signature { access_key_id: String, error: SigV4Error },
+    InvalidToken { key: KnownKey },
+    ExpiredToken { key: KnownKey },
+    Signature { key: KnownKey, error: SigV4Error },
     UnknownService { service: String },
     InvalidRegion { region: String },
     Internal,
+}
+
+/// An existing access key named by a request that failed authentication, and where the
+/// request claimed to go: enough to record the attempt in the key's account.
+#[derive(Clone, Debug)]
+pub struct KnownKey {
+    pub access_key_id: String,
+    pub account_id: String,
+    pub region: String,
+    pub service: String,
+}
+
+impl AuthFailure {
+    /// The existing key this failure is about, if any.
+    pub fn known_key(&self) -> Option<&KnownKey> {
+        match self {
+            AuthFailure::InactiveKey { key }
+            | AuthFailure::InvalidToken { key }
+            | AuthFailure::ExpiredToken { key }
+            | AuthFailure::Signature { key, .. } => Some(key),
+            _ => None,
+        }
+    }
 }
 
 static REGION: LazyLock<regex::Regex> =
@@ -89,23 +112,29 @@ pub async fn authenticate(app: &App, verifier: &Verifier, incoming: &Incoming) -
         payload_hash: sigv4::sha256_hex(&incoming.body),
         excluded_query_params: &[],
     };
+    let known = KnownKey {
+        access_key_id: access_key_id.clone(),
+        account_id: key.principal.account_id.clone(),
+        region: cred.region.clone(),
+        service: cred.service.clone(),
+    };
     let now = app.clock.now().to_offset_datetime();
     let expect = Expectations { now, service: None, region: None, uri_encoding: UriEncoding::Double };
     verifier
         .verify(&auth, &request, key.secret.expose(), &expect)
-        .map_err(|error| AuthFailure::Signature { access_key_id: access_key_id.clone(), error })?;
+        .map_err(|error| AuthFailure::Signature { key: known.clone(), error })?;
     // The signature is checked first, so an inactive key answers only to its owner's secret.
     if key.status != KeyStatus::Active {
-        return Err(AuthFailure::InactiveKey { access_key_id });
+        return Err(AuthFailure::InactiveKey { key: known });
     }
     if let Some(session) = &key.session {
         let presented = incoming.header("x-amz-security-token").map(|t| sigv4::sha256_hex(t.as_bytes()));
         let matches = presented.is_some_and(|h| bool::from(h.as_bytes().ct_eq(session.token_sha256.as_bytes())));
         if !matches {
-            return Err(AuthFailure::InvalidToken { access_key_id });
+            return Err(AuthFailure::InvalidToken { key: known });
         }
         if app.clock.now() >= session.expires_at {
-            return Err(AuthFailure::ExpiredToken { access_key_id });
+            return Err(AuthFailure::ExpiredToken { key: known });
         }
     }
     Ok(VerifiedRequest { principal: key.principal, region: cred.region.clone(), service: cred.service.clone() })

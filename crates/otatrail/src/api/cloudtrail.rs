@@ -2,15 +2,14 @@
 
 use axum::response::Response;
 
-use super::Incoming;
-use super::auth::VerifiedRequest;
-use crate::app::App;
+use super::call::CallContext;
 use crate::domain::ServiceError;
 use crate::domain::error::codes;
 
 pub const TARGET_PREFIX: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.";
 
-pub async fn handle(_app: &App, incoming: &Incoming, _v: &VerifiedRequest) -> Result<Response, ServiceError> {
+pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
+    let incoming = ctx.incoming;
     let target = incoming.header("x-amz-target").unwrap_or_default();
     if incoming.method != http::Method::POST || incoming.raw_path != "/" {
         return Err(ServiceError::new(codes::UNKNOWN_OPERATION, "CloudTrail operations are POST / with an X-Amz-Target header."));

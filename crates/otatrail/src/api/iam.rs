@@ -3,10 +3,8 @@
 
 use axum::response::Response;
 
-use super::Incoming;
-use super::auth::VerifiedRequest;
+use super::call::{CallContext, OpMeta, query_request_parameters};
 use super::query::{self, QueryParams, QueryService, element};
-use crate::app::App;
 use crate::app::iam::Page;
 use crate::app::sts::iso8601;
 use crate::domain::ServiceError;
@@ -15,9 +13,26 @@ use crate::domain::identity::{AccessKeyRecord, IamTag, Role, User};
 
 const SERVICE: QueryService = QueryService::Iam;
 
-pub async fn handle(app: &App, incoming: &Incoming, v: &VerifiedRequest) -> Result<Response, ServiceError> {
+/// IAM actions this server answers, with how each is recorded.
+pub fn meta(action: &str) -> Option<OpMeta> {
+    const WRITES: &[&str] = &[
+        "CreateUser", "DeleteUser", "CreateAccessKey", "UpdateAccessKey", "DeleteAccessKey", "CreateRole", "DeleteRole",
+        "UpdateAssumeRolePolicy", "TagUser", "UntagUser", "TagRole", "UntagRole",
+    ];
+    const READS: &[&str] = &["GetUser", "ListUsers", "ListAccessKeys", "GetRole", "ListRoles", "ListUserTags", "ListRoleTags"];
+    WRITES
+        .iter()
+        .find(|a| **a == action)
+        .map(|a| OpMeta::write(a))
+        .or_else(|| READS.iter().find(|a| **a == action).map(|a| OpMeta::read(a)))
+}
+
+pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
+    let (app, incoming) = (ctx.app, ctx.incoming);
     let p = query::parse(SERVICE, incoming)?;
-    let caller = &v.principal;
+    let Some(op) = meta(&p.action) else { return Err(query::unknown_action(SERVICE, &p.action)) };
+    let call = ctx.start(op, query_request_parameters(&p.params, &["MaxItems", "MaxSessionDuration"]));
+    let caller = &call;
     let action = p.action.as_str();
     let result = match action {
         "CreateUser" => {
@@ -37,14 +52,14 @@ pub async fn handle(app: &App, incoming: &Incoming, v: &VerifiedRequest) -> Resu
             let (k, secret) = app.iam_create_access_key(caller, p.get("UserName")).await?;
             format!(
                 "<AccessKey>{}{}</AccessKey>",
-                key_xml(&k, caller),
+                key_xml(&k, &caller.principal),
                 // Returned this once; stored only sealed.
                 element("SecretAccessKey", secret.expose())
             )
         }
         "ListAccessKeys" => {
             let keys = app.iam_list_access_keys(caller, p.get("UserName")).await?;
-            let members: String = keys.iter().map(|k| format!("<member>{}</member>", key_xml(k, caller))).collect();
+            let members: String = keys.iter().map(|k| format!("<member>{}</member>", key_xml(k, &caller.principal))).collect();
             format!("<AccessKeyMetadata>{members}</AccessKeyMetadata><IsTruncated>false</IsTruncated>")
         }
         "UpdateAccessKey" => {

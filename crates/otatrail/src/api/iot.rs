@@ -6,14 +6,13 @@ use std::collections::HashMap;
 use axum::response::Response;
 use percent_encoding::percent_decode_str;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::auth::VerifiedRequest;
+use super::call::{CallContext, OpMeta};
 use super::{Incoming, json_response};
-use crate::app::App;
+use crate::domain::ServiceError;
 use crate::domain::error::codes;
-use crate::domain::streams::{CreateStreamBody, ListRequest, Stream, UpdateStreamBody};
-use crate::domain::{Scope, ServiceError};
+use crate::domain::streams::{CreateStreamBody, ListRequest, RESOURCE_TYPE, Stream, UpdateStreamBody};
 
 const CONTENT_TYPE: &str = "application/json";
 
@@ -91,38 +90,83 @@ fn query_bool(q: &HashMap<String, String>, name: &str) -> Result<Option<bool>, S
         .transpose()
 }
 
-pub async fn handle(app: &App, incoming: &Incoming, v: &VerifiedRequest) -> Result<Response, ServiceError> {
+impl IotOperation {
+    /// How the operation is recorded.
+    pub fn meta(&self) -> OpMeta {
+        match self {
+            IotOperation::CreateStream { .. } => OpMeta::write("CreateStream"),
+            IotOperation::DescribeStream { .. } => OpMeta::read("DescribeStream"),
+            IotOperation::UpdateStream { .. } => OpMeta::write("UpdateStream"),
+            IotOperation::DeleteStream { .. } => OpMeta::write("DeleteStream"),
+            IotOperation::ListStreams => OpMeta::read("ListStreams"),
+        }
+    }
+
+    /// The path and query members by their model names.
+    fn request_members(&self, q: &HashMap<String, String>) -> Map<String, Value> {
+        let mut m = Map::new();
+        match self {
+            IotOperation::CreateStream { stream_id }
+            | IotOperation::DescribeStream { stream_id }
+            | IotOperation::UpdateStream { stream_id }
+            | IotOperation::DeleteStream { stream_id } => {
+                m.insert("streamId".into(), json!(stream_id));
+            }
+            IotOperation::ListStreams => {
+                // The wire name of `ascendingOrder` is `isAscendingOrder`.
+                for (wire, model) in [("maxResults", "maxResults"), ("nextToken", "nextToken"), ("isAscendingOrder", "ascendingOrder")] {
+                    if let Some(v) = q.get(wire) {
+                        let value = v.parse::<i64>().map(Value::from).or_else(|_| v.parse::<bool>().map(Value::from)).unwrap_or(json!(v));
+                        m.insert(model.into(), value);
+                    }
+                }
+            }
+        }
+        m
+    }
+}
+
+/// `requestParameters`: path and query members, then the body's members as sent.
+fn request_parameters(op: &IotOperation, incoming: &Incoming, q: &HashMap<String, String>) -> Option<Value> {
+    let mut m = op.request_members(q);
+    if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&incoming.body) {
+        m.extend(body);
+    }
+    if m.is_empty() { None } else { Some(Value::Object(m)) }
+}
+
+pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
+    let (app, incoming) = (ctx.app, ctx.incoming);
     let segs = segments(&incoming.raw_path).ok_or_else(|| unknown_operation(incoming))?;
     let op = route(&incoming.method, &segs).ok_or_else(|| unknown_operation(incoming))?;
-    let scope = Scope::new(v.principal.account_id.clone(), v.region.clone());
+    let q = query_params(incoming);
+    let call = ctx.start(op.meta(), request_parameters(&op, incoming, &q));
     let out = match op {
         IotOperation::CreateStream { stream_id } => {
             let b: CreateStreamBody = body(incoming)?;
-            let s = app.create_stream(&scope, &stream_id, &b).await?;
-            stream_summary(&s)
+            app.create_stream(&call, &stream_id, &b).await?.summary()
         }
         IotOperation::DescribeStream { stream_id } => {
-            let s = app.describe_stream(&scope, &stream_id).await?;
-            json!({ "streamInfo": stream_info(&s) })
+            let s = app.describe_stream(&call, &stream_id).await?;
+            ctx.resources.push(call.resource(s.arn(), RESOURCE_TYPE));
+            json!({ "streamInfo": s.info() })
         }
         IotOperation::UpdateStream { stream_id } => {
             let b: UpdateStreamBody = body(incoming)?;
-            let s = app.update_stream(&scope, &stream_id, &b).await?;
-            stream_summary(&s)
+            app.update_stream(&call, &stream_id, &b).await?.summary()
         }
         IotOperation::DeleteStream { stream_id } => {
-            app.delete_stream(&scope, &stream_id).await?;
+            app.delete_stream(&call, &stream_id).await?;
             json!({})
         }
         IotOperation::ListStreams => {
-            let q = query_params(incoming);
             let req = ListRequest {
                 max_results: query_int(&q, "maxResults")?,
                 next_token: q.get("nextToken").cloned(),
                 ascending: query_bool(&q, "isAscendingOrder")?.unwrap_or(false),
             };
-            let page = app.list_streams(&scope, req).await?;
-            let mut out = json!({ "streams": page.streams.iter().map(stream_summary).collect::<Vec<_>>() });
+            let page = app.list_streams(&call, req).await?;
+            let mut out = json!({ "streams": page.streams.iter().map(Stream::summary).collect::<Vec<_>>() });
             if let Some(t) = page.next_token {
                 out["nextToken"] = Value::String(t);
             }
@@ -130,39 +174,6 @@ pub async fn handle(app: &App, incoming: &Incoming, v: &VerifiedRequest) -> Resu
         }
     };
     Ok(json_response(&out, CONTENT_TYPE))
-}
-
-/// `StreamSummary`, also the output of CreateStream and UpdateStream.
-fn stream_summary(s: &Stream) -> Value {
-    let mut v = json!({
-        "streamId": s.stream_id,
-        "streamArn": s.arn(),
-        "streamVersion": s.version,
-    });
-    if let Some(d) = &s.description {
-        v["description"] = Value::String(d.clone());
-    }
-    v
-}
-
-fn stream_info(s: &Stream) -> Value {
-    let files: Vec<Value> = s
-        .files
-        .iter()
-        .map(|f| {
-            let mut loc = json!({ "bucket": f.bucket, "key": f.key });
-            if let Some(ver) = &f.version {
-                loc["version"] = Value::String(ver.clone());
-            }
-            json!({ "fileId": f.file_id, "s3Location": loc })
-        })
-        .collect();
-    let mut v = stream_summary(s);
-    v["files"] = Value::Array(files);
-    v["createdAt"] = json!(s.created_at.as_epoch_seconds());
-    v["lastUpdatedAt"] = json!(s.updated_at.as_epoch_seconds());
-    v["roleArn"] = Value::String(s.role_arn.clone());
-    v
 }
 
 #[cfg(test)]

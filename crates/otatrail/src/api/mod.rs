@@ -6,6 +6,7 @@
 //! operation for the application layer. Errors become responses in [`error`] alone.
 
 pub mod auth;
+pub mod call;
 pub mod cloudtrail;
 pub mod error;
 pub mod iam;
@@ -133,7 +134,14 @@ pub async fn handle(State(state): State<Arc<ApiState>>, ConnectInfo(source): Con
                 Err(failure) => {
                     let protocol = guess_protocol(&incoming);
                     tracing::info!(request_id = %request_id, failure = ?failure_kind(&failure), "authentication failed");
-                    (error::render(protocol, &error::auth_error(protocol, &failure), &request_id), None, None)
+                    let err = error::auth_error(protocol, &failure);
+                    // Attempts with an existing key are recorded in its account, so that
+                    // guessing and replay show up in the trail.
+                    let err = match record_auth_failure(&state.app, &incoming, &failure, &err).await {
+                        Ok(()) => err,
+                        Err(e) => e,
+                    };
+                    (error::render(protocol, &err, &request_id), None, None)
                 }
                 Ok(verified) => {
                     let service = verified.service.clone();
@@ -159,6 +167,37 @@ pub async fn handle(State(state): State<Arc<ApiState>>, ConnectInfo(source): Con
     response
 }
 
+/// The operation a request names, found without trusting it (for failed authentication).
+fn identify(incoming: &Incoming, service: &str) -> Option<call::OpMeta> {
+    match service {
+        "iot" => iot::segments(&incoming.raw_path).and_then(|s| iot::route(&incoming.method, &s)).map(|op| op.meta()),
+        "sts" => query::parse(QueryService::Sts, incoming).ok().and_then(|p| sts::meta(&p.action)),
+        "iam" => query::parse(QueryService::Iam, incoming).ok().and_then(|p| iam::meta(&p.action)),
+        _ => None,
+    }
+}
+
+async fn record_auth_failure(
+    app: &App,
+    incoming: &Incoming,
+    failure: &auth::AuthFailure,
+    err: &ServiceError,
+) -> Result<(), ServiceError> {
+    use crate::domain::audit::{Actor, Outcome};
+    let Some(key) = failure.known_key() else { return Ok(()) };
+    let Some(meta) = identify(incoming, &key.service) else { return Ok(()) };
+    let (source, api_version) = event_source(&key.service);
+    let info = call::call_info(app, incoming, &key.region, source, meta, None, api_version);
+    let actor = Actor::Unknown { account_id: key.account_id.clone(), access_key_id: key.access_key_id.clone() };
+    // Only the first paragraph: the canonical request that follows may hold a session token.
+    let message = err.message.split("\n\n").next().unwrap_or_default();
+    let event = info.finish(&actor, Outcome::Failure { code: err.code, message }, vec![]);
+    app.record(event).await.map_err(|e| {
+        tracing::error!(error = %e, "could not record a failed authentication");
+        ServiceError::unavailable()
+    })
+}
+
 /// A log-safe label of a failure (no secrets, no canonical strings).
 fn failure_kind(f: &auth::AuthFailure) -> &'static str {
     use auth::AuthFailure::*;
@@ -176,16 +215,30 @@ fn failure_kind(f: &auth::AuthFailure) -> &'static str {
     }
 }
 
+/// The CloudTrail `eventSource` and API version of a signing service.
+fn event_source(service: &str) -> (&'static str, Option<&'static str>) {
+    match service {
+        "iot" => ("iot.amazonaws.com", None),
+        "iot-jobs-data" => ("iot-jobs-data.amazonaws.com", None),
+        "cloudtrail" => ("cloudtrail.amazonaws.com", Some("2013-11-01")),
+        "sts" => ("sts.amazonaws.com", Some("2011-06-15")),
+        "iam" => ("iam.amazonaws.com", Some("2010-05-08")),
+        _ => ("unknown", None),
+    }
+}
+
 async fn dispatch(app: &App, incoming: &Incoming, verified: &auth::VerifiedRequest) -> Response {
     let protocol = protocol_for_service(&verified.service).unwrap_or(Protocol::RestJson);
+    let (source, api_version) = event_source(&verified.service);
+    let mut ctx = call::CallContext::new(app, incoming, verified, source, api_version);
     let result = match verified.service.as_str() {
-        "iot" => iot::handle(app, incoming, verified).await,
-        "cloudtrail" => cloudtrail::handle(app, incoming, verified).await,
-        "sts" => sts::handle(app, incoming, verified).await,
-        "iam" => iam::handle(app, incoming, verified).await,
+        "iot" => iot::handle(&mut ctx).await,
+        "cloudtrail" => cloudtrail::handle(&mut ctx).await,
+        "sts" => sts::handle(&mut ctx).await,
+        "iam" => iam::handle(&mut ctx).await,
         _ => Err(iot::unknown_operation(incoming)),
     };
-    result.unwrap_or_else(|e| error::render(protocol, &e, &incoming.request_id))
+    call::finish(ctx, result).await.unwrap_or_else(|e| error::render(protocol, &e, &incoming.request_id))
 }
 
 /// A 200 JSON response.

@@ -2,26 +2,39 @@
 
 use axum::response::Response;
 
-use super::Incoming;
-use super::auth::VerifiedRequest;
+use super::call::{CallContext, OpMeta, query_request_parameters};
 use super::query::{self, QueryParams, QueryService, element};
-use crate::app::App;
 use crate::app::sts::{AssumeRoleRequest, TemporaryCredentials, iso8601};
 use crate::domain::ServiceError;
 use crate::domain::iam::VALIDATION_ERROR;
 
 const SERVICE: QueryService = QueryService::Sts;
 
-pub async fn handle(app: &App, incoming: &Incoming, v: &VerifiedRequest) -> Result<Response, ServiceError> {
+/// STS actions, with how each is recorded. The credential calls are read-only, as in
+/// CloudTrail, but store the credentials they issue, so they record in that unit of work and
+/// keep their response elements (less secrets).
+pub fn meta(action: &str) -> Option<OpMeta> {
+    let issuing = |name| OpMeta { name, read_only: true, records_in_tx: true, keep_response_elements: true };
+    Some(match action {
+        "GetCallerIdentity" => OpMeta::read("GetCallerIdentity"),
+        "GetSessionToken" => issuing("GetSessionToken"),
+        "GetFederationToken" => issuing("GetFederationToken"),
+        "AssumeRole" => issuing("AssumeRole"),
+        _ => return None,
+    })
+}
+
+pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
+    let (app, incoming) = (ctx.app, ctx.incoming);
     let p = query::parse(SERVICE, incoming)?;
-    let caller = &v.principal;
+    let Some(op) = meta(&p.action) else { return Err(query::unknown_action(SERVICE, &p.action)) };
+    let call = ctx.start(op, query_request_parameters(&p.params, &["DurationSeconds"]));
+    let caller = &call;
     let xml = match p.action.as_str() {
-        "GetCallerIdentity" => format!(
-            "{}{}{}",
-            element("Arn", &caller.arn),
-            element("UserId", &caller.principal_id),
-            element("Account", &caller.account_id)
-        ),
+        "GetCallerIdentity" => {
+            let who = &call.principal;
+            format!("{}{}{}", element("Arn", &who.arn), element("UserId", &who.principal_id), element("Account", &who.account_id))
+        }
         "GetSessionToken" => credentials_xml(&app.sts_get_session_token(caller, int(&p, "DurationSeconds")?).await?),
         "GetFederationToken" => {
             let name = required(&p, "Name")?;

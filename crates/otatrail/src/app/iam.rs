@@ -11,7 +11,40 @@ use crate::domain::identity::{
 use crate::domain::{Principal, ServiceError, policy};
 use crate::store;
 
+use std::sync::Arc;
+
 use super::App;
+use super::audit::Call;
+use crate::app::sts::iso8601;
+use serde_json::{Value, json};
+
+/// `user` as CloudTrail shows it in responseElements.
+pub fn user_json(u: &User) -> Value {
+    json!({"path": u.path, "userName": u.name, "userId": u.user_id, "arn": u.arn(), "createDate": iso8601(u.created_at)})
+}
+
+/// `role` as CloudTrail shows it in responseElements.
+pub fn role_json(r: &Role) -> Value {
+    json!({"path": r.path, "roleName": r.name, "roleId": r.role_id, "arn": r.arn(), "createDate": iso8601(r.created_at),
+           "assumeRolePolicyDocument": r.assume_role_policy, "maxSessionDuration": r.max_session_duration})
+}
+
+/// `accessKey` as CloudTrail shows it: never the secret.
+pub fn access_key_json(k: &AccessKeyRecord) -> Value {
+    json!({"userName": k.user_name, "accessKeyId": k.access_key_id, "status": k.status.as_str(), "createDate": iso8601(k.created_at)})
+}
+
+const USER: &str = "AWS::IAM::User";
+const ROLE: &str = "AWS::IAM::Role";
+const ACCESS_KEY: &str = "AWS::IAM::AccessKey";
+
+fn user_arn(acct: &str, name: &str) -> String {
+    format!("arn:aws:iam::{acct}:user/{name}")
+}
+
+fn role_arn(acct: &str, name: &str) -> String {
+    format!("arn:aws:iam::{acct}:role/{name}")
+}
 
 /// A page of an IAM listing: `Marker` is the last name returned.
 pub struct Page<T> {
@@ -67,11 +100,13 @@ fn key_owner(caller: &Principal, user_name: Option<&str>) -> Option<String> {
 }
 
 impl App {
-    pub async fn iam_create_user(&self, caller: &Principal, name: &str, path: Option<&str>, tags: Vec<IamTag>) -> Result<User, ServiceError> {
+    pub async fn iam_create_user(&self, call: &Arc<Call>, name: &str, path: Option<&str>, tags: Vec<IamTag>) -> Result<User, ServiceError> {
+        let caller = &call.principal;
         check_name("userName", name, 1, 64)?;
         let path = path.unwrap_or("/");
         iam::check_path("path", path)?;
         iam::check_tags(&tags)?;
+        let call = call.clone();
         let user = User {
             account_id: caller.account_id.clone(),
             name: name.to_string(),
@@ -86,13 +121,15 @@ impl App {
                     return Err(ServiceError::new(ENTITY_ALREADY_EXISTS, format!("User with name {} already exists.", user.name)));
                 }
                 tx.insert_user(&user).await?;
+                call.record_success(tx, Some(json!({"user": user_json(&user)})), vec![call.resource(user.arn(), USER)]).await?;
                 Ok(user)
             })
         })
         .await
     }
 
-    pub async fn iam_get_user(&self, caller: &Principal, name: Option<&str>) -> Result<User, ServiceError> {
+    pub async fn iam_get_user(&self, call: &Arc<Call>, name: Option<&str>) -> Result<User, ServiceError> {
+        let caller = &call.principal;
         let Some(name) = key_owner(caller, name) else {
             // The root user, as GetUser without a name shows it.
             return Ok(User {
@@ -112,7 +149,8 @@ impl App {
         .await
     }
 
-    pub async fn iam_list_users(&self, caller: &Principal, path_prefix: Option<String>, marker: Option<&str>, max_items: Option<i64>) -> Result<Page<User>, ServiceError> {
+    pub async fn iam_list_users(&self, call: &Arc<Call>, path_prefix: Option<String>, marker: Option<&str>, max_items: Option<i64>) -> Result<Page<User>, ServiceError> {
+        let caller = &call.principal;
         let limit = page_size(max_items)?;
         let after = decode_marker(marker)?;
         let acct = caller.account_id.clone();
@@ -137,9 +175,10 @@ impl App {
         Ok(paged(users, limit, |u| &u.name))
     }
 
-    pub async fn iam_delete_user(&self, caller: &Principal, name: &str) -> Result<(), ServiceError> {
+    pub async fn iam_delete_user(&self, call: &Arc<Call>, name: &str) -> Result<(), ServiceError> {
+        let caller = &call.principal;
         check_name("userName", name, 1, 128)?;
-        let (acct, name) = (caller.account_id.clone(), name.to_string());
+        let (acct, name, call) = (caller.account_id.clone(), name.to_string(), call.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let user = tx.get_user(&acct, &name).await?.ok_or_else(|| no_such_user(&name))?;
@@ -147,13 +186,15 @@ impl App {
                     return Err(ServiceError::new(DELETE_CONFLICT, "Cannot delete entity, must delete access keys first."));
                 }
                 tx.delete_user(&acct, &user.name).await?;
+                call.record_success(tx, None, vec![call.resource(user.arn(), USER)]).await?;
                 Ok(())
             })
         })
         .await
     }
 
-    pub async fn iam_create_access_key(&self, caller: &Principal, user_name: Option<&str>) -> Result<(AccessKeyRecord, Secret), ServiceError> {
+    pub async fn iam_create_access_key(&self, call: &Arc<Call>, user_name: Option<&str>) -> Result<(AccessKeyRecord, Secret), ServiceError> {
+        let caller = &call.principal;
         let owner = key_owner(caller, user_name);
         if let Some(o) = &owner {
             check_name("userName", o, 1, 128)?;
@@ -163,7 +204,7 @@ impl App {
             (new_access_key_id(&mut rng), new_secret(&mut rng))
         };
         let sealed = self.identities.seal(&id, secret.expose());
-        let (acct, now) = (caller.account_id.clone(), self.clock.now());
+        let (acct, now, call) = (caller.account_id.clone(), self.clock.now(), call.clone());
         let record = store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let owner = match owner {
@@ -186,6 +227,8 @@ impl App {
                     created_at: now,
                 };
                 tx.insert_access_key(&record).await?;
+                let resources = vec![call.resource(record.access_key_id.clone(), ACCESS_KEY)];
+                call.record_success(tx, Some(json!({"accessKey": access_key_json(&record)})), resources).await?;
                 Ok(record)
             })
         })
@@ -193,7 +236,8 @@ impl App {
         Ok((record, secret))
     }
 
-    pub async fn iam_list_access_keys(&self, caller: &Principal, user_name: Option<&str>) -> Result<Vec<AccessKeyRecord>, ServiceError> {
+    pub async fn iam_list_access_keys(&self, call: &Arc<Call>, user_name: Option<&str>) -> Result<Vec<AccessKeyRecord>, ServiceError> {
+        let caller = &call.principal;
         let owner = key_owner(caller, user_name);
         let acct = caller.account_id.clone();
         store::read(&*self.store, move |tx| {
@@ -211,13 +255,14 @@ impl App {
     /// Finds the key among the owner's keys (`NoSuchEntity` otherwise), then applies `change`.
     async fn with_owned_key(
         &self,
-        caller: &Principal,
+        call: &Arc<Call>,
         user_name: Option<&str>,
         access_key_id: &str,
         status: Option<KeyStatus>,
     ) -> Result<(), ServiceError> {
+        let caller = &call.principal;
         let owner = key_owner(caller, user_name);
-        let (acct, id) = (caller.account_id.clone(), access_key_id.to_string());
+        let (acct, id, call) = (caller.account_id.clone(), access_key_id.to_string(), call.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let key = tx.get_access_key(&id).await?;
@@ -231,6 +276,7 @@ impl App {
                     Some(s) => tx.set_access_key_status(&id, s).await?,
                     None => tx.delete_access_key(&id).await?,
                 };
+                call.record_success(tx, None, vec![call.resource(id.clone(), ACCESS_KEY)]).await?;
                 Ok(())
             })
         })
@@ -240,23 +286,23 @@ impl App {
         Ok(())
     }
 
-    pub async fn iam_update_access_key(&self, caller: &Principal, user_name: Option<&str>, access_key_id: &str, status: &str) -> Result<(), ServiceError> {
+    pub async fn iam_update_access_key(&self, call: &Arc<Call>, user_name: Option<&str>, access_key_id: &str, status: &str) -> Result<(), ServiceError> {
         let status = match status {
             "Active" => KeyStatus::Active,
             "Inactive" => KeyStatus::Inactive,
             other => return Err(iam::validation("status", other, "Member must satisfy enum value set: [Active, Inactive]")),
         };
-        self.with_owned_key(caller, user_name, access_key_id, Some(status)).await
+        self.with_owned_key(call, user_name, access_key_id, Some(status)).await
     }
 
-    pub async fn iam_delete_access_key(&self, caller: &Principal, user_name: Option<&str>, access_key_id: &str) -> Result<(), ServiceError> {
-        self.with_owned_key(caller, user_name, access_key_id, None).await
+    pub async fn iam_delete_access_key(&self, call: &Arc<Call>, user_name: Option<&str>, access_key_id: &str) -> Result<(), ServiceError> {
+        self.with_owned_key(call, user_name, access_key_id, None).await
     }
 
     #[allow(clippy::too_many_arguments)]
     pub async fn iam_create_role(
         &self,
-        caller: &Principal,
+        call: &Arc<Call>,
         name: &str,
         path: Option<&str>,
         policy_doc: &str,
@@ -264,6 +310,7 @@ impl App {
         max_session_duration: Option<i64>,
         tags: Vec<IamTag>,
     ) -> Result<Role, ServiceError> {
+        let caller = &call.principal;
         check_name("roleName", name, 1, 64)?;
         let path = path.unwrap_or("/");
         iam::check_path("path", path)?;
@@ -277,6 +324,7 @@ impl App {
             return Err(iam::validation("maxSessionDuration", &max.to_string(), "Member must have value between 3600 and 43200, inclusive"));
         }
         iam::check_tags(&tags)?;
+        let call = call.clone();
         let role = Role {
             account_id: caller.account_id.clone(),
             name: name.to_string(),
@@ -294,13 +342,15 @@ impl App {
                     return Err(ServiceError::new(ENTITY_ALREADY_EXISTS, format!("Role with name {} already exists.", role.name)));
                 }
                 tx.insert_role(&role).await?;
+                call.record_success(tx, Some(json!({"role": role_json(&role)})), vec![call.resource(role.arn(), ROLE)]).await?;
                 Ok(role)
             })
         })
         .await
     }
 
-    pub async fn iam_get_role(&self, caller: &Principal, name: &str) -> Result<Role, ServiceError> {
+    pub async fn iam_get_role(&self, call: &Arc<Call>, name: &str) -> Result<Role, ServiceError> {
+        let caller = &call.principal;
         check_name("roleName", name, 1, 64)?;
         let (acct, name) = (caller.account_id.clone(), name.to_string());
         store::read(&*self.store, move |tx| {
@@ -309,7 +359,8 @@ impl App {
         .await
     }
 
-    pub async fn iam_list_roles(&self, caller: &Principal, path_prefix: Option<String>, marker: Option<&str>, max_items: Option<i64>) -> Result<Page<Role>, ServiceError> {
+    pub async fn iam_list_roles(&self, call: &Arc<Call>, path_prefix: Option<String>, marker: Option<&str>, max_items: Option<i64>) -> Result<Page<Role>, ServiceError> {
+        let caller = &call.principal;
         let limit = page_size(max_items)?;
         let after = decode_marker(marker)?;
         let acct = caller.account_id.clone();
@@ -333,14 +384,16 @@ impl App {
         Ok(paged(roles, limit, |r| &r.name))
     }
 
-    pub async fn iam_delete_role(&self, caller: &Principal, name: &str) -> Result<(), ServiceError> {
+    pub async fn iam_delete_role(&self, call: &Arc<Call>, name: &str) -> Result<(), ServiceError> {
+        let caller = &call.principal;
         check_name("roleName", name, 1, 64)?;
-        let (acct, name) = (caller.account_id.clone(), name.to_string());
+        let (acct, name, call) = (caller.account_id.clone(), name.to_string(), call.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 if !tx.delete_role(&acct, &name).await? {
                     return Err(no_such_role(&name));
                 }
+                call.record_success(tx, None, vec![call.resource(role_arn(&acct, &name), ROLE)]).await?;
                 Ok(())
             })
         })
@@ -350,28 +403,30 @@ impl App {
     /// Reads a role, lets `change` edit it, and writes it back.
     async fn modify_role(
         &self,
-        caller: &Principal,
+        call: &Arc<Call>,
         name: &str,
         change: impl FnOnce(&mut Role) -> Result<(), ServiceError> + Send + 'static,
     ) -> Result<Role, ServiceError> {
+        let caller = &call.principal;
         check_name("roleName", name, 1, 64)?;
-        let (acct, name) = (caller.account_id.clone(), name.to_string());
+        let (acct, name, call) = (caller.account_id.clone(), name.to_string(), call.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let mut role = tx.get_role(&acct, &name).await?.ok_or_else(|| no_such_role(&name))?;
                 change(&mut role)?;
                 tx.update_role(&role).await?;
+                call.record_success(tx, None, vec![call.resource(role.arn(), ROLE)]).await?;
                 Ok(role)
             })
         })
         .await
     }
 
-    pub async fn iam_update_assume_role_policy(&self, caller: &Principal, name: &str, doc: &str) -> Result<(), ServiceError> {
+    pub async fn iam_update_assume_role_policy(&self, call: &Arc<Call>, name: &str, doc: &str) -> Result<(), ServiceError> {
         iam::check_policy_text("policyDocument", doc)?;
         policy::parse(doc, true)?;
         let doc = doc.to_string();
-        self.modify_role(caller, name, move |r| {
+        self.modify_role(call, name, move |r| {
             r.assume_role_policy = doc;
             Ok(())
         })
@@ -379,12 +434,12 @@ impl App {
         .map(|_| ())
     }
 
-    pub async fn iam_tag_role(&self, caller: &Principal, name: &str, tags: Vec<IamTag>) -> Result<(), ServiceError> {
-        self.modify_role(caller, name, move |r| iam::merge_tags(&mut r.tags, &tags)).await.map(|_| ())
+    pub async fn iam_tag_role(&self, call: &Arc<Call>, name: &str, tags: Vec<IamTag>) -> Result<(), ServiceError> {
+        self.modify_role(call, name, move |r| iam::merge_tags(&mut r.tags, &tags)).await.map(|_| ())
     }
 
-    pub async fn iam_untag_role(&self, caller: &Principal, name: &str, keys: Vec<String>) -> Result<(), ServiceError> {
-        self.modify_role(caller, name, move |r| {
+    pub async fn iam_untag_role(&self, call: &Arc<Call>, name: &str, keys: Vec<String>) -> Result<(), ServiceError> {
+        self.modify_role(call, name, move |r| {
             r.tags.retain(|t| !keys.iter().any(|k| k.eq_ignore_ascii_case(&t.key)));
             Ok(())
         })
@@ -394,29 +449,31 @@ impl App {
 
     async fn modify_user_tags(
         &self,
-        caller: &Principal,
+        call: &Arc<Call>,
         name: &str,
         change: impl FnOnce(&mut Vec<IamTag>) -> Result<(), ServiceError> + Send + 'static,
     ) -> Result<(), ServiceError> {
+        let caller = &call.principal;
         check_name("userName", name, 1, 128)?;
-        let (acct, name) = (caller.account_id.clone(), name.to_string());
+        let (acct, name, call) = (caller.account_id.clone(), name.to_string(), call.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let mut user = tx.get_user(&acct, &name).await?.ok_or_else(|| no_such_user(&name))?;
                 change(&mut user.tags)?;
                 tx.set_user_tags(&acct, &user.name, &user.tags).await?;
+                call.record_success(tx, None, vec![call.resource(user_arn(&acct, &user.name), USER)]).await?;
                 Ok(())
             })
         })
         .await
     }
 
-    pub async fn iam_tag_user(&self, caller: &Principal, name: &str, tags: Vec<IamTag>) -> Result<(), ServiceError> {
-        self.modify_user_tags(caller, name, move |t| iam::merge_tags(t, &tags)).await
+    pub async fn iam_tag_user(&self, call: &Arc<Call>, name: &str, tags: Vec<IamTag>) -> Result<(), ServiceError> {
+        self.modify_user_tags(call, name, move |t| iam::merge_tags(t, &tags)).await
     }
 
-    pub async fn iam_untag_user(&self, caller: &Principal, name: &str, keys: Vec<String>) -> Result<(), ServiceError> {
-        self.modify_user_tags(caller, name, move |t| {
+    pub async fn iam_untag_user(&self, call: &Arc<Call>, name: &str, keys: Vec<String>) -> Result<(), ServiceError> {
+        self.modify_user_tags(call, name, move |t| {
             t.retain(|x| !keys.iter().any(|k| k.eq_ignore_ascii_case(&x.key)));
             Ok(())
         })

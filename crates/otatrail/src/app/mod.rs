@@ -2,6 +2,7 @@
 //! stores. It does I/O only through the traits it holds ([`Store`], [`BucketStore`]) and
 //! knows no wire format.
 
+pub mod audit;
 pub mod iam;
 pub mod identities;
 pub mod profile;

@@ -14,7 +14,11 @@ use crate::domain::time::Millis;
 use crate::domain::{IdentityType, Principal, ServiceError};
 use crate::store;
 
+use std::sync::Arc;
+
 use super::App;
+use super::audit::Call;
+use serde_json::json;
 
 /// Credentials as STS returns them.
 #[derive(Clone, Debug)]
@@ -66,8 +70,16 @@ impl App {
         Ok(())
     }
 
-    /// Issues and stores credentials acting as `principal` (whose access key is filled in).
-    async fn issue(&self, mut principal: Principal, duration: i64) -> Result<TemporaryCredentials, ServiceError> {
+    /// Issues and stores credentials acting as `principal` (whose access key is filled in),
+    /// recording the call in the same unit of work. `extra` adds response elements (the
+    /// assumed-role or federated user), never the secret or the token.
+    async fn issue(
+        &self,
+        call: &Arc<Call>,
+        mut principal: Principal,
+        duration: i64,
+        extra: serde_json::Value,
+    ) -> Result<TemporaryCredentials, ServiceError> {
         let (id, secret, token) = {
             let mut rng = rand::rng();
             (new_temporary_key_id(&mut rng), new_secret(&mut rng), new_session_token(&mut rng))
@@ -84,8 +96,19 @@ impl App {
             expires_at: expiration,
             created_at: now,
         };
-        store::write::<_, ServiceError, _>(&*self.store, move |tx| Box::pin(async move { Ok(tx.insert_session(&record).await?) }))
-            .await?;
+        let mut elements = json!({"credentials": {"accessKeyId": id, "expiration": iso8601(expiration)}});
+        if let (Some(e), Some(x)) = (elements.as_object_mut(), extra.as_object()) {
+            e.extend(x.clone());
+        }
+        let call = call.clone();
+        store::write::<_, ServiceError, _>(&*self.store, move |tx| {
+            Box::pin(async move {
+                tx.insert_session(&record).await?;
+                call.record_success(tx, Some(elements), vec![]).await?;
+                Ok(())
+            })
+        })
+        .await?;
         Ok(TemporaryCredentials { access_key_id: id, secret, session_token: token, expiration, principal })
     }
 
@@ -98,7 +121,8 @@ impl App {
         }
     }
 
-    pub async fn sts_get_session_token(&self, caller: &Principal, duration: Option<i64>) -> Result<TemporaryCredentials, ServiceError> {
+    pub async fn sts_get_session_token(&self, call: &Arc<Call>, duration: Option<i64>) -> Result<TemporaryCredentials, ServiceError> {
+        let caller = &call.principal;
         if caller.is_temporary() {
             return Err(ServiceError::new(iam::ACCESS_DENIED, "Cannot call GetSessionToken with session credentials"));
         }
@@ -107,10 +131,11 @@ impl App {
         self.check_duration("durationSeconds", duration, max)?;
         let mut p = caller.clone();
         p.session = Some(self.session_context(None, None));
-        self.issue(p, duration).await
+        self.issue(call, p, duration, json!({})).await
     }
 
-    pub async fn sts_get_federation_token(&self, caller: &Principal, name: &str, duration: Option<i64>, policy_doc: Option<&str>) -> Result<TemporaryCredentials, ServiceError> {
+    pub async fn sts_get_federation_token(&self, call: &Arc<Call>, name: &str, duration: Option<i64>, policy_doc: Option<&str>) -> Result<TemporaryCredentials, ServiceError> {
+        let caller = &call.principal;
         check_name("name", name, 2, 32)?;
         if caller.is_temporary() {
             return Err(ServiceError::new(iam::ACCESS_DENIED, "Cannot call GetFederationToken with session credentials"));
@@ -132,10 +157,12 @@ impl App {
             session: Some(self.session_context(Some(caller.as_issuer()), None)),
             invoked_by: None,
         };
-        self.issue(p, duration).await
+        let extra = json!({"federatedUser": {"federatedUserId": p.principal_id, "arn": p.arn}});
+        self.issue(call, p, duration, extra).await
     }
 
-    pub async fn sts_assume_role(&self, caller: &Principal, req: AssumeRoleRequest) -> Result<TemporaryCredentials, ServiceError> {
+    pub async fn sts_assume_role(&self, call: &Arc<Call>, req: AssumeRoleRequest) -> Result<TemporaryCredentials, ServiceError> {
+        let caller = &call.principal;
         if req.role_arn.chars().count() < 20 || req.role_arn.len() > 2048 {
             return Err(iam::validation("roleArn", &req.role_arn, "Member must have length between 20 and 2048, inclusive"));
         }
@@ -198,7 +225,12 @@ impl App {
             ));
         }
         self.check_duration("durationSeconds", duration, max)?;
-        Ok(self.issue(self.assumed_role_principal(&role, &req.session_name, source_identity), duration).await?)
+        let p = self.assumed_role_principal(&role, &req.session_name, source_identity.clone());
+        let mut extra = json!({"assumedRoleUser": {"assumedRoleId": p.principal_id, "arn": p.arn}});
+        if let Some(si) = source_identity {
+            extra["sourceIdentity"] = json!(si);
+        }
+        self.issue(call, p, duration, extra).await
     }
 
     /// The principal of a session of `role`.

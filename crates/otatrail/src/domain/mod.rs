@@ -3,6 +3,7 @@
 //! Nothing here does I/O or knows a wire format. State is reached only through the
 //! [`crate::store::StateTx`] trait handed in by the caller, and time through a value.
 
+pub mod audit;
 pub mod error;
 pub mod iam;
 pub mod identity;

@@ -111,6 +111,45 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// `StreamSummary` by model member names; also CreateStream's and UpdateStream's output.
+    pub fn summary(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "streamId": self.stream_id,
+            "streamArn": self.arn(),
+            "streamVersion": self.version,
+        });
+        if let Some(d) = &self.description {
+            v["description"] = serde_json::Value::String(d.clone());
+        }
+        v
+    }
+
+    /// `StreamInfo` by model member names (timestamps as epoch seconds).
+    pub fn info(&self) -> serde_json::Value {
+        let files: Vec<serde_json::Value> = self
+            .files
+            .iter()
+            .map(|f| {
+                let mut loc = serde_json::json!({ "bucket": f.bucket, "key": f.key });
+                if let Some(ver) = &f.version {
+                    loc["version"] = serde_json::Value::String(ver.clone());
+                }
+                serde_json::json!({ "fileId": f.file_id, "s3Location": loc })
+            })
+            .collect();
+        let mut v = self.summary();
+        v["files"] = serde_json::Value::Array(files);
+        v["createdAt"] = serde_json::json!(self.created_at.as_epoch_seconds());
+        v["lastUpdatedAt"] = serde_json::json!(self.updated_at.as_epoch_seconds());
+        v["roleArn"] = serde_json::Value::String(self.role_arn.clone());
+        v
+    }
+}
+
+/// The CloudTrail resource type of streams.
+pub const RESOURCE_TYPE: &str = "AWS::IoT::Stream";
+
 pub fn stream_arn(scope: &Scope, stream_id: &str) -> String {
     scope.arn("iot", &format!("stream/{stream_id}"))
 }

@@ -14,6 +14,8 @@ use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
 use crate::domain::Scope;
+use crate::domain::audit::AuditEvent;
+use crate::domain::time::Millis;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::Stream;
 
@@ -30,6 +32,49 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What LookupEvents can filter on (`aws-api.md` §10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupKey {
+    EventId,
+    EventName,
+    ReadOnly,
+    Username,
+    ResourceType,
+    ResourceName,
+    EventSource,
+    AccessKeyId,
+}
+
+/// A history query: one account and region, newest first.
+#[derive(Clone, Debug)]
+pub struct EventQuery {
+    pub account_id: String,
+    pub region: String,
+    pub attribute: Option<(LookupKey, String)>,
+    /// Inclusive bounds on the event time.
+    pub start: Option<Millis>,
+    pub end: Option<Millis>,
+    /// Resume strictly after (older than) this `(event_time, seq)`.
+    pub before: Option<(Millis, i64)>,
+    pub limit: i64,
+}
+
+/// A stored record with its position in the history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event_id: String,
+    pub event_time: Millis,
+    pub event_name: String,
+    pub event_source: String,
+    pub read_only: bool,
+    pub username: Option<String>,
+    pub access_key_id: Option<String>,
+    /// `(type, name)` pairs.
+    pub resources: Vec<(String, String)>,
+    pub record: String,
+}
 
 /// One transaction's view of the state. Reads see the transaction's own writes.
 #[async_trait]
@@ -79,6 +124,11 @@ pub trait StateTx: Send {
         ascending: bool,
         limit: i64,
     ) -> StoreResult<Vec<(i64, Stream)>>;
+
+    // The audit history.
+    /// Appends a record; records are never changed or removed by the API.
+    async fn append_event(&mut self, event: &AuditEvent) -> StoreResult<i64>;
+    async fn lookup_events(&mut self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>>;
 
     // Which OTA updates reference a stream (DeleteStream refuses while any does).
     async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>>;

@@ -18,7 +18,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, Executor, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{StateTx, Store, StoreError, StoreResult, TxWork};
+use super::{EventQuery, LookupKey, StateTx, Store, StoreError, StoreResult, StoredEvent, TxWork};
+use crate::domain::audit::AuditEvent;
 use crate::domain::Scope;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::{Stream, StreamFile, Tag};
@@ -582,6 +583,109 @@ impl StateTx for SqliteTx<'_> {
             .await
             .map_err(db_err)?;
         rows.iter().map(stream_from_row).collect()
+    }
+
+    async fn append_event(&mut self, e: &AuditEvent) -> StoreResult<i64> {
+        let r = sqlx::query(
+            "INSERT INTO events (event_id, account_id, region, event_time, event_name, event_source, read_only, username, access_key_id, record) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.event_id)
+        .bind(&e.recipient_account_id)
+        .bind(&e.region)
+        .bind(e.event_time.0)
+        .bind(&e.event_name)
+        .bind(&e.event_source)
+        .bind(e.read_only)
+        .bind(&e.username)
+        .bind(&e.access_key_id)
+        .bind(&e.record)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(unique_violation)?;
+        let seq = r.last_insert_rowid();
+        for res in &e.resources {
+            sqlx::query(
+                "INSERT INTO event_resources (seq, account_id, region, event_time, resource_type, resource_name) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(seq)
+            .bind(&e.recipient_account_id)
+            .bind(&e.region)
+            .bind(e.event_time.0)
+            .bind(&res.resource_type)
+            .bind(&res.arn)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(seq)
+    }
+
+    async fn lookup_events(&mut self, q: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
+        // Each attribute filters through its own index; resources through their side table.
+        let (from, filter) = match q.attribute.as_ref().map(|(k, _)| *k) {
+            None => ("events e", ""),
+            Some(LookupKey::EventId) => ("events e", " AND e.event_id = ?"),
+            Some(LookupKey::EventName) => ("events e", " AND e.event_name = ?"),
+            Some(LookupKey::ReadOnly) => ("events e", " AND e.read_only = ?"),
+            Some(LookupKey::Username) => ("events e", " AND e.username = ?"),
+            Some(LookupKey::EventSource) => ("events e", " AND e.event_source = ?"),
+            Some(LookupKey::AccessKeyId) => ("events e", " AND e.access_key_id = ?"),
+            Some(LookupKey::ResourceType) => {
+                ("event_resources r JOIN events e ON e.seq = r.seq", " AND r.resource_type = ?")
+            }
+            Some(LookupKey::ResourceName) => {
+                ("event_resources r JOIN events e ON e.seq = r.seq", " AND r.resource_name = ?")
+            }
+        };
+        let scope = if from.starts_with("event_resources") {
+            "r.account_id = ? AND r.region = ? AND r.event_time >= ? AND r.event_time <= ? AND (r.event_time < ? OR (r.event_time = ? AND r.seq < ?))"
+        } else {
+            "e.account_id = ? AND e.region = ? AND e.event_time >= ? AND e.event_time <= ? AND (e.event_time < ? OR (e.event_time = ? AND e.seq < ?))"
+        };
+        let order = if from.starts_with("event_resources") { "r.event_time DESC, r.seq DESC" } else { "e.event_time DESC, e.seq DESC" };
+        let sql = format!("SELECT DISTINCT e.* FROM {from} WHERE {scope}{filter} ORDER BY {order} LIMIT ?");
+        let (before_t, before_seq) = q.before.map(|(t, s)| (t.0, s)).unwrap_or((i64::MAX, i64::MAX));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&q.account_id)
+            .bind(&q.region)
+            .bind(q.start.map(|t| t.0).unwrap_or(i64::MIN))
+            .bind(q.end.map(|t| t.0).unwrap_or(i64::MAX))
+            .bind(before_t)
+            .bind(before_t)
+            .bind(before_seq);
+        if let Some((key, value)) = &q.attribute {
+            query = match key {
+                LookupKey::ReadOnly => query.bind(value.eq_ignore_ascii_case("true")),
+                _ => query.bind(value.clone()),
+            };
+        }
+        let rows = query.bind(q.limit).fetch_all(&mut *self.conn).await.map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = get(row, "seq")?;
+            let res = sqlx::query("SELECT resource_type, resource_name FROM event_resources WHERE seq = ?")
+                .bind(seq)
+                .fetch_all(&mut *self.conn)
+                .await
+                .map_err(db_err)?;
+            out.push(StoredEvent {
+                seq,
+                event_id: get(row, "event_id")?,
+                event_time: Millis(get(row, "event_time")?),
+                event_name: get(row, "event_name")?,
+                event_source: get(row, "event_source")?,
+                read_only: get(row, "read_only")?,
+                username: get(row, "username")?,
+                access_key_id: get(row, "access_key_id")?,
+                resources: res
+                    .iter()
+                    .map(|r| Ok((get(r, "resource_type")?, get(r, "resource_name")?)))
+                    .collect::<StoreResult<_>>()?,
+                record: get(row, "record")?,
+            });
+        }
+        Ok(out)
     }
 
     async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>> {
