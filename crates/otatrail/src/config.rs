@@ -54,6 +54,8 @@ pub struct FileConfig {
     /// Shortest STS DurationSeconds accepted. AWS's 900 by default; tests lower it to see
     /// credentials expire.
     pub sts_min_duration_seconds: Option<i64>,
+    /// Days LookupEvents keeps seeing a record (90, as in AWS).
+    pub event_retention_days: Option<i64>,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
 }
@@ -104,6 +106,7 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
     pub sts_min_duration_seconds: i64,
+    pub event_retention_days: i64,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -139,6 +142,7 @@ impl ServerConfig {
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES),
             sts_min_duration_seconds: file.sts_min_duration_seconds.unwrap_or(900),
+            event_retention_days: file.event_retention_days.unwrap_or(crate::domain::history::DEFAULT_RETENTION_DAYS),
             accounts: file.accounts,
         };
         cfg.validate()?;
@@ -152,6 +156,9 @@ impl ServerConfig {
         }
         if !(1..=900).contains(&self.sts_min_duration_seconds) {
             return Err(ConfigError::Invalid("sts_min_duration_seconds must be between 1 and 900".into()));
+        }
+        if self.event_retention_days < 1 {
+            return Err(ConfigError::Invalid("event_retention_days must be at least 1".into()));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));

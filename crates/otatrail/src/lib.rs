@@ -12,6 +12,7 @@ pub mod app;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod events_cli;
 pub mod objects;
 pub mod server;
 pub mod store;

@@ -24,6 +24,9 @@ enum Command {
     /// DIR/aws/; the three lines printed at start point the aws CLI and boto3 at them.
     /// Log verbosity: OTATRAIL_LOG (e.g. "info", "otatrail=debug").
     Serve(ServeArgs),
+    /// Look up recorded CloudTrail events (newest first), as LookupEvents does, straight from
+    /// the data directory: a table for people or one JSON record per line.
+    Events(otatrail::events_cli::EventsArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -44,6 +47,13 @@ async fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("otatrail: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Events(args) => match otatrail::events_cli::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("otatrail events: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -173,6 +173,7 @@ fn identify(incoming: &Incoming, service: &str) -> Option<call::OpMeta> {
         "iot" => iot::segments(&incoming.raw_path).and_then(|s| iot::route(&incoming.method, &s)).map(|op| op.meta()),
         "sts" => query::parse(QueryService::Sts, incoming).ok().and_then(|p| sts::meta(&p.action)),
         "iam" => query::parse(QueryService::Iam, incoming).ok().and_then(|p| iam::meta(&p.action)),
+        "cloudtrail" => cloudtrail::operation(incoming).ok().and_then(cloudtrail::meta),
         _ => None,
     }
 }

@@ -3,6 +3,7 @@
 //! knows no wire format.
 
 pub mod audit;
+pub mod history;
 pub mod iam;
 pub mod identities;
 pub mod profile;
@@ -33,6 +34,8 @@ pub struct App {
     pub max_body_bytes: usize,
     /// Shortest DurationSeconds STS accepts (900 as in AWS; lower only for tests).
     pub sts_min_duration_seconds: i64,
+    /// How long LookupEvents sees a record.
+    pub event_retention_days: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,7 @@ impl App {
             default_region: config.region.clone(),
             max_body_bytes: config.max_body_bytes,
             sts_min_duration_seconds: config.sts_min_duration_seconds,
+            event_retention_days: config.event_retention_days,
         }))
     }
 }

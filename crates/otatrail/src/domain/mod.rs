@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod history;
 pub mod iam;
 pub mod identity;
 pub mod policy;
