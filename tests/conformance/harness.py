@@ -32,6 +32,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 # --------------------------------------------------------------------------------------
 # Locations
@@ -174,6 +175,7 @@ class OtatrailServer:
             self.config_path = self.workdir / "otatrail.toml"
             self.config_path.write_text(config)
         self.port: int | None = None
+        self.s3_port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.runs = 0
         self.stdout_path: Path | None = None
@@ -186,6 +188,10 @@ class OtatrailServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def s3_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
@@ -195,10 +201,15 @@ class OtatrailServer:
             self.port = port
         elif self.port is None:
             self.port = free_port()
+        if self.s3_port is None:
+            self.s3_port = free_port()
         self.runs += 1
         self.stdout_path = self.log_dir / f"{self.name}.run{self.runs}.stdout.log"
         self.stderr_path = self.log_dir / f"{self.name}.run{self.runs}.stderr.log"
-        cmd = [str(self.binary), "serve", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}"]
+        cmd = [
+            str(self.binary), "serve", "--data-dir", str(self.data_dir),
+            "--listen", f"127.0.0.1:{self.port}", "--s3-listen", f"127.0.0.1:{self.s3_port}",
+        ]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
         env = clean_env({"RUST_BACKTRACE": "1"}, home=self.workdir)
@@ -295,8 +306,6 @@ class OtatrailServer:
 
     # -- data ------------------------------------------------------------------------
 
-    def bucket_dir(self, bucket: str) -> Path:
-        return self.data_dir / "buckets" / bucket
 
 
 class ConfiguredServer(OtatrailServer):
@@ -354,6 +363,11 @@ class FreshServer(OtatrailServer):
             home=home,
         )
 
+    def root(self, account=None) -> Principal:
+        """The generated root key, as the `otatrail` profile holds it."""
+        key, secret = self.profile_credentials()
+        return Principal(key, secret, "")
+
     def profile_credentials(self) -> tuple[str, str]:
         cp = configparser.RawConfigParser()
         cp.read(self.credentials_file)
@@ -409,11 +423,30 @@ def client_for(service: str, server, principal: Principal, **cfg):
 # --------------------------------------------------------------------------------------
 
 
-def put_object(server, bucket: str, key: str, data: bytes = b"\x7fELF firmware image") -> Path:
-    path = server.bucket_dir(bucket) / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+def s3_client(server, key: str | None = None, secret: str | None = None, **cfg):
+    """A boto3 S3 client for the server's S3 port (path-style, as with any custom endpoint)."""
+    key, secret = _principal(server, key, secret)
+    return boto3.session.Session().client(
+        "s3",
+        region_name=REGION,
+        endpoint_url=server.s3_endpoint,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=client_config(**cfg),
+    )
+
+
+def put_object(server, bucket: str, key: str, data: bytes = b"\x7fELF firmware image", principal=None) -> None:
+    """Uploads an object through the S3 endpoint as `principal` (default: the first account's
+    root), creating the bucket in that account when it does not exist yet."""
+    p = principal or server.root()
+    s3 = s3_client(server, p.access_key_id, p.secret_access_key)
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
+            raise
+    s3.put_object(Bucket=bucket, Key=key, Body=data)
 
 
 def unique(prefix: str = "s") -> str:
@@ -673,10 +706,17 @@ def aws_cli(server, *args: str, env: dict | None = None, principal: Principal | 
             },
             home=home,
         )
-        args += ["--endpoint-url", server.endpoint]
+        # S3 has its own port.
+        args += ["--endpoint-url", server.s3_endpoint if args[0] in ("s3", "s3api") else server.endpoint]
     cmd = aws_cli_command() + args + ["--output", "json"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AwsCliError(args, proc.returncode, proc.stdout, proc.stderr)
     out = proc.stdout.strip()
-    return json.loads(out) if out else None
+    if not out:
+        return None
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError:
+        # `aws s3 …` commands print text, not JSON.
+        return out

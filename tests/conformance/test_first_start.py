@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from harness import aws_cli, firmware, iot_client, role_arn, s3file, unique
+from harness import aws_cli, iot_client, role_arn, s3file, unique
 
 SETTINGS = ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "AWS_PROFILE")
 
@@ -91,7 +91,13 @@ def test_restart_keeps_the_account(fresh_server, tmp_path):
 
     iot = iot_client(srv, key, secret)
     sid = unique("first")
-    b, k = firmware(srv)
+    # The firmware goes in with `aws s3` and nothing but the three settings: the generated
+    # config's `services` section routes S3 to its own port.
+    image = tmp_path / "image.bin"
+    image.write_bytes(b"\x7fELF first-start image")
+    b, k = unique("first-fw"), "images/image.bin"
+    aws_cli(srv, "s3", "mb", f"s3://{b}", env=env)
+    aws_cli(srv, "s3", "cp", str(image), f"s3://{b}/{k}", "--only-show-errors", env=env)
     iot.create_stream(streamId=sid, files=[s3file(0, b, k)], roleArn=role_arn(acct))
 
     for sig in (signal.SIGTERM, signal.SIGKILL):

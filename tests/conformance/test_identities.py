@@ -197,10 +197,13 @@ def assert_temporary(creds: dict) -> None:
 def create_stream_with(iot, server, account: str) -> str:
     sid = unique("idstream")
     key = f"images/{sid}.bin"
-    put_object(server, "identity-bucket", key)
+    # Buckets belong to accounts: the object lives in a bucket of the stream's account.
+    bucket = f"identity-{account}"
+    spec = next(a for a in server.accounts if a.id == account)
+    put_object(server, bucket, key, principal=server.root(spec))
     r = iot.create_stream(
         streamId=sid,
-        files=[s3file(0, "identity-bucket", key)],
+        files=[s3file(0, bucket, key)],
         roleArn=f"arn:aws:iam::{account}:role/x",
         description="created with temporary credentials",
     )

@@ -239,8 +239,15 @@ def test_streams_are_scoped_to_their_account(server, iot):
         iot_b.describe_stream(streamId=sid)
     assert_client_error(e.value, "ResourceNotFoundException", 404)
     assert sid not in {s["streamId"] for s in list_all_streams(iot_b)}
-    # The same id is free in account B, with B's ARN.
-    r = create_stream(iot_b, server, sid, description="account B", account_id=ACCOUNT_B.id)
+    # Buckets belong to accounts: B cannot build a stream from A's firmware bucket ...
+    a_bucket, a_key = firmware(server)
+    with pytest.raises(ClientError) as e:
+        create_stream(iot_b, server, sid, files=[s3file(0, a_bucket, a_key)], account_id=ACCOUNT_B.id)
+    assert_client_error(e.value, "InvalidRequestException", 400)
+    # ... but the same id is free in account B, with B's ARN, from B's own bucket.
+    b_bucket, b_key = f"fw-{ACCOUNT_B.id}", "images/b.bin"
+    put_object(server, b_bucket, b_key, principal=server.root(ACCOUNT_B))
+    r = create_stream(iot_b, server, sid, description="account B", files=[s3file(0, b_bucket, b_key)], account_id=ACCOUNT_B.id)
     assert r["streamArn"] == stream_arn(ACCOUNT_B.id, sid)
     assert iot.describe_stream(streamId=sid)["streamInfo"]["description"] == "account A"
     iot_b.delete_stream(streamId=sid)

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4566";
+pub const DEFAULT_S3_LISTEN: &str = "127.0.0.1:4567";
 pub const DEFAULT_DATA_DIR: &str = "./otatrail-data";
 pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -31,6 +32,9 @@ pub struct ServeArgs {
     /// Address of the port that answers every AWS JSON and query API [default: 127.0.0.1:4566]
     #[arg(long, env = "OTATRAIL_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<SocketAddr>,
+    /// Address of the S3 endpoint (path-style) [default: 127.0.0.1:4567]
+    #[arg(long, env = "OTATRAIL_S3_LISTEN", value_name = "HOST:PORT")]
+    pub s3_listen: Option<SocketAddr>,
     /// Region written to the generated aws CLI profile [default: us-east-1]
     #[arg(long, env = "OTATRAIL_REGION", value_name = "REGION")]
     pub region: Option<String>,
@@ -48,6 +52,7 @@ pub struct ServeArgs {
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    pub s3_listen: Option<SocketAddr>,
     pub region: Option<String>,
     pub log_format: Option<LogFormat>,
     pub max_body_bytes: Option<usize>,
@@ -102,6 +107,7 @@ impl std::fmt::Debug for AccessKeyConfig {
 pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    pub s3_listen: SocketAddr,
     pub region: String,
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
@@ -137,6 +143,10 @@ impl ServerConfig {
             listen: match args.listen.or(file.listen) {
                 Some(l) => l,
                 None => DEFAULT_LISTEN.parse().expect("default address parses"),
+            },
+            s3_listen: match args.s3_listen.or(file.s3_listen) {
+                Some(l) => l,
+                None => DEFAULT_S3_LISTEN.parse().expect("default address parses"),
             },
             region: args.region.clone().or(file.region).unwrap_or_else(|| DEFAULT_REGION.into()),
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),

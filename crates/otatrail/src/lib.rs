@@ -14,5 +14,6 @@ pub mod crypto;
 pub mod domain;
 pub mod events_cli;
 pub mod objects;
+pub mod s3;
 pub mod server;
 pub mod store;

@@ -70,6 +70,10 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on {}: {e} (choose another address with --listen)", config.listen))?;
     let addr = listener.local_addr()?;
     let endpoint = format!("http://{addr}");
+    let s3_listener = tokio::net::TcpListener::bind(config.s3_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} for S3: {e} (choose another address with --s3-listen)", config.s3_listen))?;
+    let s3_endpoint = format!("http://{}", s3_listener.local_addr()?);
 
     let data_dir = std::fs::canonicalize(&config.data_dir)?;
     let files = AwsFiles::in_dir(&data_dir);
@@ -83,20 +87,31 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         };
         // Rewrite the credentials only when they are missing: the file may have been edited.
         let write_creds = root.as_ref().filter(|_| !files.credentials.exists());
-        files.write(&endpoint, &config.region, write_creds)?;
-        println!("otatrail is listening on {endpoint} (data directory {})", data_dir.display());
+        files.write(&endpoint, &s3_endpoint, &config.region, write_creds)?;
+        println!("otatrail is listening on {endpoint}, S3 on {s3_endpoint} (data directory {})", data_dir.display());
         println!("Point the aws CLI and boto3 at it with:");
         for line in files.env_lines() {
             println!("  {line}");
         }
     } else {
-        println!("otatrail is listening on {endpoint} (data directory {})", data_dir.display());
+        println!("otatrail is listening on {endpoint}, S3 on {s3_endpoint} (data directory {})", data_dir.display());
         println!("Accounts come from the configuration file; use their access keys with endpoint_url = {endpoint}");
     }
-    tracing::info!(endpoint = %endpoint, region = %config.region, store = app.store.backend(), "otatrail started");
+    tracing::info!(endpoint = %endpoint, s3_endpoint = %s3_endpoint, region = %config.region, store = app.store.backend(), "otatrail started");
 
     app.spawn_housekeeping();
-    otatrail::server::run(listener, app, shutdown_signal()).await?;
+    // One signal stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let s3 = tokio::spawn(otatrail::server::run_s3(s3_listener, app.clone(), wait(stop_rx.clone())));
+    otatrail::server::run(listener, app, wait(stop_rx)).await?;
+    s3.await??;
     tracing::info!("otatrail stopped");
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Starting and stopping the server. Tests start it in-process with [`run`] on a listener
+//! Starting and stopping the server. Tests start it in-process with [`run`] on listeners
 //! bound to `127.0.0.1:0`.
 
 use std::future::Future;
@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
+use axum::error_handling::HandleError;
+use http::{Response, StatusCode};
 use otatrail_sigv4::Verifier;
 use tokio::net::TcpListener;
 
@@ -20,4 +23,18 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+async fn s3_transport_error(err: s3s::HttpError) -> Response<Body> {
+    tracing::error!(error = ?err, "S3 request failed below the S3 layer");
+    let mut r = Response::new(Body::from("Internal Server Error"));
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r
+}
+
+/// Serves the S3 endpoint (path-style) on `listener` until `shutdown` completes.
+pub async fn run_s3(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let service = HandleError::new(crate::s3::service(app), s3_transport_error);
+    let router = Router::new().fallback_service(service);
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

@@ -107,3 +107,47 @@ CREATE TABLE event_resources (
 );
 CREATE INDEX event_resources_by_type ON event_resources (account_id, region, resource_type, event_time, seq);
 CREATE INDEX event_resources_by_name ON event_resources (account_id, region, resource_name, event_time, seq);
+
+-- Buckets belong to accounts; names are global, as in S3.
+CREATE TABLE buckets (
+    name        TEXT PRIMARY KEY,
+    account_id  TEXT NOT NULL,
+    region      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    policy      TEXT,
+    lifecycle   TEXT
+);
+CREATE INDEX buckets_by_account ON buckets (account_id, name);
+
+-- Objects of the embedded store. The bytes live encrypted in blob files; `blobs` lists them
+-- in order (one for a simple put, one per part for a multipart upload). Keys compare as bytes.
+CREATE TABLE objects (
+    bucket         TEXT NOT NULL,
+    key            TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    etag           TEXT NOT NULL,
+    content_type   TEXT,
+    metadata       TEXT NOT NULL,
+    last_modified  INTEGER NOT NULL,
+    storage_class  TEXT NOT NULL,
+    blobs          TEXT NOT NULL,
+    PRIMARY KEY (bucket, key)
+);
+
+CREATE TABLE uploads (
+    upload_id     TEXT PRIMARY KEY,
+    bucket        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    content_type  TEXT,
+    metadata      TEXT NOT NULL,
+    created_at    INTEGER NOT NULL
+);
+
+CREATE TABLE upload_parts (
+    upload_id    TEXT NOT NULL,
+    part_number  INTEGER NOT NULL,
+    size         INTEGER NOT NULL,
+    etag         TEXT NOT NULL,
+    blob         TEXT NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+);

@@ -3,6 +3,7 @@
 //! knows no wire format.
 
 pub mod audit;
+pub mod buckets;
 pub mod history;
 pub mod iam;
 pub mod identities;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use crate::config::ServerConfig;
 use crate::crypto::MasterKey;
 use crate::domain::time::{SharedClock, SystemClock};
-use crate::objects::BucketStore;
+use crate::objects::blob::BlobStore;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 
@@ -25,7 +26,8 @@ pub use identities::Identities;
 /// Everything a request handler needs, shared by all requests.
 pub struct App {
     pub store: Arc<dyn Store>,
-    pub objects: BucketStore,
+    /// Encrypted object bytes of the embedded bucket store.
+    pub blobs: BlobStore,
     pub identities: Identities,
     pub clock: SharedClock,
     pub data_dir: PathBuf,
@@ -46,8 +48,6 @@ pub enum StartError {
     MasterKey { path: PathBuf, message: String },
     #[error("state store: {0}")]
     Store(#[from] crate::store::StoreError),
-    #[error("bucket store: {0}")]
-    Objects(#[from] crate::objects::ObjectError),
     #[error("identities: {0}")]
     Identities(String),
 }
@@ -57,15 +57,16 @@ impl App {
     pub async fn open(config: &ServerConfig) -> Result<Arc<App>, StartError> {
         let dir = &config.data_dir;
         create_private_dir(dir)?;
-        let master = load_or_create_master_key(&dir.join("keys"))?;
+        let master = Arc::new(load_or_create_master_key(&dir.join("keys"))?);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("otatrail.db")).await?);
-        let objects = BucketStore::local(&dir.join("buckets"))?;
+        let blobs = BlobStore::open(&dir.join("objects"), master.clone())
+            .map_err(|source| StartError::DataDir { path: dir.join("objects"), source })?;
         let clock: SharedClock = Arc::new(SystemClock);
-        let identities = Identities::new(store.clone(), Arc::new(master), clock.clone());
+        let identities = Identities::new(store.clone(), master, clock.clone());
         identities.apply_config(&config.accounts).await.map_err(|e| StartError::Identities(e.to_string()))?;
         Ok(Arc::new(App {
             store,
-            objects,
+            blobs,
             identities,
             clock,
             data_dir: dir.clone(),

@@ -20,11 +20,15 @@ impl AwsFiles {
     }
 
     /// Writes `config` (endpoint and region) and, when given, `credentials`, both mode 0600.
-    pub fn write(&self, endpoint_url: &str, region: &str, root: Option<&RootCredentials>) -> std::io::Result<()> {
+    pub fn write(&self, endpoint_url: &str, s3_endpoint_url: &str, region: &str, root: Option<&RootCredentials>) -> std::io::Result<()> {
         if let Some(parent) = self.config.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let config = format!("[profile {PROFILE}]\nregion = {region}\nendpoint_url = {endpoint_url}\noutput = json\n");
+        // S3 has its own port; the `services` section routes the s3 client there (botocore's
+        // configured endpoints, honoured by `aws s3` and `aws cloudtrail validate-logs`).
+        let config = format!(
+            "[profile {PROFILE}]\nregion = {region}\nendpoint_url = {endpoint_url}\noutput = json\nservices = {PROFILE}-services\n\n[services {PROFILE}-services]\ns3 =\n  endpoint_url = {s3_endpoint_url}\n"
+        );
         write_private_file(&self.config, config.as_bytes())?;
         if let Some(root) = root {
             let creds = format!(

@@ -6,43 +6,36 @@ use crate::domain::streams::{
     self, CreateStreamBody, FileRef, ListPage, ListRequest, RESOURCE_TYPE, Stream, StreamFile, UpdateStreamBody, stream_arn,
 };
 use crate::domain::ServiceError;
-use crate::objects::ObjectError;
 use crate::store;
 
 use super::App;
 use super::audit::Call;
 
 impl App {
-    /// Looks every file's object up, recording its size and SHA-256.
-    async fn resolve_files(&self, refs: &[FileRef]) -> Result<Vec<StreamFile>, ServiceError> {
+    /// Looks every file's object up in the caller's buckets, recording its size and SHA-256.
+    async fn resolve_files(&self, call: &Call, refs: &[FileRef]) -> Result<Vec<StreamFile>, ServiceError> {
+        use sha2::{Digest, Sha256};
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
-            match self.objects.digest(&r.bucket, &r.key).await {
-                Ok(d) => out.push(StreamFile::from_ref(r.clone(), d.size, d.sha256)),
-                Err(ObjectError::NotFound { bucket, key }) => {
-                    return Err(ServiceError::invalid_request(format!(
-                        "The S3 object s3://{bucket}/{key} of fileId {} does not exist.",
-                        r.file_id
-                    )));
-                }
-                Err(ObjectError::InvalidName(n)) => {
-                    return Err(ServiceError::invalid_request(format!(
-                        "'{n}' is not a valid S3 bucket name or key (fileId {}).",
-                        r.file_id
-                    )));
-                }
-                Err(e @ ObjectError::Backend(_)) => {
-                    tracing::error!(error = %e, "bucket store failure");
-                    return Err(ServiceError::unavailable());
-                }
+            let meta = self.s3_head_object(&call.principal, &r.bucket, &r.key).await.map_err(|e| match e.code {
+                "NoSuchBucket" | "NoSuchKey" | "AccessDenied" | "KeyTooLongError" => ServiceError::invalid_request(format!(
+                    "The S3 object s3://{}/{} of fileId {} does not exist or is not in this account's buckets.",
+                    r.bucket, r.key, r.file_id
+                )),
+                _ => e,
+            })?;
+            let mut hasher = Sha256::new();
+            for chunk in self.s3_read(&meta, 0, meta.size).await? {
+                hasher.update(&chunk);
             }
+            out.push(StreamFile::from_ref(r.clone(), meta.size, hex::encode(hasher.finalize())));
         }
         Ok(out)
     }
 
     pub async fn create_stream(&self, call: &Arc<Call>, stream_id: &str, body: &CreateStreamBody) -> Result<Stream, ServiceError> {
         let valid = streams::validate_create(stream_id, body)?;
-        let files = self.resolve_files(&valid.files).await?;
+        let files = self.resolve_files(call, &valid.files).await?;
         let (call, now) = (call.clone(), self.clock.now());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
@@ -63,7 +56,7 @@ impl App {
     pub async fn update_stream(&self, call: &Arc<Call>, stream_id: &str, body: &UpdateStreamBody) -> Result<Stream, ServiceError> {
         let valid = streams::validate_update(stream_id, body)?;
         let files = match &valid.files {
-            Some(refs) => Some(self.resolve_files(refs).await?),
+            Some(refs) => Some(self.resolve_files(call, refs).await?),
             None => None,
         };
         let (call, now) = (call.clone(), self.clock.now());

@@ -4,6 +4,7 @@
 //! [`crate::store::StateTx`] trait handed in by the caller, and time through a value.
 
 pub mod audit;
+pub mod buckets;
 pub mod error;
 pub mod history;
 pub mod iam;

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::domain::Scope;
 use crate::domain::audit::AuditEvent;
+use crate::domain::buckets::{Bucket, ObjectMeta, Part, Upload};
 use crate::domain::time::Millis;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::Stream;
@@ -124,6 +125,26 @@ pub trait StateTx: Send {
         ascending: bool,
         limit: i64,
     ) -> StoreResult<Vec<(i64, Stream)>>;
+
+    // Buckets and the embedded store's object metadata.
+    async fn insert_bucket(&mut self, bucket: &Bucket) -> StoreResult<()>;
+    async fn get_bucket(&mut self, name: &str) -> StoreResult<Option<Bucket>>;
+    async fn list_buckets(&mut self, account_id: &str) -> StoreResult<Vec<Bucket>>;
+    async fn delete_bucket(&mut self, name: &str) -> StoreResult<bool>;
+    async fn set_bucket_config(&mut self, name: &str, policy: Option<&str>, lifecycle: Option<&str>) -> StoreResult<bool>;
+    /// Inserts or replaces an object; returns the replaced object's metadata.
+    async fn put_object(&mut self, meta: &ObjectMeta) -> StoreResult<Option<ObjectMeta>>;
+    async fn get_object(&mut self, bucket: &str, key: &str) -> StoreResult<Option<ObjectMeta>>;
+    async fn delete_object(&mut self, bucket: &str, key: &str) -> StoreResult<Option<ObjectMeta>>;
+    /// Objects whose key starts with `prefix` and sorts (as bytes) after `after`, in key order.
+    async fn list_objects(&mut self, bucket: &str, prefix: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<ObjectMeta>>;
+    async fn insert_upload(&mut self, upload: &Upload) -> StoreResult<()>;
+    async fn get_upload(&mut self, upload_id: &str) -> StoreResult<Option<Upload>>;
+    /// Inserts or replaces a part; returns the replaced part.
+    async fn put_part(&mut self, part: &Part) -> StoreResult<Option<Part>>;
+    async fn list_parts(&mut self, upload_id: &str) -> StoreResult<Vec<Part>>;
+    /// Removes an upload and its parts; returns the parts.
+    async fn delete_upload(&mut self, upload_id: &str) -> StoreResult<Vec<Part>>;
 
     // The audit history.
     /// Appends a record; records are never changed or removed by the API.

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{EventQuery, LookupKey, StateTx, Store, StoreError, StoreResult, StoredEvent, TxWork};
 use crate::domain::audit::AuditEvent;
+use crate::domain::buckets::{BlobRef, Bucket, ObjectMeta, Part, Upload};
 use crate::domain::Scope;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::{Stream, StreamFile, Tag};
@@ -231,6 +232,42 @@ fn role_from_row(r: &SqliteRow) -> StoreResult<Role> {
         max_session_duration: get(r, "max_session_duration")?,
         tags: from_json(&get::<String>(r, "tags")?)?,
         created_at: Millis(get(r, "created_at")?),
+    })
+}
+
+fn bucket_from_row(r: &SqliteRow) -> StoreResult<Bucket> {
+    Ok(Bucket {
+        name: get(r, "name")?,
+        account_id: get(r, "account_id")?,
+        region: get(r, "region")?,
+        created_at: Millis(get(r, "created_at")?),
+        policy: get(r, "policy")?,
+        lifecycle: get(r, "lifecycle")?,
+    })
+}
+
+fn object_from_row(r: &SqliteRow) -> StoreResult<ObjectMeta> {
+    let blobs: Vec<BlobRef> = from_json(&get::<String>(r, "blobs")?)?;
+    Ok(ObjectMeta {
+        bucket: get(r, "bucket")?,
+        key: get(r, "key")?,
+        size: get::<i64>(r, "size")? as u64,
+        etag: get(r, "etag")?,
+        content_type: get(r, "content_type")?,
+        metadata: from_json(&get::<String>(r, "metadata")?)?,
+        last_modified: Millis(get(r, "last_modified")?),
+        storage_class: get(r, "storage_class")?,
+        blobs,
+    })
+}
+
+fn part_from_row(r: &SqliteRow) -> StoreResult<Part> {
+    Ok(Part {
+        upload_id: get(r, "upload_id")?,
+        part_number: get(r, "part_number")?,
+        size: get::<i64>(r, "size")? as u64,
+        etag: get(r, "etag")?,
+        blob: get(r, "blob")?,
     })
 }
 
@@ -583,6 +620,184 @@ impl StateTx for SqliteTx<'_> {
             .await
             .map_err(db_err)?;
         rows.iter().map(stream_from_row).collect()
+    }
+
+    async fn insert_bucket(&mut self, b: &Bucket) -> StoreResult<()> {
+        sqlx::query("INSERT INTO buckets (name, account_id, region, created_at, policy, lifecycle) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&b.name)
+            .bind(&b.account_id)
+            .bind(&b.region)
+            .bind(b.created_at.0)
+            .bind(&b.policy)
+            .bind(&b.lifecycle)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn get_bucket(&mut self, name: &str) -> StoreResult<Option<Bucket>> {
+        let row = sqlx::query("SELECT * FROM buckets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(bucket_from_row).transpose()
+    }
+
+    async fn list_buckets(&mut self, account_id: &str) -> StoreResult<Vec<Bucket>> {
+        let rows = sqlx::query("SELECT * FROM buckets WHERE account_id = ? ORDER BY name")
+            .bind(account_id)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(bucket_from_row).collect()
+    }
+
+    async fn delete_bucket(&mut self, name: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM buckets WHERE name = ?").bind(name).execute(&mut *self.conn).await.map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn set_bucket_config(&mut self, name: &str, policy: Option<&str>, lifecycle: Option<&str>) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE buckets SET policy = ?, lifecycle = ? WHERE name = ?")
+            .bind(policy)
+            .bind(lifecycle)
+            .bind(name)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn put_object(&mut self, m: &ObjectMeta) -> StoreResult<Option<ObjectMeta>> {
+        let old = self.get_object(&m.bucket, &m.key).await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO objects (bucket, key, size, etag, content_type, metadata, last_modified, storage_class, blobs) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&m.bucket)
+        .bind(&m.key)
+        .bind(m.size as i64)
+        .bind(&m.etag)
+        .bind(&m.content_type)
+        .bind(json(&m.metadata)?)
+        .bind(m.last_modified.0)
+        .bind(&m.storage_class)
+        .bind(json(&m.blobs)?)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(old)
+    }
+
+    async fn get_object(&mut self, bucket: &str, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        let row = sqlx::query("SELECT * FROM objects WHERE bucket = ? AND key = ?")
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(object_from_row).transpose()
+    }
+
+    async fn delete_object(&mut self, bucket: &str, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        let old = self.get_object(bucket, key).await?;
+        if old.is_some() {
+            sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?")
+                .bind(bucket)
+                .bind(key)
+                .execute(&mut *self.conn)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(old)
+    }
+
+    async fn list_objects(&mut self, bucket: &str, prefix: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<ObjectMeta>> {
+        // `key >= prefix` uses the primary key; the prefix test itself is on bytes (substr).
+        let rows = sqlx::query(
+            "SELECT * FROM objects WHERE bucket = ? AND key >= ? AND key > ? AND substr(key, 1, length(?)) = ? ORDER BY key LIMIT ?",
+        )
+        .bind(bucket)
+        .bind(prefix)
+        .bind(after.unwrap_or(""))
+        .bind(prefix)
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(object_from_row).collect()
+    }
+
+    async fn insert_upload(&mut self, u: &Upload) -> StoreResult<()> {
+        sqlx::query("INSERT INTO uploads (upload_id, bucket, key, content_type, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(&u.upload_id)
+            .bind(&u.bucket)
+            .bind(&u.key)
+            .bind(&u.content_type)
+            .bind(json(&u.metadata)?)
+            .bind(u.created_at.0)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn get_upload(&mut self, upload_id: &str) -> StoreResult<Option<Upload>> {
+        let row = sqlx::query("SELECT * FROM uploads WHERE upload_id = ?")
+            .bind(upload_id)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok(Upload {
+                upload_id: get(&r, "upload_id")?,
+                bucket: get(&r, "bucket")?,
+                key: get(&r, "key")?,
+                content_type: get(&r, "content_type")?,
+                metadata: from_json(&get::<String>(&r, "metadata")?)?,
+                created_at: Millis(get(&r, "created_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_part(&mut self, p: &Part) -> StoreResult<Option<Part>> {
+        let old = sqlx::query("SELECT * FROM upload_parts WHERE upload_id = ? AND part_number = ?")
+            .bind(&p.upload_id)
+            .bind(p.part_number)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        let old = old.as_ref().map(part_from_row).transpose()?;
+        sqlx::query("INSERT OR REPLACE INTO upload_parts (upload_id, part_number, size, etag, blob) VALUES (?, ?, ?, ?, ?)")
+            .bind(&p.upload_id)
+            .bind(p.part_number)
+            .bind(p.size as i64)
+            .bind(&p.etag)
+            .bind(&p.blob)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(old)
+    }
+
+    async fn list_parts(&mut self, upload_id: &str) -> StoreResult<Vec<Part>> {
+        let rows = sqlx::query("SELECT * FROM upload_parts WHERE upload_id = ? ORDER BY part_number")
+            .bind(upload_id)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(part_from_row).collect()
+    }
+
+    async fn delete_upload(&mut self, upload_id: &str) -> StoreResult<Vec<Part>> {
+        let parts = self.list_parts(upload_id).await?;
+        sqlx::query("DELETE FROM upload_parts WHERE upload_id = ?").bind(upload_id).execute(&mut *self.conn).await.map_err(db_err)?;
+        sqlx::query("DELETE FROM uploads WHERE upload_id = ?").bind(upload_id).execute(&mut *self.conn).await.map_err(db_err)?;
+        Ok(parts)
     }
 
     async fn append_event(&mut self, e: &AuditEvent) -> StoreResult<i64> {

@@ -1,0 +1,504 @@
+//! The bucket store's operations (S3): buckets owned by accounts, objects whose bytes are
+//! encrypted blobs and whose metadata is state. A write stores its blob first and then
+//! commits the metadata; blobs an operation replaced are removed after the commit, so a crash
+//! leaves at worst an unreferenced blob, never a dangling object.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use md5::{Digest, Md5};
+
+use crate::domain::buckets::{BlobRef, Bucket, ObjectMeta, Part, Upload, is_valid_bucket_name};
+use crate::domain::{Principal, ServiceError};
+use crate::objects::blob::{BlobError, Written};
+use crate::store::{self, StateTx, StoreError};
+
+use super::App;
+
+pub mod codes {
+    pub const NO_SUCH_BUCKET: &str = "NoSuchBucket";
+    pub const NO_SUCH_KEY: &str = "NoSuchKey";
+    pub const NO_SUCH_UPLOAD: &str = "NoSuchUpload";
+    pub const ACCESS_DENIED: &str = "AccessDenied";
+    pub const BUCKET_NOT_EMPTY: &str = "BucketNotEmpty";
+    pub const ALREADY_OWNED: &str = "BucketAlreadyOwnedByYou";
+    pub const ALREADY_EXISTS: &str = "BucketAlreadyExists";
+    pub const INVALID_BUCKET_NAME: &str = "InvalidBucketName";
+    pub const INVALID_PART: &str = "InvalidPart";
+    pub const INVALID_PART_ORDER: &str = "InvalidPartOrder";
+    pub const ENTITY_TOO_SMALL: &str = "EntityTooSmall";
+    pub const ENTITY_TOO_LARGE: &str = "EntityTooLarge";
+    pub const INVALID_ARGUMENT: &str = "InvalidArgument";
+    pub const KEY_TOO_LONG: &str = "KeyTooLongError";
+}
+
+/// Largest single PUT, as S3.
+pub const MAX_PUT: u64 = 5 * 1024 * 1024 * 1024;
+/// Smallest part but the last, as S3.
+pub const MIN_PART: u64 = 5 * 1024 * 1024;
+
+fn blob_err(e: BlobError) -> ServiceError {
+    tracing::error!(error = %e, "blob store failure");
+    ServiceError::new("InternalError", "We encountered an internal error. Please try again.")
+}
+
+fn no_such_bucket(name: &str) -> ServiceError {
+    ServiceError::new(codes::NO_SUCH_BUCKET, format!("The specified bucket does not exist: {name}"))
+}
+
+fn no_such_key(key: &str) -> ServiceError {
+    ServiceError::new(codes::NO_SUCH_KEY, format!("The specified key does not exist: {key}"))
+}
+
+/// The bucket, if `account_id` may use it.
+async fn owned_bucket(tx: &mut dyn StateTx, name: &str, account_id: &str) -> Result<Bucket, ServiceError> {
+    let b = tx.get_bucket(name).await?.ok_or_else(|| no_such_bucket(name))?;
+    if b.account_id != account_id {
+        return Err(ServiceError::new(codes::ACCESS_DENIED, "Access Denied"));
+    }
+    Ok(b)
+}
+
+fn check_key(key: &str) -> Result<(), ServiceError> {
+    if key.is_empty() || key.len() > 1024 {
+        return Err(ServiceError::new(codes::KEY_TOO_LONG, "Your key is too long or empty (1 to 1024 bytes)."));
+    }
+    Ok(())
+}
+
+/// What a listing returns: objects and, with a delimiter, the common prefixes rolled up.
+pub struct Listing {
+    pub objects: Vec<ObjectMeta>,
+    pub common_prefixes: Vec<String>,
+    pub truncated: bool,
+    /// The last key or prefix returned, where a next page starts after.
+    pub last: Option<String>,
+}
+
+/// New object properties given by the caller.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectProps {
+    pub content_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub storage_class: Option<String>,
+}
+
+impl App {
+    pub async fn s3_create_bucket(&self, p: &Principal, name: &str, region: &str) -> Result<Bucket, ServiceError> {
+        if !is_valid_bucket_name(name) {
+            return Err(ServiceError::new(codes::INVALID_BUCKET_NAME, "The specified bucket is not valid."));
+        }
+        let bucket = Bucket {
+            name: name.to_string(),
+            account_id: p.account_id.clone(),
+            region: region.to_string(),
+            created_at: self.clock.now(),
+            policy: None,
+            lifecycle: None,
+        };
+        store::write(&*self.store, move |tx| {
+            Box::pin(async move {
+                if let Some(existing) = tx.get_bucket(&bucket.name).await? {
+                    return Err(if existing.account_id == bucket.account_id {
+                        ServiceError::new(codes::ALREADY_OWNED, "Your previous request to create the named bucket succeeded and you already own it.")
+                    } else {
+                        ServiceError::new(codes::ALREADY_EXISTS, "The requested bucket name is not available. Please select a different name and try again.")
+                    });
+                }
+                tx.insert_bucket(&bucket).await?;
+                Ok(bucket)
+            })
+        })
+        .await
+    }
+
+    pub async fn s3_bucket(&self, p: &Principal, name: &str) -> Result<Bucket, ServiceError> {
+        let (name, acct) = (name.to_string(), p.account_id.clone());
+        store::read(&*self.store, move |tx| Box::pin(async move { owned_bucket(tx, &name, &acct).await })).await
+    }
+
+    pub async fn s3_list_buckets(&self, p: &Principal) -> Result<Vec<Bucket>, ServiceError> {
+        let acct = p.account_id.clone();
+        store::read::<_, ServiceError, _>(&*self.store, move |tx| Box::pin(async move { Ok(tx.list_buckets(&acct).await?) })).await
+    }
+
+    pub async fn s3_delete_bucket(&self, p: &Principal, name: &str) -> Result<(), ServiceError> {
+        let (name, acct) = (name.to_string(), p.account_id.clone());
+        store::write(&*self.store, move |tx| {
+            Box::pin(async move {
+                owned_bucket(tx, &name, &acct).await?;
+                if !tx.list_objects(&name, "", None, 1).await?.is_empty() {
+                    return Err(ServiceError::new(codes::BUCKET_NOT_EMPTY, "The bucket you tried to delete is not empty."));
+                }
+                tx.delete_bucket(&name).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Writes a body into a new blob, refusing bodies above `limit` bytes.
+    async fn write_blob<S, E>(&self, mut body: S, limit: u64) -> Result<Written, ServiceError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut w = self.blobs.create().await.map_err(blob_err)?;
+        let mut total = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    w.abort().await;
+                    return Err(ServiceError::new("IncompleteBody", format!("The request body could not be read: {e}")));
+                }
+            };
+            total += chunk.len() as u64;
+            if total > limit {
+                w.abort().await;
+                return Err(ServiceError::new(codes::ENTITY_TOO_LARGE, "Your proposed upload exceeds the maximum allowed object size."));
+            }
+            if let Err(e) = w.write(&chunk).await {
+                w.abort().await;
+                return Err(blob_err(e));
+            }
+        }
+        w.finish().await.map_err(blob_err)
+    }
+
+    async fn remove_blobs(&self, blobs: impl IntoIterator<Item = String>) {
+        for id in blobs {
+            self.blobs.remove(&id).await;
+        }
+    }
+
+    /// Commits an object's metadata for a written blob; `create_only` refuses to replace.
+    async fn commit_object(&self, p: &Principal, meta: ObjectMeta, create_only: bool) -> Result<ObjectMeta, ServiceError> {
+        let acct = p.account_id.clone();
+        let blobs: Vec<String> = meta.blobs.iter().map(|b| b.id.clone()).collect();
+        let result = store::write(&*self.store, move |tx| {
+            Box::pin(async move {
+                owned_bucket(tx, &meta.bucket, &acct).await?;
+                if create_only && tx.get_object(&meta.bucket, &meta.key).await?.is_some() {
+                    return Err(ServiceError::new("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"));
+                }
+                let old = tx.put_object(&meta).await?;
+                Ok((meta, old))
+            })
+        })
+        .await;
+        match result {
+            Ok((meta, old)) => {
+                if let Some(old) = old {
+                    self.remove_blobs(old.blobs.into_iter().map(|b| b.id)).await;
+                }
+                Ok(meta)
+            }
+            Err(e) => {
+                self.remove_blobs(blobs).await;
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn s3_put_object<S, E>(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+        body: S,
+        props: ObjectProps,
+        create_only: bool,
+    ) -> Result<ObjectMeta, ServiceError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        check_key(key)?;
+        // Fail before reading the body when the bucket is not the caller's.
+        self.s3_bucket(p, bucket).await?;
+        let w = self.write_blob(body, MAX_PUT).await?;
+        let meta = ObjectMeta {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            size: w.size,
+            etag: w.md5_hex,
+            content_type: props.content_type,
+            metadata: props.metadata,
+            last_modified: self.clock.now(),
+            storage_class: props.storage_class.unwrap_or_else(|| "STANDARD".into()),
+            blobs: vec![BlobRef { id: w.id, size: w.size }],
+        };
+        self.commit_object(p, meta, create_only).await
+    }
+
+    pub async fn s3_head_object(&self, p: &Principal, bucket: &str, key: &str) -> Result<ObjectMeta, ServiceError> {
+        let (bucket, key, acct) = (bucket.to_string(), key.to_string(), p.account_id.clone());
+        store::read(&*self.store, move |tx| {
+            Box::pin(async move {
+                owned_bucket(tx, &bucket, &acct).await?;
+                tx.get_object(&bucket, &key).await?.ok_or_else(|| no_such_key(&key))
+            })
+        })
+        .await
+    }
+
+    /// Plaintext `[start, end)` of an object, decrypted.
+    pub async fn s3_read(&self, meta: &ObjectMeta, start: u64, end: u64) -> Result<Vec<Bytes>, ServiceError> {
+        let mut out = Vec::new();
+        let mut offset = 0u64;
+        for b in &meta.blobs {
+            let (bs, be) = (offset, offset + b.size);
+            if end > bs && start < be {
+                let chunks = self.blobs.read(&b.id, b.size, start.max(bs) - bs, end.min(be) - bs).await.map_err(blob_err)?;
+                out.extend(chunks);
+            }
+            offset = be;
+        }
+        Ok(out)
+    }
+
+    pub async fn s3_delete_object(&self, p: &Principal, bucket: &str, key: &str) -> Result<(), ServiceError> {
+        let (bucket, key, acct) = (bucket.to_string(), key.to_string(), p.account_id.clone());
+        let old = store::write(&*self.store, move |tx| {
+            Box::pin(async move {
+                owned_bucket(tx, &bucket, &acct).await?;
+                Ok::<_, ServiceError>(tx.delete_object(&bucket, &key).await?)
+            })
+        })
+        .await?;
+        if let Some(old) = old {
+            self.remove_blobs(old.blobs.into_iter().map(|b| b.id)).await;
+        }
+        Ok(())
+    }
+
+    /// Keys in byte order after `after`, rolled up at `delimiter` after `prefix`.
+    pub async fn s3_list(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Listing, ServiceError> {
+        self.s3_bucket(p, bucket).await?;
+        let mut listing = Listing { objects: vec![], common_prefixes: vec![], truncated: false, last: None };
+        let mut cursor = after.map(str::to_string);
+        if max == 0 {
+            return Ok(listing);
+        }
+        loop {
+            let (b, pre, cur) = (bucket.to_string(), prefix.to_string(), cursor.clone());
+            let batch = store::read::<_, StoreError, _>(&*self.store, move |tx| {
+                Box::pin(async move { tx.list_objects(&b, &pre, cur.as_deref(), 1000).await })
+            })
+            .await?;
+            let exhausted = batch.len() < 1000;
+            for o in batch {
+                let rest = &o.key[prefix.len()..];
+                let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| rest.find(d).map(|i| format!("{prefix}{}", &rest[..i + d.len()])));
+                let entry_key = rolled.clone().unwrap_or_else(|| o.key.clone());
+                if listing.last.as_deref() == Some(entry_key.as_str()) {
+                    cursor = Some(o.key.clone());
+                    continue;
+                }
+                if listing.objects.len() + listing.common_prefixes.len() == max {
+                    listing.truncated = true;
+                    return Ok(listing);
+                }
+                cursor = Some(o.key.clone());
+                listing.last = Some(entry_key);
+                match rolled {
+                    Some(cp) => listing.common_prefixes.push(cp),
+                    None => listing.objects.push(o),
+                }
+            }
+            if exhausted {
+                return Ok(listing);
+            }
+        }
+    }
+
+    pub async fn s3_create_upload(&self, p: &Principal, bucket: &str, key: &str, props: ObjectProps) -> Result<Upload, ServiceError> {
+        check_key(key)?;
+        let upload = Upload {
+            upload_id: uuid::Uuid::new_v4().simple().to_string(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            content_type: props.content_type,
+            metadata: props.metadata,
+            created_at: self.clock.now(),
+        };
+        let acct = p.account_id.clone();
+        store::write(&*self.store, move |tx| {
+            Box::pin(async move {
+                owned_bucket(tx, &upload.bucket, &acct).await?;
+                tx.insert_upload(&upload).await?;
+                Ok(upload)
+            })
+        })
+        .await
+    }
+
+    async fn upload(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> Result<Upload, ServiceError> {
+        let (id, acct) = (upload_id.to_string(), p.account_id.clone());
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        store::read(&*self.store, move |tx| {
+            Box::pin(async move {
+                owned_bucket(tx, &bucket, &acct).await?;
+                tx.get_upload(&id)
+                    .await?
+                    .filter(|u| u.bucket == bucket && u.key == key)
+                    .ok_or_else(|| ServiceError::new(codes::NO_SUCH_UPLOAD, "The specified multipart upload does not exist."))
+            })
+        })
+        .await
+    }
+
+    pub async fn s3_upload_part<S, E>(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i64,
+        body: S,
+    ) -> Result<Part, ServiceError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        if !(1..=10_000).contains(&part_number) {
+            return Err(ServiceError::new(codes::INVALID_ARGUMENT, "Part number must be an integer between 1 and 10000, inclusive"));
+        }
+        self.upload(p, bucket, key, upload_id).await?;
+        let w = self.write_blob(body, MAX_PUT).await?;
+        let part = Part { upload_id: upload_id.to_string(), part_number, size: w.size, etag: w.md5_hex, blob: w.id.clone() };
+        let pt = part.clone();
+        let replaced = store::write(&*self.store, move |tx| {
+            Box::pin(async move {
+                if tx.get_upload(&pt.upload_id).await?.is_none() {
+                    return Err(ServiceError::new(codes::NO_SUCH_UPLOAD, "The specified multipart upload does not exist."));
+                }
+                Ok(tx.put_part(&pt).await?)
+            })
+        })
+        .await;
+        match replaced {
+            Ok(old) => {
+                if let Some(old) = old {
+                    self.blobs.remove(&old.blob).await;
+                }
+                Ok(part)
+            }
+            Err(e) => {
+                self.blobs.remove(&w.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn s3_list_parts(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> Result<(Upload, Vec<Part>), ServiceError> {
+        let upload = self.upload(p, bucket, key, upload_id).await?;
+        let id = upload_id.to_string();
+        let parts = store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.list_parts(&id).await })).await?;
+        Ok((upload, parts))
+    }
+
+    pub async fn s3_abort_upload(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> Result<(), ServiceError> {
+        self.upload(p, bucket, key, upload_id).await?;
+        let id = upload_id.to_string();
+        let parts = store::write::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.delete_upload(&id).await })).await?;
+        self.remove_blobs(parts.into_iter().map(|p| p.blob)).await;
+        Ok(())
+    }
+
+    /// Completes an upload from `(part number, etag)` pairs, in ascending order; the ETag is
+    /// the MD5 of the parts' binary MD5s, `-N`.
+    pub async fn s3_complete_upload(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        chosen: Vec<(i64, String)>,
+    ) -> Result<ObjectMeta, ServiceError> {
+        let upload = self.upload(p, bucket, key, upload_id).await?;
+        if chosen.is_empty() {
+            return Err(ServiceError::new("MalformedXML", "You must specify at least one part."));
+        }
+        if chosen.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(ServiceError::new(codes::INVALID_PART_ORDER, "The list of parts was not in ascending order."));
+        }
+        let (_, stored) = self.s3_list_parts(p, bucket, key, upload_id).await?;
+        let mut used = Vec::with_capacity(chosen.len());
+        for (i, (n, etag)) in chosen.iter().enumerate() {
+            let part = stored
+                .iter()
+                .find(|s| s.part_number == *n && s.etag == etag.trim_matches('"'))
+                .ok_or_else(|| ServiceError::new(codes::INVALID_PART, format!("One or more of the specified parts could not be found: part {n}.")))?;
+            if i + 1 < chosen.len() && part.size < MIN_PART {
+                return Err(ServiceError::new(codes::ENTITY_TOO_SMALL, "Your proposed upload is smaller than the minimum allowed size."));
+            }
+            used.push(part.clone());
+        }
+        let mut md5 = Md5::new();
+        for part in &used {
+            md5.update(hex::decode(&part.etag).unwrap_or_default());
+        }
+        let meta = ObjectMeta {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            size: used.iter().map(|p| p.size).sum(),
+            etag: format!("{}-{}", hex::encode(md5.finalize()), used.len()),
+            content_type: upload.content_type.clone(),
+            metadata: upload.metadata.clone(),
+            last_modified: self.clock.now(),
+            storage_class: "STANDARD".into(),
+            blobs: used.iter().map(|p| BlobRef { id: p.blob.clone(), size: p.size }).collect(),
+        };
+        let (acct, id) = (p.account_id.clone(), upload_id.to_string());
+        let m = meta.clone();
+        let (old, leftover) = store::write(&*self.store, move |tx| {
+            Box::pin(async move {
+                owned_bucket(tx, &m.bucket, &acct).await?;
+                let parts = tx.delete_upload(&id).await?;
+                let old = tx.put_object(&m).await?;
+                let kept: Vec<&str> = m.blobs.iter().map(|b| b.id.as_str()).collect();
+                let leftover: Vec<String> = parts.into_iter().map(|p| p.blob).filter(|b| !kept.contains(&b.as_str())).collect();
+                Ok::<_, ServiceError>((old, leftover))
+            })
+        })
+        .await?;
+        self.remove_blobs(leftover).await;
+        if let Some(old) = old {
+            self.remove_blobs(old.blobs.into_iter().map(|b| b.id)).await;
+        }
+        Ok(meta)
+    }
+
+    /// Copies an object into a new blob (objects never share blobs).
+    pub async fn s3_copy_object(
+        &self,
+        p: &Principal,
+        src_bucket: &str,
+        src_key: &str,
+        bucket: &str,
+        key: &str,
+        replace: Option<ObjectProps>,
+    ) -> Result<ObjectMeta, ServiceError> {
+        check_key(key)?;
+        let src = self.s3_head_object(p, src_bucket, src_key).await?;
+        let chunks = self.s3_read(&src, 0, src.size).await?;
+        let body = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+        let props = replace.unwrap_or(ObjectProps {
+            content_type: src.content_type.clone(),
+            metadata: src.metadata.clone(),
+            storage_class: Some(src.storage_class.clone()),
+        });
+        self.s3_put_object(p, bucket, key, body, props, false).await
+    }
+}
