@@ -19,7 +19,8 @@ const ROOT_SECRET: &str = "rootsecret/EXAMPLE/0000000000000000000000";
 
 struct Server {
     addr: SocketAddr,
-    dir: tempfile::TempDir,
+    app: Arc<App>,
+    _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -35,10 +36,10 @@ async fn start() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(otatrail::server::run(listener, app, async move {
+    tokio::spawn(otatrail::server::run(listener, app.clone(), async move {
         let _ = stopped.await;
     }));
-    Server { addr, dir, _stop: stop }
+    Server { addr, app, _dir: dir, _stop: stop }
 }
 
 struct Reply {
@@ -103,10 +104,11 @@ fn root() -> (&'static str, &'static str) {
     (ROOT_KEY, ROOT_SECRET)
 }
 
-fn put_object(server: &Server, bucket: &str, key: &str, data: &[u8]) {
-    let p = server.dir.path().join("buckets").join(bucket).join(key);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, data).unwrap();
+async fn put_object(server: &Server, bucket: &str, key: &str, data: &'static [u8]) {
+    let root = otatrail::domain::Principal::root(ACCOUNT, ROOT_KEY);
+    let _ = server.app.s3_create_bucket(&root, bucket, "us-east-1").await;
+    let body = futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(data))]);
+    server.app.s3_put_object(&root, bucket, key, body, Default::default(), false).await.unwrap();
 }
 
 fn create_body(bucket: &str, key: &str) -> Vec<u8> {
@@ -130,8 +132,8 @@ async fn health_needs_no_signature_and_has_a_request_id() {
 #[tokio::test]
 async fn stream_round_trip_with_percent_encoded_path() {
     let s = start().await;
-    put_object(&s, "fw", "dir/image.bin", b"0123456789");
-    let r = call(&s, "POST", "/streams/fw-1_a", "iot", &[("content-type", "application/json")], &create_body("fw", "dir/image.bin"), root()).await;
+    put_object(&s, "fw-bucket", "dir/image.bin", b"0123456789").await;
+    let r = call(&s, "POST", "/streams/fw-1_a", "iot", &[("content-type", "application/json")], &create_body("fw-bucket", "dir/image.bin"), root()).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["streamVersion"], 1);
     assert_eq!(r.body["streamArn"], format!("arn:aws:iot:us-east-1:{ACCOUNT}:stream/fw-1_a"));
