@@ -1130,12 +1130,14 @@ def test_records_are_per_region(srv):
 
 
 def test_records_are_per_account(srv, regional):
+    c_a = ok(pclient("sts", srv, root()), "get_caller_identity")
     c_b = ok(pclient("sts", srv, root(ACCT_B)), "get_caller_identity")
     a_all = lookup_all(srv, root())
     b_all = lookup_all(srv, root(ACCT_B))
     a_ids = {record(e)["requestID"] for e in a_all}
     b_ids = {record(e)["requestID"] for e in b_all}
     assert c_b.request_id in b_ids and c_b.request_id not in a_ids
+    assert c_a.request_id in a_ids and c_a.request_id not in b_ids
     assert not a_ids & b_ids
     assert {record(e)["recipientAccountId"] for e in b_all} == {B}
     assert {record(e)["recipientAccountId"] for e in a_all} == {A}

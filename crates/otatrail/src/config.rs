@@ -61,6 +61,10 @@ pub struct FileConfig {
     pub sts_min_duration_seconds: Option<i64>,
     /// Days LookupEvents keeps seeing a record (90, as in AWS).
     pub event_retention_days: Option<i64>,
+    /// Seconds in a lifecycle-rule "day" (86400). Tests shorten it to see rules apply.
+    pub lifecycle_day_seconds: Option<i64>,
+    /// How often lifecycle rules are applied, in seconds (3600).
+    pub lifecycle_interval_seconds: Option<u64>,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
 }
@@ -113,6 +117,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub sts_min_duration_seconds: i64,
     pub event_retention_days: i64,
+    pub lifecycle_day_seconds: i64,
+    pub lifecycle_interval_seconds: u64,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -153,6 +159,8 @@ impl ServerConfig {
             max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES),
             sts_min_duration_seconds: file.sts_min_duration_seconds.unwrap_or(900),
             event_retention_days: file.event_retention_days.unwrap_or(crate::domain::history::DEFAULT_RETENTION_DAYS),
+            lifecycle_day_seconds: file.lifecycle_day_seconds.unwrap_or(86_400),
+            lifecycle_interval_seconds: file.lifecycle_interval_seconds.unwrap_or(3600),
             accounts: file.accounts,
         };
         cfg.validate()?;
@@ -166,6 +174,9 @@ impl ServerConfig {
         }
         if !(1..=900).contains(&self.sts_min_duration_seconds) {
             return Err(ConfigError::Invalid("sts_min_duration_seconds must be between 1 and 900".into()));
+        }
+        if self.lifecycle_day_seconds < 1 || self.lifecycle_interval_seconds < 1 {
+            return Err(ConfigError::Invalid("lifecycle_day_seconds and lifecycle_interval_seconds must be at least 1".into()));
         }
         if self.event_retention_days < 1 {
             return Err(ConfigError::Invalid("event_retention_days must be at least 1".into()));

@@ -36,5 +36,8 @@ async fn s3_transport_error(err: s3s::HttpError) -> Response<Body> {
 pub async fn run_s3(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let service = HandleError::new(crate::s3::service(app), s3_transport_error);
     let router = Router::new().fallback_service(service);
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    // Peer addresses reach the S3 layer through the request extensions (sourceIPAddress).
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

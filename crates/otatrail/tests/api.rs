@@ -106,7 +106,15 @@ fn root() -> (&'static str, &'static str) {
 
 async fn put_object(server: &Server, bucket: &str, key: &str, data: &'static [u8]) {
     let root = otatrail::domain::Principal::root(ACCOUNT, ROOT_KEY);
-    let _ = server.app.s3_create_bucket(&root, bucket, "us-east-1").await;
+    let call = Arc::new(otatrail::app::audit::Call::internal(
+        root.clone(),
+        "us-east-1",
+        "s3.amazonaws.com",
+        "CreateBucket",
+        false,
+        otatrail::domain::time::Millis(0),
+    ));
+    let _ = server.app.s3_create_bucket(&call, bucket, "us-east-1").await;
     let body = futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(data))]);
     server.app.s3_put_object(&root, bucket, key, body, Default::default(), false).await.unwrap();
 }
@@ -235,23 +243,14 @@ async fn the_server_assumes_a_role_that_trusts_its_service() {
     .unwrap();
     let args = ServeArgs { data_dir: Some(dir.path().to_path_buf()), ..Default::default() };
     let app = App::open(&ServerConfig::merge(&args, file).unwrap()).await.unwrap();
-    let call = Arc::new(otatrail::app::audit::Call {
-        info: otatrail::domain::audit::CallInfo {
-            request_id: "test".into(),
-            event_time: otatrail::domain::time::Millis(0),
-            region: "us-east-1".into(),
-            event_source: "iam.amazonaws.com".into(),
-            event_name: "CreateRole".into(),
-            read_only: false,
-            source_ip: "127.0.0.1".into(),
-            user_agent: None,
-            request_parameters: None,
-            api_version: None,
-            tls: None,
-            keep_response_elements: false,
-        },
-        principal: otatrail::domain::Principal::root(ACCOUNT, ROOT_KEY),
-    });
+    let call = Arc::new(otatrail::app::audit::Call::internal(
+        otatrail::domain::Principal::root(ACCOUNT, ROOT_KEY),
+        "us-east-1",
+        "iam.amazonaws.com",
+        "CreateRole",
+        false,
+        otatrail::domain::time::Millis(0),
+    ));
     let trusts_iot = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"iot.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
     let trusts_account = format!(r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{ACCOUNT}"}},"Action":"sts:AssumeRole"}}]}}"#);
     app.iam_create_role(&call, "ota", None, trusts_iot, None, None, vec![]).await.unwrap();

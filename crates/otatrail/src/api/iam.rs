@@ -39,7 +39,13 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             let u = app.iam_create_user(caller, required(&p, "UserName")?, p.get("Path"), tags(&p)?).await?;
             format!("<User>{}</User>", user_xml(&u))
         }
-        "GetUser" => format!("<User>{}</User>", user_xml(&app.iam_get_user(caller, p.get("UserName")).await?)),
+        "GetUser" => {
+            let u = app.iam_get_user(caller, p.get("UserName")).await?;
+            if u.user_id != u.account_id {
+                ctx.resources.push(caller.resource(u.arn(), "AWS::IAM::User"));
+            }
+            format!("<User>{}</User>", user_xml(&u))
+        }
         "ListUsers" => {
             let page = app.iam_list_users(caller, p.get("PathPrefix").map(str::to_string), p.get("Marker"), int(&p, "MaxItems")?).await?;
             list_xml("Users", &page, user_xml)
@@ -59,6 +65,10 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
         }
         "ListAccessKeys" => {
             let keys = app.iam_list_access_keys(caller, p.get("UserName")).await?;
+            if let Some(name) = p.get("UserName") {
+                let u = app.iam_get_user(caller, Some(name)).await?;
+                ctx.resources.push(caller.resource(u.arn(), "AWS::IAM::User"));
+            }
             let members: String = keys.iter().map(|k| format!("<member>{}</member>", key_xml(k, &caller.principal))).collect();
             format!("<AccessKeyMetadata>{members}</AccessKeyMetadata><IsTruncated>false</IsTruncated>")
         }
@@ -84,7 +94,11 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
                 .await?;
             format!("<Role>{}</Role>", role_xml(&r))
         }
-        "GetRole" => format!("<Role>{}</Role>", role_xml(&app.iam_get_role(caller, required(&p, "RoleName")?).await?)),
+        "GetRole" => {
+            let r = app.iam_get_role(caller, required(&p, "RoleName")?).await?;
+            ctx.resources.push(caller.resource(r.arn(), "AWS::IAM::Role"));
+            format!("<Role>{}</Role>", role_xml(&r))
+        }
         "ListRoles" => {
             let page = app.iam_list_roles(caller, p.get("PathPrefix").map(str::to_string), p.get("Marker"), int(&p, "MaxItems")?).await?;
             list_xml("Roles", &page, role_xml)
@@ -107,6 +121,7 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
         }
         "ListUserTags" => {
             let u = app.iam_get_user(caller, Some(required(&p, "UserName")?)).await?;
+            ctx.resources.push(caller.resource(u.arn(), "AWS::IAM::User"));
             format!("<Tags>{}</Tags><IsTruncated>false</IsTruncated>", tags_xml(&u.tags))
         }
         "TagRole" => {
@@ -119,6 +134,7 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
         }
         "ListRoleTags" => {
             let r = app.iam_get_role(caller, required(&p, "RoleName")?).await?;
+            ctx.resources.push(caller.resource(r.arn(), "AWS::IAM::Role"));
             format!("<Tags>{}</Tags><IsTruncated>false</IsTruncated>", tags_xml(&r.tags))
         }
         other => return Err(query::unknown_action(SERVICE, other)),

@@ -19,6 +19,27 @@ pub struct Call {
 }
 
 impl Call {
+    /// A call the server makes itself (or a test makes in-process): no client, no request.
+    pub fn internal(principal: Principal, region: &str, event_source: &str, event_name: &str, read_only: bool, now: crate::domain::time::Millis) -> Self {
+        Call {
+            info: CallInfo {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                event_time: now,
+                region: region.to_string(),
+                event_source: event_source.to_string(),
+                event_name: event_name.to_string(),
+                read_only,
+                source_ip: event_source.to_string(),
+                user_agent: Some(event_source.to_string()),
+                request_parameters: None,
+                api_version: None,
+                tls: None,
+                keep_response_elements: false,
+            },
+            principal,
+        }
+    }
+
     /// The account and region the call acts on.
     pub fn scope(&self) -> Scope {
         Scope::new(self.principal.account_id.clone(), self.info.region.clone())

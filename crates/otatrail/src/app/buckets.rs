@@ -14,7 +14,10 @@ use crate::domain::{Principal, ServiceError};
 use crate::objects::blob::{BlobError, Written};
 use crate::store::{self, StateTx, StoreError};
 
+use std::sync::Arc;
+
 use super::App;
+use super::audit::Call;
 
 pub mod codes {
     pub const NO_SUCH_BUCKET: &str = "NoSuchBucket";
@@ -31,6 +34,15 @@ pub mod codes {
     pub const ENTITY_TOO_LARGE: &str = "EntityTooLarge";
     pub const INVALID_ARGUMENT: &str = "InvalidArgument";
     pub const KEY_TOO_LONG: &str = "KeyTooLongError";
+}
+
+const BUCKET: &str = "AWS::S3::Bucket";
+
+/// Which bucket subresource a configuration call changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BucketConfig {
+    Policy,
+    Lifecycle,
 }
 
 /// Largest single PUT, as S3.
@@ -51,13 +63,40 @@ fn no_such_key(key: &str) -> ServiceError {
     ServiceError::new(codes::NO_SUCH_KEY, format!("The specified key does not exist: {key}"))
 }
 
-/// The bucket, if `account_id` may use it.
-async fn owned_bucket(tx: &mut dyn StateTx, name: &str, account_id: &str) -> Result<Bucket, ServiceError> {
+/// The bucket, if `who` may perform `action` on it (or on `key` in it): its own account's
+/// buckets always, another account's when the bucket policy allows it.
+async fn owned_bucket(
+    tx: &mut dyn StateTx,
+    name: &str,
+    who: &Principal,
+    action: &str,
+    key: Option<&str>,
+) -> Result<Bucket, ServiceError> {
     let b = tx.get_bucket(name).await?.ok_or_else(|| no_such_bucket(name))?;
-    if b.account_id != account_id {
-        return Err(ServiceError::new(codes::ACCESS_DENIED, "Access Denied"));
+    if b.account_id == who.account_id || policy_allows(&b, who, action, key) {
+        return Ok(b);
     }
-    Ok(b)
+    Err(ServiceError::new(codes::ACCESS_DENIED, "Access Denied"))
+}
+
+/// Whether the bucket policy grants `who` the action on the bucket or object ARN.
+pub fn policy_allows(bucket: &Bucket, who: &Principal, action: &str, key: Option<&str>) -> bool {
+    let Some(doc) = bucket.policy.as_deref() else { return false };
+    let Ok(policy) = crate::domain::policy::parse(doc, false) else { return false };
+    let mut arns = vec![who.arn.clone()];
+    if let Some(issuer) = who.session.as_ref().and_then(|s| s.session_issuer.as_ref()) {
+        arns.push(issuer.arn.clone());
+    }
+    let resource = match key {
+        Some(k) => format!("arn:aws:s3:::{}/{k}", bucket.name),
+        None => format!("arn:aws:s3:::{}", bucket.name),
+    };
+    let context = std::collections::HashMap::from([
+        ("aws:principalaccount".to_string(), who.account_id.clone()),
+        ("aws:principalarn".to_string(), who.arn.clone()),
+    ]);
+    let caller = crate::domain::policy::Caller::Aws { account_id: &who.account_id, arns };
+    policy.allows(&caller, action, Some(&resource), &context)
 }
 
 fn check_key(key: &str) -> Result<(), ServiceError> {
@@ -85,7 +124,8 @@ pub struct ObjectProps {
 }
 
 impl App {
-    pub async fn s3_create_bucket(&self, p: &Principal, name: &str, region: &str) -> Result<Bucket, ServiceError> {
+    pub async fn s3_create_bucket(&self, call: &Arc<Call>, name: &str, region: &str) -> Result<Bucket, ServiceError> {
+        let p = &call.principal;
         if !is_valid_bucket_name(name) {
             return Err(ServiceError::new(codes::INVALID_BUCKET_NAME, "The specified bucket is not valid."));
         }
@@ -97,6 +137,7 @@ impl App {
             policy: None,
             lifecycle: None,
         };
+        let call = call.clone();
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 if let Some(existing) = tx.get_bucket(&bucket.name).await? {
@@ -107,15 +148,17 @@ impl App {
                     });
                 }
                 tx.insert_bucket(&bucket).await?;
+                call.record_success(tx, None, vec![call.resource(format!("arn:aws:s3:::{}", bucket.name), BUCKET)]).await?;
                 Ok(bucket)
             })
         })
         .await
     }
 
-    pub async fn s3_bucket(&self, p: &Principal, name: &str) -> Result<Bucket, ServiceError> {
-        let (name, acct) = (name.to_string(), p.account_id.clone());
-        store::read(&*self.store, move |tx| Box::pin(async move { owned_bucket(tx, &name, &acct).await })).await
+    /// The bucket, if `p` may perform `action` on it.
+    pub async fn s3_bucket(&self, p: &Principal, name: &str, action: &'static str) -> Result<Bucket, ServiceError> {
+        let (name, who) = (name.to_string(), p.clone());
+        store::read(&*self.store, move |tx| Box::pin(async move { owned_bucket(tx, &name, &who, action, None).await })).await
     }
 
     pub async fn s3_list_buckets(&self, p: &Principal) -> Result<Vec<Bucket>, ServiceError> {
@@ -123,19 +166,61 @@ impl App {
         store::read::<_, ServiceError, _>(&*self.store, move |tx| Box::pin(async move { Ok(tx.list_buckets(&acct).await?) })).await
     }
 
-    pub async fn s3_delete_bucket(&self, p: &Principal, name: &str) -> Result<(), ServiceError> {
-        let (name, acct) = (name.to_string(), p.account_id.clone());
+    pub async fn s3_delete_bucket(&self, call: &Arc<Call>, name: &str) -> Result<(), ServiceError> {
+        let (name, who, call) = (name.to_string(), call.principal.clone(), call.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                owned_bucket(tx, &name, &acct).await?;
+                owned_bucket(tx, &name, &who, "s3:DeleteBucket", None).await?;
                 if !tx.list_objects(&name, "", None, 1).await?.is_empty() {
                     return Err(ServiceError::new(codes::BUCKET_NOT_EMPTY, "The bucket you tried to delete is not empty."));
                 }
                 tx.delete_bucket(&name).await?;
+                call.record_success(tx, None, vec![call.resource(format!("arn:aws:s3:::{name}"), BUCKET)]).await?;
                 Ok(())
             })
         })
         .await
+    }
+
+    /// Sets (`Some`) or removes (`None`) a bucket's policy or lifecycle configuration. Only the
+    /// owner may; a policy must parse (`MalformedPolicy` otherwise).
+    pub async fn s3_set_bucket_config(&self, call: &Arc<Call>, name: &str, which: BucketConfig, value: Option<String>) -> Result<(), ServiceError> {
+        if which == BucketConfig::Policy
+            && let Some(doc) = &value
+        {
+            crate::domain::policy::parse(doc, false).map_err(|e| ServiceError::new("MalformedPolicy", e.message))?;
+        }
+        let (name, call) = (name.to_string(), call.clone());
+        store::write(&*self.store, move |tx| {
+            Box::pin(async move {
+                let b = tx.get_bucket(&name).await?.ok_or_else(|| no_such_bucket(&name))?;
+                if b.account_id != call.principal.account_id {
+                    return Err(ServiceError::new(codes::ACCESS_DENIED, "Access Denied"));
+                }
+                let (policy, lifecycle) = match which {
+                    BucketConfig::Policy => (value, b.lifecycle),
+                    BucketConfig::Lifecycle => (b.policy, value),
+                };
+                tx.set_bucket_config(&name, policy.as_deref(), lifecycle.as_deref()).await?;
+                call.record_success(tx, None, vec![call.resource(format!("arn:aws:s3:::{name}"), BUCKET)]).await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// A bucket's policy or lifecycle configuration (owner only).
+    pub async fn s3_bucket_config(&self, p: &Principal, name: &str, which: BucketConfig) -> Result<String, ServiceError> {
+        let b = self.s3_bucket(p, name, "s3:GetBucketPolicy").await?;
+        if b.account_id != p.account_id {
+            return Err(ServiceError::new(codes::ACCESS_DENIED, "Access Denied"));
+        }
+        match which {
+            BucketConfig::Policy => b.policy.ok_or_else(|| ServiceError::new("NoSuchBucketPolicy", "The bucket policy does not exist")),
+            BucketConfig::Lifecycle => b
+                .lifecycle
+                .ok_or_else(|| ServiceError::new("NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist")),
+        }
     }
 
     /// Writes a body into a new blob, refusing bodies above `limit` bytes.
@@ -175,11 +260,11 @@ impl App {
 
     /// Commits an object's metadata for a written blob; `create_only` refuses to replace.
     async fn commit_object(&self, p: &Principal, meta: ObjectMeta, create_only: bool) -> Result<ObjectMeta, ServiceError> {
-        let acct = p.account_id.clone();
+        let who = p.clone();
         let blobs: Vec<String> = meta.blobs.iter().map(|b| b.id.clone()).collect();
         let result = store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                owned_bucket(tx, &meta.bucket, &acct).await?;
+                owned_bucket(tx, &meta.bucket, &who, "s3:PutObject", Some(&meta.key)).await?;
                 if create_only && tx.get_object(&meta.bucket, &meta.key).await?.is_some() {
                     return Err(ServiceError::new("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"));
                 }
@@ -216,8 +301,12 @@ impl App {
         E: std::fmt::Display,
     {
         check_key(key)?;
-        // Fail before reading the body when the bucket is not the caller's.
-        self.s3_bucket(p, bucket).await?;
+        // Fail before reading the body when the caller may not write there.
+        let (b, k, who) = (bucket.to_string(), key.to_string(), p.clone());
+        store::read(&*self.store, move |tx| {
+            Box::pin(async move { owned_bucket(tx, &b, &who, "s3:PutObject", Some(&k)).await })
+        })
+        .await?;
         let w = self.write_blob(body, MAX_PUT).await?;
         let meta = ObjectMeta {
             bucket: bucket.to_string(),
@@ -234,10 +323,10 @@ impl App {
     }
 
     pub async fn s3_head_object(&self, p: &Principal, bucket: &str, key: &str) -> Result<ObjectMeta, ServiceError> {
-        let (bucket, key, acct) = (bucket.to_string(), key.to_string(), p.account_id.clone());
+        let (bucket, key, who) = (bucket.to_string(), key.to_string(), p.clone());
         store::read(&*self.store, move |tx| {
             Box::pin(async move {
-                owned_bucket(tx, &bucket, &acct).await?;
+                owned_bucket(tx, &bucket, &who, "s3:GetObject", Some(&key)).await?;
                 tx.get_object(&bucket, &key).await?.ok_or_else(|| no_such_key(&key))
             })
         })
@@ -260,10 +349,10 @@ impl App {
     }
 
     pub async fn s3_delete_object(&self, p: &Principal, bucket: &str, key: &str) -> Result<(), ServiceError> {
-        let (bucket, key, acct) = (bucket.to_string(), key.to_string(), p.account_id.clone());
+        let (bucket, key, who) = (bucket.to_string(), key.to_string(), p.clone());
         let old = store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                owned_bucket(tx, &bucket, &acct).await?;
+                owned_bucket(tx, &bucket, &who, "s3:DeleteObject", Some(&key)).await?;
                 Ok::<_, ServiceError>(tx.delete_object(&bucket, &key).await?)
             })
         })
@@ -284,7 +373,7 @@ impl App {
         after: Option<&str>,
         max: usize,
     ) -> Result<Listing, ServiceError> {
-        self.s3_bucket(p, bucket).await?;
+        self.s3_bucket(p, bucket, "s3:ListBucket").await?;
         let mut listing = Listing { objects: vec![], common_prefixes: vec![], truncated: false, last: None };
         let mut cursor = after.map(str::to_string);
         if max == 0 {
@@ -332,10 +421,10 @@ impl App {
             metadata: props.metadata,
             created_at: self.clock.now(),
         };
-        let acct = p.account_id.clone();
+        let who = p.clone();
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                owned_bucket(tx, &upload.bucket, &acct).await?;
+                owned_bucket(tx, &upload.bucket, &who, "s3:PutObject", Some(&upload.key)).await?;
                 tx.insert_upload(&upload).await?;
                 Ok(upload)
             })
@@ -344,11 +433,11 @@ impl App {
     }
 
     async fn upload(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> Result<Upload, ServiceError> {
-        let (id, acct) = (upload_id.to_string(), p.account_id.clone());
+        let (id, who) = (upload_id.to_string(), p.clone());
         let (bucket, key) = (bucket.to_string(), key.to_string());
         store::read(&*self.store, move |tx| {
             Box::pin(async move {
-                owned_bucket(tx, &bucket, &acct).await?;
+                owned_bucket(tx, &bucket, &who, "s3:PutObject", Some(&key)).await?;
                 tx.get_upload(&id)
                     .await?
                     .filter(|u| u.bucket == bucket && u.key == key)
@@ -460,11 +549,11 @@ impl App {
             storage_class: "STANDARD".into(),
             blobs: used.iter().map(|p| BlobRef { id: p.blob.clone(), size: p.size }).collect(),
         };
-        let (acct, id) = (p.account_id.clone(), upload_id.to_string());
+        let (who, id) = (p.clone(), upload_id.to_string());
         let m = meta.clone();
         let (old, leftover) = store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                owned_bucket(tx, &m.bucket, &acct).await?;
+                owned_bucket(tx, &m.bucket, &who, "s3:PutObject", Some(&m.key)).await?;
                 let parts = tx.delete_upload(&id).await?;
                 let old = tx.put_object(&m).await?;
                 let kept: Vec<&str> = m.blobs.iter().map(|b| b.id.as_str()).collect();
@@ -500,5 +589,77 @@ impl App {
             storage_class: Some(src.storage_class.clone()),
         });
         self.s3_put_object(p, bucket, key, body, props, false).await
+    }
+}
+
+impl App {
+    /// Applies every bucket's lifecycle rules once; returns (expired, transitioned) counts.
+    pub async fn apply_lifecycle(&self) -> Result<(usize, usize), ServiceError> {
+        use crate::domain::buckets::{LifecycleAction, LifecycleRule};
+        let buckets = store::read::<_, StoreError, _>(&*self.store, |tx| Box::pin(async move { tx.buckets_with_lifecycle().await })).await?;
+        let now = self.clock.now();
+        let day_ms = self.lifecycle_day_seconds * 1000;
+        let (mut expired, mut moved) = (0, 0);
+        for b in buckets {
+            let Ok(rules) = serde_json::from_str::<Vec<LifecycleRule>>(b.lifecycle.as_deref().unwrap_or("[]")) else { continue };
+            for rule in rules.iter().filter(|r| r.enabled) {
+                let mut after: Option<String> = None;
+                loop {
+                    let (name, prefix, cur) = (b.name.clone(), rule.prefix.clone(), after.clone());
+                    let batch = store::read::<_, StoreError, _>(&*self.store, move |tx| {
+                        Box::pin(async move { tx.list_objects(&name, &prefix, cur.as_deref(), 500).await })
+                    })
+                    .await?;
+                    let done = batch.len() < 500;
+                    after = batch.last().map(|o| o.key.clone());
+                    for o in batch {
+                        let age_days = (now.0 - o.last_modified.0) / day_ms.max(1);
+                        match rule.action(&o.key, age_days, &o.storage_class) {
+                            Some(LifecycleAction::Expire) => {
+                                let (bn, k) = (o.bucket.clone(), o.key.clone());
+                                let old = store::write::<_, StoreError, _>(&*self.store, move |tx| {
+                                    Box::pin(async move { tx.delete_object(&bn, &k).await })
+                                })
+                                .await?;
+                                if let Some(old) = old {
+                                    self.remove_blobs(old.blobs.into_iter().map(|b| b.id)).await;
+                                    expired += 1;
+                                }
+                            }
+                            Some(LifecycleAction::Transition(class)) => {
+                                let mut m = o.clone();
+                                m.storage_class = class;
+                                store::write::<_, StoreError, _>(&*self.store, move |tx| {
+                                    Box::pin(async move { tx.put_object(&m).await.map(|_| ()) })
+                                })
+                                .await?;
+                                moved += 1;
+                            }
+                            None => {}
+                        }
+                    }
+                    if done {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok((expired, moved))
+    }
+
+    /// Runs [`App::apply_lifecycle`] every `interval`.
+    pub fn spawn_lifecycle(self: &Arc<Self>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                match app.apply_lifecycle().await {
+                    Ok((0, 0)) => {}
+                    Ok((expired, transitioned)) => tracing::info!(expired, transitioned, "lifecycle rules applied"),
+                    Err(e) => tracing::warn!(error = %e, "lifecycle sweep failed"),
+                }
+            }
+        })
     }
 }

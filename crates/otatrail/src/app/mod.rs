@@ -38,6 +38,8 @@ pub struct App {
     pub sts_min_duration_seconds: i64,
     /// How long LookupEvents sees a record.
     pub event_retention_days: i64,
+    /// The length of a lifecycle "day" in seconds (86400; tests shorten it).
+    pub lifecycle_day_seconds: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             sts_min_duration_seconds: config.sts_min_duration_seconds,
             event_retention_days: config.event_retention_days,
+            lifecycle_day_seconds: config.lifecycle_day_seconds,
         }))
     }
 }

@@ -240,7 +240,8 @@ impl CallInfo {
         }
         AuditEvent {
             event_id,
-            event_time: self.event_time,
+            // Whole seconds, as the record shows it, so time filters agree with what is seen.
+            event_time: Millis(self.event_time.0.div_euclid(1000) * 1000),
             recipient_account_id: actor.account_id().to_string(),
             region: self.region.clone(),
             event_source: self.event_source.clone(),

@@ -57,6 +57,38 @@ pub struct Part {
     pub blob: String,
 }
 
+/// A lifecycle rule as otatrail applies it: expiration and transitions by age, filtered by
+/// key prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleRule {
+    pub id: Option<String>,
+    pub enabled: bool,
+    pub prefix: String,
+    pub expiration_days: Option<i64>,
+    /// `(days, storage class)`
+    pub transitions: Vec<(i64, String)>,
+}
+
+impl LifecycleRule {
+    /// What the rule does to an object of `age_days`: expire it, or move it to a class.
+    pub fn action(&self, key: &str, age_days: i64, current_class: &str) -> Option<LifecycleAction> {
+        if !self.enabled || !key.starts_with(&self.prefix) {
+            return None;
+        }
+        if self.expiration_days.is_some_and(|d| age_days >= d) {
+            return Some(LifecycleAction::Expire);
+        }
+        let class = self.transitions.iter().filter(|(d, _)| age_days >= *d).max_by_key(|(d, _)| *d).map(|(_, c)| c.clone())?;
+        (class != current_class).then_some(LifecycleAction::Transition(class))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LifecycleAction {
+    Expire,
+    Transition(String),
+}
+
 /// S3 general-purpose bucket names: 3–63 of lowercase letters, digits, `.` and `-`, starting
 /// and ending with a letter or digit, no `..`, not an IP address.
 pub fn is_valid_bucket_name(name: &str) -> bool {
@@ -74,6 +106,23 @@ pub fn is_valid_bucket_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifecycle_rules() {
+        let r = LifecycleRule {
+            id: None,
+            enabled: true,
+            prefix: "AWSLogs/".into(),
+            expiration_days: Some(30),
+            transitions: vec![(7, "STANDARD_IA".into()), (14, "GLACIER".into())],
+        };
+        assert_eq!(r.action("other/x", 100, "STANDARD"), None);
+        assert_eq!(r.action("AWSLogs/x", 3, "STANDARD"), None);
+        assert_eq!(r.action("AWSLogs/x", 8, "STANDARD"), Some(LifecycleAction::Transition("STANDARD_IA".into())));
+        assert_eq!(r.action("AWSLogs/x", 15, "STANDARD_IA"), Some(LifecycleAction::Transition("GLACIER".into())));
+        assert_eq!(r.action("AWSLogs/x", 15, "GLACIER"), None);
+        assert_eq!(r.action("AWSLogs/x", 30, "GLACIER"), Some(LifecycleAction::Expire));
+    }
 
     #[test]
     fn bucket_names() {

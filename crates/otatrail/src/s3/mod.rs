@@ -5,6 +5,7 @@
 
 mod auth;
 mod ops;
+mod record;
 
 use std::sync::Arc;
 

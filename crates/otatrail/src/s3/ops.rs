@@ -8,7 +8,9 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::auth::principal;
 use crate::app::App;
-use crate::app::buckets::ObjectProps;
+use crate::app::buckets::{BucketConfig, ObjectProps};
+use crate::domain::buckets::LifecycleRule;
+use serde_json::json;
 use crate::domain::ServiceError;
 use crate::domain::buckets::ObjectMeta;
 use crate::domain::time::Millis;
@@ -97,6 +99,41 @@ fn list_object(o: &ObjectMeta) -> Object {
     }
 }
 
+fn lifecycle_rule(r: &s3s::dto::LifecycleRule) -> LifecycleRule {
+    let prefix = r.filter.as_ref().and_then(|f| f.prefix.clone()).or_else(|| r.prefix.clone()).unwrap_or_default();
+    LifecycleRule {
+        id: r.id.clone(),
+        enabled: r.status.as_str() == ExpirationStatus::ENABLED,
+        prefix,
+        expiration_days: r.expiration.as_ref().and_then(|e| e.days).map(i64::from),
+        transitions: r
+            .transitions
+            .iter()
+            .flatten()
+            .filter_map(|t| Some((i64::from(t.days?), t.storage_class.as_ref()?.as_str().to_string())))
+            .collect(),
+    }
+}
+
+fn to_dto_rule(r: &LifecycleRule) -> s3s::dto::LifecycleRule {
+    s3s::dto::LifecycleRule {
+        id: r.id.clone(),
+        status: ExpirationStatus::from(if r.enabled { ExpirationStatus::ENABLED } else { ExpirationStatus::DISABLED }.to_string()),
+        filter: Some(LifecycleRuleFilter { prefix: Some(r.prefix.clone()), ..Default::default() }),
+        expiration: r.expiration_days.map(|d| LifecycleExpiration { days: Some(d as i32), ..Default::default() }),
+        transitions: (!r.transitions.is_empty()).then(|| {
+            r.transitions
+                .iter()
+                .map(|(d, c)| Transition { days: Some(*d as i32), storage_class: Some(TransitionStorageClass::from(c.clone())), date: None })
+                .collect()
+        }),
+        abort_incomplete_multipart_upload: None,
+        noncurrent_version_expiration: None,
+        noncurrent_version_transitions: None,
+        prefix: None,
+    }
+}
+
 fn encode_key(s: &str, url: bool) -> String {
     if url { otatrail_sigv4::uri_encode(s, true) } else { s.to_string() }
 }
@@ -128,19 +165,21 @@ impl S3 for S3Api {
             .map(|l| l.as_str().to_string())
             .or_else(|| req.region.as_ref().map(|r| r.as_str().to_string()))
             .unwrap_or_else(|| self.app.default_region.clone());
-        let b = self.app.s3_create_bucket(&p, &req.input.bucket, &region).await.map_err(s3_err)?;
+        let call = super::record::call(&self.app, &req, p, "CreateBucket", false, json!({"bucketName": req.input.bucket, "host": req.headers.get("host").and_then(|h| h.to_str().ok())}));
+        let result = self.app.s3_create_bucket(&call, &req.input.bucket, &region).await;
+        let b = super::record::finish(&self.app, &call, true, result).await.map_err(s3_err)?;
         Ok(S3Response::new(CreateBucketOutput { location: Some(format!("/{}", b.name)), ..Default::default() }))
     }
 
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
         let p = principal(&req)?;
-        let b = self.app.s3_bucket(&p, &req.input.bucket).await.map_err(s3_err)?;
+        let b = self.app.s3_bucket(&p, &req.input.bucket, "s3:ListBucket").await.map_err(s3_err)?;
         Ok(S3Response::new(HeadBucketOutput { bucket_region: Some(b.region), ..Default::default() }))
     }
 
     async fn get_bucket_location(&self, req: S3Request<GetBucketLocationInput>) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let p = principal(&req)?;
-        let b = self.app.s3_bucket(&p, &req.input.bucket).await.map_err(s3_err)?;
+        let b = self.app.s3_bucket(&p, &req.input.bucket, "s3:GetBucketLocation").await.map_err(s3_err)?;
         // us-east-1 is the empty constraint, as S3 answers.
         let location = (b.region != "us-east-1").then(|| BucketLocationConstraint::from(b.region));
         Ok(S3Response::new(GetBucketLocationOutput { location_constraint: location }))
@@ -148,8 +187,77 @@ impl S3 for S3Api {
 
     async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
         let p = principal(&req)?;
-        self.app.s3_delete_bucket(&p, &req.input.bucket).await.map_err(s3_err)?;
+        let call = super::record::call(&self.app, &req, p, "DeleteBucket", false, json!({"bucketName": req.input.bucket}));
+        let result = self.app.s3_delete_bucket(&call, &req.input.bucket).await;
+        super::record::finish(&self.app, &call, true, result).await.map_err(s3_err)?;
         Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    async fn put_bucket_policy(&self, req: S3Request<PutBucketPolicyInput>) -> S3Result<S3Response<PutBucketPolicyOutput>> {
+        let p = principal(&req)?;
+        let bucket = req.input.bucket.clone();
+        let call = super::record::call(&self.app, &req, p, "PutBucketPolicy", false, json!({"bucketName": bucket, "bucketPolicy": req.input.policy}));
+        let result = self.app.s3_set_bucket_config(&call, &bucket, BucketConfig::Policy, Some(req.input.policy)).await;
+        super::record::finish(&self.app, &call, true, result).await.map_err(s3_err)?;
+        Ok(S3Response::with_status(PutBucketPolicyOutput {}, http::StatusCode::NO_CONTENT))
+    }
+
+    async fn get_bucket_policy(&self, req: S3Request<GetBucketPolicyInput>) -> S3Result<S3Response<GetBucketPolicyOutput>> {
+        let p = principal(&req)?;
+        let call = super::record::call(&self.app, &req, p.clone(), "GetBucketPolicy", true, json!({"bucketName": req.input.bucket}));
+        let result = self.app.s3_bucket_config(&p, &req.input.bucket, BucketConfig::Policy).await;
+        let policy = super::record::finish(&self.app, &call, false, result).await.map_err(s3_err)?;
+        Ok(S3Response::new(GetBucketPolicyOutput { policy: Some(policy) }))
+    }
+
+    async fn delete_bucket_policy(&self, req: S3Request<DeleteBucketPolicyInput>) -> S3Result<S3Response<DeleteBucketPolicyOutput>> {
+        let p = principal(&req)?;
+        let call = super::record::call(&self.app, &req, p, "DeleteBucketPolicy", false, json!({"bucketName": req.input.bucket}));
+        let result = self.app.s3_set_bucket_config(&call, &req.input.bucket, BucketConfig::Policy, None).await;
+        super::record::finish(&self.app, &call, true, result).await.map_err(s3_err)?;
+        Ok(S3Response::with_status(DeleteBucketPolicyOutput {}, http::StatusCode::NO_CONTENT))
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        let p = principal(&req)?;
+        let bucket = req.input.bucket.clone();
+        let rules: Vec<LifecycleRule> = req
+            .input
+            .lifecycle_configuration
+            .as_ref()
+            .map(|c| c.rules.iter().map(lifecycle_rule).collect())
+            .unwrap_or_default();
+        let text = serde_json::to_string(&rules).map_err(|_| s3_error!(MalformedXML))?;
+        let call = super::record::call(&self.app, &req, p, "PutBucketLifecycle", false, json!({"bucketName": bucket, "rules": rules.len()}));
+        let result = self.app.s3_set_bucket_config(&call, &bucket, BucketConfig::Lifecycle, Some(text)).await;
+        super::record::finish(&self.app, &call, true, result).await.map_err(s3_err)?;
+        Ok(S3Response::new(PutBucketLifecycleConfigurationOutput::default()))
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        let p = principal(&req)?;
+        let call = super::record::call(&self.app, &req, p.clone(), "GetBucketLifecycle", true, json!({"bucketName": req.input.bucket}));
+        let result = self.app.s3_bucket_config(&p, &req.input.bucket, BucketConfig::Lifecycle).await;
+        let text = super::record::finish(&self.app, &call, false, result).await.map_err(s3_err)?;
+        let rules: Vec<LifecycleRule> = serde_json::from_str(&text).unwrap_or_default();
+        Ok(S3Response::new(GetBucketLifecycleConfigurationOutput {
+            rules: Some(rules.iter().map(to_dto_rule).collect()),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_bucket_lifecycle(&self, req: S3Request<DeleteBucketLifecycleInput>) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        let p = principal(&req)?;
+        let call = super::record::call(&self.app, &req, p, "DeleteBucketLifecycle", false, json!({"bucketName": req.input.bucket}));
+        let result = self.app.s3_set_bucket_config(&call, &req.input.bucket, BucketConfig::Lifecycle, None).await;
+        super::record::finish(&self.app, &call, true, result).await.map_err(s3_err)?;
+        Ok(S3Response::with_status(DeleteBucketLifecycleOutput {}, http::StatusCode::NO_CONTENT))
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
@@ -235,7 +343,7 @@ impl S3 for S3Api {
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let p = principal(&req)?;
         let input = req.input;
-        self.app.s3_bucket(&p, &input.bucket).await.map_err(s3_err)?;
+        self.app.s3_bucket(&p, &input.bucket, "s3:ListBucket").await.map_err(s3_err)?;
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for o in input.delete.objects {

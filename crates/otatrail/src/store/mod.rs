@@ -130,6 +130,8 @@ pub trait StateTx: Send {
     async fn insert_bucket(&mut self, bucket: &Bucket) -> StoreResult<()>;
     async fn get_bucket(&mut self, name: &str) -> StoreResult<Option<Bucket>>;
     async fn list_buckets(&mut self, account_id: &str) -> StoreResult<Vec<Bucket>>;
+    /// Every bucket with a lifecycle configuration, of any account.
+    async fn buckets_with_lifecycle(&mut self) -> StoreResult<Vec<Bucket>>;
     async fn delete_bucket(&mut self, name: &str) -> StoreResult<bool>;
     async fn set_bucket_config(&mut self, name: &str, policy: Option<&str>, lifecycle: Option<&str>) -> StoreResult<bool>;
     /// Inserts or replaces an object; returns the replaced object's metadata.

@@ -654,6 +654,14 @@ impl StateTx for SqliteTx<'_> {
         rows.iter().map(bucket_from_row).collect()
     }
 
+    async fn buckets_with_lifecycle(&mut self) -> StoreResult<Vec<Bucket>> {
+        let rows = sqlx::query("SELECT * FROM buckets WHERE lifecycle IS NOT NULL ORDER BY name")
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(bucket_from_row).collect()
+    }
+
     async fn delete_bucket(&mut self, name: &str) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM buckets WHERE name = ?").bind(name).execute(&mut *self.conn).await.map_err(db_err)?;
         Ok(r.rows_affected() > 0)
