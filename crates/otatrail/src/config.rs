@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// Log line format [default: text]
     #[arg(long, env = "OTATRAIL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Seconds a log file's oldest record waits before the file is delivered [default: 300]
+    #[arg(long, env = "OTATRAIL_DELIVERY_INTERVAL", value_name = "SECONDS")]
+    pub delivery_interval: Option<i64>,
     /// Largest accepted request body, in bytes [default: 1048576]
     #[arg(long, env = "OTATRAIL_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -65,6 +68,7 @@ pub struct FileConfig {
     pub lifecycle_day_seconds: Option<i64>,
     /// How often lifecycle rules are applied, in seconds (3600).
     pub lifecycle_interval_seconds: Option<u64>,
+    pub delivery_interval_seconds: Option<i64>,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
 }
@@ -119,6 +123,7 @@ pub struct ServerConfig {
     pub event_retention_days: i64,
     pub lifecycle_day_seconds: i64,
     pub lifecycle_interval_seconds: u64,
+    pub delivery_interval_seconds: i64,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -161,6 +166,7 @@ impl ServerConfig {
             event_retention_days: file.event_retention_days.unwrap_or(crate::domain::history::DEFAULT_RETENTION_DAYS),
             lifecycle_day_seconds: file.lifecycle_day_seconds.unwrap_or(86_400),
             lifecycle_interval_seconds: file.lifecycle_interval_seconds.unwrap_or(3600),
+            delivery_interval_seconds: args.delivery_interval.or(file.delivery_interval_seconds).unwrap_or(300),
             accounts: file.accounts,
         };
         cfg.validate()?;
@@ -177,6 +183,9 @@ impl ServerConfig {
         }
         if self.lifecycle_day_seconds < 1 || self.lifecycle_interval_seconds < 1 {
             return Err(ConfigError::Invalid("lifecycle_day_seconds and lifecycle_interval_seconds must be at least 1".into()));
+        }
+        if !(1..=86_400).contains(&self.delivery_interval_seconds) {
+            return Err(ConfigError::Invalid("the delivery interval must be between 1 and 86400 seconds".into()));
         }
         if self.event_retention_days < 1 {
             return Err(ConfigError::Invalid("event_retention_days must be at least 1".into()));

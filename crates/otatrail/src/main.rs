@@ -100,6 +100,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(endpoint = %endpoint, s3_endpoint = %s3_endpoint, region = %config.region, store = app.store.backend(), "otatrail started");
 
     app.spawn_housekeeping();
+    app.spawn_deliverer();
     app.spawn_lifecycle(std::time::Duration::from_secs(config.lifecycle_interval_seconds));
     // One signal stops both listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

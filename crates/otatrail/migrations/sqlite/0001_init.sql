@@ -151,3 +151,25 @@ CREATE TABLE upload_parts (
     blob         TEXT NOT NULL,
     PRIMARY KEY (upload_id, part_number)
 );
+
+-- CloudTrail trails; `trail` is the trail's settings and status as JSON.
+CREATE TABLE trails (
+    account_id   TEXT NOT NULL,
+    home_region  TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    trail        TEXT NOT NULL,
+    PRIMARY KEY (account_id, home_region, name)
+);
+
+-- Delivery progress per trail and source region: every record up to `last_seq` is either in a
+-- delivered file or was not selected. `pending` is a file being written: its key and the
+-- records it holds, so a restart writes exactly that file and nothing twice.
+CREATE TABLE trail_cursors (
+    account_id   TEXT NOT NULL,
+    home_region  TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    region       TEXT NOT NULL,
+    last_seq     INTEGER NOT NULL,
+    pending      TEXT,
+    PRIMARY KEY (account_id, home_region, name, region)
+);

@@ -10,16 +10,114 @@ use super::json_response;
 use crate::domain::ServiceError;
 use crate::domain::error::codes;
 use crate::domain::history::LookupInput;
+use crate::app::trails::{TrailSettings, trail_json};
 use crate::domain::time::Millis;
+use crate::domain::trails::{AdvancedEventSelector, EventSelector, Trail};
 
 pub const TARGET_PREFIX: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 pub fn meta(operation: &str) -> Option<OpMeta> {
-    Some(match operation {
-        "LookupEvents" => OpMeta::read("LookupEvents"),
-        _ => return None,
-    })
+    const WRITES: &[&str] = &["CreateTrail", "UpdateTrail", "DeleteTrail", "StartLogging", "StopLogging", "PutEventSelectors"];
+    const READS: &[&str] = &["LookupEvents", "DescribeTrails", "GetTrail", "ListTrails", "GetTrailStatus", "GetEventSelectors"];
+    WRITES
+        .iter()
+        .find(|o| **o == operation)
+        .map(|o| OpMeta::write(o))
+        .or_else(|| READS.iter().find(|o| **o == operation).map(|o| OpMeta::read(o)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct TagDto {
+    key: String,
+    value: Option<String>,
+}
+
+/// CreateTrail and UpdateTrail members.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct TrailRequest {
+    name: Option<String>,
+    s3_bucket_name: Option<String>,
+    s3_key_prefix: Option<String>,
+    sns_topic_name: Option<String>,
+    include_global_service_events: Option<bool>,
+    is_multi_region_trail: Option<bool>,
+    enable_log_file_validation: Option<bool>,
+    cloud_watch_logs_log_group_arn: Option<String>,
+    cloud_watch_logs_role_arn: Option<String>,
+    kms_key_id: Option<String>,
+    is_organization_trail: Option<bool>,
+    #[serde(default)]
+    tags_list: Vec<TagDto>,
+}
+
+impl TrailRequest {
+    fn settings(self) -> Result<TrailSettings, ServiceError> {
+        if self.kms_key_id.is_some() {
+            return Err(ServiceError::new("UnsupportedOperationException", "KMS encryption of log files is not available in otatrail; objects are encrypted at rest with SSE (AES256)."));
+        }
+        if self.cloud_watch_logs_log_group_arn.is_some() || self.cloud_watch_logs_role_arn.is_some() {
+            return Err(ServiceError::new("UnsupportedOperationException", "CloudWatch Logs delivery is not available in otatrail."));
+        }
+        if self.is_organization_trail == Some(true) {
+            return Err(ServiceError::new("UnsupportedOperationException", "Organization trails are not available yet."));
+        }
+        if self.sns_topic_name.is_some() {
+            return Err(ServiceError::new("UnsupportedOperationException", "SNS notifications are not available yet."));
+        }
+        if self.tags_list.len() > 50 {
+            return Err(ServiceError::new("TagsLimitExceededException", "A trail can have at most 50 tags."));
+        }
+        Ok(TrailSettings {
+            s3_bucket: self.s3_bucket_name,
+            s3_key_prefix: self.s3_key_prefix,
+            include_global_service_events: self.include_global_service_events,
+            multi_region: self.is_multi_region_trail,
+            log_file_validation: self.enable_log_file_validation,
+            tags: self.tags_list.into_iter().map(|t| (t.key, t.value.unwrap_or_default())).collect(),
+        })
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct NameRequest {
+    name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct DescribeTrailsRequest {
+    #[serde(rename = "trailNameList")]
+    trail_name_list: Option<Vec<String>>,
+    #[serde(rename = "includeShadowTrails")]
+    include_shadow_trails: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct SelectorsRequest {
+    trail_name: Option<String>,
+    event_selectors: Option<Vec<EventSelector>>,
+    advanced_event_selectors: Option<Vec<AdvancedEventSelector>>,
+}
+
+fn required_name(n: Option<String>) -> Result<String, ServiceError> {
+    n.filter(|n| !n.is_empty()).ok_or_else(|| ServiceError::new("TrailNotProvidedException", "A trail name or ARN is required."))
+}
+
+fn epoch(t: Option<Millis>) -> Value {
+    t.map(|t| json!(t.as_epoch_seconds())).unwrap_or(Value::Null)
+}
+
+/// The `Trail` shape of GetTrail and DescribeTrails.
+fn trail_shape(t: &Trail) -> Value {
+    let mut v = trail_json(t);
+    v["HomeRegion"] = json!(t.home_region);
+    v["HasCustomEventSelectors"] = json!(t.event_selectors.is_some() || t.advanced_event_selectors.is_some());
+    v["HasInsightSelectors"] = json!(false);
+    v
 }
 
 /// The operation named by `X-Amz-Target`.
@@ -122,7 +220,91 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             }
             out
         }
-        _ => unreachable!("meta() names only handled operations"),
+        "CreateTrail" => {
+            let req: TrailRequest = serde_json::from_value(body).map_err(serialization)?;
+            let name = required_name(req.name.clone())?;
+            let t = app.create_trail(&call, &name, req.settings()?).await?;
+            trail_json(&t)
+        }
+        "UpdateTrail" => {
+            let req: TrailRequest = serde_json::from_value(body).map_err(serialization)?;
+            let name = required_name(req.name.clone())?;
+            let t = app.update_trail(&call, &name, req.settings()?).await?;
+            trail_json(&t)
+        }
+        "DeleteTrail" | "StartLogging" | "StopLogging" => {
+            let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;
+            let name = required_name(req.name)?;
+            match op {
+                "DeleteTrail" => app.delete_trail(&call, &name).await?,
+                "StartLogging" => app.set_logging(&call, &name, true).await?,
+                _ => app.set_logging(&call, &name, false).await?,
+            }
+            json!({})
+        }
+        "GetTrail" => {
+            let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;
+            let (t, _) = app.get_trail(&call, &required_name(req.name)?).await?;
+            ctx.resources.push(call.resource(t.arn(), "AWS::CloudTrail::Trail"));
+            json!({ "Trail": trail_shape(&t) })
+        }
+        "DescribeTrails" => {
+            let req: DescribeTrailsRequest = serde_json::from_value(body).map_err(serialization)?;
+            let include_shadow = req.include_shadow_trails.unwrap_or(true);
+            let mut trails = app.trails_in_region(&call).await?;
+            trails.retain(|(_, shadow)| include_shadow || !shadow);
+            if let Some(names) = req.trail_name_list.filter(|n| !n.is_empty()) {
+                trails.retain(|(t, _)| names.iter().any(|n| n == &t.name || n == &t.arn()));
+            }
+            json!({ "trailList": trails.iter().map(|(t, _)| trail_shape(t)).collect::<Vec<_>>() })
+        }
+        "ListTrails" => {
+            let trails = app.trails_in_region(&call).await?;
+            json!({ "Trails": trails.iter().map(|(t, _)| json!({"TrailARN": t.arn(), "Name": t.name, "HomeRegion": t.home_region})).collect::<Vec<_>>() })
+        }
+        "GetTrailStatus" => {
+            let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;
+            let (t, _) = app.get_trail(&call, &required_name(req.name)?).await?;
+            let mut v = json!({
+                "IsLogging": t.is_logging,
+                "LatestDeliveryTime": epoch(t.latest_delivery_time),
+                "StartLoggingTime": epoch(t.start_logging_time),
+                "StopLoggingTime": epoch(t.stop_logging_time),
+                "LatestDeliveryAttemptTime": t.latest_delivery_attempt.map(crate::domain::audit::event_time_text).unwrap_or_default(),
+                "LatestDeliveryAttemptSucceeded": t.latest_delivery_time.map(crate::domain::audit::event_time_text).unwrap_or_default(),
+                "TimeLoggingStarted": t.start_logging_time.map(crate::domain::audit::event_time_text).unwrap_or_default(),
+                "TimeLoggingStopped": t.stop_logging_time.map(crate::domain::audit::event_time_text).unwrap_or_default(),
+            });
+            if let Some(e) = &t.latest_delivery_error {
+                v["LatestDeliveryError"] = json!(e);
+            }
+            v
+        }
+        "GetEventSelectors" => {
+            let req: SelectorsRequest = serde_json::from_value(body).map_err(serialization)?;
+            let (t, _) = app.get_trail(&call, &required_name(req.trail_name)?).await?;
+            let mut v = json!({ "TrailARN": t.arn() });
+            match (&t.event_selectors, &t.advanced_event_selectors) {
+                (_, Some(a)) => v["AdvancedEventSelectors"] = serde_json::to_value(a).unwrap_or_default(),
+                (Some(b), None) => v["EventSelectors"] = serde_json::to_value(b).unwrap_or_default(),
+                (None, None) => v["EventSelectors"] = serde_json::to_value(vec![EventSelector::default()]).unwrap_or_default(),
+            }
+            v
+        }
+        "PutEventSelectors" => {
+            let req: SelectorsRequest = serde_json::from_value(body).map_err(serialization)?;
+            let name = required_name(req.trail_name)?;
+            let t = app.put_event_selectors(&call, &name, req.event_selectors, req.advanced_event_selectors).await?;
+            let mut v = json!({ "TrailARN": t.arn() });
+            if let Some(b) = &t.event_selectors {
+                v["EventSelectors"] = serde_json::to_value(b).unwrap_or_default();
+            }
+            if let Some(a) = &t.advanced_event_selectors {
+                v["AdvancedEventSelectors"] = serde_json::to_value(a).unwrap_or_default();
+            }
+            v
+        }
+        _ => return Err(ServiceError::new(codes::UNKNOWN_OPERATION, format!("Operation {op} is not supported."))),
     };
     Ok(json_response(&out, CONTENT_TYPE))
 }

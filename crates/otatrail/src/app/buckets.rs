@@ -223,6 +223,49 @@ impl App {
         }
     }
 
+    /// CloudTrail writing a log file for `trail`: create-only, into a bucket the trail may
+    /// deliver to (`PreconditionFailed` when the key exists).
+    pub async fn deliver_object(&self, trail: &crate::domain::trails::Trail, key: &str, body: Vec<u8>) -> Result<(), ServiceError> {
+        let (name, t) = (trail.s3_bucket.clone(), trail.clone());
+        let bucket = store::read::<_, ServiceError, _>(&*self.store, move |tx| Box::pin(async move { Ok(tx.get_bucket(&name).await?) }))
+            .await?
+            .ok_or_else(|| no_such_bucket(&trail.s3_bucket))?;
+        if !super::trails::may_deliver(&bucket, &t) {
+            return Err(ServiceError::new(codes::ACCESS_DENIED, format!("CloudTrail may not write to bucket {}", bucket.name)));
+        }
+        let size = body.len();
+        let stream = futures::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(body))]);
+        let w = self.write_blob(stream, MAX_PUT).await?;
+        let meta = ObjectMeta {
+            bucket: bucket.name.clone(),
+            key: key.to_string(),
+            size: size as u64,
+            etag: w.md5_hex,
+            content_type: Some("application/json".into()),
+            metadata: BTreeMap::new(),
+            last_modified: self.clock.now(),
+            storage_class: "STANDARD".into(),
+            blobs: vec![BlobRef { id: w.id.clone(), size: w.size }],
+        };
+        let r = store::write(&*self.store, move |tx| {
+            Box::pin(async move {
+                if tx.get_bucket(&meta.bucket).await?.is_none() {
+                    return Err(no_such_bucket(&meta.bucket));
+                }
+                if tx.get_object(&meta.bucket, &meta.key).await?.is_some() {
+                    return Err(ServiceError::new("PreconditionFailed", "The object already exists."));
+                }
+                tx.put_object(&meta).await?;
+                Ok(())
+            })
+        })
+        .await;
+        if r.is_err() {
+            self.blobs.remove(&w.id).await;
+        }
+        r
+    }
+
     /// Writes a body into a new blob, refusing bodies above `limit` bytes.
     async fn write_blob<S, E>(&self, mut body: S, limit: u64) -> Result<Written, ServiceError>
     where

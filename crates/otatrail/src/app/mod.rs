@@ -4,12 +4,14 @@
 
 pub mod audit;
 pub mod buckets;
+pub mod delivery;
 pub mod history;
 pub mod iam;
 pub mod identities;
 pub mod profile;
 pub mod streams;
 pub mod sts;
+pub mod trails;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +42,8 @@ pub struct App {
     pub event_retention_days: i64,
     /// The length of a lifecycle "day" in seconds (86400; tests shorten it).
     pub lifecycle_day_seconds: i64,
+    /// How long a log file's oldest record waits before the file is delivered.
+    pub delivery_interval_seconds: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +81,7 @@ impl App {
             sts_min_duration_seconds: config.sts_min_duration_seconds,
             event_retention_days: config.event_retention_days,
             lifecycle_day_seconds: config.lifecycle_day_seconds,
+            delivery_interval_seconds: config.delivery_interval_seconds,
         }))
     }
 }

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod principal;
 pub mod streams;
 pub mod time;
+pub mod trails;
 pub mod validate;
 
 pub use error::ServiceError;

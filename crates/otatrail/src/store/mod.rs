@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use crate::domain::Scope;
 use crate::domain::audit::AuditEvent;
 use crate::domain::buckets::{Bucket, ObjectMeta, Part, Upload};
+use crate::domain::trails::Trail;
 use crate::domain::time::Millis;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::Stream;
@@ -152,6 +153,27 @@ pub trait StateTx: Send {
     /// Appends a record; records are never changed or removed by the API.
     async fn append_event(&mut self, event: &AuditEvent) -> StoreResult<i64>;
     async fn lookup_events(&mut self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>>;
+
+    /// Records of an account and region after `after_seq`, in commit order.
+    async fn events_since(&mut self, account_id: &str, region: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<StoredEvent>>;
+    /// The regions an account has records in.
+    async fn event_regions(&mut self, account_id: &str) -> StoreResult<Vec<String>>;
+    /// The newest record's sequence number (0 when there is none).
+    async fn last_event_seq(&mut self) -> StoreResult<i64>;
+
+    // Trails and their delivery progress.
+    async fn insert_trail(&mut self, trail: &Trail) -> StoreResult<()>;
+    async fn get_trail(&mut self, account_id: &str, home_region: &str, name: &str) -> StoreResult<Option<Trail>>;
+    async fn update_trail(&mut self, trail: &Trail) -> StoreResult<()>;
+    /// Removes a trail and its delivery cursors.
+    async fn delete_trail(&mut self, account_id: &str, home_region: &str, name: &str) -> StoreResult<bool>;
+    /// Every trail of an account, all regions.
+    async fn list_trails(&mut self, account_id: &str) -> StoreResult<Vec<Trail>>;
+    /// Every logging trail of every account.
+    async fn logging_trails(&mut self) -> StoreResult<Vec<Trail>>;
+    /// `(last_seq, pending)` of a trail's delivery from `region`.
+    async fn get_cursor(&mut self, trail: &Trail, region: &str) -> StoreResult<Option<(i64, Option<String>)>>;
+    async fn set_cursor(&mut self, trail: &Trail, region: &str, last_seq: i64, pending: Option<&str>) -> StoreResult<()>;
 
     // Which OTA updates reference a stream (DeleteStream refuses while any does).
     async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>>;

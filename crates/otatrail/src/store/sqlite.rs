@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{EventQuery, LookupKey, StateTx, Store, StoreError, StoreResult, StoredEvent, TxWork};
 use crate::domain::audit::AuditEvent;
 use crate::domain::buckets::{BlobRef, Bucket, ObjectMeta, Part, Upload};
+use crate::domain::trails::Trail;
 use crate::domain::Scope;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::{Stream, StreamFile, Tag};
@@ -842,6 +843,148 @@ impl StateTx for SqliteTx<'_> {
             .map_err(db_err)?;
         }
         Ok(seq)
+    }
+
+    async fn events_since(&mut self, account_id: &str, region: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<StoredEvent>> {
+        let rows = sqlx::query("SELECT * FROM events WHERE account_id = ? AND region = ? AND seq > ? ORDER BY seq LIMIT ?")
+            .bind(account_id)
+            .bind(region)
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    seq: get(row, "seq")?,
+                    event_id: get(row, "event_id")?,
+                    event_time: Millis(get(row, "event_time")?),
+                    event_name: get(row, "event_name")?,
+                    event_source: get(row, "event_source")?,
+                    read_only: get(row, "read_only")?,
+                    username: get(row, "username")?,
+                    access_key_id: get(row, "access_key_id")?,
+                    resources: vec![],
+                    record: get(row, "record")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn event_regions(&mut self, account_id: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT region FROM events WHERE account_id = ? ORDER BY region")
+            .bind(account_id)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| get(r, "region")).collect()
+    }
+
+    async fn last_event_seq(&mut self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM events").fetch_one(&mut *self.conn).await.map_err(db_err)?;
+        get(&row, "s")
+    }
+
+    async fn insert_trail(&mut self, t: &Trail) -> StoreResult<()> {
+        sqlx::query("INSERT INTO trails (account_id, home_region, name, trail) VALUES (?, ?, ?, ?)")
+            .bind(&t.account_id)
+            .bind(&t.home_region)
+            .bind(&t.name)
+            .bind(json(t)?)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn get_trail(&mut self, account_id: &str, home_region: &str, name: &str) -> StoreResult<Option<Trail>> {
+        let row = sqlx::query("SELECT trail FROM trails WHERE account_id = ? AND home_region = ? AND name = ?")
+            .bind(account_id)
+            .bind(home_region)
+            .bind(name)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| from_json(&get::<String>(&r, "trail")?)).transpose()
+    }
+
+    async fn update_trail(&mut self, t: &Trail) -> StoreResult<()> {
+        sqlx::query("UPDATE trails SET trail = ? WHERE account_id = ? AND home_region = ? AND name = ?")
+            .bind(json(t)?)
+            .bind(&t.account_id)
+            .bind(&t.home_region)
+            .bind(&t.name)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn delete_trail(&mut self, account_id: &str, home_region: &str, name: &str) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM trail_cursors WHERE account_id = ? AND home_region = ? AND name = ?")
+            .bind(account_id)
+            .bind(home_region)
+            .bind(name)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        let r = sqlx::query("DELETE FROM trails WHERE account_id = ? AND home_region = ? AND name = ?")
+            .bind(account_id)
+            .bind(home_region)
+            .bind(name)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn list_trails(&mut self, account_id: &str) -> StoreResult<Vec<Trail>> {
+        let rows = sqlx::query("SELECT trail FROM trails WHERE account_id = ? ORDER BY home_region, name")
+            .bind(account_id)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| from_json(&get::<String>(r, "trail")?)).collect()
+    }
+
+    async fn logging_trails(&mut self) -> StoreResult<Vec<Trail>> {
+        let rows = sqlx::query("SELECT trail FROM trails ORDER BY account_id, home_region, name")
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        let all: Vec<Trail> = rows.iter().map(|r| from_json(&get::<String>(r, "trail")?)).collect::<StoreResult<_>>()?;
+        Ok(all.into_iter().filter(|t| t.is_logging).collect())
+    }
+
+    async fn get_cursor(&mut self, t: &Trail, region: &str) -> StoreResult<Option<(i64, Option<String>)>> {
+        let row = sqlx::query(
+            "SELECT last_seq, pending FROM trail_cursors WHERE account_id = ? AND home_region = ? AND name = ? AND region = ?",
+        )
+        .bind(&t.account_id)
+        .bind(&t.home_region)
+        .bind(&t.name)
+        .bind(region)
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| Ok((get(&r, "last_seq")?, get(&r, "pending")?))).transpose()
+    }
+
+    async fn set_cursor(&mut self, t: &Trail, region: &str, last_seq: i64, pending: Option<&str>) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO trail_cursors (account_id, home_region, name, region, last_seq, pending) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.account_id)
+        .bind(&t.home_region)
+        .bind(&t.name)
+        .bind(region)
+        .bind(last_seq)
+        .bind(pending)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
     }
 
     async fn lookup_events(&mut self, q: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
