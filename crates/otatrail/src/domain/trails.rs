@@ -272,8 +272,8 @@ mod tests {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            parse_name_or_arn("arn:aws:cloudtrail:us-east-1:111122223333:trail/t1").unwrap(),
-            (Some("us-east-1".into()), Some("111122223333".into()), "t1".into())
+            parse_name_or_arn("arn:aws:cloudtrail:us-east-1:111122223333:trail/tr1").unwrap(),
+            (Some("us-east-1".into()), Some("111122223333".into()), "tr1".into())
         );
         assert_eq!(parse_name_or_arn("arn:aws:s3:::x").unwrap_err().code, "CloudTrailARNInvalidException");
     }
