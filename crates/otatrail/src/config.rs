@@ -69,6 +69,9 @@ pub struct FileConfig {
     /// How often lifecycle rules are applied, in seconds (3600).
     pub lifecycle_interval_seconds: Option<u64>,
     pub delivery_interval_seconds: Option<i64>,
+    /// Reverse proxies whose `X-Forwarded-For` header names the client (none by default).
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
 }
@@ -124,6 +127,7 @@ pub struct ServerConfig {
     pub lifecycle_day_seconds: i64,
     pub lifecycle_interval_seconds: u64,
     pub delivery_interval_seconds: i64,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -166,6 +170,7 @@ impl ServerConfig {
             event_retention_days: file.event_retention_days.unwrap_or(crate::domain::history::DEFAULT_RETENTION_DAYS),
             lifecycle_day_seconds: file.lifecycle_day_seconds.unwrap_or(86_400),
             lifecycle_interval_seconds: file.lifecycle_interval_seconds.unwrap_or(3600),
+            trusted_proxies: file.trusted_proxies,
             delivery_interval_seconds: args.delivery_interval.or(file.delivery_interval_seconds).unwrap_or(300),
             accounts: file.accounts,
         };

@@ -25,9 +25,13 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with("").await
+}
+
+async fn start_with(extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let file: FileConfig = toml::from_str(&format!(
-        "[[accounts]]\nid = \"{ACCOUNT}\"\nroot_access_key_id = \"{ROOT_KEY}\"\nroot_secret_access_key = \"{ROOT_SECRET}\"\n"
+        "{extra}\n[[accounts]]\nid = \"{ACCOUNT}\"\nroot_access_key_id = \"{ROOT_KEY}\"\nroot_secret_access_key = \"{ROOT_SECRET}\"\n"
     ))
     .unwrap();
     let args = ServeArgs { data_dir: Some(dir.path().to_path_buf()), max_body_bytes: Some(64 * 1024), ..Default::default() };
@@ -273,4 +277,35 @@ async fn the_server_assumes_a_role_that_trusts_its_service() {
             .unwrap_err();
         assert_eq!(e.code, "InvalidRequestException", "{role}");
     }
+}
+
+/// The record's sourceIPAddress of the newest event with this request ID.
+async fn source_ip_of(s: &Server, request_id: &str) -> String {
+    let lookup = otatrail::domain::history::validate(otatrail::domain::history::LookupInput {
+        attributes: vec![],
+        start: None,
+        end: None,
+        event_category: None,
+        max_results: Some(50),
+        next_token: None,
+    })
+    .unwrap();
+    let page = s.app.lookup_in(ACCOUNT, "us-east-1", lookup).await.unwrap();
+    let rec = page.events.iter().find(|e| e.record.contains(request_id)).expect("record");
+    let v: Value = serde_json::from_str(&rec.record).unwrap();
+    v["sourceIPAddress"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn x_forwarded_for_counts_only_from_trusted_proxies() {
+    let untrusted = start().await;
+    let r = call(&untrusted, "GET", "/streams", "iot", &[("x-forwarded-for", "203.0.113.7")], b"", root()).await;
+    let id = r.headers["x-amzn-requestid"].to_str().unwrap().to_string();
+    assert_eq!(source_ip_of(&untrusted, &id).await, "127.0.0.1");
+
+    let trusted = start_with("trusted_proxies = [\"127.0.0.1\"]").await;
+    // The right-most untrusted address is the client; what it claims before that is ignored.
+    let r = call(&trusted, "GET", "/streams", "iot", &[("x-forwarded-for", "198.51.100.1, 203.0.113.7")], b"", root()).await;
+    let id = r.headers["x-amzn-requestid"].to_str().unwrap().to_string();
+    assert_eq!(source_ip_of(&trusted, &id).await, "203.0.113.7");
 }

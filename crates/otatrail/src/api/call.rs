@@ -85,13 +85,30 @@ pub fn call_info(
         event_source: event_source.to_string(),
         event_name: meta.name.to_string(),
         read_only: meta.read_only,
-        source_ip: incoming.source.ip().to_string(),
+        source_ip: client_ip(app, incoming),
         user_agent: incoming.header("user-agent").map(str::to_string),
         request_parameters,
         api_version: api_version.map(str::to_string),
         tls: None,
         keep_response_elements: meta.keep_response_elements,
     }
+}
+
+/// The caller's address: the peer, or, when the peer is a configured trusted proxy, the
+/// client address it reports in `X-Forwarded-For` (the right-most address not itself a
+/// trusted proxy, so a client cannot forge its own entry).
+pub fn client_ip(app: &App, incoming: &Incoming) -> String {
+    let peer = incoming.source.ip();
+    if !app.trusted_proxies.contains(&peer) {
+        return peer.to_string();
+    }
+    let Some(xff) = incoming.header("x-forwarded-for") else { return peer.to_string() };
+    xff.split(',')
+        .rev()
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .find(|ip| !app.trusted_proxies.contains(ip))
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| peer.to_string())
 }
 
 /// Records what the application layer did not. An outcome whose record cannot be made

@@ -44,6 +44,8 @@ pub struct App {
     pub lifecycle_day_seconds: i64,
     /// How long a log file's oldest record waits before the file is delivered.
     pub delivery_interval_seconds: i64,
+    /// Proxies whose `X-Forwarded-For` is believed for `sourceIPAddress`.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,7 @@ impl App {
             event_retention_days: config.event_retention_days,
             lifecycle_day_seconds: config.lifecycle_day_seconds,
             delivery_interval_seconds: config.delivery_interval_seconds,
+            trusted_proxies: config.trusted_proxies.clone(),
         }))
     }
 }
