@@ -433,7 +433,9 @@ impl App {
                 let rest = &o.key[prefix.len()..];
                 let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| rest.find(d).map(|i| format!("{prefix}{}", &rest[..i + d.len()])));
                 let entry_key = rolled.clone().unwrap_or_else(|| o.key.clone());
-                if listing.last.as_deref() == Some(entry_key.as_str()) {
+                // Entries (keys or rolled-up prefixes) come strictly after the marker, and
+                // each prefix once.
+                if listing.last.as_deref() == Some(entry_key.as_str()) || after.is_some_and(|a| entry_key.as_str() <= a) {
                     cursor = Some(o.key.clone());
                     continue;
                 }

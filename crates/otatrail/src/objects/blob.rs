@@ -1,3 +1,8 @@
+//! Blobs: where the bytes of objects live. Two backends, chosen at start:
+//! - **local** (the embedded default): encrypted blob files in the data directory (below);
+//! - **external**: objects `<prefix>blobs/<id>` of a bucket in any S3-compatible store, written
+//!   with `x-amz-server-side-encryption: AES256` (the store encrypts them at rest).
+//!
 //! Encrypted blob files: how the embedded store keeps object bytes at rest.
 //!
 //! A blob is one file: `OTB1`, the length and bytes of its data key sealed by the master key
@@ -31,11 +36,34 @@ pub enum BlobError {
     Corrupt(String),
 }
 
-/// Where blobs live, and the key that opens their data keys.
+/// Where blobs live.
 #[derive(Clone)]
-pub struct BlobStore {
+pub enum BlobStore {
+    Local(LocalBlobs),
+    External(ExternalBlobs),
+}
+
+/// Encrypted blob files in a directory, and the key that opens their data keys.
+#[derive(Clone)]
+pub struct LocalBlobs {
     dir: PathBuf,
     master: Arc<MasterKey>,
+}
+
+/// Blobs as objects of an external S3-compatible store.
+#[derive(Clone)]
+pub struct ExternalBlobs {
+    store: Arc<dyn object_store::ObjectStore>,
+}
+
+/// The external store's connection settings.
+#[derive(Clone, Debug)]
+pub struct ExternalConfig {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
 /// The result of writing a blob.
@@ -60,8 +88,23 @@ fn nonce(index: u64) -> [u8; 12] {
     n
 }
 
-/// Streams plaintext into a new blob file.
-pub struct BlobWriter {
+/// Streams bytes into a new blob.
+pub enum BlobWriter {
+    Local(LocalWriter),
+    External(ExternalWriter),
+}
+
+pub struct ExternalWriter {
+    id: String,
+    store: Arc<dyn object_store::ObjectStore>,
+    out: object_store::buffered::BufWriter,
+    size: u64,
+    md5: Md5,
+    sha256: Sha256,
+}
+
+/// Streams plaintext into a new encrypted blob file.
+pub struct LocalWriter {
     id: String,
     tmp: PathBuf,
     dest: PathBuf,
@@ -74,19 +117,136 @@ pub struct BlobWriter {
     sha256: Sha256,
 }
 
+fn external_path(id: &str) -> object_store::path::Path {
+    object_store::path::Path::from(format!("blobs/{}/{id}", &id[..2]))
+}
+
+fn backend_err(e: object_store::Error) -> BlobError {
+    BlobError::Io(std::io::Error::other(e.to_string()))
+}
+
 impl BlobStore {
+    /// The embedded backend, in `dir`.
     pub fn open(dir: &Path, master: Arc<MasterKey>) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir.join("tmp"))?;
         std::fs::create_dir_all(dir.join("data"))?;
-        Ok(Self { dir: dir.to_path_buf(), master })
+        Ok(BlobStore::Local(LocalBlobs { dir: dir.to_path_buf(), master }))
     }
 
+    /// An external S3-compatible store (path-style, plain HTTP allowed for loopback stores).
+    pub fn external(c: &ExternalConfig) -> Result<Self, BlobError> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let sse: AmazonS3ConfigKey = "aws_server_side_encryption".parse().map_err(backend_err)?;
+        let store = AmazonS3Builder::new()
+            .with_endpoint(&c.endpoint)
+            .with_bucket_name(&c.bucket)
+            .with_region(&c.region)
+            .with_access_key_id(&c.access_key_id)
+            .with_secret_access_key(&c.secret_access_key)
+            .with_allow_http(true)
+            .with_config(sse, "AES256")
+            .build()
+            .map_err(backend_err)?;
+        Ok(BlobStore::External(ExternalBlobs { store: Arc::new(store) }))
+    }
+
+    pub async fn create(&self) -> Result<BlobWriter, BlobError> {
+        match self {
+            BlobStore::Local(l) => l.create().await.map(BlobWriter::Local),
+            BlobStore::External(e) => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let out = object_store::buffered::BufWriter::new(e.store.clone(), external_path(&id));
+                Ok(BlobWriter::External(ExternalWriter { id, store: e.store.clone(), out, size: 0, md5: Md5::new(), sha256: Sha256::new() }))
+            }
+        }
+    }
+
+    pub async fn remove(&self, id: &str) {
+        match self {
+            BlobStore::Local(l) => l.remove(id).await,
+            BlobStore::External(e) => {
+                let _ = object_store::ObjectStoreExt::delete(&*e.store, &external_path(id)).await;
+            }
+        }
+    }
+
+    /// Bytes `[start, end)` of a blob of `size` bytes.
+    pub async fn read(&self, id: &str, size: u64, start: u64, end: u64) -> Result<Vec<Bytes>, BlobError> {
+        match self {
+            BlobStore::Local(l) => l.read(id, size, start, end).await,
+            BlobStore::External(e) => {
+                if start >= end {
+                    return Ok(vec![]);
+                }
+                let b = object_store::ObjectStoreExt::get_range(&*e.store, &external_path(id), start..end).await.map_err(backend_err)?;
+                if b.len() as u64 != end - start {
+                    return Err(BlobError::Corrupt(id.to_string()));
+                }
+                Ok(vec![b])
+            }
+        }
+    }
+
+    /// Checks that the backend answers (the external bucket exists and the keys work).
+    pub async fn check(&self) -> Result<(), BlobError> {
+        match self {
+            BlobStore::Local(_) => Ok(()),
+            BlobStore::External(e) => {
+                let probe = object_store::path::Path::from("blobs/.otatrail-probe");
+                object_store::ObjectStoreExt::put(&*e.store, &probe, Bytes::from_static(b"ok").into()).await.map_err(backend_err)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl BlobWriter {
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), BlobError> {
+        match self {
+            BlobWriter::Local(w) => w.write(data).await,
+            BlobWriter::External(w) => {
+                w.md5.update(data);
+                w.sha256.update(data);
+                w.size += data.len() as u64;
+                w.out.write_all(data).await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn finish(self) -> Result<Written, BlobError> {
+        match self {
+            BlobWriter::Local(w) => w.finish().await,
+            BlobWriter::External(mut w) => {
+                w.out.shutdown().await?;
+                Ok(Written {
+                    id: w.id,
+                    size: w.size,
+                    md5_hex: hex::encode(w.md5.finalize()),
+                    sha256_hex: hex::encode(sha2::Digest::finalize(w.sha256)),
+                })
+            }
+        }
+    }
+
+    pub async fn abort(self) {
+        match self {
+            BlobWriter::Local(w) => w.abort().await,
+            BlobWriter::External(mut w) => {
+                let _ = w.out.abort().await;
+                let _ = object_store::ObjectStoreExt::delete(&*w.store, &external_path(&w.id)).await;
+            }
+        }
+    }
+}
+
+impl LocalBlobs {
     fn path(&self, id: &str) -> PathBuf {
         // Two-level fan-out keeps directories small.
         self.dir.join("data").join(&id[..2]).join(id)
     }
 
-    pub async fn create(&self) -> Result<BlobWriter, BlobError> {
+    async fn create(&self) -> Result<LocalWriter, BlobError> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut key = [0u8; 32];
         rand::rng().fill_bytes(&mut key);
@@ -96,7 +256,7 @@ impl BlobStore {
         file.write_all(MAGIC).await?;
         file.write_all(&(sealed.len() as u16).to_be_bytes()).await?;
         file.write_all(&sealed).await?;
-        Ok(BlobWriter {
+        Ok(LocalWriter {
             dest: self.path(&id),
             id,
             tmp,
@@ -110,12 +270,12 @@ impl BlobStore {
         })
     }
 
-    pub async fn remove(&self, id: &str) {
+    async fn remove(&self, id: &str) {
         let _ = tokio::fs::remove_file(self.path(id)).await;
     }
 
     /// Plaintext bytes `[start, end)` of a blob of plaintext `size`, as decrypted chunks.
-    pub async fn read(&self, id: &str, size: u64, start: u64, end: u64) -> Result<Vec<Bytes>, BlobError> {
+    async fn read(&self, id: &str, size: u64, start: u64, end: u64) -> Result<Vec<Bytes>, BlobError> {
         let corrupt = || BlobError::Corrupt(id.to_string());
         let mut file = tokio::fs::File::open(self.path(id)).await?;
         let mut head = [0u8; 6];
@@ -153,7 +313,7 @@ impl BlobStore {
     }
 }
 
-impl BlobWriter {
+impl LocalWriter {
     async fn seal_segment(&mut self, plain: &[u8], last: bool) -> Result<(), BlobError> {
         let ct = self
             .cipher
@@ -164,7 +324,7 @@ impl BlobWriter {
         Ok(())
     }
 
-    pub async fn write(&mut self, data: &[u8]) -> Result<(), BlobError> {
+    async fn write(&mut self, data: &[u8]) -> Result<(), BlobError> {
         self.md5.update(data);
         self.sha256.update(data);
         self.size += data.len() as u64;
@@ -179,7 +339,7 @@ impl BlobWriter {
     }
 
     /// Seals the last segment, makes the file durable and moves it into place.
-    pub async fn finish(mut self) -> Result<Written, BlobError> {
+    async fn finish(mut self) -> Result<Written, BlobError> {
         let last = std::mem::take(&mut self.pending);
         self.seal_segment(&last, true).await?;
         self.file.flush().await?;
@@ -197,7 +357,7 @@ impl BlobWriter {
     }
 
     /// Drops an unfinished blob.
-    pub async fn abort(self) {
+    async fn abort(self) {
         drop(self.file);
         let _ = tokio::fs::remove_file(&self.tmp).await;
     }
@@ -222,7 +382,8 @@ mod tests {
         let data: Vec<u8> = (0..200_000u32).flat_map(|i| format!("firmware-{i};").into_bytes()).take(300_001).collect();
         let w = write(&store, &data).await;
         assert_eq!(w.size, data.len() as u64);
-        let raw = std::fs::read(store.path(&w.id)).unwrap();
+        let BlobStore::Local(local) = &store else { unreachable!() };
+        let raw = std::fs::read(local.path(&w.id)).unwrap();
         assert!(!raw.windows(12).any(|x| x == b"firmware-100"), "plaintext on disk");
         for (s, e) in [(0, data.len()), (0, 1), (65_535, 65_537), (131_072, 200_000), (300_000, 300_001)] {
             let got: Vec<u8> = store.read(&w.id, w.size, s as u64, e as u64).await.unwrap().concat();
@@ -237,7 +398,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path(), Arc::new(MasterKey::from_bytes(&MasterKey::generate_bytes()))).unwrap();
         let w = write(&store, &[7u8; 100_000]).await;
-        let path = store.path(&w.id);
+        let BlobStore::Local(local) = &store else { unreachable!() };
+        let path = local.path(&w.id);
         let mut raw = std::fs::read(&path).unwrap();
         let n = raw.len();
         raw[n - 100] ^= 1;

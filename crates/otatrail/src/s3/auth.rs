@@ -67,18 +67,22 @@ impl S3Access for Access {
                 bool::from(h.as_bytes().ct_eq(session.token_sha256.as_bytes()))
             });
             if !matches {
-                return Err(S3Error::with_message(
-                    S3ErrorCode::Custom("InvalidToken".into()),
-                    "The provided token is malformed or otherwise invalid.",
-                ));
+                return Err(forbidden("InvalidToken", "The provided token is malformed or otherwise invalid."));
             }
             if self.app.clock.now() >= session.expires_at {
-                return Err(S3Error::with_message(S3ErrorCode::Custom("ExpiredToken".into()), "The provided token has expired."));
+                return Err(forbidden("ExpiredToken", "The provided token has expired."));
             }
         }
         cx.extensions_mut().insert(key.principal);
         Ok(())
     }
+}
+
+/// A 403 with an S3 code `s3s` has no status for.
+fn forbidden(code: &'static str, message: &'static str) -> S3Error {
+    let mut e = S3Error::with_message(S3ErrorCode::Custom(code.into()), message);
+    e.set_status_code(http::StatusCode::FORBIDDEN);
+    e
 }
 
 /// The principal [`Access`] resolved for this request.

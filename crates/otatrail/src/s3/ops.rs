@@ -19,9 +19,21 @@ pub struct S3Api {
     pub app: Arc<App>,
 }
 
+/// A domain error in S3's vocabulary; codes S3 does not know get an explicit status (s3s
+/// would answer 500 for them).
 fn s3_err(e: ServiceError) -> S3Error {
-    let code = S3ErrorCode::from_bytes(e.code.as_bytes()).unwrap_or(S3ErrorCode::InternalError);
-    S3Error::with_message(code, e.message)
+    let name = match e.code {
+        "ServiceUnavailableException" => "ServiceUnavailable",
+        "InternalFailureException" => "InternalError",
+        other => other,
+    };
+    let code = S3ErrorCode::from_bytes(name.as_bytes()).unwrap_or(S3ErrorCode::InternalError);
+    let known = code.status_code().is_some();
+    let mut err = S3Error::with_message(code, e.message);
+    if !known {
+        err.set_status_code(http::StatusCode::BAD_REQUEST);
+    }
+    err
 }
 
 fn ts(m: Millis) -> Timestamp {
