@@ -21,4 +21,9 @@ log "Rust tests"
 cargo test --locked --workspace
 
 log "Conformance suite (boto3 and aws CLI against the running binary)"
-OTATRAIL_BIN="$PWD/target/debug/otatrail" .venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
+export OTATRAIL_BIN="$PWD/target/debug/otatrail"
+.venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
+
+log "Conformance suite again, object bytes in an external S3 store (moto_server on loopback)"
+OTATRAIL_TEST_EXTERNAL_S3=1 .venv/bin/python -m pytest -q -p no:cacheprovider \
+    tests/conformance/test_s3.py tests/conformance/test_s3_config.py tests/conformance/test_streams_crud.py

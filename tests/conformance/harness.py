@@ -154,6 +154,49 @@ class ServerStartError(AssertionError):
     pass
 
 
+# --------------------------------------------------------------------------------------
+# The external-store mode: with OTATRAIL_TEST_EXTERNAL_S3=1 every server keeps its object
+# bytes in an independent S3 implementation (moto_server, from the venv) on loopback, so the
+# same tests prove the external backend.
+# --------------------------------------------------------------------------------------
+
+EXTERNAL_S3 = os.environ.get("OTATRAIL_TEST_EXTERNAL_S3") == "1"
+_MOTO: dict = {}
+
+
+def moto_endpoint() -> str:
+    """Starts moto_server once per test session and returns its endpoint."""
+    if "endpoint" not in _MOTO:
+        import atexit
+
+        port = free_port()
+        exe = Path(sys.executable).parent / "moto_server"
+        log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"moto-{port}.log", "wb")
+        proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        atexit.register(proc.kill)
+        endpoint = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(endpoint + "/moto-api/", timeout=1):
+                    break
+            except Exception:
+                time.sleep(0.2)
+        _MOTO.update(endpoint=endpoint, proc=proc)
+    return _MOTO["endpoint"]
+
+
+def external_store_flags(name: str) -> list[str]:
+    """A fresh bucket in moto for one server, and the flags that point the server at it."""
+    endpoint = moto_endpoint()
+    bucket = f"ext-{name.lower().replace('_', '-')[:30]}-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.session.Session().client(
+        "s3", region_name=REGION, endpoint_url=endpoint, aws_access_key_id="moto", aws_secret_access_key="moto"
+    )
+    s3.create_bucket(Bucket=bucket)
+    return ["--s3-endpoint", endpoint, "--s3-bucket", bucket, "--s3-access-key-id", "moto", "--s3-secret-access-key", "moto"]
+
+
 # Servers currently running; conftest prints their logs when a test fails.
 RUNNING_SERVERS: list["OtatrailServer"] = []
 
@@ -212,6 +255,10 @@ class OtatrailServer:
         ]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
+        if EXTERNAL_S3:
+            if not hasattr(self, "_external_flags"):
+                self._external_flags = external_store_flags(self.name)
+            cmd += self._external_flags
         env = clean_env({"RUST_BACKTRACE": "1"}, home=self.workdir)
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=self.workdir)

@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from harness import (
+    EXTERNAL_S3,
     ACCOUNT_A,
     ACCOUNT_B,
     CONFIGURED_ACCOUNTS,
@@ -223,3 +224,29 @@ def test_cli_bucket_round_trip(srv, tmp_path):
     aws_cli(srv, "s3", "rb", f"s3://{b}")
     with pytest.raises(Exception):
         aws_cli(srv, "s3api", "head-bucket", "--bucket", b)
+
+
+@pytest.mark.skipif(not EXTERNAL_S3, reason="only with OTATRAIL_TEST_EXTERNAL_S3=1 (an external S3 store)")
+def test_external_store_holds_the_bytes_with_sse(srv):
+    """In external mode the bytes go to the independent store, written with SSE AES256, and
+    nothing of them stays in the data directory."""
+    import boto3
+
+    s3 = client(srv, ACCOUNT_A)
+    b = bucket_name("external")
+    s3.create_bucket(Bucket=b)
+    marker = b"EXTERNAL-MARKER-" * 4096
+    s3.put_object(Bucket=b, Key="blob.bin", Body=marker)
+    flags = srv._external_flags
+    endpoint, bucket = flags[flags.index("--s3-endpoint") + 1], flags[flags.index("--s3-bucket") + 1]
+    ext = boto3.session.Session().client(
+        "s3", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="moto", aws_secret_access_key="moto"
+    )
+    blobs = [o for o in ext.list_objects_v2(Bucket=bucket, Prefix="blobs/")["Contents"] if o["Size"] == len(marker)]
+    assert len(blobs) == 1, blobs
+    head = ext.head_object(Bucket=bucket, Key=blobs[0]["Key"])
+    assert head["ServerSideEncryption"] == "AES256"
+    assert ext.get_object(Bucket=bucket, Key=blobs[0]["Key"])["Body"].read() == marker
+    for path in srv.data_dir.rglob("*"):
+        if path.is_file() and not path.name.startswith("otatrail.db"):
+            assert b"EXTERNAL-MARKER-" not in path.read_bytes(), path

@@ -41,6 +41,22 @@ pub struct ServeArgs {
     /// Log line format [default: text]
     #[arg(long, env = "OTATRAIL_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Keep object bytes in an external S3-compatible store at this URL instead of the data
+    /// directory (objects are written with SSE AES256)
+    #[arg(long, env = "OTATRAIL_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// Bucket of the external store [default: otatrail]
+    #[arg(long, env = "OTATRAIL_S3_BUCKET", value_name = "NAME")]
+    pub s3_bucket: Option<String>,
+    /// Region of the external store [default: us-east-1]
+    #[arg(long, env = "OTATRAIL_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Access key ID for the external store (also AWS_ACCESS_KEY_ID)
+    #[arg(long, env = "OTATRAIL_S3_ACCESS_KEY_ID", value_name = "ID")]
+    pub s3_access_key_id: Option<String>,
+    /// Secret access key for the external store (prefer the environment variable)
+    #[arg(long, env = "OTATRAIL_S3_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
     /// Seconds a log file's oldest record waits before the file is delivered [default: 300]
     #[arg(long, env = "OTATRAIL_DELIVERY_INTERVAL", value_name = "SECONDS")]
     pub delivery_interval: Option<i64>,
@@ -69,6 +85,11 @@ pub struct FileConfig {
     /// How often lifecycle rules are applied, in seconds (3600).
     pub lifecycle_interval_seconds: Option<u64>,
     pub delivery_interval_seconds: Option<i64>,
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
     /// Reverse proxies whose `X-Forwarded-For` header names the client (none by default).
     #[serde(default)]
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -128,6 +149,8 @@ pub struct ServerConfig {
     pub lifecycle_interval_seconds: u64,
     pub delivery_interval_seconds: i64,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Object bytes in an external S3-compatible store instead of the data directory.
+    pub external_store: Option<crate::objects::blob::ExternalConfig>,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -171,6 +194,26 @@ impl ServerConfig {
             lifecycle_day_seconds: file.lifecycle_day_seconds.unwrap_or(86_400),
             lifecycle_interval_seconds: file.lifecycle_interval_seconds.unwrap_or(3600),
             trusted_proxies: file.trusted_proxies,
+            external_store: match args.s3_endpoint.clone().or(file.s3_endpoint) {
+                None => None,
+                Some(endpoint) => Some(crate::objects::blob::ExternalConfig {
+                    endpoint,
+                    bucket: args.s3_bucket.clone().or(file.s3_bucket).unwrap_or_else(|| "otatrail".into()),
+                    region: args.s3_region.clone().or(file.s3_region).unwrap_or_else(|| DEFAULT_REGION.into()),
+                    access_key_id: args
+                        .s3_access_key_id
+                        .clone()
+                        .or(file.s3_access_key_id)
+                        .or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok())
+                        .ok_or_else(|| ConfigError::Invalid("--s3-endpoint needs --s3-access-key-id (or AWS_ACCESS_KEY_ID)".into()))?,
+                    secret_access_key: args
+                        .s3_secret_access_key
+                        .clone()
+                        .or(file.s3_secret_access_key)
+                        .or_else(|| std::env::var("AWS_SECRET_ACCESS_KEY").ok())
+                        .ok_or_else(|| ConfigError::Invalid("--s3-endpoint needs --s3-secret-access-key (or AWS_SECRET_ACCESS_KEY)".into()))?,
+                }),
+            },
             delivery_interval_seconds: args.delivery_interval.or(file.delivery_interval_seconds).unwrap_or(300),
             accounts: file.accounts,
         };

@@ -86,7 +86,8 @@ impl App {
                         Ok(true) => delivered += 1,
                         Ok(false) => break,
                         Err(e) => {
-                            self.note_delivery(&trail, Some(e.message.clone())).await;
+                            // GetTrailStatus shows the S3 error code, as CloudTrail does.
+                            self.note_delivery(&trail, Some(e.code.to_string())).await;
                             break;
                         }
                     }
@@ -102,6 +103,9 @@ impl App {
         let cursor = store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.get_cursor(&t, &r).await })).await?;
         let (last_seq, pending) = cursor.unwrap_or((0, None));
         let last_seq = last_seq.max(trail.logging_since_seq);
+        if pending.is_none() && !trail.has_work(last_seq) {
+            return Ok(false);
+        }
         if let Some(p) = pending {
             let p: Pending = serde_json::from_str(&p).map_err(|_| ServiceError::internal())?;
             self.finish_pending(trail, region, last_seq, p).await?;
@@ -118,7 +122,7 @@ impl App {
         let mut through = last.seq;
         let mut full = false;
         for e in &events {
-            if trail.selects(region, &facts(e)) {
+            if trail.logged(e.seq) && trail.selects(region, &facts(e)) {
                 seqs.push(e.seq);
                 bytes += e.record.len();
                 if seqs.len() >= MAX_RECORDS_PER_FILE || bytes >= MAX_FILE_BYTES {

@@ -56,6 +56,8 @@ pub enum StartError {
     MasterKey { path: PathBuf, message: String },
     #[error("state store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("object store: {0}")]
+    Blobs(String),
     #[error("identities: {0}")]
     Identities(String),
 }
@@ -67,8 +69,17 @@ impl App {
         create_private_dir(dir)?;
         let master = Arc::new(load_or_create_master_key(&dir.join("keys"))?);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("otatrail.db")).await?);
-        let blobs = BlobStore::open(&dir.join("objects"), master.clone())
-            .map_err(|source| StartError::DataDir { path: dir.join("objects"), source })?;
+        let blobs = match &config.external_store {
+            None => BlobStore::open(&dir.join("objects"), master.clone())
+                .map_err(|source| StartError::DataDir { path: dir.join("objects"), source })?,
+            Some(ext) => {
+                let b = BlobStore::external(ext).map_err(|e| StartError::Blobs(e.to_string()))?;
+                b.check().await.map_err(|e| {
+                    StartError::Blobs(format!("external store {} bucket {} does not answer: {e}", ext.endpoint, ext.bucket))
+                })?;
+                b
+            }
+        };
         let clock: SharedClock = Arc::new(SystemClock);
         let identities = Identities::new(store.clone(), master, clock.clone());
         identities.apply_config(&config.accounts).await.map_err(|e| StartError::Identities(e.to_string()))?;

@@ -41,9 +41,11 @@ pub fn may_deliver(bucket: &Bucket, trail: &Trail) -> bool {
     let Ok(p) = policy::parse(doc, false) else { return false };
     let prefix = trail.s3_key_prefix.as_deref().map(|p| format!("{p}/")).unwrap_or_default();
     let resource = format!("arn:aws:s3:::{}/{prefix}AWSLogs/{}/CloudTrail/x", bucket.name, trail.account_id);
+    // What CloudTrail's PutObject carries, for the conditions of the documented policy.
     let context = HashMap::from([
         ("aws:sourcearn".to_string(), trail.arn()),
         ("aws:sourceaccount".to_string(), trail.account_id.clone()),
+        ("s3:x-amz-acl".to_string(), "bucket-owner-full-control".to_string()),
     ]);
     p.allows(&Caller::Service("cloudtrail.amazonaws.com"), "s3:PutObject", Some(&resource), &context)
 }
@@ -121,6 +123,8 @@ impl App {
             latest_delivery_error: None,
             latest_delivery_attempt: None,
             logging_since_seq: 0,
+            stopped_at_seq: None,
+            excluded: vec![],
             created_at: self.clock.now(),
         };
         let call = call.clone();
@@ -196,16 +200,25 @@ impl App {
             Box::pin(async move {
                 let (mut t, shadow) = resolve(tx, &call.principal, &call.info.region, &name).await?;
                 home_region_only(&t, shadow)?;
+                // The Start/StopLogging record itself is logged: StartLogging's is the first
+                // delivered after a start, StopLogging's the last before a stop.
+                let before = tx.last_event_seq().await?;
+                call.record_success(tx, None, vec![call.resource(t.arn(), TRAIL)]).await?;
+                let after = tx.last_event_seq().await?;
                 if on && !t.is_logging {
-                    // Records made while logging was off are never delivered.
-                    t.logging_since_seq = tx.last_event_seq().await?;
+                    // Records made while logging was off are never delivered; those made
+                    // before the stop still are.
+                    match t.stopped_at_seq.take() {
+                        Some(stop) => t.excluded.push((stop, before)),
+                        None => t.logging_since_seq = before,
+                    }
                     t.start_logging_time = Some(now);
                 } else if !on && t.is_logging {
+                    t.stopped_at_seq = Some(after);
                     t.stop_logging_time = Some(now);
                 }
                 t.is_logging = on;
                 tx.update_trail(&t).await?;
-                call.record_success(tx, None, vec![call.resource(t.arn(), TRAIL)]).await?;
                 Ok(())
             })
         })

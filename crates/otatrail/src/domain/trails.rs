@@ -124,12 +124,31 @@ pub struct Trail {
     /// never delivered by this trail.
     #[serde(default)]
     pub logging_since_seq: i64,
+    /// Set while logging is stopped: records after it are not delivered.
+    #[serde(default)]
+    pub stopped_at_seq: Option<i64>,
+    /// `(stop, start]` sequence ranges made while logging was stopped: never delivered.
+    #[serde(default)]
+    pub excluded: Vec<(i64, i64)>,
     pub created_at: Millis,
 }
 
 impl Trail {
     pub fn arn(&self) -> String {
         format!("arn:aws:cloudtrail:{}:{}:trail/{}", self.home_region, self.account_id, self.name)
+    }
+
+    /// Whether the record with this sequence number was made while the trail was logging.
+    pub fn logged(&self, seq: i64) -> bool {
+        seq > self.logging_since_seq
+            && self.stopped_at_seq.is_none_or(|s| seq <= s)
+            && !self.excluded.iter().any(|(stop, start)| seq > *stop && seq <= *start)
+    }
+
+    /// Whether the trail still has records to deliver up to `cursor` (logging, or stopped with
+    /// records from before the stop not yet delivered).
+    pub fn has_work(&self, cursor: i64) -> bool {
+        self.is_logging || self.stopped_at_seq.is_some_and(|s| cursor < s)
     }
 
     /// Whether the trail delivers this record of `region`.
@@ -299,6 +318,8 @@ mod tests {
             latest_delivery_error: None,
             latest_delivery_attempt: None,
             logging_since_seq: 0,
+            stopped_at_seq: None,
+            excluded: vec![],
             created_at: Millis(0),
         };
         let read = RecordFacts { event_name: "DescribeStream", event_source: "iot.amazonaws.com", read_only: true };

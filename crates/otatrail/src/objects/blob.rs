@@ -57,7 +57,7 @@ pub struct ExternalBlobs {
 }
 
 /// The external store's connection settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ExternalConfig {
     pub endpoint: String,
     pub bucket: String,
@@ -86,6 +86,18 @@ fn nonce(index: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&index.to_be_bytes());
     n
+}
+
+impl std::fmt::Debug for ExternalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalConfig")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"***")
+            .finish()
+    }
 }
 
 /// Streams bytes into a new blob.

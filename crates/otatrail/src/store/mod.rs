@@ -169,7 +169,7 @@ pub trait StateTx: Send {
     async fn delete_trail(&mut self, account_id: &str, home_region: &str, name: &str) -> StoreResult<bool>;
     /// Every trail of an account, all regions.
     async fn list_trails(&mut self, account_id: &str) -> StoreResult<Vec<Trail>>;
-    /// Every logging trail of every account.
+    /// Every trail of every account that is logging or still owes records from before a stop.
     async fn logging_trails(&mut self) -> StoreResult<Vec<Trail>>;
     /// `(last_seq, pending)` of a trail's delivery from `region`.
     async fn get_cursor(&mut self, trail: &Trail, region: &str) -> StoreResult<Option<(i64, Option<String>)>>;

@@ -954,7 +954,8 @@ impl StateTx for SqliteTx<'_> {
             .await
             .map_err(db_err)?;
         let all: Vec<Trail> = rows.iter().map(|r| from_json(&get::<String>(r, "trail")?)).collect::<StoreResult<_>>()?;
-        Ok(all.into_iter().filter(|t| t.is_logging).collect())
+        // Stopped trails may still owe records made before the stop.
+        Ok(all.into_iter().filter(|t| t.is_logging || t.stopped_at_seq.is_some()).collect())
     }
 
     async fn get_cursor(&mut self, t: &Trail, region: &str) -> StoreResult<Option<(i64, Option<String>)>> {
