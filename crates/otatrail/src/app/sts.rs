@@ -44,18 +44,8 @@ const CHAINED_MAX: i64 = 3600;
 /// Root may hold session and federation credentials for at most one hour.
 const ROOT_MAX: i64 = 3600;
 
-pub fn iso8601(t: Millis) -> String {
-    let dt = t.to_offset_datetime();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        dt.year(),
-        dt.month() as u8,
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    )
-}
+/// `YYYY-MM-DDTHH:MM:SSZ`, as STS and IAM show times.
+pub use crate::domain::audit::event_time_text as iso8601;
 
 impl App {
     fn check_duration(&self, field: &str, value: i64, max: i64) -> Result<(), ServiceError> {

@@ -262,6 +262,21 @@ fn object_from_row(r: &SqliteRow) -> StoreResult<ObjectMeta> {
     })
 }
 
+fn event_from_row(row: &SqliteRow, resources: Vec<(String, String)>) -> StoreResult<StoredEvent> {
+    Ok(StoredEvent {
+        seq: get(row, "seq")?,
+        event_id: get(row, "event_id")?,
+        event_time: Millis(get(row, "event_time")?),
+        event_name: get(row, "event_name")?,
+        event_source: get(row, "event_source")?,
+        read_only: get(row, "read_only")?,
+        username: get(row, "username")?,
+        access_key_id: get(row, "access_key_id")?,
+        resources,
+        record: get(row, "record")?,
+    })
+}
+
 fn part_from_row(r: &SqliteRow) -> StoreResult<Part> {
     Ok(Part {
         upload_id: get(r, "upload_id")?,
@@ -854,22 +869,7 @@ impl StateTx for SqliteTx<'_> {
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db_err)?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredEvent {
-                    seq: get(row, "seq")?,
-                    event_id: get(row, "event_id")?,
-                    event_time: Millis(get(row, "event_time")?),
-                    event_name: get(row, "event_name")?,
-                    event_source: get(row, "event_source")?,
-                    read_only: get(row, "read_only")?,
-                    username: get(row, "username")?,
-                    access_key_id: get(row, "access_key_id")?,
-                    resources: vec![],
-                    record: get(row, "record")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| event_from_row(row, vec![])).collect()
     }
 
     async fn event_regions(&mut self, account_id: &str) -> StoreResult<Vec<String>> {
@@ -1036,21 +1036,9 @@ impl StateTx for SqliteTx<'_> {
                 .fetch_all(&mut *self.conn)
                 .await
                 .map_err(db_err)?;
-            out.push(StoredEvent {
-                seq,
-                event_id: get(row, "event_id")?,
-                event_time: Millis(get(row, "event_time")?),
-                event_name: get(row, "event_name")?,
-                event_source: get(row, "event_source")?,
-                read_only: get(row, "read_only")?,
-                username: get(row, "username")?,
-                access_key_id: get(row, "access_key_id")?,
-                resources: res
-                    .iter()
-                    .map(|r| Ok((get(r, "resource_type")?, get(r, "resource_name")?)))
-                    .collect::<StoreResult<_>>()?,
-                record: get(row, "record")?,
-            });
+            let resources =
+                res.iter().map(|r| Ok((get(r, "resource_type")?, get(r, "resource_name")?))).collect::<StoreResult<_>>()?;
+            out.push(event_from_row(row, resources)?);
         }
         Ok(out)
     }
