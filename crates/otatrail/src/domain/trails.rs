@@ -156,6 +156,10 @@ impl Trail {
         if !self.multi_region && region != self.home_region {
             return false;
         }
+        // IAM is a global service: its events reach only trails that include global events.
+        if !self.include_global_service_events && r.event_source == "iam.amazonaws.com" {
+            return false;
+        }
         if let Some(adv) = &self.advanced_event_selectors {
             return adv.iter().any(|s| s.field_selectors.iter().all(|f| f.matches(r)));
         }
@@ -328,6 +332,10 @@ mod tests {
         assert!(!t.selects("eu-west-1", &write));
         t.multi_region = true;
         assert!(t.selects("eu-west-1", &write));
+        let iam = RecordFacts { event_name: "CreateUser", event_source: "iam.amazonaws.com", read_only: false };
+        assert!(t.selects("us-east-1", &iam));
+        t.include_global_service_events = false;
+        assert!(!t.selects("us-east-1", &iam));
         t.event_selectors = Some(vec![EventSelector { read_write_type: "WriteOnly".into(), ..Default::default() }]);
         assert!(!t.selects("us-east-1", &read) && t.selects("us-east-1", &write));
         t.advanced_event_selectors = Some(vec![AdvancedEventSelector {
