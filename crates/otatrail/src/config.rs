@@ -85,6 +85,8 @@ pub struct FileConfig {
     /// How often lifecycle rules are applied, in seconds (3600).
     pub lifecycle_interval_seconds: Option<u64>,
     pub delivery_interval_seconds: Option<i64>,
+    /// Seconds a digest signing key signs before the next one takes over (30 days).
+    pub signing_key_rotation_seconds: Option<i64>,
     pub s3_endpoint: Option<String>,
     pub s3_bucket: Option<String>,
     pub s3_region: Option<String>,
@@ -149,6 +151,7 @@ pub struct ServerConfig {
     pub lifecycle_interval_seconds: u64,
     pub delivery_interval_seconds: i64,
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub signing_key_rotation_seconds: i64,
     /// Object bytes in an external S3-compatible store instead of the data directory.
     pub external_store: Option<crate::objects::blob::ExternalConfig>,
     pub accounts: Vec<AccountConfig>,
@@ -194,6 +197,7 @@ impl ServerConfig {
             lifecycle_day_seconds: file.lifecycle_day_seconds.unwrap_or(86_400),
             lifecycle_interval_seconds: file.lifecycle_interval_seconds.unwrap_or(3600),
             trusted_proxies: file.trusted_proxies,
+            signing_key_rotation_seconds: file.signing_key_rotation_seconds.unwrap_or(30 * 86_400),
             external_store: match args.s3_endpoint.clone().or(file.s3_endpoint) {
                 None => None,
                 Some(endpoint) => Some(crate::objects::blob::ExternalConfig {
@@ -234,6 +238,9 @@ impl ServerConfig {
         }
         if !(1..=86_400).contains(&self.delivery_interval_seconds) {
             return Err(ConfigError::Invalid("the delivery interval must be between 1 and 86400 seconds".into()));
+        }
+        if self.signing_key_rotation_seconds < 60 {
+            return Err(ConfigError::Invalid("signing_key_rotation_seconds must be at least 60".into()));
         }
         if self.event_retention_days < 1 {
             return Err(ConfigError::Invalid("event_retention_days must be at least 1".into()));

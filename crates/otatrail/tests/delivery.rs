@@ -142,3 +142,22 @@ async fn a_missing_bucket_holds_records_until_it_is_back() {
     assert_eq!(trail.latest_delivery_error, None);
     assert!(trail.latest_delivery_time.is_some());
 }
+
+#[tokio::test]
+async fn digest_signatures_verify_with_the_listed_public_key() {
+    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path()).await;
+    let message = b"2026-11-24T10:00:00Z\naudit-logs/AWSLogs/x.json.gz\nabc\nnull";
+    let (fp, sig) = app.sign_digest("eu-west-1", message).await.unwrap();
+    assert_eq!(sig.len(), 256, "RSA-2048 signatures are 256 bytes");
+    let keys = app.signing_keys("eu-west-1").await.unwrap();
+    assert_eq!(keys.len(), 1, "one key per region until rotation");
+    assert_eq!(keys[0].fingerprint, fp);
+    assert_eq!(otatrail::domain::signing::fingerprint(&keys[0].public_der), fp);
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &keys[0].public_der).verify(message, &sig).unwrap();
+    assert!(UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &keys[0].public_der).verify(b"tampered", &sig).is_err());
+    // Regions have their own keys.
+    let other = app.signing_keys("us-east-1").await.unwrap();
+    assert_ne!(other[0].fingerprint, fp);
+}

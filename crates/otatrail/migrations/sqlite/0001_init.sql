@@ -173,3 +173,15 @@ CREATE TABLE trail_cursors (
     pending      TEXT,
     PRIMARY KEY (account_id, home_region, name, region)
 );
+
+-- Per-region RSA-2048 key pairs that sign digest files. The private key is sealed with the
+-- master key; the public key is kept as DER (PKCS#1), as ListPublicKeys returns it.
+CREATE TABLE signing_keys (
+    region          TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL,
+    public_der      BLOB NOT NULL,
+    sealed_private  BLOB NOT NULL,
+    valid_from      INTEGER NOT NULL,
+    valid_to        INTEGER NOT NULL,
+    PRIMARY KEY (region, fingerprint)
+);

@@ -19,7 +19,8 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 pub fn meta(operation: &str) -> Option<OpMeta> {
     const WRITES: &[&str] = &["CreateTrail", "UpdateTrail", "DeleteTrail", "StartLogging", "StopLogging", "PutEventSelectors"];
-    const READS: &[&str] = &["LookupEvents", "DescribeTrails", "GetTrail", "ListTrails", "GetTrailStatus", "GetEventSelectors"];
+    const READS: &[&str] =
+        &["LookupEvents", "DescribeTrails", "GetTrail", "ListTrails", "GetTrailStatus", "GetEventSelectors", "ListPublicKeys"];
     WRITES
         .iter()
         .find(|o| **o == operation)
@@ -79,6 +80,14 @@ impl TrailRequest {
             tags: self.tags_list.into_iter().map(|t| (t.key, t.value.unwrap_or_default())).collect(),
         })
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ListPublicKeysRequest {
+    start_time: Option<f64>,
+    end_time: Option<f64>,
+    next_token: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -241,6 +250,35 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
                 _ => app.set_logging(&call, &name, false).await?,
             }
             json!({})
+        }
+        "ListPublicKeys" => {
+            use base64::Engine;
+            let req: ListPublicKeysRequest = serde_json::from_value(body).map_err(serialization)?;
+            if req.next_token.as_deref().is_some_and(|t| !t.is_empty()) {
+                // Every key fits in one page, so no token is ever issued.
+                return Err(ServiceError::new("InvalidTokenException", "The NextToken is not valid."));
+            }
+            let (start, end) = (millis(&req.start_time), millis(&req.end_time));
+            if let (Some(s), Some(e)) = (start, end)
+                && s > e
+            {
+                return Err(ServiceError::new("InvalidTimeRangeException", "StartTime must not be after EndTime."));
+            }
+            let keys = app.signing_keys(&call.info.region).await?;
+            let (start, end) = (start.unwrap_or(Millis(i64::MIN)), end.unwrap_or(Millis(i64::MAX)));
+            let list: Vec<Value> = keys
+                .iter()
+                .filter(|k| k.overlaps(start, end))
+                .map(|k| {
+                    json!({
+                        "Value": base64::engine::general_purpose::STANDARD.encode(&k.public_der),
+                        "ValidityStartTime": k.valid_from.0 / 1000,
+                        "ValidityEndTime": k.valid_to.0 / 1000,
+                        "Fingerprint": k.fingerprint,
+                    })
+                })
+                .collect();
+            json!({ "PublicKeyList": list })
         }
         "GetTrail" => {
             let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;

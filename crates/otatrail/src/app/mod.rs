@@ -9,6 +9,7 @@ pub mod history;
 pub mod iam;
 pub mod identities;
 pub mod profile;
+pub mod signing;
 pub mod streams;
 pub mod sts;
 pub mod trails;
@@ -46,6 +47,10 @@ pub struct App {
     pub delivery_interval_seconds: i64,
     /// Proxies whose `X-Forwarded-For` is believed for `sourceIPAddress`.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Seals secrets and private keys at rest.
+    pub master: Arc<MasterKey>,
+    /// How long a digest signing key signs before the next takes over.
+    pub signing_key_rotation_seconds: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +86,7 @@ impl App {
             }
         };
         let clock: SharedClock = Arc::new(SystemClock);
-        let identities = Identities::new(store.clone(), master, clock.clone());
+        let identities = Identities::new(store.clone(), master.clone(), clock.clone());
         identities.apply_config(&config.accounts).await.map_err(|e| StartError::Identities(e.to_string()))?;
         Ok(Arc::new(App {
             store,
@@ -96,6 +101,8 @@ impl App {
             lifecycle_day_seconds: config.lifecycle_day_seconds,
             delivery_interval_seconds: config.delivery_interval_seconds,
             trusted_proxies: config.trusted_proxies.clone(),
+            master: master.clone(),
+            signing_key_rotation_seconds: config.signing_key_rotation_seconds,
         }))
     }
 }

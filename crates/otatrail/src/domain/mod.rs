@@ -11,6 +11,7 @@ pub mod iam;
 pub mod identity;
 pub mod policy;
 pub mod principal;
+pub mod signing;
 pub mod streams;
 pub mod time;
 pub mod trails;

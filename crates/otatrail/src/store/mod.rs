@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use crate::domain::Scope;
 use crate::domain::audit::AuditEvent;
 use crate::domain::buckets::{Bucket, ObjectMeta, Part, Upload};
+use crate::domain::signing::SigningKey;
 use crate::domain::trails::Trail;
 use crate::domain::time::Millis;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
@@ -174,6 +175,11 @@ pub trait StateTx: Send {
     /// `(last_seq, pending)` of a trail's delivery from `region`.
     async fn get_cursor(&mut self, trail: &Trail, region: &str) -> StoreResult<Option<(i64, Option<String>)>>;
     async fn set_cursor(&mut self, trail: &Trail, region: &str, last_seq: i64, pending: Option<&str>) -> StoreResult<()>;
+
+    // Digest signing keys.
+    async fn insert_signing_key(&mut self, key: &SigningKey) -> StoreResult<()>;
+    /// A region's keys, oldest first.
+    async fn signing_keys(&mut self, region: &str) -> StoreResult<Vec<SigningKey>>;
 
     // Which OTA updates reference a stream (DeleteStream refuses while any does).
     async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>>;

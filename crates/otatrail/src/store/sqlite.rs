@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{EventQuery, LookupKey, StateTx, Store, StoreError, StoreResult, StoredEvent, TxWork};
 use crate::domain::audit::AuditEvent;
 use crate::domain::buckets::{BlobRef, Bucket, ObjectMeta, Part, Upload};
+use crate::domain::signing::SigningKey;
 use crate::domain::trails::Trail;
 use crate::domain::Scope;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
@@ -1041,6 +1042,42 @@ impl StateTx for SqliteTx<'_> {
             out.push(event_from_row(row, resources)?);
         }
         Ok(out)
+    }
+
+    async fn insert_signing_key(&mut self, k: &SigningKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO signing_keys (region, fingerprint, public_der, sealed_private, valid_from, valid_to) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.region)
+        .bind(&k.fingerprint)
+        .bind(&k.public_der)
+        .bind(&k.sealed_private)
+        .bind(k.valid_from.0)
+        .bind(k.valid_to.0)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn signing_keys(&mut self, region: &str) -> StoreResult<Vec<SigningKey>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys WHERE region = ? ORDER BY valid_from, fingerprint")
+            .bind(region)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SigningKey {
+                    region: get(r, "region")?,
+                    fingerprint: get(r, "fingerprint")?,
+                    public_der: get(r, "public_der")?,
+                    sealed_private: get(r, "sealed_private")?,
+                    valid_from: Millis(get(r, "valid_from")?),
+                    valid_to: Millis(get(r, "valid_to")?),
+                })
+            })
+            .collect()
     }
 
     async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>> {
