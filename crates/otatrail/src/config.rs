@@ -60,6 +60,9 @@ pub struct ServeArgs {
     /// Seconds a log file's oldest record waits before the file is delivered [default: 300]
     #[arg(long, env = "OTATRAIL_DELIVERY_INTERVAL", value_name = "SECONDS")]
     pub delivery_interval: Option<i64>,
+    /// Seconds between digest files of trails with log file validation [default: 3600, at least 60]
+    #[arg(long, env = "OTATRAIL_DIGEST_INTERVAL", value_name = "SECONDS")]
+    pub digest_interval: Option<i64>,
     /// Largest accepted request body, in bytes [default: 1048576]
     #[arg(long, env = "OTATRAIL_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -87,6 +90,7 @@ pub struct FileConfig {
     pub delivery_interval_seconds: Option<i64>,
     /// Seconds a digest signing key signs before the next one takes over (30 days).
     pub signing_key_rotation_seconds: Option<i64>,
+    pub digest_interval_seconds: Option<i64>,
     pub s3_endpoint: Option<String>,
     pub s3_bucket: Option<String>,
     pub s3_region: Option<String>,
@@ -152,6 +156,7 @@ pub struct ServerConfig {
     pub delivery_interval_seconds: i64,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub signing_key_rotation_seconds: i64,
+    pub digest_interval_seconds: i64,
     /// Object bytes in an external S3-compatible store instead of the data directory.
     pub external_store: Option<crate::objects::blob::ExternalConfig>,
     pub accounts: Vec<AccountConfig>,
@@ -198,6 +203,7 @@ impl ServerConfig {
             lifecycle_interval_seconds: file.lifecycle_interval_seconds.unwrap_or(3600),
             trusted_proxies: file.trusted_proxies,
             signing_key_rotation_seconds: file.signing_key_rotation_seconds.unwrap_or(30 * 86_400),
+            digest_interval_seconds: args.digest_interval.or(file.digest_interval_seconds).unwrap_or(3600),
             external_store: match args.s3_endpoint.clone().or(file.s3_endpoint) {
                 None => None,
                 Some(endpoint) => Some(crate::objects::blob::ExternalConfig {
@@ -238,6 +244,9 @@ impl ServerConfig {
         }
         if !(1..=86_400).contains(&self.delivery_interval_seconds) {
             return Err(ConfigError::Invalid("the delivery interval must be between 1 and 86400 seconds".into()));
+        }
+        if !(60..=86_400).contains(&self.digest_interval_seconds) {
+            return Err(ConfigError::Invalid("the digest interval must be between 60 and 86400 seconds".into()));
         }
         if self.signing_key_rotation_seconds < 60 {
             return Err(ConfigError::Invalid("signing_key_rotation_seconds must be at least 60".into()));

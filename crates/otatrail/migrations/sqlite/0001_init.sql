@@ -185,3 +185,30 @@ CREATE TABLE signing_keys (
     valid_to        INTEGER NOT NULL,
     PRIMARY KEY (region, fingerprint)
 );
+
+-- Log files as delivered, in order, for the trail's digests.
+CREATE TABLE delivered_files (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id    TEXT NOT NULL,
+    home_region   TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    region        TEXT NOT NULL,
+    bucket        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    sha256        TEXT NOT NULL,
+    oldest_event  INTEGER NOT NULL,
+    newest_event  INTEGER NOT NULL,
+    delivered_at  INTEGER NOT NULL
+);
+CREATE INDEX delivered_files_by_trail ON delivered_files (account_id, home_region, name, region, seq);
+
+-- The digest chain of a trail in a region: the last digest written, and a digest being
+-- written (`pending`), so a restart completes it rather than starting another.
+CREATE TABLE digest_state (
+    account_id   TEXT NOT NULL,
+    home_region  TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    region       TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    PRIMARY KEY (account_id, home_region, name, region)
+);

@@ -316,6 +316,12 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             if let Some(e) = &t.latest_delivery_error {
                 v["LatestDeliveryError"] = json!(e);
             }
+            if t.latest_digest_time.is_some() {
+                v["LatestDigestDeliveryTime"] = epoch(t.latest_digest_time);
+            }
+            if let Some(e) = &t.latest_digest_error {
+                v["LatestDigestDeliveryError"] = json!(e);
+            }
             v
         }
         "GetEventSelectors" => {

@@ -225,7 +225,13 @@ impl App {
 
     /// CloudTrail writing a log file for `trail`: create-only, into a bucket the trail may
     /// deliver to (`PreconditionFailed` when the key exists).
-    pub async fn deliver_object(&self, trail: &crate::domain::trails::Trail, key: &str, body: Vec<u8>) -> Result<(), ServiceError> {
+    pub async fn deliver_object(
+        &self,
+        trail: &crate::domain::trails::Trail,
+        key: &str,
+        body: Vec<u8>,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<(), ServiceError> {
         let (name, t) = (trail.s3_bucket.clone(), trail.clone());
         let bucket = store::read::<_, ServiceError, _>(&*self.store, move |tx| Box::pin(async move { Ok(tx.get_bucket(&name).await?) }))
             .await?
@@ -242,7 +248,7 @@ impl App {
             size: size as u64,
             etag: w.md5_hex,
             content_type: Some("application/json".into()),
-            metadata: BTreeMap::new(),
+            metadata,
             last_modified: self.clock.now(),
             storage_class: "STANDARD".into(),
             blobs: vec![BlobRef { id: w.id.clone(), size: w.size }],

@@ -48,6 +48,15 @@ pub fn log_file_key(trail: &Trail, region: &str, now: Millis) -> String {
     )
 }
 
+/// `{"Records":[…]}` in one gzip member: the stored record texts, in commit order; with the
+/// hex SHA-256 of the uncompressed bytes (what digests list).
+pub fn log_file(records: &[&str]) -> (Vec<u8>, String) {
+    let gz = log_file_bytes(records);
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json).expect("our own gzip");
+    (gz, otatrail_sigv4::sha256_hex(&json))
+}
+
 /// `{"Records":[…]}` in one gzip member: the stored record texts, in commit order.
 pub fn log_file_bytes(records: &[&str]) -> Vec<u8> {
     let mut json = String::with_capacity(records.iter().map(|r| r.len() + 1).sum::<usize>() + 16);
@@ -162,17 +171,33 @@ impl App {
             Box::pin(async move { tx.events_since(&acct, &r, from_seq, count).await })
         })
         .await?;
-        let records: Vec<&str> = events.iter().filter(|e| p.seqs.contains(&e.seq)).map(|e| e.record.as_str()).collect();
-        let body = log_file_bytes(&records);
+        let chosen: Vec<&StoredEvent> = events.iter().filter(|e| p.seqs.contains(&e.seq)).collect();
+        let records: Vec<&str> = chosen.iter().map(|e| e.record.as_str()).collect();
+        let (body, sha256) = log_file(&records);
         // The trail may have changed bucket since; the file goes where the trail says now.
         let current = self.current_trail(trail).await?.unwrap_or_else(|| trail.clone());
-        match self.deliver_object(&current, &p.key, body).await {
+        match self.deliver_object(&current, &p.key, body, Default::default()).await {
             Ok(()) => {}
             Err(e) if e.code == "PreconditionFailed" => {} // written before a crash: same bytes
             Err(e) => return Err(e),
         }
+        let file = crate::store::DeliveredFile {
+            seq: 0,
+            bucket: current.s3_bucket.clone(),
+            key: p.key.clone(),
+            sha256,
+            oldest_event: chosen.iter().map(|e| e.event_time).min().unwrap_or(self.clock.now()),
+            newest_event: chosen.iter().map(|e| e.event_time).max().unwrap_or(self.clock.now()),
+            delivered_at: self.clock.now(),
+        };
         let (t, r, last) = (trail.clone(), region.to_string(), p.last_seq);
-        store::write::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.set_cursor(&t, &r, last, None).await })).await?;
+        store::write::<_, StoreError, _>(&*self.store, move |tx| {
+            Box::pin(async move {
+                tx.insert_delivered_file(&t, &r, &file).await?;
+                tx.set_cursor(&t, &r, last, None).await
+            })
+        })
+        .await?;
         self.note_delivery(trail, None).await;
         tracing::info!(trail = %trail.arn(), region, key = %p.key, records = records.len(), "delivered a log file");
         Ok(())
@@ -221,6 +246,10 @@ impl App {
                 tick.tick().await;
                 if let Err(e) = app.deliver_once().await {
                     tracing::warn!(error = %e, "delivery pass failed");
+                }
+                // Digests list delivered files, so they follow the delivery pass.
+                if let Err(e) = app.digest_once().await {
+                    tracing::warn!(error = %e, "digest pass failed");
                 }
             }
         })

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod buckets;
 pub mod delivery;
+pub mod digests;
 pub mod history;
 pub mod iam;
 pub mod identities;
@@ -51,6 +52,8 @@ pub struct App {
     pub master: Arc<MasterKey>,
     /// How long a digest signing key signs before the next takes over.
     pub signing_key_rotation_seconds: i64,
+    /// How often digest files are written.
+    pub digest_interval_seconds: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +106,7 @@ impl App {
             trusted_proxies: config.trusted_proxies.clone(),
             master: master.clone(),
             signing_key_rotation_seconds: config.signing_key_rotation_seconds,
+            digest_interval_seconds: config.digest_interval_seconds,
         }))
     }
 }

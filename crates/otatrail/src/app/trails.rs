@@ -125,6 +125,8 @@ impl App {
             logging_since_seq: 0,
             stopped_at_seq: None,
             excluded: vec![],
+            latest_digest_time: None,
+            latest_digest_error: None,
             created_at: self.clock.now(),
         };
         let call = call.clone();

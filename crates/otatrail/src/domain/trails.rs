@@ -130,6 +130,10 @@ pub struct Trail {
     /// `(stop, start]` sequence ranges made while logging was stopped: never delivered.
     #[serde(default)]
     pub excluded: Vec<(i64, i64)>,
+    #[serde(default)]
+    pub latest_digest_time: Option<Millis>,
+    #[serde(default)]
+    pub latest_digest_error: Option<String>,
     pub created_at: Millis,
 }
 
@@ -324,6 +328,8 @@ mod tests {
             logging_since_seq: 0,
             stopped_at_seq: None,
             excluded: vec![],
+            latest_digest_time: None,
+            latest_digest_error: None,
             created_at: Millis(0),
         };
         let read = RecordFacts { event_name: "DescribeStream", event_source: "iot.amazonaws.com", read_only: true };

@@ -79,6 +79,20 @@ pub struct StoredEvent {
     pub record: String,
 }
 
+/// A log file as delivered, for digests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveredFile {
+    /// Set by the store.
+    pub seq: i64,
+    pub bucket: String,
+    pub key: String,
+    /// Hex SHA-256 of the uncompressed bytes.
+    pub sha256: String,
+    pub oldest_event: Millis,
+    pub newest_event: Millis,
+    pub delivered_at: Millis,
+}
+
 /// One transaction's view of the state. Reads see the transaction's own writes.
 #[async_trait]
 pub trait StateTx: Send {
@@ -175,6 +189,13 @@ pub trait StateTx: Send {
     /// `(last_seq, pending)` of a trail's delivery from `region`.
     async fn get_cursor(&mut self, trail: &Trail, region: &str) -> StoreResult<Option<(i64, Option<String>)>>;
     async fn set_cursor(&mut self, trail: &Trail, region: &str, last_seq: i64, pending: Option<&str>) -> StoreResult<()>;
+
+    // What digests cover.
+    async fn insert_delivered_file(&mut self, trail: &Trail, region: &str, f: &DeliveredFile) -> StoreResult<()>;
+    /// Files delivered for `trail` from `region` after file sequence `after`, in order.
+    async fn delivered_files(&mut self, trail: &Trail, region: &str, after: i64) -> StoreResult<Vec<DeliveredFile>>;
+    async fn get_digest_state(&mut self, trail: &Trail, region: &str) -> StoreResult<Option<String>>;
+    async fn set_digest_state(&mut self, trail: &Trail, region: &str, state: &str) -> StoreResult<()>;
 
     // Digest signing keys.
     async fn insert_signing_key(&mut self, key: &SigningKey) -> StoreResult<()>;

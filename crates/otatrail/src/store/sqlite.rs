@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, Executor, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{EventQuery, LookupKey, StateTx, Store, StoreError, StoreResult, StoredEvent, TxWork};
+use super::{DeliveredFile, EventQuery, LookupKey, StateTx, Store, StoreError, StoreResult, StoredEvent, TxWork};
 use crate::domain::audit::AuditEvent;
 use crate::domain::buckets::{BlobRef, Bucket, ObjectMeta, Part, Upload};
 use crate::domain::signing::SigningKey;
@@ -1042,6 +1042,79 @@ impl StateTx for SqliteTx<'_> {
             out.push(event_from_row(row, resources)?);
         }
         Ok(out)
+    }
+
+    async fn insert_delivered_file(&mut self, t: &Trail, region: &str, f: &DeliveredFile) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO delivered_files (account_id, home_region, name, region, bucket, key, sha256, oldest_event, newest_event, delivered_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.account_id)
+        .bind(&t.home_region)
+        .bind(&t.name)
+        .bind(region)
+        .bind(&f.bucket)
+        .bind(&f.key)
+        .bind(&f.sha256)
+        .bind(f.oldest_event.0)
+        .bind(f.newest_event.0)
+        .bind(f.delivered_at.0)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn delivered_files(&mut self, t: &Trail, region: &str, after: i64) -> StoreResult<Vec<DeliveredFile>> {
+        let rows = sqlx::query(
+            "SELECT * FROM delivered_files WHERE account_id = ? AND home_region = ? AND name = ? AND region = ? AND seq > ? ORDER BY seq",
+        )
+        .bind(&t.account_id)
+        .bind(&t.home_region)
+        .bind(&t.name)
+        .bind(region)
+        .bind(after)
+        .fetch_all(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeliveredFile {
+                    seq: get(r, "seq")?,
+                    bucket: get(r, "bucket")?,
+                    key: get(r, "key")?,
+                    sha256: get(r, "sha256")?,
+                    oldest_event: Millis(get(r, "oldest_event")?),
+                    newest_event: Millis(get(r, "newest_event")?),
+                    delivered_at: Millis(get(r, "delivered_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn get_digest_state(&mut self, t: &Trail, region: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT state FROM digest_state WHERE account_id = ? AND home_region = ? AND name = ? AND region = ?")
+            .bind(&t.account_id)
+            .bind(&t.home_region)
+            .bind(&t.name)
+            .bind(region)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| get(&r, "state")).transpose()
+    }
+
+    async fn set_digest_state(&mut self, t: &Trail, region: &str, state: &str) -> StoreResult<()> {
+        sqlx::query("INSERT OR REPLACE INTO digest_state (account_id, home_region, name, region, state) VALUES (?, ?, ?, ?, ?)")
+            .bind(&t.account_id)
+            .bind(&t.home_region)
+            .bind(&t.name)
+            .bind(region)
+            .bind(state)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn insert_signing_key(&mut self, k: &SigningKey) -> StoreResult<()> {
