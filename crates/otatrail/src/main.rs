@@ -16,7 +16,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (AWS IoT, CloudTrail, STS and IAM APIs on one port).
+    /// Run the server: AWS IoT, CloudTrail, STS and IAM on one port, S3 on another.
     ///
     /// Settings come from flags, then OTATRAIL_* environment variables, then the
     /// configuration file, then defaults. On first start with no account configured, an
