@@ -7,9 +7,9 @@ import base64
 import datetime as dt
 import hashlib
 
+import boto3
 import pytest
 import rsa  # python-rsa, which `aws cloudtrail validate-logs` itself uses
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from harness import aws_cli, make_client
@@ -35,10 +35,8 @@ def test_keys_load_as_the_cli_loads_them(server):
 
 
 def test_keys_are_per_region_and_ranges_filter(server):
-    east = make_client("cloudtrail", server)
-    import boto3
-
     p = server.root()
+    east = make_client("cloudtrail", server)
     west = boto3.session.Session().client(
         "cloudtrail", region_name="eu-west-1", endpoint_url=server.endpoint,
         aws_access_key_id=p.access_key_id, aws_secret_access_key=p.secret_access_key,

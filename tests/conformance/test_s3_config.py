@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from harness import (
+    AwsCliError,
     EXTERNAL_S3,
     ACCOUNT_A,
     ACCOUNT_B,
@@ -222,8 +223,9 @@ def test_cli_bucket_round_trip(srv, tmp_path):
     assert json.loads(got["Policy"])["Statement"][0]["Principal"]["AWS"] == ACCOUNT_B.id
     aws_cli(srv, "s3", "rm", f"s3://{b}/a/fw.bin", "--only-show-errors")
     aws_cli(srv, "s3", "rb", f"s3://{b}")
-    with pytest.raises(Exception):
+    with pytest.raises(AwsCliError) as e:
         aws_cli(srv, "s3api", "head-bucket", "--bucket", b)
+    assert "404" in e.value.stderr or "Not Found" in e.value.stderr, e.value.stderr
 
 
 @pytest.mark.skipif(not EXTERNAL_S3, reason="only with OTATRAIL_TEST_EXTERNAL_S3=1 (an external S3 store)")

@@ -41,7 +41,7 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
         }
         "GetUser" => {
             let u = app.iam_get_user(caller, p.get("UserName")).await?;
-            if u.user_id != u.account_id {
+            if !u.is_root() {
                 ctx.resources.push(caller.resource(u.arn(), "AWS::IAM::User"));
             }
             format!("<User>{}</User>", user_xml(&u))
@@ -184,7 +184,7 @@ fn user_xml(u: &User) -> String {
         element("Path", &u.path),
         element("UserName", &u.name),
         element("UserId", &u.user_id),
-        element("Arn", &if u.user_id == u.account_id { format!("arn:aws:iam::{}:root", u.account_id) } else { u.arn() }),
+        element("Arn", &u.arn()),
         element("CreateDate", &iso8601(u.created_at)),
     )
 }

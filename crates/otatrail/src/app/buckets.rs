@@ -45,6 +45,9 @@ pub enum BucketConfig {
     Lifecycle,
 }
 
+/// How much of an object a reader decrypts at a time.
+pub const READ_WINDOW: u64 = 1024 * 1024;
+
 /// Largest single PUT, as S3.
 pub const MAX_PUT: u64 = 5 * 1024 * 1024 * 1024;
 /// Smallest part but the last, as S3.
@@ -397,6 +400,55 @@ impl App {
         Ok(out)
     }
 
+    /// Plaintext `[start, end)` as a stream of bounded windows: a task decrypts window after
+    /// window into a channel of two, so memory stays at a few [`READ_WINDOW`]s per reader
+    /// whatever the object's size, and stops when the reader goes away.
+    pub fn s3_stream(
+        self: &Arc<Self>,
+        meta: ObjectMeta,
+        start: u64,
+        end: u64,
+    ) -> std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ServiceError>> + Send + Sync + 'static>> {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, ServiceError>>(2);
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut pos = start;
+            while pos < end {
+                let to = (pos + READ_WINDOW).min(end);
+                match app.s3_read(&meta, pos, to).await {
+                    Ok(chunks) => {
+                        for c in chunks {
+                            if tx.send(Ok(c)).await.is_err() {
+                                return; // the reader is gone
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+                pos = to;
+            }
+        });
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+    }
+
+    /// Hex SHA-256 of an object's bytes, read window by window.
+    pub async fn s3_sha256(&self, meta: &ObjectMeta) -> Result<String, ServiceError> {
+        use sha2::{Digest as _, Sha256};
+        let mut hasher = Sha256::new();
+        let mut pos = 0;
+        while pos < meta.size {
+            let to = (pos + READ_WINDOW).min(meta.size);
+            for chunk in self.s3_read(meta, pos, to).await? {
+                hasher.update(&chunk);
+            }
+            pos = to;
+        }
+        Ok(hex::encode(hasher.finalize()))
+    }
+
     pub async fn s3_delete_object(&self, p: &Principal, bucket: &str, key: &str) -> Result<(), ServiceError> {
         let (bucket, key, who) = (bucket.to_string(), key.to_string(), p.clone());
         let old = store::write(&*self.store, move |tx| {
@@ -620,9 +672,9 @@ impl App {
         Ok(meta)
     }
 
-    /// Copies an object into a new blob (objects never share blobs).
+    /// Copies an object into a new blob (objects never share blobs), streaming.
     pub async fn s3_copy_object(
-        &self,
+        self: &Arc<Self>,
         p: &Principal,
         src_bucket: &str,
         src_key: &str,
@@ -632,8 +684,7 @@ impl App {
     ) -> Result<ObjectMeta, ServiceError> {
         check_key(key)?;
         let src = self.s3_head_object(p, src_bucket, src_key).await?;
-        let chunks = self.s3_read(&src, 0, src.size).await?;
-        let body = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+        let body = self.s3_stream(src.clone(), 0, src.size);
         let props = replace.unwrap_or(ObjectProps {
             content_type: src.content_type.clone(),
             metadata: src.metadata.clone(),

@@ -51,14 +51,6 @@ pub fn log_file_key(trail: &Trail, region: &str, now: Millis) -> String {
 /// `{"Records":[…]}` in one gzip member: the stored record texts, in commit order; with the
 /// hex SHA-256 of the uncompressed bytes (what digests list).
 pub fn log_file(records: &[&str]) -> (Vec<u8>, String) {
-    let gz = log_file_bytes(records);
-    let mut json = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json).expect("our own gzip");
-    (gz, otatrail_sigv4::sha256_hex(&json))
-}
-
-/// `{"Records":[…]}` in one gzip member: the stored record texts, in commit order.
-pub fn log_file_bytes(records: &[&str]) -> Vec<u8> {
     let mut json = String::with_capacity(records.iter().map(|r| r.len() + 1).sum::<usize>() + 16);
     json.push_str("{\"Records\":[");
     for (i, r) in records.iter().enumerate() {
@@ -68,8 +60,13 @@ pub fn log_file_bytes(records: &[&str]) -> Vec<u8> {
         json.push_str(r);
     }
     json.push_str("]}");
+    (gzip(json.as_bytes()), otatrail_sigv4::sha256_hex(json.as_bytes()))
+}
+
+/// One gzip member (validate-logs refuses concatenated members).
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(json.as_bytes()).expect("writing to memory cannot fail");
+    gz.write_all(bytes).expect("writing to memory cannot fail");
     gz.finish().expect("writing to memory cannot fail")
 }
 
@@ -262,12 +259,13 @@ mod tests {
 
     #[test]
     fn files_are_one_gzip_member_and_deterministic() {
-        let a = log_file_bytes(&["{\"eventID\":\"1\"}", "{\"eventID\":\"2\"}"]);
-        let b = log_file_bytes(&["{\"eventID\":\"1\"}", "{\"eventID\":\"2\"}"]);
+        let (a, sha) = log_file(&["{\"eventID\":\"1\"}", "{\"eventID\":\"2\"}"]);
+        let (b, _) = log_file(&["{\"eventID\":\"1\"}", "{\"eventID\":\"2\"}"]);
         assert_eq!(a, b);
         let mut d = flate2::read::GzDecoder::new(&a[..]);
         let mut s = String::new();
         std::io::Read::read_to_string(&mut d, &mut s).unwrap();
         assert_eq!(s, "{\"Records\":[{\"eventID\":\"1\"},{\"eventID\":\"2\"}]}");
+        assert_eq!(sha, otatrail_sigv4::sha256_hex(s.as_bytes()));
     }
 }

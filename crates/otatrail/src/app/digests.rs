@@ -187,12 +187,7 @@ impl App {
             return Ok(false);
         }
         let signature = hex::encode(signature);
-        let gz = {
-            use std::io::Write;
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            enc.write_all(text.as_bytes()).map_err(|_| ServiceError::internal())?;
-            enc.finish().map_err(|_| ServiceError::internal())?
-        };
+        let gz = super::delivery::gzip(text.as_bytes());
         let metadata =
             BTreeMap::from([("signature".to_string(), signature.clone()), ("signature-algorithm".to_string(), "SHA256withRSA".to_string())]);
         match self.deliver_object(trail, &key, gz, metadata).await {

@@ -131,15 +131,7 @@ impl App {
     pub async fn iam_get_user(&self, call: &Arc<Call>, name: Option<&str>) -> Result<User, ServiceError> {
         let caller = &call.principal;
         let Some(name) = key_owner(caller, name) else {
-            // The root user, as GetUser without a name shows it.
-            return Ok(User {
-                account_id: caller.account_id.clone(),
-                name: caller.account_id.clone(),
-                user_id: caller.account_id.clone(),
-                path: "/".into(),
-                tags: vec![],
-                created_at: crate::domain::time::Millis(0),
-            });
+            return Ok(User::root(&caller.account_id));
         };
         check_name("userName", &name, 1, 128)?;
         let acct = caller.account_id.clone();

@@ -14,7 +14,6 @@ use super::audit::Call;
 impl App {
     /// Looks every file's object up in the caller's buckets, recording its size and SHA-256.
     async fn resolve_files(&self, call: &Call, refs: &[FileRef]) -> Result<Vec<StreamFile>, ServiceError> {
-        use sha2::{Digest, Sha256};
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             let meta = self.s3_head_object(&call.principal, &r.bucket, &r.key).await.map_err(|e| match e.code {
@@ -24,11 +23,8 @@ impl App {
                 )),
                 _ => e,
             })?;
-            let mut hasher = Sha256::new();
-            for chunk in self.s3_read(&meta, 0, meta.size).await? {
-                hasher.update(&chunk);
-            }
-            out.push(StreamFile::from_ref(r.clone(), meta.size, hex::encode(hasher.finalize())));
+            let sha256 = self.s3_sha256(&meta).await?;
+            out.push(StreamFile::from_ref(r.clone(), meta.size, sha256));
         }
         Ok(out)
     }

@@ -35,7 +35,26 @@ pub struct User {
 }
 
 impl User {
+    /// The account's root user as GetUser shows it (no IAM user record exists for it).
+    pub fn root(account_id: &str) -> Self {
+        User {
+            account_id: account_id.to_string(),
+            name: account_id.to_string(),
+            user_id: account_id.to_string(),
+            path: "/".into(),
+            tags: vec![],
+            created_at: Millis(0),
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.user_id == self.account_id
+    }
+
     pub fn arn(&self) -> String {
+        if self.is_root() {
+            return format!("arn:aws:iam::{}:root", self.account_id);
+        }
         format!("arn:aws:iam::{}:user{}{}", self.account_id, self.path, self.name)
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
@@ -305,8 +306,8 @@ impl S3 for S3Api {
                 (range, Some(cr))
             }
         };
-        let chunks = self.app.s3_read(&meta, range.start, range.end).await.map_err(s3_err)?;
-        let body = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+        // Streamed window by window; an error mid-way cuts the response short.
+        let body = self.app.s3_stream(meta.clone(), range.start, range.end).map(|r| r.map_err(|e| std::io::Error::other(e.message)));
         Ok(S3Response::new(GetObjectOutput {
             body: Some(StreamingBlob::wrap(body)),
             content_length: Some((range.end - range.start) as i64),
