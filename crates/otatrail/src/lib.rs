@@ -17,3 +17,4 @@ pub mod objects;
 pub mod s3;
 pub mod server;
 pub mod store;
+pub mod validate_logs;

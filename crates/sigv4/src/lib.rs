@@ -1,4 +1,4 @@
-//! Server-side verification of AWS Signature Version 4 (header form).
+//! AWS Signature Version 4 (header form): server-side verification, and signing for the server's own client tools.
 //!
 //! The flow a server follows:
 //! 1. [`parse_authorization`] reads the `Authorization` header into an [`AuthorizationHeader`]
@@ -16,10 +16,12 @@
 mod canonical;
 mod error;
 mod key_cache;
+mod signer;
 
 pub use canonical::{CanonicalRequest, UriEncoding, canonical_query_string, uri_encode};
 pub use error::SigV4Error;
 pub use key_cache::SigningKeyCache;
+pub use signer::{Credentials, SignableRequest, sign_request};
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};

@@ -83,19 +83,20 @@ impl App {
             }
             for region in regions {
                 match self.digest_region(&trail, &region).await {
-                    Ok(true) => {
+                    Ok(Some(end)) => {
                         written += 1;
-                        self.note_digest(&trail, None).await;
+                        self.note_digest(&trail, Ok(end)).await;
                     }
-                    Ok(false) => {}
-                    Err(e) => self.note_digest(&trail, Some(e.code.to_string())).await,
+                    Ok(None) => {}
+                    Err(e) => self.note_digest(&trail, Err(e.code.to_string())).await,
                 }
             }
         }
         Ok(written)
     }
 
-    async fn digest_region(&self, trail: &Trail, region: &str) -> Result<bool, ServiceError> {
+    /// Writes the region's next digest when due; returns its end time when it did.
+    async fn digest_region(&self, trail: &Trail, region: &str) -> Result<Option<Millis>, ServiceError> {
         let (t, r) = (trail.clone(), region.to_string());
         let saved = store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.get_digest_state(&t, &r).await })).await?;
         let mut state: ChainState = saved.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
@@ -106,7 +107,7 @@ impl App {
             state.prev = None;
             state.logging_started = trail.start_logging_time;
         }
-        let Some(start) = state.start else { return Ok(false) };
+        let Some(start) = state.start else { return Ok(None) };
         let (t, r, after) = (trail.clone(), region.to_string(), state.last_file_seq);
         let mut files: Vec<DeliveredFile> =
             store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.delivered_files(&t, &r, after).await })).await?;
@@ -118,14 +119,14 @@ impl App {
             None => {
                 let end = if trail.is_logging {
                     if now.0 - start.0 < self.digest_interval_seconds * 1000 {
-                        return Ok(false);
+                        return Ok(None);
                     }
                     now
                 } else {
                     // Stopped: one final digest up to the stop.
                     match trail.stop_logging_time.map(whole_seconds) {
                         Some(stop) if stop > start => stop,
-                        _ => return Ok(false),
+                        _ => return Ok(None),
                     }
                 };
                 files.retain(|f| f.delivered_at <= end);
@@ -184,7 +185,7 @@ impl App {
         let (signed_with, signature) = self.sign_digest(region, to_sign.as_bytes()).await?;
         if signed_with != fingerprint {
             // A rotation between reading the key and signing: try again next pass.
-            return Ok(false);
+            return Ok(None);
         }
         let signature = hex::encode(signature);
         let gz = super::delivery::gzip(text.as_bytes());
@@ -202,20 +203,23 @@ impl App {
         let (t, r, text) = (trail.clone(), region.to_string(), serde_json::to_string(&state).map_err(|_| ServiceError::internal())?);
         store::write::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.set_digest_state(&t, &r, &text).await })).await?;
         tracing::info!(trail = %trail.arn(), region, key = %key, files = files.len(), "delivered a digest file");
-        Ok(true)
+        Ok(Some(end))
     }
 
-    async fn note_digest(&self, t: &Trail, error: Option<String>) {
-        let (t, now) = (t.clone(), self.clock.now());
+    /// GetTrailStatus's digest fields. `LatestDigestDeliveryTime` is the newest digest's end
+    /// time (a digest is written when it ends): validators compare it with the newest digest
+    /// they find, so a deleted newest digest is seen.
+    async fn note_digest(&self, t: &Trail, outcome: Result<Millis, String>) {
+        let t = t.clone();
         let r = store::write::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move {
                 if let Some(mut cur) = tx.get_trail(&t.account_id, &t.home_region, &t.name).await? {
-                    match error {
-                        None => {
-                            cur.latest_digest_time = Some(now);
+                    match outcome {
+                        Ok(end) => {
+                            cur.latest_digest_time = Some(cur.latest_digest_time.map_or(end, |t| t.max(end)));
                             cur.latest_digest_error = None;
                         }
-                        Some(e) => cur.latest_digest_error = Some(e),
+                        Err(e) => cur.latest_digest_error = Some(e),
                     }
                     tx.update_trail(&cur).await?;
                 }

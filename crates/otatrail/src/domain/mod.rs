@@ -9,6 +9,7 @@ pub mod error;
 pub mod history;
 pub mod iam;
 pub mod identity;
+pub mod integrity;
 pub mod policy;
 pub mod principal;
 pub mod signing;

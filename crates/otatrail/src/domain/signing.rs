@@ -34,6 +34,13 @@ pub fn fingerprint(public_der: &[u8]) -> String {
     hex::encode(Md5::digest(public_der))
 }
 
+/// Whether `signature` is a valid `SHA256withRSA` (RSASSA-PKCS1-v1_5, SHA-256) signature of
+/// `message` by the PKCS#1 DER public key.
+pub fn verify(public_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public_der).verify(message, signature).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +61,18 @@ mod tests {
         assert!(!k.due_for_rotation(Millis(1500), 1000));
         assert!(k.due_for_rotation(Millis(2000), 1000));
         assert_eq!(fingerprint(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn verifies_what_the_server_signs() {
+        use aws_lc_rs::rsa::{KeyPair, KeySize};
+        use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+        let pair = KeyPair::generate(KeySize::Rsa2048).unwrap();
+        let mut sig = vec![0u8; pair.public_modulus_len()];
+        pair.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), b"to sign", &mut sig).unwrap();
+        let der = pair.public_key().as_ref();
+        assert!(verify(der, b"to sign", &sig));
+        assert!(!verify(der, b"to sigN", &sig));
+        assert!(!verify(b"not a key", b"to sign", &sig));
     }
 }
