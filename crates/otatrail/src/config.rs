@@ -91,6 +91,8 @@ pub struct FileConfig {
     /// Seconds a digest signing key signs before the next one takes over (30 days).
     pub signing_key_rotation_seconds: Option<i64>,
     pub digest_interval_seconds: Option<i64>,
+    /// Records per log file at most (1000, as CloudTrail). Benchmarks lower it to make many files.
+    pub log_file_max_records: Option<usize>,
     pub s3_endpoint: Option<String>,
     pub s3_bucket: Option<String>,
     pub s3_region: Option<String>,
@@ -157,6 +159,7 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub signing_key_rotation_seconds: i64,
     pub digest_interval_seconds: i64,
+    pub log_file_max_records: usize,
     /// Object bytes in an external S3-compatible store instead of the data directory.
     pub external_store: Option<crate::objects::blob::ExternalConfig>,
     pub accounts: Vec<AccountConfig>,
@@ -204,6 +207,7 @@ impl ServerConfig {
             trusted_proxies: file.trusted_proxies,
             signing_key_rotation_seconds: file.signing_key_rotation_seconds.unwrap_or(30 * 86_400),
             digest_interval_seconds: args.digest_interval.or(file.digest_interval_seconds).unwrap_or(3600),
+            log_file_max_records: file.log_file_max_records.unwrap_or(crate::app::delivery::MAX_RECORDS_PER_FILE),
             external_store: match args.s3_endpoint.clone().or(file.s3_endpoint) {
                 None => None,
                 Some(endpoint) => Some(crate::objects::blob::ExternalConfig {
@@ -247,6 +251,9 @@ impl ServerConfig {
         }
         if !(60..=86_400).contains(&self.digest_interval_seconds) {
             return Err(ConfigError::Invalid("the digest interval must be between 60 and 86400 seconds".into()));
+        }
+        if !(1..=crate::app::delivery::MAX_RECORDS_PER_FILE).contains(&self.log_file_max_records) {
+            return Err(ConfigError::Invalid(format!("log_file_max_records must be between 1 and {}", crate::app::delivery::MAX_RECORDS_PER_FILE)));
         }
         if self.signing_key_rotation_seconds < 60 {
             return Err(ConfigError::Invalid("signing_key_rotation_seconds must be at least 60".into()));

@@ -21,7 +21,7 @@ use crate::store::{self, StoreError, StoredEvent};
 
 use super::App;
 
-/// Records per log file at most.
+/// Records per log file at most (the default of `log_file_max_records`).
 pub const MAX_RECORDS_PER_FILE: usize = 1000;
 /// Uncompressed bytes per log file, about (a file is closed when it passes this).
 pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
@@ -117,9 +117,9 @@ impl App {
             self.finish_pending(trail, region, last_seq, p).await?;
             return Ok(true);
         }
-        let (acct, r) = (trail.account_id.clone(), region.to_string());
+        let (acct, r, batch) = (trail.account_id.clone(), region.to_string(), self.log_file_max_records as i64 * 2);
         let events = store::read::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move { tx.events_since(&acct, &r, last_seq, MAX_RECORDS_PER_FILE as i64 * 2).await })
+            Box::pin(async move { tx.events_since(&acct, &r, last_seq, batch).await })
         })
         .await?;
         let Some(last) = events.last() else { return Ok(false) };
@@ -131,7 +131,7 @@ impl App {
             if trail.logged(e.seq) && trail.selects(region, &facts(e)) {
                 seqs.push(e.seq);
                 bytes += e.record.len();
-                if seqs.len() >= MAX_RECORDS_PER_FILE || bytes >= MAX_FILE_BYTES {
+                if seqs.len() >= self.log_file_max_records || bytes >= MAX_FILE_BYTES {
                     through = e.seq;
                     full = true;
                     break;

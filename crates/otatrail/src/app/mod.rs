@@ -54,6 +54,7 @@ pub struct App {
     pub signing_key_rotation_seconds: i64,
     /// How often digest files are written.
     pub digest_interval_seconds: i64,
+    pub log_file_max_records: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +108,7 @@ impl App {
             master: master.clone(),
             signing_key_rotation_seconds: config.signing_key_rotation_seconds,
             digest_interval_seconds: config.digest_interval_seconds,
+            log_file_max_records: config.log_file_max_records,
         }))
     }
 }
