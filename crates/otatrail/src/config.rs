@@ -103,6 +103,12 @@ pub struct FileConfig {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
+    /// `[[organizations]]`: id, management_account, members.
+    #[serde(default)]
+    pub organizations: Vec<crate::domain::organization::Organization>,
+    /// `[[external_buckets]]`: buckets of another S3-compatible store trails deliver into.
+    #[serde(default)]
+    pub external_buckets: Vec<crate::objects::external_bucket::ExternalBucketConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -163,6 +169,8 @@ pub struct ServerConfig {
     /// Object bytes in an external S3-compatible store instead of the data directory.
     pub external_store: Option<crate::objects::blob::ExternalConfig>,
     pub accounts: Vec<AccountConfig>,
+    pub organizations: Vec<crate::domain::organization::Organization>,
+    pub external_buckets: Vec<crate::objects::external_bucket::ExternalBucketConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +238,8 @@ impl ServerConfig {
             },
             delivery_interval_seconds: args.delivery_interval.or(file.delivery_interval_seconds).unwrap_or(300),
             accounts: file.accounts,
+            organizations: file.organizations,
+            external_buckets: file.external_buckets,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -264,6 +274,7 @@ impl ServerConfig {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));
         }
+        crate::domain::organization::validate_all(&self.organizations).map_err(ConfigError::Invalid)?;
         for a in &self.accounts {
             if !is_account_id(&a.id) {
                 return Err(ConfigError::Invalid(format!("account id '{}' must be 12 digits", a.id)));

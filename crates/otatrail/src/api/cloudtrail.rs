@@ -62,9 +62,6 @@ impl TrailRequest {
         if self.cloud_watch_logs_log_group_arn.is_some() || self.cloud_watch_logs_role_arn.is_some() {
             return Err(ServiceError::new("UnsupportedOperationException", "CloudWatch Logs delivery is not available in otatrail."));
         }
-        if self.is_organization_trail == Some(true) {
-            return Err(ServiceError::new("UnsupportedOperationException", "Organization trails are not available yet."));
-        }
         if self.sns_topic_name.is_some() {
             return Err(ServiceError::new("UnsupportedOperationException", "SNS notifications are not available yet."));
         }
@@ -77,6 +74,7 @@ impl TrailRequest {
             include_global_service_events: self.include_global_service_events,
             multi_region: self.is_multi_region_trail,
             log_file_validation: self.enable_log_file_validation,
+            is_organization_trail: self.is_organization_trail,
             tags: self.tags_list.into_iter().map(|t| (t.key, t.value.unwrap_or_default())).collect(),
         })
     }

@@ -235,11 +235,23 @@ impl App {
         body: Vec<u8>,
         metadata: BTreeMap<String, String>,
     ) -> Result<(), ServiceError> {
+        if self.external_buckets.contains(&trail.s3_bucket) {
+            use crate::objects::external_bucket::ExternalPutError;
+            return match self.external_buckets.put_new(&trail.s3_bucket, key, body, &metadata).await {
+                Ok(()) => Ok(()),
+                Err(ExternalPutError::Exists) => Err(ServiceError::new("PreconditionFailed", "The object already exists.")),
+                // GetTrailStatus shows the code, as for a bucket of our own.
+                Err(ExternalPutError::Other(e)) => {
+                    tracing::warn!(bucket = %trail.s3_bucket, key, error = %e, "external bucket write failed");
+                    Err(ServiceError::new("ServiceUnavailable", format!("external bucket {}: {e}", trail.s3_bucket)))
+                }
+            };
+        }
         let (name, t) = (trail.s3_bucket.clone(), trail.clone());
         let bucket = store::read::<_, ServiceError, _>(&*self.store, move |tx| Box::pin(async move { Ok(tx.get_bucket(&name).await?) }))
             .await?
             .ok_or_else(|| no_such_bucket(&trail.s3_bucket))?;
-        if !super::trails::may_deliver(&bucket, &t) {
+        if !super::trails::may_deliver(&bucket, &t, key) {
             return Err(ServiceError::new(codes::ACCESS_DENIED, format!("CloudTrail may not write to bucket {}", bucket.name)));
         }
         let size = body.len();

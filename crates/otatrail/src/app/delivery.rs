@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::ServiceError;
 use crate::domain::time::Millis;
-use crate::domain::trails::{RecordFacts, Trail};
+use crate::domain::trails::{Lane, RecordFacts, Trail};
 use crate::store::{self, StoreError, StoredEvent};
 
 use super::App;
@@ -35,16 +35,15 @@ struct Pending {
 }
 
 /// `<acct>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>_<16 alphanumerics>.json.gz` under the dated folder.
-pub fn log_file_key(trail: &Trail, region: &str, now: Millis) -> String {
+pub fn log_file_key(trail: &Trail, lane: &Lane, now: Millis) -> String {
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     let unique: String = (0..16).map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char).collect();
     let t = now.to_offset_datetime();
     let (y, m, d, hh, mm) = (t.year(), t.month() as u8, t.day(), t.hour(), t.minute());
-    let prefix = trail.s3_key_prefix.as_deref().map(|p| format!("{p}/")).unwrap_or_default();
-    let acct = &trail.account_id;
+    let (root, acct, region) = (trail.lane_root(lane), &lane.account, &lane.region);
     format!(
-        "{prefix}AWSLogs/{acct}/CloudTrail/{region}/{y:04}/{m:02}/{d:02}/{acct}_CloudTrail_{region}_{y:04}{m:02}{d:02}T{hh:02}{mm:02}Z_{unique}.json.gz"
+        "{root}CloudTrail/{region}/{y:04}/{m:02}/{d:02}/{acct}_CloudTrail_{region}_{y:04}{m:02}{d:02}T{hh:02}{mm:02}Z_{unique}.json.gz"
     )
 }
 
@@ -80,15 +79,9 @@ impl App {
         let trails = store::read::<_, StoreError, _>(&*self.store, |tx| Box::pin(async move { tx.logging_trails().await })).await?;
         let mut delivered = 0;
         for trail in trails {
-            let regions = if trail.multi_region {
-                let acct = trail.account_id.clone();
-                store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.event_regions(&acct).await })).await?
-            } else {
-                vec![trail.home_region.clone()]
-            };
-            for region in regions {
+            for lane in self.lanes(&trail, false).await? {
                 loop {
-                    match self.deliver_region(&trail, &region).await {
+                    match self.deliver_lane(&trail, &lane).await {
                         Ok(true) => delivered += 1,
                         Ok(false) => break,
                         Err(e) => {
@@ -103,9 +96,32 @@ impl App {
         Ok(delivered)
     }
 
-    /// Delivers at most one file of `trail` for `region`; `Ok(true)` when it did.
-    async fn deliver_region(&self, trail: &Trail, region: &str) -> Result<bool, ServiceError> {
-        let (t, r) = (trail.clone(), region.to_string());
+    /// The lanes of a trail: its account's (or, for an organization trail, every member
+    /// account's) regions with records, and the home region too when `with_home`.
+    pub(super) async fn lanes(&self, trail: &Trail, with_home: bool) -> Result<Vec<Lane>, ServiceError> {
+        let accounts: Vec<String> = match trail.organization_id.as_deref().and_then(|id| self.organizations.iter().find(|o| o.id == id)) {
+            Some(org) => org.accounts().map(str::to_string).collect(),
+            None => vec![trail.account_id.clone()],
+        };
+        let mut lanes = Vec::new();
+        for account in accounts {
+            let mut regions = if with_home || !trail.multi_region { vec![trail.home_region.clone()] } else { vec![] };
+            if trail.multi_region {
+                let acct = account.clone();
+                for r in store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.event_regions(&acct).await })).await? {
+                    if !regions.contains(&r) {
+                        regions.push(r);
+                    }
+                }
+            }
+            lanes.extend(regions.into_iter().map(|region| Lane { account: account.clone(), region }));
+        }
+        Ok(lanes)
+    }
+
+    /// Delivers at most one file of `trail` for `lane`; `Ok(true)` when it did.
+    async fn deliver_lane(&self, trail: &Trail, lane: &Lane) -> Result<bool, ServiceError> {
+        let (t, r) = (trail.clone(), trail.lane_key(lane));
         let cursor = store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.get_cursor(&t, &r).await })).await?;
         let (last_seq, pending) = cursor.unwrap_or((0, None));
         let last_seq = last_seq.max(trail.logging_since_seq);
@@ -114,10 +130,10 @@ impl App {
         }
         if let Some(p) = pending {
             let p: Pending = serde_json::from_str(&p).map_err(|_| ServiceError::internal())?;
-            self.finish_pending(trail, region, last_seq, p).await?;
+            self.finish_pending(trail, lane, last_seq, p).await?;
             return Ok(true);
         }
-        let (acct, r, batch) = (trail.account_id.clone(), region.to_string(), self.log_file_max_records as i64 * 2);
+        let (acct, r, batch) = (lane.account.clone(), lane.region.clone(), self.log_file_max_records as i64 * 2);
         let events = store::read::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move { tx.events_since(&acct, &r, last_seq, batch).await })
         })
@@ -128,7 +144,7 @@ impl App {
         let mut through = last.seq;
         let mut full = false;
         for e in &events {
-            if trail.logged(e.seq) && trail.selects(region, &facts(e)) {
+            if trail.logged(e.seq) && trail.selects(&lane.region, &facts(e)) {
                 seqs.push(e.seq);
                 bytes += e.record.len();
                 if seqs.len() >= self.log_file_max_records || bytes >= MAX_FILE_BYTES {
@@ -140,7 +156,7 @@ impl App {
         }
         if seqs.is_empty() {
             // Nothing selected: move past what was looked at.
-            let (t, r) = (trail.clone(), region.to_string());
+            let (t, r) = (trail.clone(), trail.lane_key(lane));
             store::write::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.set_cursor(&t, &r, through, None).await }))
                 .await?;
             return Ok(false);
@@ -151,19 +167,19 @@ impl App {
         if !full && waited < self.delivery_interval_seconds * 1000 {
             return Ok(false);
         }
-        let pending = Pending { key: log_file_key(trail, region, self.clock.now()), seqs, last_seq: through };
-        let (t, r, text) = (trail.clone(), region.to_string(), serde_json::to_string(&pending).map_err(|_| ServiceError::internal())?);
+        let pending = Pending { key: log_file_key(trail, lane, self.clock.now()), seqs, last_seq: through };
+        let (t, r, text) = (trail.clone(), trail.lane_key(lane), serde_json::to_string(&pending).map_err(|_| ServiceError::internal())?);
         store::write::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move { tx.set_cursor(&t, &r, last_seq, Some(&text)).await })
         })
         .await?;
-        self.finish_pending(trail, region, last_seq, pending).await?;
+        self.finish_pending(trail, lane, last_seq, pending).await?;
         Ok(true)
     }
 
     /// Writes a pending file (again, after a crash) and moves the cursor past it.
-    async fn finish_pending(&self, trail: &Trail, region: &str, from_seq: i64, p: Pending) -> Result<(), ServiceError> {
-        let (acct, r, count) = (trail.account_id.clone(), region.to_string(), (p.last_seq - from_seq).max(1));
+    async fn finish_pending(&self, trail: &Trail, lane: &Lane, from_seq: i64, p: Pending) -> Result<(), ServiceError> {
+        let (acct, r, count) = (lane.account.clone(), lane.region.clone(), (p.last_seq - from_seq).max(1));
         let events = store::read::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move { tx.events_since(&acct, &r, from_seq, count).await })
         })
@@ -187,7 +203,7 @@ impl App {
             newest_event: chosen.iter().map(|e| e.event_time).max().unwrap_or(self.clock.now()),
             delivered_at: self.clock.now(),
         };
-        let (t, r, last) = (trail.clone(), region.to_string(), p.last_seq);
+        let (t, r, last) = (trail.clone(), trail.lane_key(lane), p.last_seq);
         store::write::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move {
                 tx.insert_delivered_file(&t, &r, &file).await?;
@@ -196,7 +212,7 @@ impl App {
         })
         .await?;
         self.note_delivery(trail, None).await;
-        tracing::info!(trail = %trail.arn(), region, key = %p.key, records = records.len(), "delivered a log file");
+        tracing::info!(trail = %trail.arn(), account = %lane.account, region = %lane.region, key = %p.key, records = records.len(), "delivered a log file");
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::ServiceError;
 use crate::domain::audit::event_time_text;
 use crate::domain::time::Millis;
-use crate::domain::trails::Trail;
+use crate::domain::trails::{Lane, Trail};
 use crate::store::{self, DeliveredFile, StoreError};
 
 use super::App;
@@ -46,13 +46,12 @@ fn stamp(t: Millis) -> String {
     format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", d.year(), d.month() as u8, d.day(), d.hour(), d.minute(), d.second())
 }
 
-/// `[prefix/]AWSLogs/<acct>/CloudTrail-Digest/<region>/YYYY/MM/DD/<acct>_CloudTrail-Digest_<region>_<trail>_<home>_<end>.json.gz`
-pub fn digest_key(trail: &Trail, region: &str, end: Millis) -> String {
+/// `[prefix/]AWSLogs/[<o-id>/]<acct>/CloudTrail-Digest/<region>/YYYY/MM/DD/<acct>_CloudTrail-Digest_<region>_<trail>_<home>_<end>.json.gz`
+pub fn digest_key(trail: &Trail, lane: &Lane, end: Millis) -> String {
     let d = end.to_offset_datetime();
-    let prefix = trail.s3_key_prefix.as_deref().map(|p| format!("{p}/")).unwrap_or_default();
-    let acct = &trail.account_id;
+    let (root, acct, region) = (trail.lane_root(lane), &lane.account, &lane.region);
     format!(
-        "{prefix}AWSLogs/{acct}/CloudTrail-Digest/{region}/{:04}/{:02}/{:02}/{acct}_CloudTrail-Digest_{region}_{}_{}_{}.json.gz",
+        "{root}CloudTrail-Digest/{region}/{:04}/{:02}/{:02}/{acct}_CloudTrail-Digest_{region}_{}_{}_{}.json.gz",
         d.year(),
         d.month() as u8,
         d.day(),
@@ -72,17 +71,8 @@ impl App {
         let trails = store::read::<_, StoreError, _>(&*self.store, |tx| Box::pin(async move { tx.logging_trails().await })).await?;
         let mut written = 0;
         for trail in trails.into_iter().filter(|t| t.log_file_validation) {
-            let mut regions = vec![trail.home_region.clone()];
-            if trail.multi_region {
-                let acct = trail.account_id.clone();
-                for r in store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.event_regions(&acct).await })).await? {
-                    if !regions.contains(&r) {
-                        regions.push(r);
-                    }
-                }
-            }
-            for region in regions {
-                match self.digest_region(&trail, &region).await {
+            for lane in self.lanes(&trail, true).await? {
+                match self.digest_lane(&trail, &lane).await {
                     Ok(Some(end)) => {
                         written += 1;
                         self.note_digest(&trail, Ok(end)).await;
@@ -96,8 +86,8 @@ impl App {
     }
 
     /// Writes the region's next digest when due; returns its end time when it did.
-    async fn digest_region(&self, trail: &Trail, region: &str) -> Result<Option<Millis>, ServiceError> {
-        let (t, r) = (trail.clone(), region.to_string());
+    async fn digest_lane(&self, trail: &Trail, lane: &Lane) -> Result<Option<Millis>, ServiceError> {
+        let (t, r) = (trail.clone(), trail.lane_key(lane));
         let saved = store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.get_digest_state(&t, &r).await })).await?;
         let mut state: ChainState = saved.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
         let now = whole_seconds(self.clock.now());
@@ -108,7 +98,7 @@ impl App {
             state.logging_started = trail.start_logging_time;
         }
         let Some(start) = state.start else { return Ok(None) };
-        let (t, r, after) = (trail.clone(), region.to_string(), state.last_file_seq);
+        let (t, r, after) = (trail.clone(), trail.lane_key(lane), state.last_file_seq);
         let mut files: Vec<DeliveredFile> =
             store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.delivered_files(&t, &r, after).await })).await?;
         let (end, max_seq) = match state.pending {
@@ -132,13 +122,14 @@ impl App {
                 files.retain(|f| f.delivered_at <= end);
                 let max = files.last().map(|f| f.seq).unwrap_or(state.last_file_seq);
                 state.pending = Some((end, max));
-                let (t, r, text) = (trail.clone(), region.to_string(), serde_json::to_string(&state).map_err(|_| ServiceError::internal())?);
+                let (t, r, text) = (trail.clone(), trail.lane_key(lane), serde_json::to_string(&state).map_err(|_| ServiceError::internal())?);
                 store::write::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.set_digest_state(&t, &r, &text).await }))
                     .await?;
                 (end, max)
             }
         };
-        let key = digest_key(trail, region, end);
+        let region = lane.region.as_str();
+        let key = digest_key(trail, lane, end);
         let keys = self.signing_keys(region).await?;
         let fingerprint = keys.last().map(|k| k.fingerprint.clone()).ok_or_else(ServiceError::internal)?;
         let prev = state.prev.clone();
@@ -156,7 +147,7 @@ impl App {
             })
             .collect();
         let digest = json!({
-            "awsAccountId": trail.account_id,
+            "awsAccountId": lane.account,
             "digestStartTime": event_time_text(start),
             "digestEndTime": event_time_text(end),
             "digestS3Bucket": trail.s3_bucket,
@@ -200,9 +191,9 @@ impl App {
         state.start = Some(end);
         state.last_file_seq = max_seq;
         state.pending = None;
-        let (t, r, text) = (trail.clone(), region.to_string(), serde_json::to_string(&state).map_err(|_| ServiceError::internal())?);
+        let (t, r, text) = (trail.clone(), trail.lane_key(lane), serde_json::to_string(&state).map_err(|_| ServiceError::internal())?);
         store::write::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.set_digest_state(&t, &r, &text).await })).await?;
-        tracing::info!(trail = %trail.arn(), region, key = %key, files = files.len(), "delivered a digest file");
+        tracing::info!(trail = %trail.arn(), account = %lane.account, region, key = %key, files = files.len(), "delivered a digest file");
         Ok(Some(end))
     }
 

@@ -55,6 +55,9 @@ pub struct App {
     /// How often digest files are written.
     pub digest_interval_seconds: i64,
     pub log_file_max_records: usize,
+    pub organizations: Vec<crate::domain::organization::Organization>,
+    /// Buckets of another S3-compatible store that trails may deliver into.
+    pub external_buckets: crate::objects::external_bucket::ExternalBuckets,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,8 @@ impl App {
             signing_key_rotation_seconds: config.signing_key_rotation_seconds,
             digest_interval_seconds: config.digest_interval_seconds,
             log_file_max_records: config.log_file_max_records,
+            organizations: config.organizations.clone(),
+            external_buckets: crate::objects::external_bucket::ExternalBuckets::open(&config.external_buckets).map_err(StartError::Blobs)?,
         }))
     }
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use crate::domain::buckets::Bucket;
 use crate::domain::policy::{self, Caller};
+use crate::domain::organization::{self, Organization};
+use crate::objects::external_bucket::ExternalBuckets;
 use crate::domain::trails::{self, AdvancedEventSelector, EventSelector, Trail};
 use crate::domain::{Principal, ServiceError};
 use crate::store::{self, StateTx};
@@ -27,20 +29,21 @@ pub struct TrailSettings {
     pub include_global_service_events: Option<bool>,
     pub multi_region: Option<bool>,
     pub log_file_validation: Option<bool>,
+    pub is_organization_trail: Option<bool>,
     pub tags: Vec<(String, String)>,
 }
 
-/// Whether CloudTrail, delivering for `trail`, may write into `bucket` under the trail's
-/// `AWSLogs/<account>/` prefix: the bucket's own account, or a bucket policy granting
-/// `cloudtrail.amazonaws.com` `s3:PutObject` there (with its `aws:SourceArn`/`aws:SourceAccount`).
-pub fn may_deliver(bucket: &Bucket, trail: &Trail) -> bool {
+/// Whether CloudTrail, delivering for `trail`, may write `key` into `bucket`: the bucket's own
+/// account, or a bucket policy granting `cloudtrail.amazonaws.com` `s3:PutObject` there (with
+/// its `aws:SourceArn`/`aws:SourceAccount`), as AWS documents for receiving log files from
+/// other accounts and from an organization.
+pub fn may_deliver(bucket: &Bucket, trail: &Trail, key: &str) -> bool {
     if bucket.account_id == trail.account_id {
         return true;
     }
     let Some(doc) = bucket.policy.as_deref() else { return false };
     let Ok(p) = policy::parse(doc, false) else { return false };
-    let prefix = trail.s3_key_prefix.as_deref().map(|p| format!("{p}/")).unwrap_or_default();
-    let resource = format!("arn:aws:s3:::{}/{prefix}AWSLogs/{}/CloudTrail/x", bucket.name, trail.account_id);
+    let resource = format!("arn:aws:s3:::{}/{key}", bucket.name);
     // What CloudTrail's PutObject carries, for the conditions of the documented policy.
     let context = HashMap::from([
         ("aws:sourcearn".to_string(), trail.arn()),
@@ -50,11 +53,17 @@ pub fn may_deliver(bucket: &Bucket, trail: &Trail) -> bool {
     p.allows(&Caller::Service("cloudtrail.amazonaws.com"), "s3:PutObject", Some(&resource), &context)
 }
 
-async fn check_bucket(tx: &mut dyn StateTx, trail: &Trail) -> Result<(), ServiceError> {
+async fn check_bucket(tx: &mut dyn StateTx, external: &ExternalBuckets, trail: &Trail) -> Result<(), ServiceError> {
+    if external.contains(&trail.s3_bucket) {
+        return Ok(()); // declared by the operator, for this server to write into
+    }
     let bucket = tx.get_bucket(&trail.s3_bucket).await?.ok_or_else(|| {
         ServiceError::new("S3BucketDoesNotExistException", format!("S3 bucket {} does not exist.", trail.s3_bucket))
     })?;
-    if !may_deliver(&bucket, trail) {
+    // A key like the trail's own files: its account's lane.
+    let own = trails::Lane { account: trail.account_id.clone(), region: trail.home_region.clone() };
+    let sample = format!("{}CloudTrail/{}/x", trail.lane_root(&own), own.region);
+    if !may_deliver(&bucket, trail, &sample) {
         return Err(ServiceError::new(
             "InsufficientS3BucketPolicyException",
             format!("Incorrect S3 bucket policy is detected for bucket: {}", trail.s3_bucket),
@@ -63,12 +72,30 @@ async fn check_bucket(tx: &mut dyn StateTx, trail: &Trail) -> Result<(), Service
     Ok(())
 }
 
+/// The organization trails `account` sees as a member (not those it owns).
+async fn member_org_trails(tx: &mut dyn StateTx, orgs: &[Organization], account: &str) -> Result<Vec<Trail>, ServiceError> {
+    let Some(org) = organization::of_account(orgs, account).filter(|o| o.management_account != account) else { return Ok(vec![]) };
+    Ok(tx.list_trails(&org.management_account).await?.into_iter().filter(|t| t.organization_id.as_deref() == Some(org.id.as_str())).collect())
+}
+
 /// Finds the trail a `Name` argument means for `who` in `region`: the region's own trail, or
-/// a multi-region trail of another home region (a shadow trail). Returns it and whether it is
+/// a multi-region trail of another home region (a shadow trail), or an organization trail of
+/// the account's organization (a shadow in the member account). Returns it and whether it is
 /// a shadow.
-async fn resolve(tx: &mut dyn StateTx, who: &Principal, region: &str, name_or_arn: &str) -> Result<(Trail, bool), ServiceError> {
+async fn resolve(
+    tx: &mut dyn StateTx,
+    orgs: &[Organization],
+    who: &Principal,
+    region: &str,
+    name_or_arn: &str,
+) -> Result<(Trail, bool), ServiceError> {
     let (arn_region, arn_account, name) = trails::parse_name_or_arn(name_or_arn)?;
-    if arn_account.as_deref().is_some_and(|a| a != who.account_id) {
+    if let Some(a) = arn_account.as_deref().filter(|a| *a != who.account_id) {
+        for t in member_org_trails(tx, orgs, &who.account_id).await? {
+            if t.account_id == a && t.name == name && (t.home_region == region || t.multi_region) {
+                return Ok((t, true));
+            }
+        }
         return Err(not_found(name_or_arn));
     }
     let home = arn_region.unwrap_or_else(|| region.to_string());
@@ -84,6 +111,36 @@ async fn resolve(tx: &mut dyn StateTx, who: &Principal, region: &str, name_or_ar
         }
     }
     Err(not_found(name_or_arn))
+}
+
+/// Changing a trail is for its owner: a member account sees its organization's trail but
+/// cannot change it.
+fn owner_only(t: &Trail, who: &Principal) -> Result<(), ServiceError> {
+    if t.account_id != who.account_id {
+        return Err(ServiceError::new(
+            "NotOrganizationMasterAccountException",
+            format!(
+                "The trail {} is an organization trail of the management account {}; only that account can change it.",
+                t.arn(),
+                t.account_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `account` may make (`on`) an organization trail, and returns the organization.
+fn organization_for(orgs: &[Organization], account: &str) -> Result<String, ServiceError> {
+    let org = organization::of_account(orgs, account).ok_or_else(|| {
+        ServiceError::new("OrganizationsNotInUseException", format!("Account {account} is not a member of an organization."))
+    })?;
+    if org.management_account != account {
+        return Err(ServiceError::new(
+            "NotOrganizationMasterAccountException",
+            format!("Account {account} is not the management account of organization {}; only {} can create organization trails.", org.id, org.management_account),
+        ));
+    }
+    Ok(org.id.clone())
 }
 
 fn home_region_only(t: &Trail, shadow: bool) -> Result<(), ServiceError> {
@@ -104,6 +161,10 @@ impl App {
             trails::validate_prefix(p)?;
         }
         let scope = call.scope();
+        let organization_id = match s.is_organization_trail {
+            Some(true) => Some(organization_for(&self.organizations, &scope.account_id)?),
+            _ => None,
+        };
         let trail = Trail {
             account_id: scope.account_id.clone(),
             home_region: scope.region.clone(),
@@ -128,8 +189,12 @@ impl App {
             latest_digest_time: None,
             latest_digest_error: None,
             created_at: self.clock.now(),
+            organization_id,
+            sns_topic_arn: None,
+            latest_notification_time: None,
+            latest_notification_error: None,
         };
-        let call = call.clone();
+        let (call, external) = (call.clone(), self.external_buckets.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 if tx.get_trail(&trail.account_id, &trail.home_region, &trail.name).await?.is_some() {
@@ -139,7 +204,7 @@ impl App {
                 if same_region >= trails::MAX_TRAILS_PER_REGION {
                     return Err(ServiceError::new("MaximumNumberOfTrailsExceededException", "A region can have at most 5 trails."));
                 }
-                check_bucket(tx, &trail).await?;
+                check_bucket(tx, &external, &trail).await?;
                 tx.insert_trail(&trail).await?;
                 call.record_success(tx, Some(trail_json(&trail)), vec![call.resource(trail.arn(), TRAIL)]).await?;
                 Ok(trail)
@@ -152,10 +217,11 @@ impl App {
         if let Some(p) = &s.s3_key_prefix {
             trails::validate_prefix(p)?;
         }
-        let (call, name) = (call.clone(), name.to_string());
+        let (call, name, orgs, external) = (call.clone(), name.to_string(), self.organizations.clone(), self.external_buckets.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                let (mut t, shadow) = resolve(tx, &call.principal, &call.info.region, &name).await?;
+                let (mut t, shadow) = resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
+                owner_only(&t, &call.principal)?;
                 home_region_only(&t, shadow)?;
                 if let Some(b) = s.s3_bucket {
                     t.s3_bucket = b;
@@ -172,7 +238,12 @@ impl App {
                 if let Some(v) = s.log_file_validation {
                     t.log_file_validation = v;
                 }
-                check_bucket(tx, &t).await?;
+                match s.is_organization_trail {
+                    Some(true) if t.organization_id.is_none() => t.organization_id = Some(organization_for(&orgs, &t.account_id)?),
+                    Some(false) => t.organization_id = None,
+                    _ => {}
+                }
+                check_bucket(tx, &external, &t).await?;
                 tx.update_trail(&t).await?;
                 call.record_success(tx, Some(trail_json(&t)), vec![call.resource(t.arn(), TRAIL)]).await?;
                 Ok(t)
@@ -182,10 +253,11 @@ impl App {
     }
 
     pub async fn delete_trail(&self, call: &Arc<Call>, name: &str) -> Result<(), ServiceError> {
-        let (call, name) = (call.clone(), name.to_string());
+        let (call, name, orgs) = (call.clone(), name.to_string(), self.organizations.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                let (t, shadow) = resolve(tx, &call.principal, &call.info.region, &name).await?;
+                let (t, shadow) = resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
+                owner_only(&t, &call.principal)?;
                 home_region_only(&t, shadow)?;
                 tx.delete_trail(&t.account_id, &t.home_region, &t.name).await?;
                 call.record_success(tx, None, vec![call.resource(t.arn(), TRAIL)]).await?;
@@ -197,10 +269,11 @@ impl App {
 
     /// StartLogging (`on`) or StopLogging.
     pub async fn set_logging(&self, call: &Arc<Call>, name: &str, on: bool) -> Result<(), ServiceError> {
-        let (call, name, now) = (call.clone(), name.to_string(), self.clock.now());
+        let (call, name, now, orgs) = (call.clone(), name.to_string(), self.clock.now(), self.organizations.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                let (mut t, shadow) = resolve(tx, &call.principal, &call.info.region, &name).await?;
+                let (mut t, shadow) = resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
+                owner_only(&t, &call.principal)?;
                 home_region_only(&t, shadow)?;
                 // The Start/StopLogging record itself is logged: StartLogging's is the first
                 // delivered after a start, StopLogging's the last before a stop.
@@ -235,10 +308,11 @@ impl App {
         advanced: Option<Vec<AdvancedEventSelector>>,
     ) -> Result<Trail, ServiceError> {
         trails::validate_selectors(&basic, &advanced)?;
-        let (call, name) = (call.clone(), name.to_string());
+        let (call, name, orgs) = (call.clone(), name.to_string(), self.organizations.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                let (mut t, shadow) = resolve(tx, &call.principal, &call.info.region, &name).await?;
+                let (mut t, shadow) = resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
+                owner_only(&t, &call.principal)?;
                 home_region_only(&t, shadow)?;
                 t.event_selectors = basic;
                 t.advanced_event_selectors = advanced;
@@ -252,22 +326,24 @@ impl App {
 
     /// A trail by name or ARN, and whether it is a shadow of another region's trail.
     pub async fn get_trail(&self, call: &Arc<Call>, name: &str) -> Result<(Trail, bool), ServiceError> {
-        let (who, region, name) = (call.principal.clone(), call.info.region.clone(), name.to_string());
-        store::read(&*self.store, move |tx| Box::pin(async move { resolve(tx, &who, &region, &name).await })).await
+        let (who, region, name, orgs) = (call.principal.clone(), call.info.region.clone(), name.to_string(), self.organizations.clone());
+        store::read(&*self.store, move |tx| Box::pin(async move { resolve(tx, &orgs, &who, &region, &name).await })).await
     }
 
     /// The trails a region sees: its own, and multi-region trails of other home regions.
     pub async fn trails_in_region(&self, call: &Arc<Call>) -> Result<Vec<(Trail, bool)>, ServiceError> {
-        let (acct, region) = (call.principal.account_id.clone(), call.info.region.clone());
-        let all = store::read::<_, ServiceError, _>(&*self.store, move |tx| Box::pin(async move { Ok(tx.list_trails(&acct).await?) })).await?;
-        Ok(all
-            .into_iter()
-            .filter(|t| t.home_region == region || t.multi_region)
-            .map(|t| {
-                let shadow = t.home_region != region;
-                (t, shadow)
-            })
-            .collect())
+        let (acct, region, orgs) = (call.principal.account_id.clone(), call.info.region.clone(), self.organizations.clone());
+        let (own, theirs) = store::read::<_, ServiceError, _>(&*self.store, move |tx| {
+            Box::pin(async move { Ok((tx.list_trails(&acct).await?, member_org_trails(tx, &orgs, &acct).await?)) })
+        })
+        .await?;
+        let own = own.into_iter().filter(|t| t.home_region == region || t.multi_region).map(|t| {
+            let shadow = t.home_region != region;
+            (t, shadow)
+        });
+        // A member account sees its organization's trails as shadows.
+        let theirs = theirs.into_iter().filter(|t| t.home_region == region || t.multi_region).map(|t| (t, true));
+        Ok(own.chain(theirs).collect())
     }
 }
 
@@ -280,7 +356,7 @@ pub fn trail_json(t: &Trail) -> serde_json::Value {
         "IsMultiRegionTrail": t.multi_region,
         "TrailARN": t.arn(),
         "LogFileValidationEnabled": t.log_file_validation,
-        "IsOrganizationTrail": false,
+        "IsOrganizationTrail": t.organization_id.is_some(),
     });
     if let Some(p) = &t.s3_key_prefix {
         v["S3KeyPrefix"] = serde_json::json!(p);

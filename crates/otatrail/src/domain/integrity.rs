@@ -398,7 +398,12 @@ mod tests {
 
     #[test]
     fn one_gzip_member_only() {
-        let one = crate::app::delivery::gzip(b"{}");
+        let one = {
+            use std::io::Write;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(b"{}").unwrap();
+            gz.finish().unwrap()
+        };
         assert_eq!(inflate_one_member(&one).unwrap(), b"{}");
         let mut two = one.clone();
         two.extend_from_slice(&one);

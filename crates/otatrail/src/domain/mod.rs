@@ -10,6 +10,7 @@ pub mod history;
 pub mod iam;
 pub mod identity;
 pub mod integrity;
+pub mod organization;
 pub mod policy;
 pub mod principal;
 pub mod signing;

@@ -135,9 +135,41 @@ pub struct Trail {
     #[serde(default)]
     pub latest_digest_error: Option<String>,
     pub created_at: Millis,
+    /// Set on an organization trail: it logs every account of this organization.
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    /// The SNS topic told of each delivered log file.
+    #[serde(default)]
+    pub sns_topic_arn: Option<String>,
+    #[serde(default)]
+    pub latest_notification_time: Option<Millis>,
+    #[serde(default)]
+    pub latest_notification_error: Option<String>,
+}
+
+/// One stream of a trail's log files and digests: one account's records of one region. A
+/// trail has a lane per region it covers; an organization trail one per member account and
+/// region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lane {
+    pub account: String,
+    pub region: String,
 }
 
 impl Trail {
+    /// What a lane's delivery cursor and digest chain are stored under: the region for the
+    /// trail's own account, `<account>/<region>` for another account of its organization.
+    pub fn lane_key(&self, lane: &Lane) -> String {
+        if lane.account == self.account_id { lane.region.clone() } else { format!("{}/{}", lane.account, lane.region) }
+    }
+
+    /// `[<prefix>/]AWSLogs/[<o-id>/]<account>/`: where a lane's files go.
+    pub fn lane_root(&self, lane: &Lane) -> String {
+        let prefix = self.s3_key_prefix.as_deref().map(|p| format!("{p}/")).unwrap_or_default();
+        let org = self.organization_id.as_deref().map(|o| format!("{o}/")).unwrap_or_default();
+        format!("{prefix}AWSLogs/{org}{}/", lane.account)
+    }
+
     pub fn arn(&self) -> String {
         format!("arn:aws:cloudtrail:{}:{}:trail/{}", self.home_region, self.account_id, self.name)
     }
@@ -331,6 +363,10 @@ mod tests {
             latest_digest_time: None,
             latest_digest_error: None,
             created_at: Millis(0),
+            organization_id: None,
+            sns_topic_arn: None,
+            latest_notification_time: None,
+            latest_notification_error: None,
         };
         let read = RecordFacts { event_name: "DescribeStream", event_source: "iot.amazonaws.com", read_only: true };
         let write = RecordFacts { event_name: "CreateStream", event_source: "iot.amazonaws.com", read_only: false };

@@ -2,3 +2,4 @@
 //! ([`blob`]); their metadata is state (see `app::buckets`).
 
 pub mod blob;
+pub mod external_bucket;

@@ -46,6 +46,13 @@ pub struct ValidateArgs {
     /// Key prefix to use with --s3-bucket.
     #[arg(long, value_name = "PREFIX")]
     pub s3_prefix: Option<String>,
+    /// Organization trails: the organization ID (o-…) in the keys [default: read from the
+    /// data directory; required over the wire].
+    #[arg(long, value_name = "O-ID")]
+    pub organization_id: Option<String>,
+    /// Organization trails: the member account whose files to check [default: the trail's].
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    pub account_id: Option<String>,
     /// Also list every valid digest and log file.
     #[arg(long)]
     pub verbose: bool,
@@ -172,9 +179,18 @@ async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
         }
     };
     let location = match &args.s3_bucket {
-        Some(b) => source::TrailLocation { bucket: b.clone(), prefix: args.s3_prefix.clone().filter(|p| !p.is_empty()), latest_digest: None },
+        Some(b) => source::TrailLocation {
+            bucket: b.clone(),
+            prefix: args.s3_prefix.clone().filter(|p| !p.is_empty()),
+            is_organization_trail: args.organization_id.is_some(),
+            ..Default::default()
+        },
         None => source.trail(&arn).await?,
     };
+    let org = args.organization_id.clone().or(location.organization_id.clone());
+    if location.is_organization_trail && org.is_none() {
+        return Err(SourceError(format!("{} is an organization trail: give --organization-id (and --account-id for a member's files)", arn.arn)));
+    }
     println!("Validating log files for trail {} between {} and {}\n", arn.arn, event_time_text(start), event_time_text(end));
 
     const HOUR: i64 = 3_600_000;
@@ -184,11 +200,13 @@ async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
     }
     let bucket = location.bucket.clone();
     let prefix = location.prefix.as_deref().map(|p| format!("{p}/")).unwrap_or_default();
-    let acct = &arn.account;
+    let acct = args.account_id.as_ref().unwrap_or(&arn.account);
+    // `[prefix/]AWSLogs/[<o-id>/]<account>/`
+    let root = format!("{prefix}AWSLogs/{}{acct}/", org.as_deref().map(|o| format!("{o}/")).unwrap_or_default());
 
     // Every digest of the account and region whose end lies in range: this trail's form the
     // chain; other trails' count for which log files some digest lists.
-    let digest_prefix = format!("{prefix}AWSLogs/{acct}/CloudTrail-Digest/{region}/");
+    let digest_prefix = format!("{root}CloudTrail-Digest/{region}/");
     let listed: Vec<(String, integrity::DigestKeyInfo)> = source
         .list(&bucket, &digest_prefix, None)
         .await?
@@ -330,7 +348,7 @@ async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
     // Log files in the bucket that no digest lists: injected, or their digest is gone. Files
     // delivered after the newest digest are still waiting for theirs.
     let covered_until = Millis(newest_listed.max(location.latest_digest).map(|t| t.0).unwrap_or(i64::MIN).min(end.0));
-    let log_prefix = format!("{prefix}AWSLogs/{acct}/CloudTrail/{region}/");
+    let log_prefix = format!("{root}CloudTrail/{region}/");
     let day = start.to_offset_datetime();
     let after = format!("{log_prefix}{:04}/{:02}/{:02}", day.year(), day.month() as u8, day.day());
     let in_bucket: Vec<(String, Millis)> = source

@@ -208,6 +208,9 @@ impl LogSource for RemoteSource {
             bucket: text("S3BucketName").ok_or_else(|| SourceError(format!("trail {} has no S3BucketName", arn.arn)))?,
             prefix: text("S3KeyPrefix").filter(|p| !p.is_empty()),
             latest_digest,
+            // DescribeTrails does not name the organization: the caller gives it.
+            organization_id: None,
+            is_organization_trail: t.get("IsOrganizationTrail").and_then(Value::as_bool).unwrap_or(false),
         })
     }
 

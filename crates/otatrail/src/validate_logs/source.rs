@@ -41,6 +41,9 @@ pub struct TrailLocation {
     pub prefix: Option<String>,
     /// End time of the newest digest the trail delivered (GetTrailStatus).
     pub latest_digest: Option<Millis>,
+    /// An organization trail's files sit under `AWSLogs/<o-id>/`.
+    pub organization_id: Option<String>,
+    pub is_organization_trail: bool,
 }
 
 /// An object's bytes and the metadata validation needs.
@@ -94,7 +97,13 @@ impl LogSource for LocalSource {
         .await
         .map_err(store_err)?
         .ok_or_else(|| SourceError(format!("A trail could not be found for {}", arn.arn)))?;
-        Ok(TrailLocation { bucket: trail.s3_bucket, prefix: trail.s3_key_prefix, latest_digest: trail.latest_digest_time })
+        Ok(TrailLocation {
+            bucket: trail.s3_bucket,
+            prefix: trail.s3_key_prefix,
+            latest_digest: trail.latest_digest_time,
+            is_organization_trail: trail.organization_id.is_some(),
+            organization_id: trail.organization_id,
+        })
     }
 
     async fn public_keys(&self, region: &str, start: Millis, end: Millis) -> Result<HashMap<String, Vec<u8>>, SourceError> {
@@ -106,6 +115,10 @@ impl LogSource for LocalSource {
     }
 
     async fn list(&self, bucket: &str, prefix: &str, after: Option<&str>) -> Result<Vec<String>, SourceError> {
+        if self.app.external_buckets.contains(bucket) {
+            let keys = self.app.external_buckets.list(bucket, prefix).await.map_err(store_err)?;
+            return Ok(keys.into_iter().filter(|k| after.is_none_or(|a| k.as_str() > a)).collect());
+        }
         let mut out = Vec::new();
         let mut cursor = after.map(str::to_string);
         loop {
@@ -125,6 +138,10 @@ impl LogSource for LocalSource {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Fetched>, SourceError> {
+        if self.app.external_buckets.contains(bucket) {
+            let got = self.app.external_buckets.get(bucket, key).await.map_err(store_err)?;
+            return Ok(got.map(|(bytes, metadata)| Fetched { bytes, signature: metadata.get("signature").cloned() }));
+        }
         let (b, k) = (bucket.to_string(), key.to_string());
         let Some(meta) =
             store::read::<_, StoreError, _>(&*self.app.store, move |tx| Box::pin(async move { tx.get_object(&b, &k).await }))

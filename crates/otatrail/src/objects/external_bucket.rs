@@ -1,0 +1,123 @@
+//! Buckets of another S3-compatible store that trails deliver into directly (configured as
+//! `[[external_buckets]]`): one bucket can then collect the log files of several otatrail
+//! servers. Writes are create-only (`If-None-Match: *`), and every key is unique to its
+//! writer (account, region, trail and a random part), so servers never overwrite or hide each
+//! other's files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use futures::TryStreamExt;
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::Deserialize;
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalBucketConfig {
+    /// The bucket's name, as trails give it in `S3BucketName`.
+    pub name: String,
+    pub endpoint: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for ExternalBucketConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log line.
+        f.debug_struct("ExternalBucketConfig").field("name", &self.name).field("endpoint", &self.endpoint).finish_non_exhaustive()
+    }
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExternalPutError {
+    #[error("the object already exists")]
+    Exists,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The configured external buckets, by name.
+#[derive(Clone, Default)]
+pub struct ExternalBuckets {
+    stores: HashMap<String, Arc<dyn ObjectStore>>,
+}
+
+impl ExternalBuckets {
+    pub fn open(configs: &[ExternalBucketConfig]) -> Result<Self, String> {
+        let mut stores: HashMap<String, Arc<dyn ObjectStore>> = HashMap::new();
+        for c in configs {
+            let store = AmazonS3Builder::new()
+                .with_endpoint(&c.endpoint)
+                .with_bucket_name(&c.name)
+                .with_region(&c.region)
+                .with_access_key_id(&c.access_key_id)
+                .with_secret_access_key(&c.secret_access_key)
+                .with_allow_http(true)
+                .build()
+                .map_err(|e| format!("external bucket {} at {}: {e}", c.name, c.endpoint))?;
+            stores.insert(c.name.clone(), Arc::new(store));
+        }
+        Ok(Self { stores })
+    }
+
+    pub fn contains(&self, bucket: &str) -> bool {
+        self.stores.contains_key(bucket)
+    }
+
+    /// Writes `key` only if it does not exist yet.
+    pub async fn put_new(&self, bucket: &str, key: &str, body: Vec<u8>, metadata: &BTreeMap<String, String>) -> Result<(), ExternalPutError> {
+        let store = self.stores.get(bucket).ok_or_else(|| ExternalPutError::Other(format!("{bucket} is not an external bucket")))?;
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::ContentType, "application/json".into());
+        for (k, v) in metadata {
+            attributes.insert(Attribute::Metadata(k.clone().into()), v.clone().into());
+        }
+        let opts = PutOptions { mode: PutMode::Create, attributes, ..Default::default() };
+        match store.put_opts(&ObjectPath::from(key), PutPayload::from(body), opts).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Err(ExternalPutError::Exists),
+            Err(e) => Err(ExternalPutError::Other(e.to_string())),
+        }
+    }
+
+    fn store(&self, bucket: &str) -> Result<&Arc<dyn ObjectStore>, String> {
+        self.stores.get(bucket).ok_or_else(|| format!("{bucket} is not an external bucket"))
+    }
+
+    /// An object's bytes and user metadata; `None` when there is no such object.
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, BTreeMap<String, String>)>, String> {
+        match self.store(bucket)?.get(&ObjectPath::from(key)).await {
+            Ok(r) => {
+                let metadata = r
+                    .attributes
+                    .iter()
+                    .filter_map(|(k, v)| match k {
+                        Attribute::Metadata(name) => Some((name.to_string(), v.to_string())),
+                        _ => None,
+                    })
+                    .collect();
+                let bytes = r.bytes().await.map_err(|e| e.to_string())?;
+                Ok(Some((bytes.to_vec(), metadata)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Every key under `prefix` (a folder), in byte order.
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
+        let objects: Vec<_> =
+            self.store(bucket)?.list(Some(&ObjectPath::from(prefix.trim_end_matches('/')))).try_collect().await.map_err(|e| e.to_string())?;
+        let mut keys: Vec<String> = objects.into_iter().map(|o| o.location.to_string()).collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
