@@ -22,8 +22,11 @@ cargo test --locked --workspace
 
 log "Conformance suite (boto3 and aws CLI against the running binary)"
 export OTATRAIL_BIN="$PWD/target/debug/otatrail"
-.venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider
+# Three files at a time (each file keeps its own servers): most tests wait on delivery and
+# digest timers, not on the CPU.
+XDIST=(-n 3 --dist loadfile)
+.venv/bin/python -m pytest tests/conformance -q -p no:cacheprovider "${XDIST[@]}"
 
 log "Conformance suite again, object bytes in an external S3 store (moto_server on loopback)"
-OTATRAIL_TEST_EXTERNAL_S3=1 .venv/bin/python -m pytest -q -p no:cacheprovider \
+OTATRAIL_TEST_EXTERNAL_S3=1 .venv/bin/python -m pytest -q -p no:cacheprovider "${XDIST[@]}" \
     tests/conformance/test_s3.py tests/conformance/test_s3_config.py tests/conformance/test_streams_crud.py

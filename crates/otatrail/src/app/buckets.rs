@@ -367,9 +367,11 @@ impl App {
         check_key(key)?;
         // Fail before reading the body when the caller may not write there.
         let (b, k, who) = (bucket.to_string(), key.to_string(), p.clone());
-        store::read(&*self.store, move |tx| {
-            Box::pin(async move { owned_bucket(tx, &b, &who, "s3:PutObject", Some(&k)).await })
-        })
+        let mut body = body;
+        drain_on_error(
+            &mut body,
+            store::read(&*self.store, move |tx| Box::pin(async move { owned_bucket(tx, &b, &who, "s3:PutObject", Some(&k)).await })).await,
+        )
         .await?;
         let w = self.write_blob(body, MAX_PUT).await?;
         let meta = ObjectMeta {
@@ -578,7 +580,8 @@ impl App {
         if !(1..=10_000).contains(&part_number) {
             return Err(ServiceError::new(codes::INVALID_ARGUMENT, "Part number must be an integer between 1 and 10000, inclusive"));
         }
-        self.upload(p, bucket, key, upload_id).await?;
+        let mut body = body;
+        drain_on_error(&mut body, self.upload(p, bucket, key, upload_id).await).await?;
         let w = self.write_blob(body, MAX_PUT).await?;
         let part = Part { upload_id: upload_id.to_string(), part_number, size: w.size, etag: w.md5_hex, blob: w.id.clone() };
         let pt = part.clone();
@@ -777,3 +780,26 @@ impl App {
         })
     }
 }
+
+/// Bytes of a refused request's body read anyway, so that the client, still sending it, gets
+/// the error response rather than a reset connection (closing a socket with unread data
+/// resets it, and the client may lose the response). Larger bodies are left unread: clients
+/// send those after `Expect: 100-continue`, which the error answers.
+const DRAIN_LIMIT: usize = 1 << 20;
+
+async fn drain_on_error<T, S, E>(body: &mut S, r: Result<T, ServiceError>) -> Result<T, ServiceError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    if r.is_err() {
+        let mut read = 0;
+        while read < DRAIN_LIMIT {
+            match body.next().await {
+                Some(Ok(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
+    }
+    r
+}
+
