@@ -93,6 +93,14 @@ pub struct FileConfig {
     pub digest_interval_seconds: Option<i64>,
     /// Records per log file at most (1000, as CloudTrail). Benchmarks lower it to make many files.
     pub log_file_max_records: Option<usize>,
+    /// Longest wait between two attempts of an SNS delivery, in seconds (60); attempts back
+    /// off from 1 s, doubling up to this. Tests shorten it.
+    pub sns_retry_max_seconds: Option<i64>,
+    /// How long an undelivered SNS message is retried before it is dropped (23 days, as SNS).
+    pub sns_retry_give_up_seconds: Option<i64>,
+    /// The main port's URL as SNS subscribers reach it (SubscribeURL, UnsubscribeURL,
+    /// SigningCertURL); default: the listen address.
+    pub sns_public_url: Option<String>,
     pub s3_endpoint: Option<String>,
     pub s3_bucket: Option<String>,
     pub s3_region: Option<String>,
@@ -166,6 +174,9 @@ pub struct ServerConfig {
     pub signing_key_rotation_seconds: i64,
     pub digest_interval_seconds: i64,
     pub log_file_max_records: usize,
+    pub sns_retry_max_seconds: i64,
+    pub sns_retry_give_up_seconds: i64,
+    pub sns_public_url: Option<String>,
     /// Object bytes in an external S3-compatible store instead of the data directory.
     pub external_store: Option<crate::objects::blob::ExternalConfig>,
     pub accounts: Vec<AccountConfig>,
@@ -216,6 +227,9 @@ impl ServerConfig {
             signing_key_rotation_seconds: file.signing_key_rotation_seconds.unwrap_or(30 * 86_400),
             digest_interval_seconds: args.digest_interval.or(file.digest_interval_seconds).unwrap_or(3600),
             log_file_max_records: file.log_file_max_records.unwrap_or(crate::app::delivery::MAX_RECORDS_PER_FILE),
+            sns_retry_max_seconds: file.sns_retry_max_seconds.unwrap_or(crate::domain::sns::DEFAULT_MAX_DELAY_SECONDS),
+            sns_retry_give_up_seconds: file.sns_retry_give_up_seconds.unwrap_or(crate::domain::sns::DEFAULT_GIVE_UP_SECONDS),
+            sns_public_url: file.sns_public_url,
             external_store: match args.s3_endpoint.clone().or(file.s3_endpoint) {
                 None => None,
                 Some(endpoint) => Some(crate::objects::blob::ExternalConfig {
@@ -261,6 +275,14 @@ impl ServerConfig {
         }
         if !(60..=86_400).contains(&self.digest_interval_seconds) {
             return Err(ConfigError::Invalid("the digest interval must be between 60 and 86400 seconds".into()));
+        }
+        if !(1..=3600).contains(&self.sns_retry_max_seconds) || self.sns_retry_give_up_seconds < 1 {
+            return Err(ConfigError::Invalid("sns_retry_max_seconds must be between 1 and 3600, sns_retry_give_up_seconds at least 1".into()));
+        }
+        if let Some(u) = &self.sns_public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!("sns_public_url '{u}' must be an http:// or https:// URL")));
         }
         if !(1..=crate::app::delivery::MAX_RECORDS_PER_FILE).contains(&self.log_file_max_records) {
             return Err(ConfigError::Invalid(format!("log_file_max_records must be between 1 and {}", crate::app::delivery::MAX_RECORDS_PER_FILE)));

@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod domain;
 pub mod events_cli;
 pub mod objects;
+pub mod outbound;
 pub mod s3;
 pub mod server;
 pub mod store;

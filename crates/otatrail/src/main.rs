@@ -47,7 +47,19 @@ fn init_logging(format: LogFormat, default_level: &str) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // validate-logs promises scripts 255 for anything that keeps it from running.
+            let validating = std::env::args().nth(1).as_deref() == Some("validate-logs");
+            let usage_error = !matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
+            return match (validating && usage_error, e.exit_code()) {
+                (true, _) => ExitCode::from(255),
+                (false, code) => ExitCode::from(code as u8),
+            };
+        }
+    };
     match cli.command {
         Command::Serve(args) => match serve(args).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -112,6 +124,15 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     app.spawn_housekeeping();
     app.spawn_deliverer();
+    // SNS messages carry URLs of this port (SubscribeURL, UnsubscribeURL, SigningCertURL);
+    // `sns_public_url` overrides this for subscribers on other hosts.
+    let reachable = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port())),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    };
+    app.sns.set_listen_url(&format!("http://{reachable}"));
+    app.spawn_sns_deliverer();
     app.spawn_lifecycle(std::time::Duration::from_secs(config.lifecycle_interval_seconds));
     // One signal stops both listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -11,7 +11,7 @@ use crate::domain::Principal;
 use crate::domain::identity::KeyStatus;
 
 /// The services this port answers, by their SigV4 signing names.
-pub const SERVICES: &[&str] = &["iot", "iot-jobs-data", "cloudtrail", "sts", "iam"];
+pub const SERVICES: &[&str] = &["iot", "iot-jobs-data", "cloudtrail", "sts", "iam", "sns"];
 
 #[derive(Clone, Debug)]
 pub struct VerifiedRequest {

@@ -62,9 +62,6 @@ impl TrailRequest {
         if self.cloud_watch_logs_log_group_arn.is_some() || self.cloud_watch_logs_role_arn.is_some() {
             return Err(ServiceError::new("UnsupportedOperationException", "CloudWatch Logs delivery is not available in otatrail."));
         }
-        if self.sns_topic_name.is_some() {
-            return Err(ServiceError::new("UnsupportedOperationException", "SNS notifications are not available yet."));
-        }
         if self.tags_list.len() > 50 {
             return Err(ServiceError::new("TagsLimitExceededException", "A trail can have at most 50 tags."));
         }
@@ -75,6 +72,7 @@ impl TrailRequest {
             multi_region: self.is_multi_region_trail,
             log_file_validation: self.enable_log_file_validation,
             is_organization_trail: self.is_organization_trail,
+            sns_topic: self.sns_topic_name,
             tags: self.tags_list.into_iter().map(|t| (t.key, t.value.unwrap_or_default())).collect(),
         })
     }
@@ -319,6 +317,14 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             }
             if let Some(e) = &t.latest_digest_error {
                 v["LatestDigestDeliveryError"] = json!(e);
+            }
+            if t.sns_topic_arn.is_some() {
+                v["LatestNotificationTime"] = epoch(t.latest_notification_time);
+                v["LatestNotificationAttemptSucceeded"] =
+                    json!(t.latest_notification_time.map(crate::domain::audit::event_time_text).unwrap_or_default());
+            }
+            if let Some(e) = &t.latest_notification_error {
+                v["LatestNotificationError"] = json!(e);
             }
             v
         }

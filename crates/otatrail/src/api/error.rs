@@ -35,6 +35,11 @@ fn status(protocol: Protocol, code: &str) -> StatusCode {
         "UnknownOperationException" if protocol == Protocol::RestJson => 404,
         "TrailNotFoundException" | "TrailNotProvidedException" => 404,
         "InsufficientS3BucketPolicyException" | "InsufficientSnsTopicPolicyException" => 403,
+        // SNS (query protocol).
+        "NotFound" => 404,
+        "AuthorizationError" | "TopicLimitExceeded" | "SubscriptionLimitExceeded" | "InvalidSecurity" => 403,
+        "InternalError" => 500,
+        "Throttled" => 429,
         _ => 400,
     };
     StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST)

@@ -13,6 +13,11 @@ use super::{Incoming, json_response};
 use crate::domain::ServiceError;
 use crate::domain::error::codes;
 use crate::domain::streams::{CreateStreamBody, ListRequest, RESOURCE_TYPE, Stream, UpdateStreamBody};
+use crate::domain::things::{
+    CreateThingBody, CreateThingGroupBody, ListGroupThingsRequest, ListGroupsRequest, ListThingsRequest, MembershipBody,
+    THING_GROUP_RESOURCE_TYPE, THING_RESOURCE_TYPE, Thing, UpdateThingBody, UpdateThingGroupBody, group_name_and_arn,
+    thing_arn, thing_group_arn,
+};
 
 const CONTENT_TYPE: &str = "application/json";
 
@@ -24,6 +29,20 @@ pub enum IotOperation {
     UpdateStream { stream_id: String },
     DeleteStream { stream_id: String },
     ListStreams,
+    CreateThing { thing_name: String },
+    DescribeThing { thing_name: String },
+    UpdateThing { thing_name: String },
+    DeleteThing { thing_name: String },
+    ListThings,
+    ListThingGroupsForThing { thing_name: String },
+    CreateThingGroup { thing_group_name: String },
+    DescribeThingGroup { thing_group_name: String },
+    UpdateThingGroup { thing_group_name: String },
+    DeleteThingGroup { thing_group_name: String },
+    ListThingGroups,
+    AddThingToThingGroup,
+    RemoveThingFromThingGroup,
+    ListThingsInThingGroup { thing_group_name: String },
 }
 
 /// Splits the raw path into percent-decoded segments. Splitting happens before decoding, so
@@ -45,6 +64,20 @@ pub fn route(method: &http::Method, segs: &[String]) -> Option<IotOperation> {
         (&M::GET, ["streams", id]) => IotOperation::DescribeStream { stream_id: id.to_string() },
         (&M::PUT, ["streams", id]) => IotOperation::UpdateStream { stream_id: id.to_string() },
         (&M::DELETE, ["streams", id]) => IotOperation::DeleteStream { stream_id: id.to_string() },
+        (&M::GET, ["things"]) => IotOperation::ListThings,
+        (&M::POST, ["things", n]) => IotOperation::CreateThing { thing_name: n.to_string() },
+        (&M::GET, ["things", n]) => IotOperation::DescribeThing { thing_name: n.to_string() },
+        (&M::PATCH, ["things", n]) => IotOperation::UpdateThing { thing_name: n.to_string() },
+        (&M::DELETE, ["things", n]) => IotOperation::DeleteThing { thing_name: n.to_string() },
+        (&M::GET, ["things", n, "thing-groups"]) => IotOperation::ListThingGroupsForThing { thing_name: n.to_string() },
+        (&M::GET, ["thing-groups"]) => IotOperation::ListThingGroups,
+        (&M::PUT, ["thing-groups", "addThingToThingGroup"]) => IotOperation::AddThingToThingGroup,
+        (&M::PUT, ["thing-groups", "removeThingFromThingGroup"]) => IotOperation::RemoveThingFromThingGroup,
+        (&M::POST, ["thing-groups", n]) => IotOperation::CreateThingGroup { thing_group_name: n.to_string() },
+        (&M::GET, ["thing-groups", n]) => IotOperation::DescribeThingGroup { thing_group_name: n.to_string() },
+        (&M::PATCH, ["thing-groups", n]) => IotOperation::UpdateThingGroup { thing_group_name: n.to_string() },
+        (&M::DELETE, ["thing-groups", n]) => IotOperation::DeleteThingGroup { thing_group_name: n.to_string() },
+        (&M::GET, ["thing-groups", n, "things"]) => IotOperation::ListThingsInThingGroup { thing_group_name: n.to_string() },
         _ => return None,
     })
 }
@@ -99,6 +132,20 @@ impl IotOperation {
             IotOperation::UpdateStream { .. } => OpMeta::write("UpdateStream"),
             IotOperation::DeleteStream { .. } => OpMeta::write("DeleteStream"),
             IotOperation::ListStreams => OpMeta::read("ListStreams"),
+            IotOperation::CreateThing { .. } => OpMeta::write("CreateThing"),
+            IotOperation::DescribeThing { .. } => OpMeta::read("DescribeThing"),
+            IotOperation::UpdateThing { .. } => OpMeta::write("UpdateThing"),
+            IotOperation::DeleteThing { .. } => OpMeta::write("DeleteThing"),
+            IotOperation::ListThings => OpMeta::read("ListThings"),
+            IotOperation::ListThingGroupsForThing { .. } => OpMeta::read("ListThingGroupsForThing"),
+            IotOperation::CreateThingGroup { .. } => OpMeta::write("CreateThingGroup"),
+            IotOperation::DescribeThingGroup { .. } => OpMeta::read("DescribeThingGroup"),
+            IotOperation::UpdateThingGroup { .. } => OpMeta::write("UpdateThingGroup"),
+            IotOperation::DeleteThingGroup { .. } => OpMeta::write("DeleteThingGroup"),
+            IotOperation::ListThingGroups => OpMeta::read("ListThingGroups"),
+            IotOperation::AddThingToThingGroup => OpMeta::write("AddThingToThingGroup"),
+            IotOperation::RemoveThingFromThingGroup => OpMeta::write("RemoveThingFromThingGroup"),
+            IotOperation::ListThingsInThingGroup { .. } => OpMeta::read("ListThingsInThingGroup"),
         }
     }
 
@@ -121,9 +168,90 @@ impl IotOperation {
                     }
                 }
             }
+            IotOperation::CreateThing { thing_name }
+            | IotOperation::DescribeThing { thing_name }
+            | IotOperation::UpdateThing { thing_name } => {
+                m.insert("thingName".into(), json!(thing_name));
+            }
+            IotOperation::DeleteThing { thing_name } => {
+                m.insert("thingName".into(), json!(thing_name));
+                typed_query_members(&mut m, q, &[("expectedVersion", Q::Int)]);
+            }
+            IotOperation::ListThings => typed_query_members(
+                &mut m,
+                q,
+                &[
+                    ("nextToken", Q::Str),
+                    ("maxResults", Q::Int),
+                    ("attributeName", Q::Str),
+                    ("attributeValue", Q::Str),
+                    ("thingTypeName", Q::Str),
+                    ("usePrefixAttributeValue", Q::Bool),
+                ],
+            ),
+            IotOperation::ListThingGroupsForThing { thing_name } => {
+                m.insert("thingName".into(), json!(thing_name));
+                typed_query_members(&mut m, q, &[("nextToken", Q::Str), ("maxResults", Q::Int)]);
+            }
+            IotOperation::CreateThingGroup { thing_group_name }
+            | IotOperation::DescribeThingGroup { thing_group_name }
+            | IotOperation::UpdateThingGroup { thing_group_name } => {
+                m.insert("thingGroupName".into(), json!(thing_group_name));
+            }
+            IotOperation::DeleteThingGroup { thing_group_name } => {
+                m.insert("thingGroupName".into(), json!(thing_group_name));
+                typed_query_members(&mut m, q, &[("expectedVersion", Q::Int)]);
+            }
+            IotOperation::ListThingGroups => typed_query_members(
+                &mut m,
+                q,
+                &[
+                    ("nextToken", Q::Str),
+                    ("maxResults", Q::Int),
+                    ("parentGroup", Q::Str),
+                    ("namePrefixFilter", Q::Str),
+                    ("recursive", Q::Bool),
+                ],
+            ),
+            IotOperation::AddThingToThingGroup | IotOperation::RemoveThingFromThingGroup => {}
+            IotOperation::ListThingsInThingGroup { thing_group_name } => {
+                m.insert("thingGroupName".into(), json!(thing_group_name));
+                typed_query_members(&mut m, q, &[("recursive", Q::Bool), ("nextToken", Q::Str), ("maxResults", Q::Int)]);
+            }
         }
         m
     }
+}
+
+/// How a query-string member is typed in the model.
+#[derive(Clone, Copy)]
+enum Q {
+    Str,
+    Int,
+    Bool,
+}
+
+/// Query members (wire name = model name) as typed values; a value that does not parse as
+/// its type is kept as the string sent.
+fn typed_query_members(m: &mut Map<String, Value>, q: &HashMap<String, String>, members: &[(&str, Q)]) {
+    for (name, kind) in members {
+        let Some(v) = q.get(*name) else { continue };
+        let value = match kind {
+            Q::Str => None,
+            Q::Int => v.parse::<i64>().ok().map(Value::from),
+            Q::Bool => v.parse::<bool>().ok().map(Value::from),
+        };
+        m.insert((*name).into(), value.unwrap_or_else(|| json!(v)));
+    }
+}
+
+/// `{"<key>": [...], "nextToken"?: ...}`, the shape of every IoT listing.
+fn listing(key: &str, items: Vec<Value>, next_token: Option<String>) -> Value {
+    let mut out = json!({ key: items });
+    if let Some(t) = next_token {
+        out["nextToken"] = Value::String(t);
+    }
+    out
 }
 
 /// `requestParameters`: path and query members, then the body's members as sent.
@@ -172,6 +300,90 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             }
             out
         }
+        IotOperation::CreateThing { thing_name } => {
+            let b: CreateThingBody = body(incoming)?;
+            app.create_thing(&call, &thing_name, &b).await?.created()
+        }
+        IotOperation::DescribeThing { thing_name } => {
+            let t = app.describe_thing(&call, &thing_name).await?;
+            ctx.resources.push(call.resource(t.arn(), THING_RESOURCE_TYPE));
+            t.description()
+        }
+        IotOperation::UpdateThing { thing_name } => {
+            let b: UpdateThingBody = body(incoming)?;
+            app.update_thing(&call, &thing_name, &b).await?;
+            json!({})
+        }
+        IotOperation::DeleteThing { thing_name } => {
+            app.delete_thing(&call, &thing_name, query_int(&q, "expectedVersion")?).await?;
+            json!({})
+        }
+        IotOperation::ListThings => {
+            let req = ListThingsRequest {
+                max_results: query_int(&q, "maxResults")?,
+                next_token: q.get("nextToken").cloned(),
+                attribute_name: q.get("attributeName").cloned(),
+                attribute_value: q.get("attributeValue").cloned(),
+                use_prefix_attribute_value: query_bool(&q, "usePrefixAttributeValue")?,
+                thing_type_name: q.get("thingTypeName").cloned(),
+            };
+            let page = app.list_things(&call, req).await?;
+            listing("things", page.things.iter().map(Thing::list_item).collect(), page.next_token)
+        }
+        IotOperation::ListThingGroupsForThing { thing_name } => {
+            let page = app
+                .list_thing_groups_for_thing(&call, &thing_name, query_int(&q, "maxResults")?, q.get("nextToken").cloned())
+                .await?;
+            let scope = call.scope();
+            ctx.resources.push(call.resource(thing_arn(&scope, &thing_name), THING_RESOURCE_TYPE));
+            listing("thingGroups", page.names.iter().map(|n| group_name_and_arn(&scope, n)).collect(), page.next_token)
+        }
+        IotOperation::CreateThingGroup { thing_group_name } => {
+            let b: CreateThingGroupBody = body(incoming)?;
+            app.create_thing_group(&call, &thing_group_name, &b).await?.created()
+        }
+        IotOperation::DescribeThingGroup { thing_group_name } => {
+            let g = app.describe_thing_group(&call, &thing_group_name).await?;
+            ctx.resources.push(call.resource(g.group.arn(), THING_GROUP_RESOURCE_TYPE));
+            g.description()
+        }
+        IotOperation::UpdateThingGroup { thing_group_name } => {
+            let b: UpdateThingGroupBody = body(incoming)?;
+            json!({ "version": app.update_thing_group(&call, &thing_group_name, &b).await?.version })
+        }
+        IotOperation::DeleteThingGroup { thing_group_name } => {
+            app.delete_thing_group(&call, &thing_group_name, query_int(&q, "expectedVersion")?).await?;
+            json!({})
+        }
+        IotOperation::ListThingGroups => {
+            let req = ListGroupsRequest {
+                max_results: query_int(&q, "maxResults")?,
+                next_token: q.get("nextToken").cloned(),
+                parent_group: q.get("parentGroup").cloned(),
+                name_prefix_filter: q.get("namePrefixFilter").cloned(),
+                recursive: query_bool(&q, "recursive")?,
+            };
+            let page = app.list_thing_groups(&call, req).await?;
+            let scope = call.scope();
+            listing("thingGroups", page.groups.iter().map(|n| group_name_and_arn(&scope, n)).collect(), page.next_token)
+        }
+        IotOperation::AddThingToThingGroup | IotOperation::RemoveThingFromThingGroup => {
+            let b: MembershipBody = body(incoming)?;
+            let add = matches!(op, IotOperation::AddThingToThingGroup);
+            app.change_thing_group_membership(&call, &b, add).await?;
+            json!({})
+        }
+        IotOperation::ListThingsInThingGroup { thing_group_name } => {
+            let req = ListGroupThingsRequest {
+                max_results: query_int(&q, "maxResults")?,
+                next_token: q.get("nextToken").cloned(),
+                recursive: query_bool(&q, "recursive")?.unwrap_or(false),
+            };
+            let page = app.list_things_in_thing_group(&call, &thing_group_name, req).await?;
+            let scope = call.scope();
+            ctx.resources.push(call.resource(thing_group_arn(&scope, &thing_group_name), THING_GROUP_RESOURCE_TYPE));
+            listing("things", page.names.into_iter().map(Value::String).collect(), page.next_token)
+        }
     };
     Ok(json_response(&out, CONTENT_TYPE))
 }
@@ -198,6 +410,24 @@ mod tests {
             Some(IotOperation::CreateStream { stream_id: "s1".into() })
         );
         assert_eq!(route(&http::Method::PATCH, &segs("/streams/s1")), None);
+        assert_eq!(
+            route(&http::Method::PATCH, &segs("/things/a%3Ab")),
+            Some(IotOperation::UpdateThing { thing_name: "a:b".into() })
+        );
+        assert_eq!(
+            route(&http::Method::GET, &segs("/things/t1/thing-groups")),
+            Some(IotOperation::ListThingGroupsForThing { thing_name: "t1".into() })
+        );
+        assert_eq!(route(&http::Method::PUT, &segs("/thing-groups/addThingToThingGroup")), Some(IotOperation::AddThingToThingGroup));
+        assert_eq!(
+            route(&http::Method::POST, &segs("/thing-groups/addThingToThingGroup")),
+            Some(IotOperation::CreateThingGroup { thing_group_name: "addThingToThingGroup".into() })
+        );
+        assert_eq!(
+            route(&http::Method::GET, &segs("/thing-groups/g/things")),
+            Some(IotOperation::ListThingsInThingGroup { thing_group_name: "g".into() })
+        );
+        assert_eq!(route(&http::Method::PUT, &segs("/things/t1")), None);
         assert_eq!(route(&http::Method::GET, &segs("/streams/s1/extra")), None);
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod iam;
 pub mod iot;
 pub mod query;
+pub mod sns;
 pub mod sts;
 
 use std::net::SocketAddr;
@@ -70,6 +71,7 @@ fn protocol_for_service(service: &str) -> Option<Protocol> {
         "cloudtrail" => Some(Protocol::AwsJson11),
         "sts" => Some(Protocol::Query(QueryService::Sts)),
         "iam" => Some(Protocol::Query(QueryService::Iam)),
+        "sns" => Some(Protocol::Query(QueryService::Sns)),
         _ => None,
     }
 }
@@ -114,6 +116,22 @@ pub async fn handle(State(state): State<Arc<ApiState>>, ConnectInfo(source): Con
         source,
         request_id: request_id.clone(),
     };
+    // SNS's unsigned URLs (SubscribeURL, UnsubscribeURL, SigningCertURL).
+    if let Some(r) = sns::anonymous(&state.app, &incoming).await {
+        let r = with_request_id(r, &request_id);
+        tracing::info!(
+            request_id = %request_id,
+            method = %incoming.method,
+            path = %incoming.raw_path,
+            service = "sns",
+            principal = "anonymous",
+            status = r.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            source = %incoming.source,
+            "request"
+        );
+        return r;
+    }
     let limit = state.app.max_body_bytes;
     let declared_too_large = incoming
         .header("content-length")
@@ -173,6 +191,7 @@ fn identify(incoming: &Incoming, service: &str) -> Option<call::OpMeta> {
         "iot" => iot::segments(&incoming.raw_path).and_then(|s| iot::route(&incoming.method, &s)).map(|op| op.meta()),
         "sts" => query::parse(QueryService::Sts, incoming).ok().and_then(|p| sts::meta(&p.action)),
         "iam" => query::parse(QueryService::Iam, incoming).ok().and_then(|p| iam::meta(&p.action)),
+        "sns" => query::parse(QueryService::Sns, incoming).ok().and_then(|p| sns::meta(&p.action)),
         "cloudtrail" => cloudtrail::operation(incoming).ok().and_then(cloudtrail::meta),
         _ => None,
     }
@@ -224,6 +243,7 @@ fn event_source(service: &str) -> (&'static str, Option<&'static str>) {
         "cloudtrail" => ("cloudtrail.amazonaws.com", Some("2013-11-01")),
         "sts" => ("sts.amazonaws.com", Some("2011-06-15")),
         "iam" => ("iam.amazonaws.com", Some("2010-05-08")),
+        "sns" => ("sns.amazonaws.com", Some("2010-03-31")),
         _ => ("unknown", None),
     }
 }
@@ -237,6 +257,7 @@ async fn dispatch(app: &App, incoming: &Incoming, verified: &auth::VerifiedReque
         "cloudtrail" => cloudtrail::handle(&mut ctx).await,
         "sts" => sts::handle(&mut ctx).await,
         "iam" => iam::handle(&mut ctx).await,
+        "sns" => sns::handle(&mut ctx).await,
         _ => Err(iot::unknown_operation(incoming)),
     };
     call::finish(ctx, result).await.unwrap_or_else(|e| error::render(protocol, &e, &incoming.request_id))

@@ -1,4 +1,4 @@
-//! The AWS query protocol (STS, IAM): form-encoded parameters in, XML out.
+//! The AWS query protocol (STS, IAM, SNS): form-encoded parameters in, XML out.
 
 use std::collections::HashMap;
 
@@ -13,6 +13,7 @@ use crate::domain::ServiceError;
 pub enum QueryService {
     Sts,
     Iam,
+    Sns,
 }
 
 impl QueryService {
@@ -20,6 +21,7 @@ impl QueryService {
         match self {
             QueryService::Sts => "https://sts.amazonaws.com/doc/2011-06-15/",
             QueryService::Iam => "https://iam.amazonaws.com/doc/2010-05-08/",
+            QueryService::Sns => "http://sns.amazonaws.com/doc/2010-03-31/",
         }
     }
 
@@ -27,6 +29,7 @@ impl QueryService {
         match self {
             QueryService::Sts => "2011-06-15",
             QueryService::Iam => "2010-05-08",
+            QueryService::Sns => "2010-03-31",
         }
     }
 }

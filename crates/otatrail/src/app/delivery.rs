@@ -203,6 +203,18 @@ impl App {
             newest_event: chosen.iter().map(|e| e.event_time).max().unwrap_or(self.clock.now()),
             delivered_at: self.clock.now(),
         };
+        // Notify before the cursor moves: a crash in between notifies again after the restart
+        // (SNS is at-least-once) rather than never.
+        if let Some(topic) = &current.sns_topic_arn {
+            let message = serde_json::json!({"s3Bucket": current.s3_bucket, "s3ObjectKey": [p.key]}).to_string();
+            let outcome = self
+                .sns_publish_as_service_from(topic, "cloudtrail.amazonaws.com", &trail.account_id, Some(&trail.arn()), message, None)
+                .await;
+            if let Err(e) = &outcome {
+                tracing::warn!(trail = %trail.arn(), topic = %topic, error = %e.message, "could not notify the trail's SNS topic");
+            }
+            self.note_notification(trail, outcome.err().map(|e| e.code.to_string())).await;
+        }
         let (t, r, last) = (trail.clone(), trail.lane_key(lane), p.last_seq);
         store::write::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move {
@@ -224,20 +236,14 @@ impl App {
         .await?)
     }
 
-    /// Records the outcome of a delivery attempt in the trail's status.
-    async fn note_delivery(&self, t: &Trail, error: Option<String>) {
-        let (t, now) = (t.clone(), self.clock.now());
+    /// Changes the stored trail's status fields (delivery, notification, digest outcomes);
+    /// a failure to do so is logged, never fatal to the delivery it describes.
+    pub(super) async fn note_trail_status(&self, t: &Trail, what: &'static str, change: impl FnOnce(&mut Trail) + Send + 'static) {
+        let t = t.clone();
         let r = store::write::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move {
                 if let Some(mut cur) = tx.get_trail(&t.account_id, &t.home_region, &t.name).await? {
-                    cur.latest_delivery_attempt = Some(now);
-                    match error {
-                        None => {
-                            cur.latest_delivery_time = Some(now);
-                            cur.latest_delivery_error = None;
-                        }
-                        Some(e) => cur.latest_delivery_error = Some(e),
-                    }
+                    change(&mut cur);
                     tx.update_trail(&cur).await?;
                 }
                 Ok(())
@@ -245,8 +251,37 @@ impl App {
         })
         .await;
         if let Err(e) = r {
-            tracing::warn!(error = %e, "could not update a trail's delivery status");
+            tracing::warn!(error = %e, what, "could not update a trail's status");
         }
+    }
+
+    /// Records the outcome of a notification in the trail's status.
+    async fn note_notification(&self, t: &Trail, error: Option<String>) {
+        let now = self.clock.now();
+        self.note_trail_status(t, "notification", move |cur| match error {
+            None => {
+                cur.latest_notification_time = Some(now);
+                cur.latest_notification_error = None;
+            }
+            Some(e) => cur.latest_notification_error = Some(e),
+        })
+        .await;
+    }
+
+    /// Records the outcome of a delivery attempt in the trail's status.
+    async fn note_delivery(&self, t: &Trail, error: Option<String>) {
+        let now = self.clock.now();
+        self.note_trail_status(t, "delivery", move |cur| {
+            cur.latest_delivery_attempt = Some(now);
+            match error {
+                None => {
+                    cur.latest_delivery_time = Some(now);
+                    cur.latest_delivery_error = None;
+                }
+                Some(e) => cur.latest_delivery_error = Some(e),
+            }
+        })
+        .await;
     }
 
     /// Runs [`App::deliver_once`] every second.

@@ -201,25 +201,13 @@ impl App {
     /// time (a digest is written when it ends): validators compare it with the newest digest
     /// they find, so a deleted newest digest is seen.
     async fn note_digest(&self, t: &Trail, outcome: Result<Millis, String>) {
-        let t = t.clone();
-        let r = store::write::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move {
-                if let Some(mut cur) = tx.get_trail(&t.account_id, &t.home_region, &t.name).await? {
-                    match outcome {
-                        Ok(end) => {
-                            cur.latest_digest_time = Some(cur.latest_digest_time.map_or(end, |t| t.max(end)));
-                            cur.latest_digest_error = None;
-                        }
-                        Err(e) => cur.latest_digest_error = Some(e),
-                    }
-                    tx.update_trail(&cur).await?;
-                }
-                Ok(())
-            })
+        self.note_trail_status(t, "digest", move |cur| match outcome {
+            Ok(end) => {
+                cur.latest_digest_time = Some(cur.latest_digest_time.map_or(end, |t| t.max(end)));
+                cur.latest_digest_error = None;
+            }
+            Err(e) => cur.latest_digest_error = Some(e),
         })
         .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "could not update a trail's digest status");
-        }
     }
 }

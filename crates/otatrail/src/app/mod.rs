@@ -11,8 +11,10 @@ pub mod iam;
 pub mod identities;
 pub mod profile;
 pub mod signing;
+pub mod sns;
 pub mod streams;
 pub mod sts;
+pub mod things;
 pub mod trails;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +60,8 @@ pub struct App {
     pub organizations: Vec<crate::domain::organization::Organization>,
     /// Buckets of another S3-compatible store that trails may deliver into.
     pub external_buckets: crate::objects::external_bucket::ExternalBuckets,
+    /// SNS: retry policy, delivery transport, the worker's wake-up, signing keys.
+    pub sns: sns::SnsRuntime,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +118,16 @@ impl App {
             log_file_max_records: config.log_file_max_records,
             organizations: config.organizations.clone(),
             external_buckets: crate::objects::external_bucket::ExternalBuckets::open(&config.external_buckets).map_err(StartError::Blobs)?,
+            sns: sns::SnsRuntime::new(
+                crate::domain::sns::RetryPolicy {
+                    first_delay_ms: 1000,
+                    max_delay_ms: config.sns_retry_max_seconds * 1000,
+                    give_up_after_ms: config.sns_retry_give_up_seconds * 1000,
+                },
+                config.sns_public_url.clone(),
+                format!("http://{}", config.listen),
+                Arc::new(crate::outbound::HttpTransport::new()),
+            ),
         }))
     }
 }

@@ -16,6 +16,7 @@ use super::App;
 use super::audit::Call;
 
 const TRAIL: &str = "AWS::CloudTrail::Trail";
+const CLOUDTRAIL: &str = "cloudtrail.amazonaws.com";
 
 fn not_found(name: &str) -> ServiceError {
     ServiceError::new("TrailNotFoundException", format!("Unknown trail: {name} for the account and region of the request."))
@@ -30,6 +31,8 @@ pub struct TrailSettings {
     pub multi_region: Option<bool>,
     pub log_file_validation: Option<bool>,
     pub is_organization_trail: Option<bool>,
+    /// `SnsTopicName`: a topic name or ARN; empty removes the topic.
+    pub sns_topic: Option<String>,
     pub tags: Vec<(String, String)>,
 }
 
@@ -154,6 +157,22 @@ fn home_region_only(t: &Trail, shadow: bool) -> Result<(), ServiceError> {
 }
 
 impl App {
+    /// The topic a trail's `SnsTopicName` names, checked as CloudTrail checks it: it exists
+    /// and its policy lets `cloudtrail.amazonaws.com` publish for this trail. `None` clears it.
+    async fn trail_topic(&self, account: &str, region: &str, trail_arn: &str, name: &str) -> Result<Option<String>, ServiceError> {
+        if name.is_empty() {
+            return Ok(None);
+        }
+        let topic = self.sns_resolve_topic(account, region, name).await.map_err(|e| {
+            ServiceError::new("InvalidSnsTopicNameException", format!("SNS topic {name} is invalid or does not exist: {}", e.message))
+        })?;
+        let arn = topic.arn();
+        if !self.sns_topic_allows_service_from(&arn, CLOUDTRAIL, Some(account), Some(trail_arn)).await? {
+            return Err(ServiceError::new("InsufficientSnsTopicPolicyException", format!("Incorrect SNS topic policy is detected for topic: {arn}")));
+        }
+        Ok(Some(arn))
+    }
+
     pub async fn create_trail(&self, call: &Arc<Call>, name: &str, s: TrailSettings) -> Result<Trail, ServiceError> {
         trails::validate_name(name)?;
         let bucket = s.s3_bucket.clone().ok_or_else(|| ServiceError::new("InvalidParameterException", "S3BucketName is required."))?;
@@ -161,6 +180,11 @@ impl App {
             trails::validate_prefix(p)?;
         }
         let scope = call.scope();
+        let arn = format!("arn:aws:cloudtrail:{}:{}:trail/{name}", scope.region, scope.account_id);
+        let sns_topic_arn = match &s.sns_topic {
+            Some(topic) => self.trail_topic(&scope.account_id, &scope.region, &arn, topic).await?,
+            None => None,
+        };
         let organization_id = match s.is_organization_trail {
             Some(true) => Some(organization_for(&self.organizations, &scope.account_id)?),
             _ => None,
@@ -190,7 +214,7 @@ impl App {
             latest_digest_error: None,
             created_at: self.clock.now(),
             organization_id,
-            sns_topic_arn: None,
+            sns_topic_arn,
             latest_notification_time: None,
             latest_notification_error: None,
         };
@@ -217,6 +241,17 @@ impl App {
         if let Some(p) = &s.s3_key_prefix {
             trails::validate_prefix(p)?;
         }
+        // The topic is checked before the transaction (it reads other state); the trail's ARN
+        // for its policy comes from the name or ARN given.
+        let topic = match &s.sns_topic {
+            Some(t) => {
+                let (arn_region, _, trail_name) = trails::parse_name_or_arn(name)?;
+                let region = arn_region.unwrap_or_else(|| call.info.region.clone());
+                let arn = format!("arn:aws:cloudtrail:{region}:{}:trail/{trail_name}", call.principal.account_id);
+                Some(self.trail_topic(&call.principal.account_id, &call.info.region, &arn, t).await?)
+            }
+            None => None,
+        };
         let (call, name, orgs, external) = (call.clone(), name.to_string(), self.organizations.clone(), self.external_buckets.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
@@ -237,6 +272,9 @@ impl App {
                 }
                 if let Some(v) = s.log_file_validation {
                     t.log_file_validation = v;
+                }
+                if let Some(topic) = topic {
+                    t.sns_topic_arn = topic;
                 }
                 match s.is_organization_trail {
                     Some(true) if t.organization_id.is_none() => t.organization_id = Some(organization_for(&orgs, &t.account_id)?),
@@ -360,6 +398,10 @@ pub fn trail_json(t: &Trail) -> serde_json::Value {
     });
     if let Some(p) = &t.s3_key_prefix {
         v["S3KeyPrefix"] = serde_json::json!(p);
+    }
+    if let Some(arn) = &t.sns_topic_arn {
+        v["SnsTopicName"] = serde_json::json!(arn.rsplit(':').next().unwrap_or(arn));
+        v["SnsTopicARN"] = serde_json::json!(arn);
     }
     v
 }

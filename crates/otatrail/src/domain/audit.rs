@@ -20,13 +20,16 @@ pub enum Actor {
     Principal(Principal),
     /// A request that named an existing access key but failed authentication.
     Unknown { account_id: String, access_key_id: String },
+    /// An unsigned request that acts on `account_id`'s resource, as SNS allows for the
+    /// SubscribeURL and UnsubscribeURL of its messages (`userIdentity` of an anonymous caller).
+    Anonymous { account_id: String },
 }
 
 impl Actor {
     pub fn account_id(&self) -> &str {
         match self {
             Actor::Principal(p) => &p.account_id,
-            Actor::Unknown { account_id, .. } => account_id,
+            Actor::Unknown { account_id, .. } | Actor::Anonymous { account_id } => account_id,
         }
     }
 
@@ -34,6 +37,7 @@ impl Actor {
         match self {
             Actor::Principal(p) => &p.access_key_id,
             Actor::Unknown { access_key_id, .. } => access_key_id,
+            Actor::Anonymous { .. } => "",
         }
     }
 
@@ -45,7 +49,7 @@ impl Actor {
                 IdentityType::IAMUser | IdentityType::FederatedUser => p.user_name.clone(),
                 IdentityType::AssumedRole => p.arn.rsplit('/').next().map(str::to_string),
             },
-            Actor::Unknown { .. } => None,
+            Actor::Unknown { .. } | Actor::Anonymous { .. } => None,
         }
     }
 
@@ -55,6 +59,7 @@ impl Actor {
             Actor::Unknown { account_id, access_key_id } => {
                 return json!({"type": "Unknown", "principalId": "", "accountId": account_id, "accessKeyId": access_key_id});
             }
+            Actor::Anonymous { .. } => return json!({"type": "AWSAccount", "principalId": "", "accountId": "anonymous"}),
             Actor::Principal(p) => p,
         };
         let mut m = Map::new();

@@ -368,6 +368,17 @@ pub fn unlisted_log_files<'a>(
         .collect()
 }
 
+/// Whether a log file delivered at `t` (its key's minute) falls in the interval of a digest
+/// that is missing or invalid: such a file is unlisted because its digest is gone, not
+/// (necessarily) because it was injected. `absent_ends` are those digests' end times (from
+/// their keys), `valid_ends` the ends of the valid digests of the chain.
+pub fn in_absent_digest(t: Millis, absent_ends: &[Millis], valid_ends: &[Millis]) -> bool {
+    absent_ends.iter().any(|end| {
+        let start = valid_ends.iter().filter(|v| *v < end).max().copied().unwrap_or(Millis(i64::MIN));
+        t.0 + 60_000 > start.0 && t <= *end
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,5 +481,10 @@ mod tests {
         let listed = HashSet::from(["a"]);
         // c may still be waiting for its digest; b must be listed.
         assert_eq!(unlisted_log_files(&files, &listed, Millis(0), Millis(300_000)), vec!["b"]);
+
+        // Digests end at 100 s (valid), 200 s (missing), 300 s (valid).
+        let (absent, valid) = ([Millis(200_000)], [Millis(100_000), Millis(300_000)]);
+        assert!(in_absent_digest(Millis(120_000), &absent, &valid));
+        assert!(!in_absent_digest(Millis(240_000), &absent, &valid));
     }
 }

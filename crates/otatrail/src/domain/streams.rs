@@ -172,7 +172,7 @@ fn validate_role_arn(arn: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
-fn validate_tags(tags: &[Tag]) -> Result<(), ServiceError> {
+pub(crate) fn validate_tags(tags: &[Tag]) -> Result<(), ServiceError> {
     validate::list_len("tags", tags.len(), 0, MAX_TAGS)?;
     for (i, t) in tags.iter().enumerate() {
         let f = format!("tags.{}.member.Key", i + 1);

@@ -10,6 +10,8 @@ use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role,
 use crate::domain::streams::{Stream, StreamFile, Tag};
 use crate::domain::time::Millis;
 
+mod things;
+
 /// Runs every check against `store`, which must be empty.
 pub async fn run(store: Arc<dyn Store>) {
     identities(&store).await;
@@ -20,6 +22,8 @@ pub async fn run(store: Arc<dyn Store>) {
     concurrent_writers_all_commit(&store).await;
     ota_stream_uses(&store).await;
     scopes_are_isolated(&store).await;
+    things::run(&store).await;
+    sns(&store).await;
 }
 
 fn stream(scope: &Scope, id: &str, t: i64) -> Stream {
@@ -360,4 +364,243 @@ async fn roles_and_sessions(store: &Arc<dyn Store>) {
     .await
     .unwrap();
     assert_eq!(deleted, (true, None));
+}
+
+fn sns_topic(account: &str, region: &str, name: &str) -> crate::domain::sns::Topic {
+    crate::domain::sns::Topic {
+        account_id: account.into(),
+        region: region.into(),
+        name: name.into(),
+        attributes: std::collections::BTreeMap::from([("DisplayName".to_string(), format!("topic {name}"))]),
+        tags: vec![crate::domain::sns::SnsTag { key: "k".into(), value: "v".into() }],
+        subscriptions_deleted: 0,
+        created_at: Millis(1),
+    }
+}
+
+fn sns_subscription(topic_arn: &str, n: u32, owner: &str, confirmed: bool) -> crate::domain::sns::Subscription {
+    crate::domain::sns::Subscription {
+        arn: format!("{topic_arn}:00000000-0000-4000-8000-{n:012}"),
+        topic_arn: topic_arn.into(),
+        owner: owner.into(),
+        region: "us-east-1".into(),
+        protocol: "http".into(),
+        endpoint: format!("http://127.0.0.1:9/{n}"),
+        token_sha256: format!("{n:064}"),
+        token_expires_at: Millis(1000 + n as i64),
+        confirmed,
+        authenticate_on_unsubscribe: false,
+        created_at: Millis(n as i64),
+    }
+}
+
+fn sns_delivery(sub: &crate::domain::sns::Subscription, next: i64) -> crate::domain::sns::Delivery {
+    crate::domain::sns::Delivery {
+        id: 0,
+        region: sub.region.clone(),
+        account_id: "121212121212".into(),
+        topic_arn: sub.topic_arn.clone(),
+        subscription_arn: sub.arn.clone(),
+        endpoint: sub.endpoint.clone(),
+        message_type: "Notification".into(),
+        message_id: format!("m-{next}"),
+        sealed_body: vec![0, 1, 2, 255],
+        attempts: 0,
+        next_attempt_at: Millis(next),
+        created_at: Millis(next),
+    }
+}
+
+/// SNS topics (scoped, paged by name, cascading deletes), subscriptions (lookups, paging by
+/// ARN, counts, expiry), deliveries (due order, rescheduling) and signing certificates.
+async fn sns(store: &Arc<dyn Store>) {
+    use crate::domain::sns::SigningCert;
+    let acct = "121212121212";
+    let topics: Vec<_> = ["b", "a", "c"].iter().map(|n| sns_topic(acct, "us-east-1", n)).collect();
+    let other_region = sns_topic(acct, "eu-west-1", "a");
+    let (t, o) = (topics.clone(), other_region.clone());
+    write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            for topic in &t {
+                tx.insert_sns_topic(topic).await?;
+            }
+            tx.insert_sns_topic(&o).await
+        })
+    })
+    .await
+    .unwrap();
+    let dup = topics[0].clone();
+    let r = write::<(), StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_sns_topic(&dup).await })).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+
+    let mut changed = topics[1].clone();
+    changed.attributes.insert("Policy".into(), "{}".into());
+    changed.subscriptions_deleted = 3;
+    let c = changed.clone();
+    let (got, page1, page2, missing) = write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            assert!(tx.update_sns_topic(&c).await?);
+            Ok((
+                tx.get_sns_topic(acct, "us-east-1", "a").await?,
+                tx.list_sns_topics(acct, "us-east-1", None, 2).await?,
+                tx.list_sns_topics(acct, "us-east-1", Some("b"), 2).await?,
+                tx.get_sns_topic(acct, "ap-south-1", "a").await?,
+            ))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, Some(changed));
+    assert_eq!(page1.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(page2.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["c"]);
+    assert_eq!(missing, None);
+
+    // Subscriptions of topic "a" (one by another account) and one of topic "b".
+    let a_arn = topics[1].arn();
+    let b_arn = topics[0].arn();
+    let subs = vec![
+        sns_subscription(&a_arn, 2, acct, true),
+        sns_subscription(&a_arn, 1, acct, false),
+        sns_subscription(&a_arn, 3, "343434343434", false),
+        sns_subscription(&b_arn, 4, acct, true),
+    ];
+    let s = subs.clone();
+    write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            for sub in &s {
+                tx.insert_sns_subscription(sub).await?;
+            }
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+    let (a, s) = (a_arn.clone(), subs.clone());
+    write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            assert_eq!(tx.get_sns_subscription(&s[0].arn).await?, Some(s[0].clone()));
+            assert_eq!(tx.find_sns_subscription(&a, "http", "http://127.0.0.1:9/1").await?, Some(s[1].clone()));
+            assert_eq!(tx.find_sns_subscription(&a, "https", "http://127.0.0.1:9/1").await?, None);
+            assert_eq!(tx.find_sns_subscription_by_token(&a, &format!("{:064}", 3)).await?, Some(s[2].clone()));
+            assert_eq!(tx.find_sns_subscription_by_token(&a, &format!("{:064}", 4)).await?, None);
+            let by_topic = tx.list_sns_subscriptions_by_topic(&a, None, 2).await?;
+            assert_eq!(by_topic, vec![s[1].clone(), s[0].clone()]);
+            let rest = tx.list_sns_subscriptions_by_topic(&a, Some(&s[0].arn), 10).await?;
+            assert_eq!(rest, vec![s[2].clone()]);
+            let mine = tx.list_sns_subscriptions_by_owner(acct, "us-east-1", None, 10).await?;
+            assert_eq!(mine.len(), 3);
+            assert!(tx.list_sns_subscriptions_by_owner(acct, "eu-west-1", None, 10).await?.is_empty());
+            assert_eq!(tx.count_sns_subscriptions(&a).await?, (1, 2));
+            assert_eq!(tx.count_sns_subscriptions("arn:aws:sns:us-east-1:121212121212:none").await?, (0, 0));
+            let mut confirmed = s[1].clone();
+            confirmed.confirmed = true;
+            confirmed.authenticate_on_unsubscribe = true;
+            confirmed.token_sha256 = "f".repeat(64);
+            assert!(tx.update_sns_subscription(&confirmed).await?);
+            assert_eq!(tx.get_sns_subscription(&confirmed.arn).await?, Some(confirmed));
+            assert_eq!(tx.count_sns_subscriptions(&a).await?, (2, 1));
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+
+    // Deliveries: due ones soonest first; rescheduled ones wait; deleting a subscription drops
+    // its deliveries.
+    let ds = vec![sns_delivery(&subs[0], 30), sns_delivery(&subs[2], 10), sns_delivery(&subs[3], 20), sns_delivery(&subs[0], 500)];
+    let d = ds.clone();
+    let ids = write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            let mut ids = Vec::new();
+            for x in &d {
+                ids.push(tx.insert_sns_delivery(x).await?);
+            }
+            Ok(ids)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let (due, next) = read::<_, StoreError, _>(&**store, |tx| {
+        Box::pin(async move { Ok((tx.due_sns_deliveries(Millis(100), 10).await?, tx.next_sns_delivery_at().await?)) })
+    })
+    .await
+    .unwrap();
+    assert_eq!(due.iter().map(|d| d.message_id.as_str()).collect::<Vec<_>>(), ["m-10", "m-20", "m-30"]);
+    assert_eq!(due[0].id, ids[1]);
+    assert_eq!(due[0].sealed_body, vec![0, 1, 2, 255]);
+    assert_eq!(next, Some(Millis(10)));
+    let first = ids[1];
+    let sub2 = subs[2].arn.clone();
+    let (due, next) = write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            assert!(tx.reschedule_sns_delivery(first, 1, Millis(1000)).await?);
+            assert!(tx.delete_sns_delivery(ids[2]).await?);
+            assert!(!tx.delete_sns_delivery(ids[2]).await?);
+            assert!(!tx.reschedule_sns_delivery(ids[2], 1, Millis(1)).await?);
+            let due = tx.due_sns_deliveries(Millis(1000), 10).await?;
+            assert!(tx.delete_sns_subscription(&sub2).await?);
+            assert!(!tx.delete_sns_subscription(&sub2).await?);
+            Ok((due, tx.due_sns_deliveries(Millis(1000), 10).await?))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(due.iter().map(|d| (d.message_id.as_str(), d.attempts)).collect::<Vec<_>>(), [("m-30", 0), ("m-500", 0), ("m-10", 1)]);
+    assert_eq!(next.iter().map(|d| d.message_id.as_str()).collect::<Vec<_>>(), ["m-30", "m-500"]);
+
+    // Expired pending subscriptions go, with their deliveries; confirmed ones stay.
+    let (a, b) = (a_arn.clone(), b_arn.clone());
+    let (expired, left, a_after, b_after) = write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            let expired = tx.delete_expired_sns_subscriptions(Millis(5000)).await?;
+            let left = tx.count_sns_subscriptions(&a).await?;
+            // Deleting a topic takes its subscriptions and their deliveries along.
+            assert!(tx.delete_sns_topic(acct, "us-east-1", "a").await?);
+            assert!(!tx.delete_sns_topic(acct, "us-east-1", "a").await?);
+            Ok((expired, left, tx.list_sns_subscriptions_by_topic(&a, None, 10).await?, tx.count_sns_subscriptions(&b).await?))
+        })
+    })
+    .await
+    .unwrap();
+    assert!(expired.is_empty(), "only unconfirmed subscriptions expire: {expired:?}");
+    assert_eq!(left, (2, 0));
+    assert!(a_after.is_empty());
+    assert_eq!(b_after, (1, 0));
+    let due = read::<_, StoreError, _>(&**store, |tx| Box::pin(async move { tx.due_sns_deliveries(Millis(i64::MAX), 10).await }))
+        .await
+        .unwrap();
+    assert!(due.is_empty(), "{due:?}");
+    let mut pending = sns_subscription(&b_arn, 5, acct, false);
+    pending.token_expires_at = Millis(10);
+    let p = pending.clone();
+    let expired = write::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            tx.insert_sns_subscription(&p).await?;
+            tx.insert_sns_delivery(&sns_delivery(&p, 1)).await?;
+            tx.delete_expired_sns_subscriptions(Millis(11)).await
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(expired, vec![pending]);
+    assert_eq!(read::<_, StoreError, _>(&**store, |tx| Box::pin(async move { tx.next_sns_delivery_at().await })).await.unwrap(), None);
+
+    // One signing certificate per region, found by region or fingerprint.
+    let cert = SigningCert { region: "us-east-1".into(), fingerprint: "ab".repeat(16), cert_der: vec![48, 3], sealed_private: vec![7; 40], created_at: Millis(9) };
+    let c = cert.clone();
+    write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_sns_signing_cert(&c).await })).await.unwrap();
+    let mut second = cert.clone();
+    second.fingerprint = "cd".repeat(16);
+    let r = write::<(), StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_sns_signing_cert(&second).await })).await;
+    assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+    let fp = cert.fingerprint.clone();
+    let got = read::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move {
+            Ok((tx.sns_signing_cert("us-east-1").await?, tx.sns_signing_cert_by_fingerprint(&fp).await?, tx.sns_signing_cert("eu-west-1").await?))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, (Some(cert.clone()), Some(cert), None));
 }

@@ -17,10 +17,12 @@ use crate::domain::Scope;
 use crate::domain::audit::AuditEvent;
 use crate::domain::buckets::{Bucket, ObjectMeta, Part, Upload};
 use crate::domain::signing::SigningKey;
+use crate::domain::sns::{Delivery as SnsDelivery, SigningCert as SnsSigningCert, Subscription as SnsSubscription, Topic as SnsTopic};
 use crate::domain::trails::Trail;
 use crate::domain::time::Millis;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::Stream;
+use crate::domain::things::{Thing, ThingFilter, ThingGroup};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -142,6 +144,41 @@ pub trait StateTx: Send {
         limit: i64,
     ) -> StoreResult<Vec<(i64, Stream)>>;
 
+    // Things and thing groups (`domain::things`); names are unique in a scope.
+    async fn get_thing(&mut self, scope: &Scope, name: &str) -> StoreResult<Option<Thing>>;
+    async fn insert_thing(&mut self, thing: &Thing) -> StoreResult<()>;
+    /// Replaces the mutable fields (type, attributes, version, update time).
+    async fn update_thing(&mut self, thing: &Thing) -> StoreResult<()>;
+    /// Removes a thing and its group memberships.
+    async fn delete_thing(&mut self, scope: &Scope, name: &str) -> StoreResult<bool>;
+    /// Things matching `filter` whose name sorts after `after_name`, by name, at most `limit`.
+    async fn list_things(&mut self, scope: &Scope, filter: &ThingFilter, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<Thing>>;
+    async fn get_thing_group(&mut self, scope: &Scope, name: &str) -> StoreResult<Option<ThingGroup>>;
+    async fn insert_thing_group(&mut self, group: &ThingGroup) -> StoreResult<()>;
+    /// Replaces the mutable fields (description, attributes, version, update time).
+    async fn update_thing_group(&mut self, group: &ThingGroup) -> StoreResult<()>;
+    /// Removes a group and its memberships.
+    async fn delete_thing_group(&mut self, scope: &Scope, name: &str) -> StoreResult<bool>;
+    /// Every group of a scope, by name.
+    async fn list_thing_groups(&mut self, scope: &Scope) -> StoreResult<Vec<ThingGroup>>;
+    /// The direct children of `parent` (the root groups when `None`), by name.
+    async fn child_thing_groups(&mut self, scope: &Scope, parent: Option<&str>) -> StoreResult<Vec<ThingGroup>>;
+    /// Puts a thing in a group; false when it already was in it.
+    async fn add_thing_to_group(&mut self, scope: &Scope, group: &str, thing: &str, at: Millis) -> StoreResult<bool>;
+    async fn remove_thing_from_group(&mut self, scope: &Scope, group: &str, thing: &str) -> StoreResult<bool>;
+    /// Names of the things in `group` (and, when `recursive`, in its descendants), each once,
+    /// by name, those after `after_name`, at most `limit`.
+    async fn things_in_group(
+        &mut self,
+        scope: &Scope,
+        group: &str,
+        recursive: bool,
+        after_name: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<String>>;
+    /// Names of the groups a thing is directly in, by name.
+    async fn groups_of_thing(&mut self, scope: &Scope, thing: &str) -> StoreResult<Vec<String>>;
+
     // Buckets and the embedded store's object metadata.
     async fn insert_bucket(&mut self, bucket: &Bucket) -> StoreResult<()>;
     async fn get_bucket(&mut self, name: &str) -> StoreResult<Option<Bucket>>;
@@ -205,6 +242,45 @@ pub trait StateTx: Send {
     // Which OTA updates reference a stream (DeleteStream refuses while any does).
     async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>>;
     async fn add_ota_stream_use(&mut self, scope: &Scope, ota_update_id: &str, stream_id: &str) -> StoreResult<()>;
+
+    // SNS topics, subscriptions, deliveries and signing certificates.
+    async fn insert_sns_topic(&mut self, topic: &SnsTopic) -> StoreResult<()>;
+    async fn get_sns_topic(&mut self, account_id: &str, region: &str, name: &str) -> StoreResult<Option<SnsTopic>>;
+    /// Replaces the topic's attributes, tags and counters.
+    async fn update_sns_topic(&mut self, topic: &SnsTopic) -> StoreResult<bool>;
+    /// Removes a topic with its subscriptions and their pending deliveries.
+    async fn delete_sns_topic(&mut self, account_id: &str, region: &str, name: &str) -> StoreResult<bool>;
+    /// Topics of an account and region by name, those after `after_name`, at most `limit`.
+    async fn list_sns_topics(&mut self, account_id: &str, region: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<SnsTopic>>;
+    async fn insert_sns_subscription(&mut self, sub: &SnsSubscription) -> StoreResult<()>;
+    async fn get_sns_subscription(&mut self, arn: &str) -> StoreResult<Option<SnsSubscription>>;
+    /// The subscription of `endpoint` by `protocol` to a topic, if any.
+    async fn find_sns_subscription(&mut self, topic_arn: &str, protocol: &str, endpoint: &str) -> StoreResult<Option<SnsSubscription>>;
+    async fn find_sns_subscription_by_token(&mut self, topic_arn: &str, token_sha256: &str) -> StoreResult<Option<SnsSubscription>>;
+    /// Replaces the token, confirmation state and flags.
+    async fn update_sns_subscription(&mut self, sub: &SnsSubscription) -> StoreResult<bool>;
+    /// Removes a subscription and its pending deliveries.
+    async fn delete_sns_subscription(&mut self, arn: &str) -> StoreResult<bool>;
+    /// A topic's subscriptions by ARN, those after `after_arn`, at most `limit`.
+    async fn list_sns_subscriptions_by_topic(&mut self, topic_arn: &str, after_arn: Option<&str>, limit: i64) -> StoreResult<Vec<SnsSubscription>>;
+    /// The subscriptions an account made in a region, by ARN.
+    async fn list_sns_subscriptions_by_owner(&mut self, owner: &str, region: &str, after_arn: Option<&str>, limit: i64) -> StoreResult<Vec<SnsSubscription>>;
+    /// `(confirmed, pending)` subscriptions of a topic.
+    async fn count_sns_subscriptions(&mut self, topic_arn: &str) -> StoreResult<(i64, i64)>;
+    /// Removes unconfirmed subscriptions whose token expired before `before`; returns them.
+    async fn delete_expired_sns_subscriptions(&mut self, before: Millis) -> StoreResult<Vec<SnsSubscription>>;
+    /// Queues a delivery; returns its id.
+    async fn insert_sns_delivery(&mut self, delivery: &SnsDelivery) -> StoreResult<i64>;
+    /// Deliveries due at `now`, soonest first, at most `limit`.
+    async fn due_sns_deliveries(&mut self, now: Millis, limit: i64) -> StoreResult<Vec<SnsDelivery>>;
+    async fn reschedule_sns_delivery(&mut self, id: i64, attempts: i64, next_attempt_at: Millis) -> StoreResult<bool>;
+    async fn delete_sns_delivery(&mut self, id: i64) -> StoreResult<bool>;
+    /// When the next delivery is due, if any is queued.
+    async fn next_sns_delivery_at(&mut self) -> StoreResult<Option<Millis>>;
+    /// Refused as a conflict when the region already has one.
+    async fn insert_sns_signing_cert(&mut self, cert: &SnsSigningCert) -> StoreResult<()>;
+    async fn sns_signing_cert(&mut self, region: &str) -> StoreResult<Option<SnsSigningCert>>;
+    async fn sns_signing_cert_by_fingerprint(&mut self, fingerprint: &str) -> StoreResult<Option<SnsSigningCert>>;
 }
 
 /// A unit of work. It runs inside a transaction; when it returns an error its writes are

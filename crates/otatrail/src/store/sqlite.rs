@@ -22,11 +22,15 @@ use super::{DeliveredFile, EventQuery, LookupKey, StateTx, Store, StoreError, St
 use crate::domain::audit::AuditEvent;
 use crate::domain::buckets::{BlobRef, Bucket, ObjectMeta, Part, Upload};
 use crate::domain::signing::SigningKey;
+use crate::domain::sns::{Delivery as SnsDelivery, SigningCert as SnsSigningCert, Subscription as SnsSubscription, Topic as SnsTopic};
 use crate::domain::trails::Trail;
 use crate::domain::Scope;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::{Stream, StreamFile, Tag};
+use crate::domain::things::{Thing, ThingFilter, ThingGroup};
 use crate::domain::time::Millis;
+
+mod things;
 
 /// Units of work committed together at most.
 const MAX_BATCH: usize = 256;
@@ -34,13 +38,29 @@ const MAX_BATCH: usize = 256;
 fn migrator() -> Migrator {
     use sqlx::SqlSafeStr;
     Migrator {
-        migrations: Cow::Owned(vec![Migration::new(
-            1,
-            Cow::Borrowed("init"),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-            false,
-        )]),
+        migrations: Cow::Owned(vec![
+            Migration::new(
+                1,
+                Cow::Borrowed("init"),
+                MigrationType::Simple,
+                include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                2,
+                Cow::Borrowed("sns"),
+                MigrationType::Simple,
+                include_str!("../../migrations/sqlite/0002_sns.sql").into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                3,
+                Cow::Borrowed("things"),
+                MigrationType::Simple,
+                include_str!("../../migrations/sqlite/0003_things.sql").into_sql_str(),
+                false,
+            ),
+        ]),
         ..Migrator::DEFAULT
     }
 }
@@ -639,6 +659,73 @@ impl StateTx for SqliteTx<'_> {
         rows.iter().map(stream_from_row).collect()
     }
 
+    async fn get_thing(&mut self, scope: &Scope, name: &str) -> StoreResult<Option<Thing>> {
+        things::get_thing(self.conn, scope, name).await
+    }
+
+    async fn insert_thing(&mut self, thing: &Thing) -> StoreResult<()> {
+        things::insert_thing(self.conn, thing).await
+    }
+
+    async fn update_thing(&mut self, thing: &Thing) -> StoreResult<()> {
+        things::update_thing(self.conn, thing).await
+    }
+
+    async fn delete_thing(&mut self, scope: &Scope, name: &str) -> StoreResult<bool> {
+        things::delete_thing(self.conn, scope, name).await
+    }
+
+    async fn list_things(&mut self, scope: &Scope, filter: &ThingFilter, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<Thing>> {
+        things::list_things(self.conn, scope, filter, after_name, limit).await
+    }
+
+    async fn get_thing_group(&mut self, scope: &Scope, name: &str) -> StoreResult<Option<ThingGroup>> {
+        things::get_thing_group(self.conn, scope, name).await
+    }
+
+    async fn insert_thing_group(&mut self, group: &ThingGroup) -> StoreResult<()> {
+        things::insert_thing_group(self.conn, group).await
+    }
+
+    async fn update_thing_group(&mut self, group: &ThingGroup) -> StoreResult<()> {
+        things::update_thing_group(self.conn, group).await
+    }
+
+    async fn delete_thing_group(&mut self, scope: &Scope, name: &str) -> StoreResult<bool> {
+        things::delete_thing_group(self.conn, scope, name).await
+    }
+
+    async fn list_thing_groups(&mut self, scope: &Scope) -> StoreResult<Vec<ThingGroup>> {
+        things::list_thing_groups(self.conn, scope).await
+    }
+
+    async fn child_thing_groups(&mut self, scope: &Scope, parent: Option<&str>) -> StoreResult<Vec<ThingGroup>> {
+        things::child_thing_groups(self.conn, scope, parent).await
+    }
+
+    async fn add_thing_to_group(&mut self, scope: &Scope, group: &str, thing: &str, at: Millis) -> StoreResult<bool> {
+        things::add_thing_to_group(self.conn, scope, group, thing, at).await
+    }
+
+    async fn remove_thing_from_group(&mut self, scope: &Scope, group: &str, thing: &str) -> StoreResult<bool> {
+        things::remove_thing_from_group(self.conn, scope, group, thing).await
+    }
+
+    async fn things_in_group(
+        &mut self,
+        scope: &Scope,
+        group: &str,
+        recursive: bool,
+        after_name: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<String>> {
+        things::things_in_group(self.conn, scope, group, recursive, after_name, limit).await
+    }
+
+    async fn groups_of_thing(&mut self, scope: &Scope, thing: &str) -> StoreResult<Vec<String>> {
+        things::groups_of_thing(self.conn, scope, thing).await
+    }
+
     async fn insert_bucket(&mut self, b: &Bucket) -> StoreResult<()> {
         sqlx::query("INSERT INTO buckets (name, account_id, region, created_at, policy, lifecycle) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(&b.name)
@@ -1179,4 +1266,312 @@ impl StateTx for SqliteTx<'_> {
         .map_err(db_err)?;
         Ok(())
     }
+
+    async fn insert_sns_topic(&mut self, t: &SnsTopic) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sns_topics (account_id, region, name, topic) VALUES (?, ?, ?, ?)")
+            .bind(&t.account_id)
+            .bind(&t.region)
+            .bind(&t.name)
+            .bind(json(t)?)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn get_sns_topic(&mut self, account_id: &str, region: &str, name: &str) -> StoreResult<Option<SnsTopic>> {
+        let row = sqlx::query("SELECT topic FROM sns_topics WHERE account_id = ? AND region = ? AND name = ?")
+            .bind(account_id)
+            .bind(region)
+            .bind(name)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| from_json(&get::<String>(&r, "topic")?)).transpose()
+    }
+
+    async fn update_sns_topic(&mut self, t: &SnsTopic) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE sns_topics SET topic = ? WHERE account_id = ? AND region = ? AND name = ?")
+            .bind(json(t)?)
+            .bind(&t.account_id)
+            .bind(&t.region)
+            .bind(&t.name)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_sns_topic(&mut self, account_id: &str, region: &str, name: &str) -> StoreResult<bool> {
+        let arn = crate::domain::sns::topic_arn(region, account_id, name);
+        sqlx::query("DELETE FROM sns_deliveries WHERE topic_arn = ?").bind(&arn).execute(&mut *self.conn).await.map_err(db_err)?;
+        sqlx::query("DELETE FROM sns_subscriptions WHERE topic_arn = ?").bind(&arn).execute(&mut *self.conn).await.map_err(db_err)?;
+        let r = sqlx::query("DELETE FROM sns_topics WHERE account_id = ? AND region = ? AND name = ?")
+            .bind(account_id)
+            .bind(region)
+            .bind(name)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn list_sns_topics(&mut self, account_id: &str, region: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<SnsTopic>> {
+        let rows = sqlx::query("SELECT topic FROM sns_topics WHERE account_id = ? AND region = ? AND name > ? ORDER BY name LIMIT ?")
+            .bind(account_id)
+            .bind(region)
+            .bind(after_name.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| from_json(&get::<String>(r, "topic")?)).collect()
+    }
+
+    async fn insert_sns_subscription(&mut self, s: &SnsSubscription) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sns_subscriptions (arn, topic_arn, owner, region, protocol, endpoint, token_sha256, token_expires_at, confirmed, \
+             authenticate_on_unsubscribe, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.arn)
+        .bind(&s.topic_arn)
+        .bind(&s.owner)
+        .bind(&s.region)
+        .bind(&s.protocol)
+        .bind(&s.endpoint)
+        .bind(&s.token_sha256)
+        .bind(s.token_expires_at.0)
+        .bind(s.confirmed)
+        .bind(s.authenticate_on_unsubscribe)
+        .bind(s.created_at.0)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn get_sns_subscription(&mut self, arn: &str) -> StoreResult<Option<SnsSubscription>> {
+        let row = sqlx::query("SELECT * FROM sns_subscriptions WHERE arn = ?")
+            .bind(arn)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(sns_subscription_from_row).transpose()
+    }
+
+    async fn find_sns_subscription(&mut self, topic_arn: &str, protocol: &str, endpoint: &str) -> StoreResult<Option<SnsSubscription>> {
+        let row = sqlx::query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND protocol = ? AND endpoint = ? ORDER BY arn LIMIT 1")
+            .bind(topic_arn)
+            .bind(protocol)
+            .bind(endpoint)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(sns_subscription_from_row).transpose()
+    }
+
+    async fn find_sns_subscription_by_token(&mut self, topic_arn: &str, token_sha256: &str) -> StoreResult<Option<SnsSubscription>> {
+        let row = sqlx::query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND token_sha256 = ? ORDER BY arn LIMIT 1")
+            .bind(topic_arn)
+            .bind(token_sha256)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(sns_subscription_from_row).transpose()
+    }
+
+    async fn update_sns_subscription(&mut self, s: &SnsSubscription) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE sns_subscriptions SET token_sha256 = ?, token_expires_at = ?, confirmed = ?, authenticate_on_unsubscribe = ? WHERE arn = ?",
+        )
+        .bind(&s.token_sha256)
+        .bind(s.token_expires_at.0)
+        .bind(s.confirmed)
+        .bind(s.authenticate_on_unsubscribe)
+        .bind(&s.arn)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_sns_subscription(&mut self, arn: &str) -> StoreResult<bool> {
+        sqlx::query("DELETE FROM sns_deliveries WHERE subscription_arn = ?").bind(arn).execute(&mut *self.conn).await.map_err(db_err)?;
+        let r = sqlx::query("DELETE FROM sns_subscriptions WHERE arn = ?").bind(arn).execute(&mut *self.conn).await.map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn list_sns_subscriptions_by_topic(&mut self, topic_arn: &str, after_arn: Option<&str>, limit: i64) -> StoreResult<Vec<SnsSubscription>> {
+        let rows = sqlx::query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND arn > ? ORDER BY arn LIMIT ?")
+            .bind(topic_arn)
+            .bind(after_arn.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(sns_subscription_from_row).collect()
+    }
+
+    async fn list_sns_subscriptions_by_owner(&mut self, owner: &str, region: &str, after_arn: Option<&str>, limit: i64) -> StoreResult<Vec<SnsSubscription>> {
+        let rows = sqlx::query("SELECT * FROM sns_subscriptions WHERE owner = ? AND region = ? AND arn > ? ORDER BY arn LIMIT ?")
+            .bind(owner)
+            .bind(region)
+            .bind(after_arn.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(sns_subscription_from_row).collect()
+    }
+
+    async fn count_sns_subscriptions(&mut self, topic_arn: &str) -> StoreResult<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(confirmed), 0) AS c, COALESCE(SUM(1 - confirmed), 0) AS p FROM sns_subscriptions WHERE topic_arn = ?",
+        )
+        .bind(topic_arn)
+        .fetch_one(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok((get(&row, "c")?, get(&row, "p")?))
+    }
+
+    async fn delete_expired_sns_subscriptions(&mut self, before: Millis) -> StoreResult<Vec<SnsSubscription>> {
+        let rows = sqlx::query("SELECT * FROM sns_subscriptions WHERE confirmed = 0 AND token_expires_at < ? ORDER BY arn")
+            .bind(before.0)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        let subs: Vec<SnsSubscription> = rows.iter().map(sns_subscription_from_row).collect::<StoreResult<_>>()?;
+        for s in &subs {
+            self.delete_sns_subscription(&s.arn).await?;
+        }
+        Ok(subs)
+    }
+
+    async fn insert_sns_delivery(&mut self, d: &SnsDelivery) -> StoreResult<i64> {
+        let r = sqlx::query(
+            "INSERT INTO sns_deliveries (region, account_id, topic_arn, subscription_arn, endpoint, message_type, message_id, body, \
+             attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&d.region)
+        .bind(&d.account_id)
+        .bind(&d.topic_arn)
+        .bind(&d.subscription_arn)
+        .bind(&d.endpoint)
+        .bind(&d.message_type)
+        .bind(&d.message_id)
+        .bind(&d.sealed_body)
+        .bind(d.attempts)
+        .bind(d.next_attempt_at.0)
+        .bind(d.created_at.0)
+        .execute(&mut *self.conn)
+        .await
+        .map_err(db_err)?;
+        Ok(r.last_insert_rowid())
+    }
+
+    async fn due_sns_deliveries(&mut self, now: Millis, limit: i64) -> StoreResult<Vec<SnsDelivery>> {
+        let rows = sqlx::query("SELECT * FROM sns_deliveries WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?")
+            .bind(now.0)
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SnsDelivery {
+                    id: get(r, "id")?,
+                    region: get(r, "region")?,
+                    account_id: get(r, "account_id")?,
+                    topic_arn: get(r, "topic_arn")?,
+                    subscription_arn: get(r, "subscription_arn")?,
+                    endpoint: get(r, "endpoint")?,
+                    message_type: get(r, "message_type")?,
+                    message_id: get(r, "message_id")?,
+                    sealed_body: get(r, "body")?,
+                    attempts: get(r, "attempts")?,
+                    next_attempt_at: Millis(get(r, "next_attempt_at")?),
+                    created_at: Millis(get(r, "created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn reschedule_sns_delivery(&mut self, id: i64, attempts: i64, next_attempt_at: Millis) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE sns_deliveries SET attempts = ?, next_attempt_at = ? WHERE id = ?")
+            .bind(attempts)
+            .bind(next_attempt_at.0)
+            .bind(id)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_sns_delivery(&mut self, id: i64) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM sns_deliveries WHERE id = ?").bind(id).execute(&mut *self.conn).await.map_err(db_err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn next_sns_delivery_at(&mut self) -> StoreResult<Option<Millis>> {
+        let row = sqlx::query("SELECT MIN(next_attempt_at) AS t FROM sns_deliveries").fetch_one(&mut *self.conn).await.map_err(db_err)?;
+        Ok(get::<Option<i64>>(&row, "t")?.map(Millis))
+    }
+
+    async fn insert_sns_signing_cert(&mut self, c: &SnsSigningCert) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sns_signing_certs (region, fingerprint, cert_der, sealed_private, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&c.region)
+            .bind(&c.fingerprint)
+            .bind(&c.cert_der)
+            .bind(&c.sealed_private)
+            .bind(c.created_at.0)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn sns_signing_cert(&mut self, region: &str) -> StoreResult<Option<SnsSigningCert>> {
+        let row = sqlx::query("SELECT * FROM sns_signing_certs WHERE region = ?")
+            .bind(region)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(sns_cert_from_row).transpose()
+    }
+
+    async fn sns_signing_cert_by_fingerprint(&mut self, fingerprint: &str) -> StoreResult<Option<SnsSigningCert>> {
+        let row = sqlx::query("SELECT * FROM sns_signing_certs WHERE fingerprint = ?")
+            .bind(fingerprint)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(sns_cert_from_row).transpose()
+    }
+}
+
+fn sns_subscription_from_row(r: &SqliteRow) -> StoreResult<SnsSubscription> {
+    Ok(SnsSubscription {
+        arn: get(r, "arn")?,
+        topic_arn: get(r, "topic_arn")?,
+        owner: get(r, "owner")?,
+        region: get(r, "region")?,
+        protocol: get(r, "protocol")?,
+        endpoint: get(r, "endpoint")?,
+        token_sha256: get(r, "token_sha256")?,
+        token_expires_at: Millis(get(r, "token_expires_at")?),
+        confirmed: get(r, "confirmed")?,
+        authenticate_on_unsubscribe: get(r, "authenticate_on_unsubscribe")?,
+        created_at: Millis(get(r, "created_at")?),
+    })
+}
+
+fn sns_cert_from_row(r: &SqliteRow) -> StoreResult<SnsSigningCert> {
+    Ok(SnsSigningCert {
+        region: get(r, "region")?,
+        fingerprint: get(r, "fingerprint")?,
+        cert_der: get(r, "cert_der")?,
+        sealed_private: get(r, "sealed_private")?,
+        created_at: Millis(get(r, "created_at")?),
+    })
 }

@@ -359,8 +359,17 @@ async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
         .collect();
     let listed_refs: HashSet<&str> = listed_logs.iter().map(String::as_str).collect();
     let unlisted = unlisted_log_files(&in_bucket, &listed_refs, start, covered_until);
+    let absent_ends: Vec<Millis> = absent.iter().filter_map(|k| parse_digest_key(k)).filter(|i| ours(i)).map(|i| i.end).collect();
+    let valid_ends: Vec<Millis> = chain.iter().map(|d| d.content.end).collect();
+    let times: HashMap<&str, Millis> = in_bucket.iter().map(|(k, t)| (k.as_str(), *t)).collect();
     for k in &unlisted {
-        line("Log file", &bucket, k, "INVALID: not listed in any digest");
+        let why = match times.get(k) {
+            Some(t) if integrity::in_absent_digest(*t, &absent_ends, &valid_ends) => {
+                "INVALID: not listed in any digest (its digest is missing or invalid)"
+            }
+            _ => "INVALID: not listed in any digest",
+        };
+        line("Log file", &bucket, k, why);
     }
     report.unlisted = unlisted.len();
 
