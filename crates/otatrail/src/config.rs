@@ -117,6 +117,9 @@ pub struct FileConfig {
     /// `[[external_buckets]]`: buckets of another S3-compatible store trails deliver into.
     #[serde(default)]
     pub external_buckets: Vec<crate::objects::external_bucket::ExternalBucketConfig>,
+    /// `[[signing_profiles]]`: name, private_key_file, certificate_file, certificate_path_on_device.
+    #[serde(default)]
+    pub signing_profiles: Vec<crate::app::codesign::SigningProfileConfig>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -182,6 +185,7 @@ pub struct ServerConfig {
     pub accounts: Vec<AccountConfig>,
     pub organizations: Vec<crate::domain::organization::Organization>,
     pub external_buckets: Vec<crate::objects::external_bucket::ExternalBucketConfig>,
+    pub signing_profiles: Vec<crate::app::codesign::SigningProfileConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +258,7 @@ impl ServerConfig {
             accounts: file.accounts,
             organizations: file.organizations,
             external_buckets: file.external_buckets,
+            signing_profiles: file.signing_profiles,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod buckets;
+pub mod codesign;
 pub mod delivery;
 pub mod digests;
 pub mod history;
@@ -58,6 +59,8 @@ pub struct App {
     pub digest_interval_seconds: i64,
     pub log_file_max_records: usize,
     pub organizations: Vec<crate::domain::organization::Organization>,
+    /// Keys that sign OTA images (`startSigningJobParameter`).
+    pub signing_profiles: codesign::SigningProfiles,
     /// Buckets of another S3-compatible store that trails may deliver into.
     pub external_buckets: crate::objects::external_bucket::ExternalBuckets,
     /// SNS: retry policy, delivery transport, the worker's wake-up, signing keys.
@@ -76,6 +79,8 @@ pub enum StartError {
     Blobs(String),
     #[error("identities: {0}")]
     Identities(String),
+    #[error("{0}")]
+    SigningProfiles(String),
 }
 
 impl App {
@@ -117,6 +122,7 @@ impl App {
             digest_interval_seconds: config.digest_interval_seconds,
             log_file_max_records: config.log_file_max_records,
             organizations: config.organizations.clone(),
+            signing_profiles: codesign::SigningProfiles::load(&config.signing_profiles).map_err(StartError::SigningProfiles)?,
             external_buckets: crate::objects::external_bucket::ExternalBuckets::open(&config.external_buckets).map_err(StartError::Blobs)?,
             sns: sns::SnsRuntime::new(
                 crate::domain::sns::RetryPolicy {

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod buckets;
+pub mod codesign;
 pub mod error;
 pub mod history;
 pub mod iam;
