@@ -43,6 +43,8 @@ pub enum IotOperation {
     AddThingToThingGroup,
     RemoveThingFromThingGroup,
     ListThingsInThingGroup { thing_group_name: String },
+    /// IoT Jobs control plane (`api::iot_jobs`).
+    Job(super::iot_jobs::JobOperation),
 }
 
 /// Splits the raw path into percent-decoded segments. Splitting happens before decoding, so
@@ -78,7 +80,7 @@ pub fn route(method: &http::Method, segs: &[String]) -> Option<IotOperation> {
         (&M::PATCH, ["thing-groups", n]) => IotOperation::UpdateThingGroup { thing_group_name: n.to_string() },
         (&M::DELETE, ["thing-groups", n]) => IotOperation::DeleteThingGroup { thing_group_name: n.to_string() },
         (&M::GET, ["thing-groups", n, "things"]) => IotOperation::ListThingsInThingGroup { thing_group_name: n.to_string() },
-        _ => return None,
+        _ => return super::iot_jobs::route(method, s.as_slice()).map(IotOperation::Job),
     })
 }
 
@@ -89,7 +91,7 @@ pub fn unknown_operation(incoming: &Incoming) -> ServiceError {
     )
 }
 
-fn body<T: DeserializeOwned + Default>(incoming: &Incoming) -> Result<T, ServiceError> {
+pub(super) fn body<T: DeserializeOwned + Default>(incoming: &Incoming) -> Result<T, ServiceError> {
     if incoming.body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -107,13 +109,13 @@ fn query_params(incoming: &Incoming) -> HashMap<String, String> {
     out
 }
 
-fn query_int(q: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ServiceError> {
+pub(super) fn query_int(q: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ServiceError> {
     q.get(name)
         .map(|v| v.parse::<i64>().map_err(|_| ServiceError::invalid_request(format!("{name} must be an integer, got '{v}'."))))
         .transpose()
 }
 
-fn query_bool(q: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ServiceError> {
+pub(super) fn query_bool(q: &HashMap<String, String>, name: &str) -> Result<Option<bool>, ServiceError> {
     q.get(name)
         .map(|v| match v.as_str() {
             "true" => Ok(true),
@@ -146,6 +148,7 @@ impl IotOperation {
             IotOperation::AddThingToThingGroup => OpMeta::write("AddThingToThingGroup"),
             IotOperation::RemoveThingFromThingGroup => OpMeta::write("RemoveThingFromThingGroup"),
             IotOperation::ListThingsInThingGroup { .. } => OpMeta::read("ListThingsInThingGroup"),
+            IotOperation::Job(op) => op.meta(),
         }
     }
 
@@ -218,6 +221,7 @@ impl IotOperation {
                 m.insert("thingGroupName".into(), json!(thing_group_name));
                 typed_query_members(&mut m, q, &[("recursive", Q::Bool), ("nextToken", Q::Str), ("maxResults", Q::Int)]);
             }
+            IotOperation::Job(op) => op.request_members(&mut m, q),
         }
         m
     }
@@ -225,7 +229,7 @@ impl IotOperation {
 
 /// How a query-string member is typed in the model.
 #[derive(Clone, Copy)]
-enum Q {
+pub(super) enum Q {
     Str,
     Int,
     Bool,
@@ -233,7 +237,7 @@ enum Q {
 
 /// Query members (wire name = model name) as typed values; a value that does not parse as
 /// its type is kept as the string sent.
-fn typed_query_members(m: &mut Map<String, Value>, q: &HashMap<String, String>, members: &[(&str, Q)]) {
+pub(super) fn typed_query_members(m: &mut Map<String, Value>, q: &HashMap<String, String>, members: &[(&str, Q)]) {
     for (name, kind) in members {
         let Some(v) = q.get(*name) else { continue };
         let value = match kind {
@@ -246,7 +250,7 @@ fn typed_query_members(m: &mut Map<String, Value>, q: &HashMap<String, String>, 
 }
 
 /// `{"<key>": [...], "nextToken"?: ...}`, the shape of every IoT listing.
-fn listing(key: &str, items: Vec<Value>, next_token: Option<String>) -> Value {
+pub(super) fn listing(key: &str, items: Vec<Value>, next_token: Option<String>) -> Value {
     let mut out = json!({ key: items });
     if let Some(t) = next_token {
         out["nextToken"] = Value::String(t);
@@ -384,6 +388,7 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             ctx.resources.push(call.resource(thing_group_arn(&scope, &thing_group_name), THING_GROUP_RESOURCE_TYPE));
             listing("things", page.names.into_iter().map(Value::String).collect(), page.next_token)
         }
+        IotOperation::Job(op) => super::iot_jobs::handle(ctx, op, &q, call.clone()).await?,
     };
     Ok(json_response(&out, CONTENT_TYPE))
 }

@@ -11,6 +11,7 @@ pub mod cloudtrail;
 pub mod error;
 pub mod iam;
 pub mod iot;
+pub mod iot_jobs;
 pub mod query;
 pub mod sns;
 pub mod sts;

@@ -10,6 +10,7 @@ pub mod digests;
 pub mod history;
 pub mod iam;
 pub mod identities;
+pub mod jobs;
 pub mod profile;
 pub mod signing;
 pub mod sns;

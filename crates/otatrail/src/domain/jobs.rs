@@ -1804,7 +1804,7 @@ mod tests {
         assert_eq!(rollout_budget(Some(&cfg), &mut st, Millis(100_000), 0), 2);
         // Windows stay aligned to the first release.
         assert_eq!(rollout_budget(Some(&cfg), &mut st, Millis(181_500), 0), 3);
-        assert_eq!(st.window_start, 121_000);
+        assert_eq!(st.window_start, 181_000);
         assert_eq!(rollout_budget(None, &mut RolloutState::default(), Millis(1), 0), i64::MAX);
     }
 

@@ -10,6 +10,7 @@ use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role,
 use crate::domain::streams::{Stream, StreamFile, Tag};
 use crate::domain::time::Millis;
 
+mod jobs;
 mod things;
 
 /// Runs every check against `store`, which must be empty.
@@ -23,6 +24,7 @@ pub async fn run(store: Arc<dyn Store>) {
     ota_stream_uses(&store).await;
     scopes_are_isolated(&store).await;
     things::run(&store).await;
+    jobs::run(&store).await;
     sns(&store).await;
 }
 

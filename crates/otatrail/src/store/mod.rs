@@ -23,6 +23,7 @@ use crate::domain::time::Millis;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::Stream;
 use crate::domain::things::{Thing, ThingFilter, ThingGroup};
+use crate::domain::jobs::{ExecStatus, Job, JobExecution, JobFilter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -178,6 +179,43 @@ pub trait StateTx: Send {
     ) -> StoreResult<Vec<String>>;
     /// Names of the groups a thing is directly in, by name.
     async fn groups_of_thing(&mut self, scope: &Scope, thing: &str) -> StoreResult<Vec<String>>;
+
+    // IoT jobs and their executions (`domain::jobs`); job IDs are unique in a scope.
+    async fn insert_job(&mut self, job: &Job) -> StoreResult<()>;
+    async fn get_job(&mut self, scope: &Scope, job_id: &str) -> StoreResult<Option<Job>>;
+    /// Replaces status, spec and times.
+    async fn update_job(&mut self, job: &Job) -> StoreResult<()>;
+    /// Removes a job and its executions.
+    async fn delete_job(&mut self, scope: &Scope, job_id: &str) -> StoreResult<bool>;
+    /// Jobs matching `filter` with their insertion sequence, newest first, strictly before
+    /// `before_seq`, at most `limit`.
+    async fn list_jobs(&mut self, scope: &Scope, filter: &JobFilter, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<(i64, Job)>>;
+    /// Every IN_PROGRESS job of every scope (what the job engine advances).
+    async fn active_jobs(&mut self) -> StoreResult<Vec<Job>>;
+    async fn insert_job_execution(&mut self, e: &JobExecution) -> StoreResult<()>;
+    /// Replaces status, details, times and version.
+    async fn update_job_execution(&mut self, e: &JobExecution) -> StoreResult<()>;
+    async fn delete_job_execution(&mut self, scope: &Scope, job_id: &str, thing: &str, execution_number: i64) -> StoreResult<bool>;
+    /// The execution of a job on a thing with `execution_number`, or the newest one.
+    async fn get_job_execution(&mut self, scope: &Scope, job_id: &str, thing: &str, execution_number: Option<i64>) -> StoreResult<Option<JobExecution>>;
+    /// A job's executions in one of `statuses`, by thing name, those after `after_thing`, at
+    /// most `limit`.
+    async fn list_job_executions(&mut self, scope: &Scope, job_id: &str, statuses: &[ExecStatus], after_thing: Option<&str>, limit: i64) -> StoreResult<Vec<JobExecution>>;
+    /// A thing's executions in one of `statuses` (of one job when `job_id`), newest first,
+    /// those with an execution number below `before_number`, at most `limit`.
+    async fn list_thing_job_executions(
+        &mut self,
+        scope: &Scope,
+        thing: &str,
+        statuses: &[ExecStatus],
+        job_id: Option<&str>,
+        before_number: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<JobExecution>>;
+    /// How many executions of a job are in each status.
+    async fn count_job_executions(&mut self, scope: &Scope, job_id: &str) -> StoreResult<Vec<(ExecStatus, i64)>>;
+    /// One more than the highest execution number the thing has had (1 for the first).
+    async fn next_execution_number(&mut self, scope: &Scope, thing: &str) -> StoreResult<i64>;
 
     // Buckets and the embedded store's object metadata.
     async fn insert_bucket(&mut self, bucket: &Bucket) -> StoreResult<()>;

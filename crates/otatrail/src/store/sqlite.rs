@@ -28,8 +28,10 @@ use crate::domain::Scope;
 use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::{Stream, StreamFile, Tag};
 use crate::domain::things::{Thing, ThingFilter, ThingGroup};
+use crate::domain::jobs::{ExecStatus, Job as IotJob, JobExecution, JobFilter};
 use crate::domain::time::Millis;
 
+mod jobs;
 mod things;
 
 /// Units of work committed together at most.
@@ -58,6 +60,13 @@ fn migrator() -> Migrator {
                 Cow::Borrowed("things"),
                 MigrationType::Simple,
                 include_str!("../../migrations/sqlite/0003_things.sql").into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                4,
+                Cow::Borrowed("jobs"),
+                MigrationType::Simple,
+                include_str!("../../migrations/sqlite/0004_jobs.sql").into_sql_str(),
                 false,
             ),
         ]),
@@ -724,6 +733,70 @@ impl StateTx for SqliteTx<'_> {
 
     async fn groups_of_thing(&mut self, scope: &Scope, thing: &str) -> StoreResult<Vec<String>> {
         things::groups_of_thing(self.conn, scope, thing).await
+    }
+
+    async fn insert_job(&mut self, job: &IotJob) -> StoreResult<()> {
+        jobs::insert_job(self.conn, job).await
+    }
+
+    async fn get_job(&mut self, scope: &Scope, job_id: &str) -> StoreResult<Option<IotJob>> {
+        jobs::get_job(self.conn, scope, job_id).await
+    }
+
+    async fn update_job(&mut self, job: &IotJob) -> StoreResult<()> {
+        jobs::update_job(self.conn, job).await
+    }
+
+    async fn delete_job(&mut self, scope: &Scope, job_id: &str) -> StoreResult<bool> {
+        jobs::delete_job(self.conn, scope, job_id).await
+    }
+
+    async fn list_jobs(&mut self, scope: &Scope, filter: &JobFilter, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<(i64, IotJob)>> {
+        jobs::list_jobs(self.conn, scope, filter, before_seq, limit).await
+    }
+
+    async fn active_jobs(&mut self) -> StoreResult<Vec<IotJob>> {
+        jobs::active_jobs(self.conn).await
+    }
+
+    async fn insert_job_execution(&mut self, e: &JobExecution) -> StoreResult<()> {
+        jobs::insert_execution(self.conn, e).await
+    }
+
+    async fn update_job_execution(&mut self, e: &JobExecution) -> StoreResult<()> {
+        jobs::update_execution(self.conn, e).await
+    }
+
+    async fn delete_job_execution(&mut self, scope: &Scope, job_id: &str, thing: &str, execution_number: i64) -> StoreResult<bool> {
+        jobs::delete_execution(self.conn, scope, job_id, thing, execution_number).await
+    }
+
+    async fn get_job_execution(&mut self, scope: &Scope, job_id: &str, thing: &str, execution_number: Option<i64>) -> StoreResult<Option<JobExecution>> {
+        jobs::get_execution(self.conn, scope, job_id, thing, execution_number).await
+    }
+
+    async fn list_job_executions(&mut self, scope: &Scope, job_id: &str, statuses: &[ExecStatus], after_thing: Option<&str>, limit: i64) -> StoreResult<Vec<JobExecution>> {
+        jobs::list_executions(self.conn, scope, job_id, statuses, after_thing, limit).await
+    }
+
+    async fn list_thing_job_executions(
+        &mut self,
+        scope: &Scope,
+        thing: &str,
+        statuses: &[ExecStatus],
+        job_id: Option<&str>,
+        before_number: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<JobExecution>> {
+        jobs::list_thing_executions(self.conn, scope, thing, statuses, job_id, before_number, limit).await
+    }
+
+    async fn count_job_executions(&mut self, scope: &Scope, job_id: &str) -> StoreResult<Vec<(ExecStatus, i64)>> {
+        jobs::count_executions(self.conn, scope, job_id).await
+    }
+
+    async fn next_execution_number(&mut self, scope: &Scope, thing: &str) -> StoreResult<i64> {
+        jobs::next_execution_number(self.conn, scope, thing).await
     }
 
     async fn insert_bucket(&mut self, b: &Bucket) -> StoreResult<()> {
