@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use axum::body::Body;
 use axum::error_handling::HandleError;
 use http::{Response, StatusCode};
@@ -20,9 +21,17 @@ use crate::app::App;
 pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let state = Arc::new(ApiState { app, verifier: Verifier::new() });
     let router = Router::new().fallback(api::handle).with_state(state);
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener.tap_io(no_delay), router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Responses go out as soon as they are written: with Nagle's algorithm a response written in
+/// two parts waits for the client's delayed ACK (tens of milliseconds per request).
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
 }
 
 async fn s3_transport_error(err: s3s::HttpError) -> Response<Body> {
@@ -37,7 +46,7 @@ pub async fn run_s3(listener: TcpListener, app: Arc<App>, shutdown: impl Future<
     let service = HandleError::new(crate::s3::service(app), s3_transport_error);
     let router = Router::new().fallback_service(service);
     // Peer addresses reach the S3 layer through the request extensions (sourceIPAddress).
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener.tap_io(no_delay), router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
 }
