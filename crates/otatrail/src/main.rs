@@ -126,6 +126,8 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     app.spawn_deliverer();
     // The job engine: rollouts, timeouts, abort criteria, completion, CONTINUOUS targets.
     app.spawn_job_engine(std::time::Duration::from_secs(2));
+    // OTA updates: CREATE_PENDING to CREATE_COMPLETE (resumes unfinished ones after a restart).
+    app.spawn_ota_engine(std::time::Duration::from_secs(2));
     // SNS messages carry URLs of this port (SubscribeURL, UnsubscribeURL, SigningCertURL);
     // `sns_public_url` overrides this for subscribers on other hosts.
     let reachable = match addr.ip() {

@@ -45,6 +45,8 @@ pub enum IotOperation {
     ListThingsInThingGroup { thing_group_name: String },
     /// IoT Jobs control plane (`api::iot_jobs`).
     Job(super::iot_jobs::JobOperation),
+    /// OTA updates (`api::iot_ota`).
+    Ota(super::iot_ota::OtaOperation),
 }
 
 /// Splits the raw path into percent-decoded segments. Splitting happens before decoding, so
@@ -80,7 +82,11 @@ pub fn route(method: &http::Method, segs: &[String]) -> Option<IotOperation> {
         (&M::PATCH, ["thing-groups", n]) => IotOperation::UpdateThingGroup { thing_group_name: n.to_string() },
         (&M::DELETE, ["thing-groups", n]) => IotOperation::DeleteThingGroup { thing_group_name: n.to_string() },
         (&M::GET, ["thing-groups", n, "things"]) => IotOperation::ListThingsInThingGroup { thing_group_name: n.to_string() },
-        _ => return super::iot_jobs::route(method, s.as_slice()).map(IotOperation::Job),
+        _ => {
+            return super::iot_jobs::route(method, s.as_slice())
+                .map(IotOperation::Job)
+                .or_else(|| super::iot_ota::route(method, s.as_slice()).map(IotOperation::Ota));
+        }
     })
 }
 
@@ -149,6 +155,7 @@ impl IotOperation {
             IotOperation::RemoveThingFromThingGroup => OpMeta::write("RemoveThingFromThingGroup"),
             IotOperation::ListThingsInThingGroup { .. } => OpMeta::read("ListThingsInThingGroup"),
             IotOperation::Job(op) => op.meta(),
+            IotOperation::Ota(op) => op.meta(),
         }
     }
 
@@ -222,6 +229,7 @@ impl IotOperation {
                 typed_query_members(&mut m, q, &[("recursive", Q::Bool), ("nextToken", Q::Str), ("maxResults", Q::Int)]);
             }
             IotOperation::Job(op) => op.request_members(&mut m, q),
+            IotOperation::Ota(op) => op.request_members(&mut m, q),
         }
         m
     }
@@ -389,6 +397,7 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             listing("things", page.names.into_iter().map(Value::String).collect(), page.next_token)
         }
         IotOperation::Job(op) => super::iot_jobs::handle(ctx, op, &q, call.clone()).await?,
+        IotOperation::Ota(op) => super::iot_ota::handle(ctx, op, &q, call.clone()).await?,
     };
     Ok(json_response(&out, CONTENT_TYPE))
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod iam;
 pub mod iot;
 pub mod iot_jobs;
+pub mod iot_ota;
 pub mod query;
 pub mod sns;
 pub mod sts;

@@ -11,6 +11,7 @@ pub mod history;
 pub mod iam;
 pub mod identities;
 pub mod jobs;
+pub mod ota;
 pub mod profile;
 pub mod signing;
 pub mod sns;
@@ -66,6 +67,8 @@ pub struct App {
     pub external_buckets: crate::objects::external_bucket::ExternalBuckets,
     /// SNS: retry policy, delivery transport, the worker's wake-up, signing keys.
     pub sns: sns::SnsRuntime,
+    /// The OTA update state machine's wake-up and pass lock.
+    pub ota: ota::OtaRuntime,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +138,7 @@ impl App {
                 format!("http://{}", config.listen),
                 Arc::new(crate::outbound::HttpTransport::new()),
             ),
+            ota: ota::OtaRuntime::default(),
         }))
     }
 }

@@ -11,6 +11,7 @@ use crate::domain::streams::{Stream, StreamFile, Tag};
 use crate::domain::time::Millis;
 
 mod jobs;
+mod ota;
 mod things;
 
 /// Runs every check against `store`, which must be empty.
@@ -25,6 +26,7 @@ pub async fn run(store: Arc<dyn Store>) {
     scopes_are_isolated(&store).await;
     things::run(&store).await;
     jobs::run(&store).await;
+    ota::run(&store).await;
     sns(&store).await;
 }
 

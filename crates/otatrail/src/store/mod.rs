@@ -24,6 +24,7 @@ use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role,
 use crate::domain::streams::Stream;
 use crate::domain::things::{Thing, ThingFilter, ThingGroup};
 use crate::domain::jobs::{ExecStatus, Job, JobExecution, JobFilter};
+use crate::domain::ota::{OtaStatus, OtaUpdate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -280,6 +281,19 @@ pub trait StateTx: Send {
     // Which OTA updates reference a stream (DeleteStream refuses while any does).
     async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>>;
     async fn add_ota_stream_use(&mut self, scope: &Scope, ota_update_id: &str, stream_id: &str) -> StoreResult<()>;
+
+    // OTA updates (`domain::ota`); IDs are unique in a scope.
+    async fn insert_ota_update(&mut self, update: &OtaUpdate) -> StoreResult<()>;
+    async fn get_ota_update(&mut self, scope: &Scope, id: &str) -> StoreResult<Option<OtaUpdate>>;
+    async fn update_ota_update(&mut self, update: &OtaUpdate) -> StoreResult<()>;
+    /// Removes an update and the stream uses it held.
+    async fn delete_ota_update(&mut self, scope: &Scope, id: &str) -> StoreResult<bool>;
+    /// Updates (of one status when given) with their insertion sequence, newest first,
+    /// strictly before `before_seq`, at most `limit`.
+    async fn list_ota_updates(&mut self, scope: &Scope, status: Option<OtaStatus>, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>>;
+    /// Every update of every scope the state machine still works on (CREATE_PENDING,
+    /// CREATE_IN_PROGRESS, DELETE_IN_PROGRESS), oldest first.
+    async fn unfinished_ota_updates(&mut self) -> StoreResult<Vec<OtaUpdate>>;
 
     // SNS topics, subscriptions, deliveries and signing certificates.
     async fn insert_sns_topic(&mut self, topic: &SnsTopic) -> StoreResult<()>;

@@ -29,9 +29,11 @@ use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role,
 use crate::domain::streams::{Stream, StreamFile, Tag};
 use crate::domain::things::{Thing, ThingFilter, ThingGroup};
 use crate::domain::jobs::{ExecStatus, Job as IotJob, JobExecution, JobFilter};
+use crate::domain::ota::{OtaStatus, OtaUpdate};
 use crate::domain::time::Millis;
 
 mod jobs;
+mod ota;
 mod things;
 
 /// Units of work committed together at most.
@@ -67,6 +69,13 @@ fn migrator() -> Migrator {
                 Cow::Borrowed("jobs"),
                 MigrationType::Simple,
                 include_str!("../../migrations/sqlite/0004_jobs.sql").into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                5,
+                Cow::Borrowed("ota"),
+                MigrationType::Simple,
+                include_str!("../../migrations/sqlite/0005_ota.sql").into_sql_str(),
                 false,
             ),
         ]),
@@ -1338,6 +1347,30 @@ impl StateTx for SqliteTx<'_> {
         .await
         .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn insert_ota_update(&mut self, u: &OtaUpdate) -> StoreResult<()> {
+        ota::insert(self.conn, u).await
+    }
+
+    async fn get_ota_update(&mut self, scope: &Scope, id: &str) -> StoreResult<Option<OtaUpdate>> {
+        ota::get_one(self.conn, scope, id).await
+    }
+
+    async fn update_ota_update(&mut self, u: &OtaUpdate) -> StoreResult<()> {
+        ota::update(self.conn, u).await
+    }
+
+    async fn delete_ota_update(&mut self, scope: &Scope, id: &str) -> StoreResult<bool> {
+        ota::delete(self.conn, scope, id).await
+    }
+
+    async fn list_ota_updates(&mut self, scope: &Scope, status: Option<OtaStatus>, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>> {
+        ota::list(self.conn, scope, status, before_seq, limit).await
+    }
+
+    async fn unfinished_ota_updates(&mut self) -> StoreResult<Vec<OtaUpdate>> {
+        ota::unfinished(self.conn).await
     }
 
     async fn insert_sns_topic(&mut self, t: &SnsTopic) -> StoreResult<()> {
