@@ -145,9 +145,11 @@ def test_accounts_regions_and_an_organization_share_one_bucket(server_factory, t
     keys_of = lambda: [o["Key"] for p in s3a.get_paginator("list_objects_v2").paginate(Bucket=bucket) for o in p.get("Contents", [])]
 
     def delivered():
+        # Each call reaches two trails (its account's and the organization's), delivered
+        # independently: wait for both.
         recs = log_records(lambda k: s3a.get_object(Bucket=bucket, Key=k)["Body"].read(), keys_of())
-        seen = {r["requestID"] for rs in recs.values() for r in rs}
-        return recs if all(w <= seen for w in want.values()) else None
+        seen = Counter(r["requestID"] for rs in recs.values() for r in rs)
+        return recs if all(seen[rid] >= 2 for rids in want.values() for rid in rids) else None
 
     recs = wait_for(delivered, 60, "every call in a log file")
     by_rid = defaultdict(list)
