@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::domain::buckets::Bucket;
 use crate::domain::policy::{self, Caller};
 use crate::domain::organization::{self, Organization};
+use crate::domain::sns::codes as sns_codes;
 use crate::objects::external_bucket::ExternalBuckets;
 use crate::domain::trails::{self, AdvancedEventSelector, EventSelector, Trail};
 use crate::domain::{Principal, ServiceError};
@@ -163,8 +164,13 @@ impl App {
         if name.is_empty() {
             return Ok(None);
         }
-        let topic = self.sns_resolve_topic(account, region, name).await.map_err(|e| {
-            ServiceError::new("InvalidSnsTopicNameException", format!("SNS topic {name} is invalid or does not exist: {}", e.message))
+        // A missing or malformed topic is the caller's mistake; anything else (the store
+        // failing) stays what it is.
+        let topic = self.sns_resolve_topic(account, region, name).await.map_err(|e| match e.code {
+            sns_codes::NOT_FOUND | sns_codes::INVALID_PARAMETER => {
+                ServiceError::new("InvalidSnsTopicNameException", format!("SNS topic {name} is invalid or does not exist: {}", e.message))
+            }
+            _ => e,
         })?;
         let arn = topic.arn();
         if !self.sns_topic_allows_service_from(&arn, CLOUDTRAIL, Some(account), Some(trail_arn)).await? {

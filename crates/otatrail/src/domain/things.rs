@@ -55,6 +55,8 @@ const ATTRIBUTE_NAME_PATTERN: &str = "[a-zA-Z0-9_.,@/:#-]+";
 static ATTRIBUTE_VALUE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_.,@/:#=\[\]-]*$").unwrap());
 const ATTRIBUTE_VALUE_PATTERN: &str = "[a-zA-Z0-9_.,@/:#=\\[\\]-]*";
 /// `[\p{Graph}\x20]*` as Java reads it: printable ASCII and space.
+/// The model's `[\p{Graph}\x20]*` is a Java pattern, where `\p{Graph}` is the POSIX (ASCII)
+/// class `[!-~]`: printable ASCII and the space.
 static GROUP_DESCRIPTION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\x20-\x7E]*$").unwrap());
 const GROUP_DESCRIPTION_PATTERN: &str = "[\\p{Graph}\\x20]*";
 
