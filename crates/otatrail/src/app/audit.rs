@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::domain::audit::{Actor, AuditEvent, CallInfo, Outcome, Resource};
 use crate::domain::{Principal, Scope, ServiceError};
-use crate::store::{self, StateTx, StoreResult};
+use crate::store::{StateTx, StoreResult};
 
 use super::App;
 
@@ -69,12 +69,6 @@ impl Call {
 impl App {
     /// Durably appends a record on its own (group-committed with other units).
     pub async fn record(&self, event: AuditEvent) -> Result<(), ServiceError> {
-        store::write::<_, ServiceError, _>(&*self.store, move |tx| {
-            Box::pin(async move {
-                tx.append_event(&event).await?;
-                Ok(())
-            })
-        })
-        .await
+        Ok(self.store.append(event).await?)
     }
 }

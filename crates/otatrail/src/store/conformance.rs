@@ -22,6 +22,7 @@ pub async fn run(store: Arc<dyn Store>) {
     stream_listing_order_and_keyset(&store).await;
     failed_unit_rolls_back_alone(&store).await;
     concurrent_writers_all_commit(&store).await;
+    appended_records(&store).await;
     ota_stream_uses(&store).await;
     scopes_are_isolated(&store).await;
     things::run(&store).await;
@@ -607,4 +608,74 @@ async fn sns(store: &Arc<dyn Store>) {
     .await
     .unwrap();
     assert_eq!(got, (Some(cert.clone()), Some(cert), None));
+}
+
+fn record(id: &str, t: i64, name: &str, resources: &[(&str, &str)]) -> crate::domain::audit::AuditEvent {
+    crate::domain::audit::AuditEvent {
+        event_id: id.to_string(),
+        event_time: Millis(t),
+        recipient_account_id: "555555555555".into(),
+        region: "eu-west-1".into(),
+        event_source: "iot.amazonaws.com".into(),
+        event_name: name.into(),
+        read_only: true,
+        username: Some("root".into()),
+        access_key_id: "AKIAEXAMPLE".into(),
+        resources: resources
+            .iter()
+            .map(|(ty, arn)| crate::domain::audit::Resource { arn: arn.to_string(), account_id: "555555555555".into(), resource_type: ty.to_string() })
+            .collect(),
+        record: format!("{{\"eventID\":\"{id}\"}}"),
+    }
+}
+
+/// Records appended on their own ([`Store::append`]), many at once: all are kept with their
+/// resources in commit order, a duplicate event ID fails alone, and a resource lookup returns
+/// an event with two matching resources once.
+async fn appended_records(store: &Arc<dyn Store>) {
+    use super::{EventQuery, LookupKey};
+    let mut handles = Vec::new();
+    for i in 0..300 {
+        let store = store.clone();
+        let ev = record(&format!("ev-{i:03}"), 1_000 + i, if i % 2 == 0 { "DescribeStream" } else { "ListStreams" }, &[("AWS::IoT::Stream", "arn:s/a"), ("AWS::IoT::Stream", "arn:s/a")]);
+        handles.push(tokio::spawn(async move { store.append(ev).await }));
+    }
+    // A duplicate of a committed ID, sent while others are in flight.
+    for h in handles.drain(..150) {
+        h.await.unwrap().unwrap();
+    }
+    let dup = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(record("ev-000", 5, "Dup", &[])).await })
+    };
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    assert!(dup.await.unwrap().is_err(), "a duplicate event ID must be refused");
+    let q = |attribute: Option<(LookupKey, String)>, limit: i64| EventQuery {
+        account_id: "555555555555".into(),
+        region: "eu-west-1".into(),
+        attribute,
+        start: None,
+        end: None,
+        before: None,
+        limit,
+    };
+    let all = read::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.lookup_events(&q(None, 1000)).await })).await.unwrap();
+    assert_eq!(all.len(), 300, "every appended record is kept, the duplicate is not");
+    assert!(all.iter().all(|e| e.event_name != "Dup"));
+    assert!(all.windows(2).all(|w| w[0].event_time > w[1].event_time), "newest first");
+    assert!(all.iter().all(|e| e.resources.len() == 2), "resources are kept with their events");
+    let by_resource = read::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move { tx.lookup_events(&q(Some((LookupKey::ResourceName, "arn:s/a".into())), 1000)).await })
+    })
+    .await
+    .unwrap();
+    assert_eq!(by_resource.len(), 300, "an event with two matching resources is returned once");
+    let names = read::<_, StoreError, _>(&**store, move |tx| {
+        Box::pin(async move { tx.lookup_events(&q(Some((LookupKey::EventName, "ListStreams".into())), 1000)).await })
+    })
+    .await
+    .unwrap();
+    assert_eq!(names.len(), 150);
 }

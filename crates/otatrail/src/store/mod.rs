@@ -345,6 +345,18 @@ pub trait Store: Send + Sync + 'static {
     async fn write(&self, work: TxWork) -> StoreResult<()>;
     /// Runs `work` against a consistent snapshot; writes are not allowed.
     async fn read(&self, work: TxWork) -> StoreResult<()>;
+    /// Durably appends one record on its own (a read-only call's or a failure's). The same as
+    /// a [`Store::write`] unit that only calls [`StateTx::append_event`]; a backend may batch
+    /// such appends more cheaply than general units, as SQLite does.
+    async fn append(&self, event: AuditEvent) -> StoreResult<()> {
+        self.write(Box::new(move |tx| {
+            Box::pin(async move {
+                tx.append_event(&event).await?;
+                Ok(())
+            })
+        }))
+        .await
+    }
     /// A short name for logs ("sqlite", "postgres").
     fn backend(&self) -> &'static str;
 }

@@ -2,7 +2,9 @@
 //!
 //! All writes go through a single writer task that commits several units of work in one
 //! transaction (group commit), each unit inside its own savepoint so a failing unit rolls back
-//! alone. `synchronous=FULL` makes a commit durable before any unit's caller hears of it.
+//! alone; records appended on their own ([`Store::append`], most of them: every read-only call
+//! has one) go in together with one multi-row statement per batch. `synchronous=FULL` makes a
+//! commit durable before any unit's caller hears of it.
 //! Reads use a pool of read-only connections, which WAL lets run beside the writer.
 
 use std::borrow::Cow;
@@ -78,6 +80,13 @@ fn migrator() -> Migrator {
                 include_str!("../../migrations/sqlite/0005_ota.sql").into_sql_str(),
                 false,
             ),
+            Migration::new(
+                6,
+                Cow::Borrowed("event_resources_by_seq"),
+                MigrationType::Simple,
+                include_str!("../../migrations/sqlite/0006_event_resources_by_seq.sql").into_sql_str(),
+                false,
+            ),
         ]),
         ..Migrator::DEFAULT
     }
@@ -87,9 +96,13 @@ fn db_err(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-struct Job {
-    work: TxWork,
-    done: oneshot::Sender<StoreResult<()>>,
+/// What the writer task is asked to commit.
+enum Job {
+    /// A general unit of work, in its own savepoint.
+    Unit { work: TxWork, done: oneshot::Sender<StoreResult<()>> },
+    /// A record on its own ([`Store::append`]): all of a batch's appends go in with one
+    /// multi-row statement per table, without a savepoint each.
+    Append { event: AuditEvent, done: oneshot::Sender<StoreResult<()>> },
 }
 
 pub struct SqliteStore {
@@ -107,6 +120,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
+            // Savepoint journals (one per unit of a batch) stay in memory instead of a
+            // temporary file written for every unit.
+            .pragma("temp_store", "memory")
             .foreign_keys(true);
         let mut conn = SqliteConnection::connect_with(&options).await.map_err(db_err)?;
         migrator().run(&mut conn).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
@@ -138,19 +154,35 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        let mut appends = Vec::new();
+        let mut units = Vec::new();
+        for job in batch {
+            match job {
+                Job::Append { event, done } => appends.push((event, done)),
+                Job::Unit { work, done } => units.push((work, done)),
+            }
+        }
         if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
-            let e = db_err(e);
-            for job in batch {
-                let _ = job.done.send(Err(StoreError::Unavailable(e.to_string())));
+            let msg = db_err(e).to_string();
+            for done in appends.into_iter().map(|(_, d)| d).chain(units.into_iter().map(|(_, d)| d)) {
+                let _ = done.send(Err(StoreError::Unavailable(msg.clone())));
             }
             continue;
         }
-        let mut results = Vec::with_capacity(batch.len());
-        let mut dones = Vec::with_capacity(batch.len());
-        for job in batch {
+        let mut results = Vec::with_capacity(appends.len() + units.len());
+        let mut dones = Vec::with_capacity(appends.len() + units.len());
+        if !appends.is_empty() {
+            let events: Vec<AuditEvent> = appends.iter().map(|(e, _)| e.clone()).collect();
+            let outcomes = append_batch(&mut conn, events).await;
+            for ((_, done), r) in appends.into_iter().zip(outcomes) {
+                results.push(r);
+                dones.push(done);
+            }
+        }
+        for (work, done) in units {
             let r = async {
                 conn.execute("SAVEPOINT unit").await.map_err(db_err)?;
-                let r = run_unit(&mut conn, job.work).await;
+                let r = run_unit(&mut conn, work).await;
                 if r.is_err() {
                     conn.execute("ROLLBACK TO SAVEPOINT unit").await.map_err(db_err)?;
                 }
@@ -159,7 +191,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
             }
             .await;
             results.push(r);
-            dones.push(job.done);
+            dones.push(done);
         }
         match conn.execute("COMMIT").await {
             Ok(_) => {
@@ -179,12 +211,112 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// Inserts a batch's appended records: one multi-row statement for the events and one per
+/// chunk of their resources, inside one savepoint. If that fails (a duplicate event ID, say),
+/// the savepoint is undone and each record is inserted on its own, so only the offending
+/// record fails. Returns one outcome per event, in order.
+async fn append_batch(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -> Vec<StoreResult<()>> {
+    let together = async {
+        conn.execute("SAVEPOINT appends").await.map_err(db_err)?;
+        let r = insert_events(conn, &events).await;
+        if r.is_err() {
+            conn.execute("ROLLBACK TO SAVEPOINT appends").await.map_err(db_err)?;
+        }
+        conn.execute("RELEASE SAVEPOINT appends").await.map_err(db_err)?;
+        r
+    }
+    .await;
+    if together.is_ok() {
+        return events.iter().map(|_| Ok(())).collect();
+    }
+    let mut out = Vec::with_capacity(events.len());
+    for event in &events {
+        let one = async {
+            conn.execute("SAVEPOINT unit").await.map_err(db_err)?;
+            let r = SqliteTx { conn: &mut *conn }.append_event(event).await.map(|_| ());
+            if r.is_err() {
+                conn.execute("ROLLBACK TO SAVEPOINT unit").await.map_err(db_err)?;
+            }
+            conn.execute("RELEASE SAVEPOINT unit").await.map_err(db_err)?;
+            r
+        }
+        .await;
+        out.push(one);
+    }
+    out
+}
+
+/// SQLite allows 32,766 bound values per statement; stay well below.
+const MAX_ROWS_PER_INSERT: usize = 500;
+
+async fn insert_events(conn: &mut SqliteConnection, events: &[AuditEvent]) -> StoreResult<()> {
+    use std::collections::HashMap;
+    for chunk in events.chunks(MAX_ROWS_PER_INSERT) {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO events (event_id, account_id, region, event_time, event_name, event_source, read_only, username, access_key_id, record) ",
+        );
+        qb.push_values(chunk, |mut b, e| {
+            b.push_bind(&e.event_id)
+                .push_bind(&e.recipient_account_id)
+                .push_bind(&e.region)
+                .push_bind(e.event_time.0)
+                .push_bind(&e.event_name)
+                .push_bind(&e.event_source)
+                .push_bind(e.read_only)
+                .push_bind(&e.username)
+                .push_bind(&e.access_key_id)
+                .push_bind(&e.record);
+        });
+        // RETURNING's row order is not specified: match sequence numbers by event ID.
+        qb.push(" RETURNING seq, event_id");
+        let rows = qb.build().fetch_all(&mut *conn).await.map_err(unique_violation)?;
+        let mut seqs: HashMap<String, i64> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            seqs.insert(get(row, "event_id")?, get(row, "seq")?);
+        }
+        let resources: Vec<(i64, &AuditEvent, &crate::domain::audit::Resource)> = chunk
+            .iter()
+            .flat_map(|e| {
+                let seq = seqs.get(&e.event_id).copied().unwrap_or_default();
+                e.resources.iter().map(move |r| (seq, e, r))
+            })
+            .collect();
+        if resources.iter().any(|(seq, _, _)| *seq == 0) {
+            return Err(StoreError::Database("an appended record got no sequence number".into()));
+        }
+        for part in resources.chunks(MAX_ROWS_PER_INSERT) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO event_resources (seq, account_id, region, event_time, resource_type, resource_name) ",
+            );
+            qb.push_values(part, |mut b, (seq, e, r)| {
+                b.push_bind(*seq)
+                    .push_bind(&e.recipient_account_id)
+                    .push_bind(&e.region)
+                    .push_bind(e.event_time.0)
+                    .push_bind(&r.resource_type)
+                    .push_bind(&r.arn);
+            });
+            qb.build().execute(&mut *conn).await.map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn write(&self, work: TxWork) -> StoreResult<()> {
         let (done, wait) = oneshot::channel();
         self.writer
-            .send(Job { work, done })
+            .send(Job::Unit { work, done })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        wait.await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    async fn append(&self, event: AuditEvent) -> StoreResult<()> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(Job::Append { event, done })
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         wait.await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
@@ -1181,7 +1313,11 @@ impl StateTx for SqliteTx<'_> {
             "e.account_id = ? AND e.region = ? AND e.event_time >= ? AND e.event_time <= ? AND (e.event_time < ? OR (e.event_time = ? AND e.seq < ?))"
         };
         let order = if from.starts_with("event_resources") { "r.event_time DESC, r.seq DESC" } else { "e.event_time DESC, e.seq DESC" };
-        let sql = format!("SELECT DISTINCT e.* FROM {from} WHERE {scope}{filter} ORDER BY {order} LIMIT ?");
+        // Ordered by an index and cut off by LIMIT: no DISTINCT, which would make SQLite
+        // collect every matching row first. Only a resource filter can return an event twice
+        // (two resources of one event matching); those repeats are dropped below, which can
+        // make a page shorter but never skips an event.
+        let sql = format!("SELECT e.* FROM {from} WHERE {scope}{filter} ORDER BY {order} LIMIT ?");
         let (before_t, before_seq) = q.before.map(|(t, s)| (t.0, s)).unwrap_or((i64::MAX, i64::MAX));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&q.account_id)
@@ -1198,19 +1334,30 @@ impl StateTx for SqliteTx<'_> {
             };
         }
         let rows = query.bind(q.limit).fetch_all(&mut *self.conn).await.map_err(db_err)?;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut seen = std::collections::HashSet::with_capacity(rows.len());
+        let mut picked = Vec::with_capacity(rows.len());
         for row in &rows {
             let seq: i64 = get(row, "seq")?;
-            let res = sqlx::query("SELECT resource_type, resource_name FROM event_resources WHERE seq = ?")
-                .bind(seq)
-                .fetch_all(&mut *self.conn)
-                .await
-                .map_err(db_err)?;
-            let resources =
-                res.iter().map(|r| Ok((get(r, "resource_type")?, get(r, "resource_name")?))).collect::<StoreResult<_>>()?;
-            out.push(event_from_row(row, resources)?);
+            if seen.insert(seq) {
+                picked.push((seq, row));
+            }
         }
-        Ok(out)
+        // The resources of every returned event in one query.
+        let mut resources: std::collections::HashMap<i64, Vec<(String, String)>> = std::collections::HashMap::new();
+        if !picked.is_empty() {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT seq, resource_type, resource_name FROM event_resources WHERE seq IN (",
+            );
+            let mut list = qb.separated(", ");
+            for (seq, _) in &picked {
+                list.push_bind(*seq);
+            }
+            qb.push(") ORDER BY seq, rowid");
+            for r in qb.build().fetch_all(&mut *self.conn).await.map_err(db_err)? {
+                resources.entry(get(&r, "seq")?).or_default().push((get(&r, "resource_type")?, get(&r, "resource_name")?));
+            }
+        }
+        picked.into_iter().map(|(seq, row)| event_from_row(row, resources.remove(&seq).unwrap_or_default())).collect()
     }
 
     async fn insert_delivered_file(&mut self, t: &Trail, region: &str, f: &DeliveredFile) -> StoreResult<()> {

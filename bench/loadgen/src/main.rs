@@ -1,0 +1,283 @@
+//! A load generator for the control-plane benchmarks (`bench/controlplane.py` drives it).
+//!
+//! Each client owns one keep-alive HTTP/1.1 connection and sends SigV4-signed requests one
+//! after another, as an SDK client with a connection pool of one would. Without `--rate` the
+//! clients send as fast as the server answers (closed loop: throughput). With `--rate` each
+//! client sends on a fixed schedule and latency is measured from the *scheduled* send time,
+//! so a stalled server shows up as latency instead of silently lowering the offered load
+//! (no coordinated omission).
+//!
+//! The request is described by a JSON spec; `{n}` in its path, query or body becomes a number
+//! unique across all clients of the run (from `--first-index`), so create calls get fresh
+//! names. The result is one JSON object on stdout.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use otatrail_sigv4::{Credentials, SignableRequest, sign_request};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+
+#[derive(Parser, Debug)]
+#[command(about = "SigV4 load generator: N keep-alive clients sending one kind of request")]
+struct Args {
+    /// host:port of the server.
+    #[arg(long)]
+    endpoint: String,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    access_key: String,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_key: String,
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    session_token: Option<String>,
+    /// The request, as JSON: {"method","path","query","headers":[[k,v]],"body","service","region"}.
+    #[arg(long)]
+    spec: String,
+    /// Concurrent clients (connections).
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Seconds to measure for.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds to run before measuring (not counted).
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
+    /// Total requests per second across all clients; 0 sends as fast as answers come.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Stop after this many requests in all (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    count: u64,
+    /// First value of `{n}`.
+    #[arg(long, default_value_t = 0)]
+    first_index: u64,
+}
+
+#[derive(Deserialize, Debug)]
+struct Spec {
+    method: String,
+    path: String,
+    #[serde(default)]
+    query: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body: String,
+    service: String,
+    region: String,
+}
+
+#[derive(Serialize)]
+struct Report {
+    clients: usize,
+    offered_rate: f64,
+    seconds: f64,
+    requests: u64,
+    ok: u64,
+    errors: u64,
+    statuses: std::collections::BTreeMap<u16, u64>,
+    first_error: Option<String>,
+    throughput: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    max_ms: f64,
+}
+
+struct Shared {
+    args: Args,
+    spec: Spec,
+    creds: Credentials,
+    next_index: AtomicU64,
+    sent: AtomicU64,
+    stop: AtomicBool,
+}
+
+#[derive(Default)]
+struct ClientResult {
+    latencies_us: Vec<u32>,
+    statuses: std::collections::BTreeMap<u16, u64>,
+    first_error: Option<String>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let spec: Spec = match serde_json::from_str(&args.spec) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("--spec is not a valid request spec: {e}");
+            std::process::exit(2);
+        }
+    };
+    // Two worker threads: the benchmark machine has two cores and the server needs them too.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let report = rt.block_on(run(args, spec));
+    match report {
+        Ok(r) => println!("{}", serde_json::to_string(&r).expect("report serializes")),
+        Err(e) => {
+            eprintln!("load generation failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(args: Args, spec: Spec) -> Result<Report, String> {
+    let creds = Credentials {
+        access_key_id: args.access_key.clone(),
+        secret_access_key: args.secret_key.clone(),
+        session_token: args.session_token.clone(),
+    };
+    let first = args.first_index;
+    let shared = Arc::new(Shared { args, spec, creds, next_index: AtomicU64::new(first), sent: AtomicU64::new(0), stop: AtomicBool::new(false) });
+    let clients = shared.args.clients.max(1);
+    let start = Instant::now();
+    let measure_from = start + Duration::from_secs_f64(shared.args.warmup);
+    let mut tasks = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move { client(shared, c, clients, start, measure_from).await }));
+    }
+    let total = Duration::from_secs_f64(shared.args.warmup + shared.args.duration);
+    {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(total).await;
+            shared.stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let mut all = ClientResult::default();
+    for t in tasks {
+        let r = t.await.map_err(|e| e.to_string())??;
+        all.latencies_us.extend(r.latencies_us);
+        for (s, n) in r.statuses {
+            *all.statuses.entry(s).or_default() += n;
+        }
+        if all.first_error.is_none() {
+            all.first_error = r.first_error;
+        }
+    }
+    let seconds = (Instant::now().min(start + total) - measure_from).as_secs_f64().max(1e-9);
+    let mut lat = all.latencies_us;
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat[i] as f64 / 1000.0
+    };
+    let requests: u64 = all.statuses.values().sum();
+    let ok: u64 = all.statuses.iter().filter(|(s, _)| (200..300).contains(*s)).map(|(_, n)| n).sum();
+    Ok(Report {
+        clients,
+        offered_rate: shared.args.rate,
+        seconds,
+        requests,
+        ok,
+        errors: requests - ok,
+        statuses: all.statuses,
+        first_error: all.first_error,
+        throughput: requests as f64 / seconds,
+        p50_ms: pct(0.50),
+        p90_ms: pct(0.90),
+        p99_ms: pct(0.99),
+        p999_ms: pct(0.999),
+        max_ms: lat.last().map(|v| *v as f64 / 1000.0).unwrap_or(0.0),
+    })
+}
+
+fn fill(template: &str, n: u64) -> String {
+    template.replace("{n}", &n.to_string())
+}
+
+async fn connect(endpoint: &str) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    let tcp = TcpStream::connect(endpoint).await.map_err(|e| format!("connect {endpoint}: {e}"))?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn client(shared: Arc<Shared>, id: usize, clients: usize, start: Instant, measure_from: Instant) -> Result<ClientResult, String> {
+    let args = &shared.args;
+    let spec = &shared.spec;
+    let mut sender = connect(&args.endpoint).await?;
+    let mut out = ClientResult::default();
+    // Open loop: client `id` sends at start + (id + k*clients) / rate, so the clients
+    // together offer `rate` requests per second, evenly spread.
+    let interval = if args.rate > 0.0 { Some(Duration::from_secs_f64(clients as f64 / args.rate)) } else { None };
+    let mut next_at = interval.map(|i| start + i.mul_f64(id as f64 / clients as f64));
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if args.count > 0 && shared.sent.fetch_add(1, Ordering::Relaxed) >= args.count {
+            break;
+        }
+        let scheduled = match (next_at, interval) {
+            (Some(at), Some(i)) => {
+                tokio::time::sleep_until(at.into()).await;
+                next_at = Some(at + i);
+                at
+            }
+            _ => Instant::now(),
+        };
+        let n = shared.next_index.fetch_add(1, Ordering::Relaxed);
+        let path = fill(&spec.path, n);
+        let query = fill(&spec.query, n);
+        let body = fill(&spec.body, n);
+        let headers: Vec<(&str, &str)> = spec.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let signed = sign_request(
+            &SignableRequest { method: &spec.method, host: &args.endpoint, path: &path, query: &query, headers: &headers, body: body.as_bytes() },
+            &shared.creds,
+            &spec.region,
+            &spec.service,
+            time::OffsetDateTime::now_utc(),
+        );
+        let uri = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
+        let mut req = Request::builder().method(spec.method.as_str()).uri(uri).header("host", &args.endpoint).header("user-agent", "otatrail-loadgen");
+        for (k, v) in &headers {
+            req = req.header(*k, *v);
+        }
+        for (k, v) in signed {
+            req = req.header(k, v);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
+        if sender.ready().await.is_err() {
+            sender = connect(&args.endpoint).await?;
+        }
+        let result = sender.send_request(req).await;
+        let (status, error_body) = match result {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let err = if (200..300).contains(&status) { None } else { Some(String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>()) };
+                (status, err)
+            }
+            Err(e) => {
+                // A dropped connection: count it as status 0 and reconnect.
+                sender = connect(&args.endpoint).await?;
+                (0, Some(format!("transport error: {e}")))
+            }
+        };
+        let done = Instant::now();
+        if scheduled >= measure_from && !shared.stop.load(Ordering::Relaxed) {
+            let us = (done - scheduled).as_micros().min(u32::MAX as u128) as u32;
+            out.latencies_us.push(us);
+            *out.statuses.entry(status).or_default() += 1;
+            if out.first_error.is_none() {
+                out.first_error = error_body.map(|b| format!("{status}: {b}"));
+            }
+        }
+    }
+    Ok(out)
+}
