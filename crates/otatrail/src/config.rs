@@ -11,6 +11,9 @@ pub const DEFAULT_S3_LISTEN: &str = "127.0.0.1:4567";
 pub const DEFAULT_DATA_DIR: &str = "./otatrail-data";
 pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECONDS: u64 = 10;
+pub const DEFAULT_BODY_READ_TIMEOUT_SECONDS: u64 = 60;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_CONFIG_FILE: &str = "otatrail.toml";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -66,6 +69,20 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes [default: 1048576]
     #[arg(long, env = "OTATRAIL_MAX_BODY_BYTES", value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Seconds a client has to send a request's headers; a connection that waits this long
+    /// for a request (also between keep-alive requests) is closed [default: 10, 1 to 3600]
+    #[arg(long, env = "OTATRAIL_HEADER_READ_TIMEOUT", value_name = "SECONDS")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds a client has to send a whole request body on the main port (else 408
+    /// RequestTimeoutException); on the S3 port, where uploads may take long, seconds an
+    /// upload may stall without sending a byte (else it fails) [default: 60, 1 to 86400]
+    #[arg(long, env = "OTATRAIL_BODY_READ_TIMEOUT", value_name = "SECONDS")]
+    pub body_read_timeout: Option<u64>,
+    /// Open connections per port at most; beyond it new connections wait in the kernel's
+    /// backlog until one closes (keep it below the open-file limit, ulimit -n) [default: 4096,
+    /// 1 to 1000000]
+    #[arg(long, env = "OTATRAIL_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 /// `otatrail.toml`.
@@ -78,6 +95,9 @@ pub struct FileConfig {
     pub region: Option<String>,
     pub log_format: Option<LogFormat>,
     pub max_body_bytes: Option<usize>,
+    pub header_read_timeout_seconds: Option<u64>,
+    pub body_read_timeout_seconds: Option<u64>,
+    pub max_connections: Option<usize>,
     /// Shortest STS DurationSeconds accepted. AWS's 900 by default; tests lower it to see
     /// credentials expire.
     pub sts_min_duration_seconds: Option<i64>,
@@ -168,6 +188,10 @@ pub struct ServerConfig {
     pub region: String,
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
+    /// See [`ConnectionLimits`].
+    pub header_read_timeout_seconds: u64,
+    pub body_read_timeout_seconds: u64,
+    pub max_connections: usize,
     pub sts_min_duration_seconds: i64,
     pub event_retention_days: i64,
     pub lifecycle_day_seconds: i64,
@@ -223,6 +247,12 @@ impl ServerConfig {
             region: args.region.clone().or(file.region).unwrap_or_else(|| DEFAULT_REGION.into()),
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            header_read_timeout_seconds: args
+                .header_read_timeout
+                .or(file.header_read_timeout_seconds)
+                .unwrap_or(DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
+            body_read_timeout_seconds: args.body_read_timeout.or(file.body_read_timeout_seconds).unwrap_or(DEFAULT_BODY_READ_TIMEOUT_SECONDS),
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
             sts_min_duration_seconds: file.sts_min_duration_seconds.unwrap_or(900),
             event_retention_days: file.event_retention_days.unwrap_or(crate::domain::history::DEFAULT_RETENTION_DAYS),
             lifecycle_day_seconds: file.lifecycle_day_seconds.unwrap_or(86_400),
@@ -301,6 +331,15 @@ impl ServerConfig {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));
         }
+        if !(1..=3600).contains(&self.header_read_timeout_seconds) {
+            return Err(ConfigError::Invalid("the header read timeout must be between 1 and 3600 seconds".into()));
+        }
+        if !(1..=86_400).contains(&self.body_read_timeout_seconds) {
+            return Err(ConfigError::Invalid("the body read timeout must be between 1 and 86400 seconds".into()));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(ConfigError::Invalid("max_connections must be between 1 and 1000000".into()));
+        }
         crate::domain::organization::validate_all(&self.organizations).map_err(ConfigError::Invalid)?;
         for a in &self.accounts {
             if !is_account_id(&a.id) {
@@ -338,6 +377,39 @@ impl ServerConfig {
     }
 }
 
+/// What one listener allows a client, from [`ServerConfig`] (used by `server`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time to send a request's headers, counted from when the connection waits for a request
+    /// (after accepting it, and after each response on a kept-alive connection): it is also how
+    /// long a connection may stay idle.
+    pub header_read_timeout: std::time::Duration,
+    /// Main port: time to send a whole request body. S3 port: longest silence within a body.
+    pub body_read_timeout: std::time::Duration,
+    /// Open connections per listener.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: std::time::Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
+            body_read_timeout: std::time::Duration::from_secs(DEFAULT_BODY_READ_TIMEOUT_SECONDS),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_seconds),
+            body_read_timeout: std::time::Duration::from_secs(self.body_read_timeout_seconds),
+            max_connections: self.max_connections,
+        }
+    }
+}
+
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
     toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
@@ -363,6 +435,7 @@ mod tests {
         assert_eq!(cfg.region, "eu-west-1");
         assert_eq!(cfg.data_dir, PathBuf::from("/from/file"));
         assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(cfg.connection_limits(), ConnectionLimits::default());
 
         let cfg = ServerConfig::merge(&ServeArgs::default(), FileConfig::default()).unwrap();
         assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
@@ -393,5 +466,19 @@ mod tests {
         let cfg = ServerConfig::merge(&ServeArgs::default(), ok).unwrap();
         assert_eq!(cfg.accounts[0].users[0].access_keys.len(), 1);
         assert!(!format!("{:?}", cfg).contains("alicesecret"));
+    }
+
+    #[test]
+    fn connection_limits_are_merged_and_checked() {
+        let file: FileConfig = toml::from_str("header_read_timeout_seconds = 3\nbody_read_timeout_seconds = 7\nmax_connections = 9").unwrap();
+        let args = ServeArgs { max_connections: Some(11), ..Default::default() };
+        let limits = ServerConfig::merge(&args, file).unwrap().connection_limits();
+        assert_eq!(limits.header_read_timeout, std::time::Duration::from_secs(3));
+        assert_eq!(limits.body_read_timeout, std::time::Duration::from_secs(7));
+        assert_eq!(limits.max_connections, 11);
+        for bad in ["header_read_timeout_seconds = 0", "body_read_timeout_seconds = 0", "max_connections = 0", "header_read_timeout_seconds = 3601"] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            assert!(ServerConfig::merge(&ServeArgs::default(), file).is_err(), "{bad}");
+        }
     }
 }

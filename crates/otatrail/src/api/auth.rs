@@ -69,13 +69,6 @@ pub fn is_region(s: &str) -> bool {
     REGION.is_match(s)
 }
 
-/// The signing service named by the `Authorization` header, without verifying anything; used
-/// to pick the protocol in which even an authentication failure must be answered.
-pub fn claimed_service(incoming: &Incoming) -> Option<String> {
-    let value = incoming.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    sigv4::parse_authorization(value).ok().map(|a| a.credential.service)
-}
-
 pub async fn authenticate(app: &App, verifier: &Verifier, incoming: &Incoming) -> Result<VerifiedRequest, AuthFailure> {
     let Some(value) = incoming.headers.get(http::header::AUTHORIZATION) else {
         return Err(AuthFailure::Missing);

@@ -81,14 +81,29 @@ fn protocol_for_service(service: &str) -> Option<Protocol> {
 /// The protocol to answer in before (or without) a verified service: the claimed signing
 /// service, else what the request looks like.
 fn guess_protocol(incoming: &Incoming) -> Protocol {
-    if let Some(p) = auth::claimed_service(incoming).as_deref().and_then(protocol_for_service) {
+    apparent_protocol(&incoming.headers, &incoming.raw_query)
+}
+
+/// The protocol an unauthenticated answer uses: the service of the claimed credential scope,
+/// else what the request looks like. Also used by the server for answers it gives before a
+/// request reaches [`handle`] (a body that did not arrive in time).
+pub(crate) fn apparent_protocol(headers: &http::HeaderMap, raw_query: &str) -> Protocol {
+    let claimed = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| otatrail_sigv4::parse_authorization(v).ok())
+        .map(|a| a.credential.service);
+    if let Some(p) = claimed.as_deref().and_then(protocol_for_service) {
         return p;
     }
-    if incoming.headers.contains_key("x-amz-target") {
+    if headers.contains_key("x-amz-target") {
         return Protocol::AwsJson11;
     }
-    let form = incoming.header("content-type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
-    if form || incoming.raw_query.contains("Action=") {
+    let form = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if form || raw_query.contains("Action=") {
         return Protocol::Query(QueryService::Sts);
     }
     Protocol::RestJson

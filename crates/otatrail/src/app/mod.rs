@@ -43,6 +43,8 @@ pub struct App {
     /// The region of generated profiles and of requests that name none.
     pub default_region: String,
     pub max_body_bytes: usize,
+    /// Header and body read timeouts and the connection cap of each listener (`server`).
+    pub connection_limits: crate::config::ConnectionLimits,
     /// Shortest DurationSeconds STS accepts (900 as in AWS; lower only for tests).
     pub sts_min_duration_seconds: i64,
     /// How long LookupEvents sees a record.
@@ -116,6 +118,7 @@ impl App {
             data_dir: dir.clone(),
             default_region: config.region.clone(),
             max_body_bytes: config.max_body_bytes,
+            connection_limits: config.connection_limits(),
             sts_min_duration_seconds: config.sts_min_duration_seconds,
             event_retention_days: config.event_retention_days,
             lifecycle_day_seconds: config.lifecycle_day_seconds,

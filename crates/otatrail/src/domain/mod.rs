@@ -7,6 +7,7 @@ pub mod audit;
 pub mod buckets;
 pub mod codesign;
 pub mod error;
+pub mod filestream;
 pub mod history;
 pub mod iam;
 pub mod identity;
