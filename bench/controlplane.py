@@ -314,6 +314,22 @@ def delivery_lag(srv, lg: LoadGen, spec: dict, seconds: float, background_rate: 
             "max_s": round(lags[-1], 3) if lags else None, "poll_interval_s": 0.1}
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(pid: int, timeout: float) -> float:
+    """Waits until the process uses under 10% of a core over two seconds; returns the wait."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        before = cpu_seconds(pid)
+        time.sleep(2)
+        if cpu_seconds(pid) - before < 0.2:
+            break
+    return time.monotonic() - t0
+
+
 def event_count(srv) -> int:
     db = srv.data_dir / "otatrail.db"
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
@@ -327,12 +343,16 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=2, help="seconds of warm-up before each throughput run [2]")
     ap.add_argument("--events", type=int, default=1_000_000, help="recorded events before LookupEvents is timed [1000000]")
     ap.add_argument("--lag-seconds", type=float, default=20, help="seconds of tracked calls for delivery lag [20]")
+    ap.add_argument("--lag-rate", type=float, default=1000, help="other calls/s while delivery lag is measured [1000]")
     ap.add_argument("--skip-moto", action="store_true", help="do not start moto_server")
     ap.add_argument("--smoke", action="store_true", help="1-second runs, 20k events: checks the script works")
     ap.add_argument("--keep", action="store_true", help="keep the server's work directory")
+    ap.add_argument("--output", type=Path, default=None,
+                    help=f"where to write the JSON results [{RESULTS.relative_to(REPO_ROOT)}; with --smoke, none]")
     args = ap.parse_args()
     if args.smoke:
         args.duration, args.warmup, args.events, args.lag_seconds = 1, 0.5, 20_000, 3
+    output = args.output if args.output else (None if args.smoke else RESULTS)
 
     binary, lg_bin = otatrail_binary(), loadgen_binary()
     for b, what in ((binary, "otatrail (OTATRAIL_BIN)"), (lg_bin, "otatrail-loadgen (OTATRAIL_LOADGEN_BIN)")):
@@ -365,8 +385,15 @@ def main() -> int:
         log(f"otatrail {srv.host}: resident {results['rss_idle_mib']} MiB idle")
 
         specs = ops(srv.account_id, run_id)
+        # First, while nothing else is queued: how soon a record is readable in the bucket.
+        log("delivery lag (1 s delivery interval)")
+        results["delivery_lag"] = delivery_lag(srv, lg, specs["DescribeStream"], args.lag_seconds, args.lag_rate)
+        log(f"  {results['delivery_lag']}")
+
         ours = {}
-        for name in ("DescribeStream", "ListStreams", "CreateStream", "CreateThing", "DescribeThing", "CreateOTAUpdate"):
+        # CreateOTAUpdate last: every update it creates goes on to make a stream and a job in
+        # the background, which would load the runs after it.
+        for name in ("DescribeStream", "ListStreams", "CreateStream", "CreateThing", "DescribeThing"):
             ours[name] = throughput_and_latency(lg, srv.host, name, specs[name], args, pid)
         results["otatrail"] = ours
         results["rss_under_load_mib"] = max(r["peak_rss_mib"] for r in ours.values())
@@ -380,14 +407,14 @@ def main() -> int:
             theirs = {}
             for name in ("CreateThing", "DescribeThing"):
                 theirs[name] = throughput_and_latency(mlg, moto_host, name, specs[name], args, moto.pid)
+            # moto keeps working through queued requests for a while: stop it before going on.
+            moto.kill()
+            moto.wait()
+            moto = None
             results["moto"] = {"version": moto_version(), "ops": theirs,
                                "not_implemented": ["CreateStream", "DescribeStream", "ListStreams", "UpdateStream",
                                                    "DeleteStream", "CreateOTAUpdate", "GetOTAUpdate",
                                                    "ListOTAUpdates", "DeleteOTAUpdate"]}
-
-        log("delivery lag (1 s delivery interval)")
-        results["delivery_lag"] = delivery_lag(srv, lg, specs["DescribeStream"], args.lag_seconds, 500)
-        log(f"  {results['delivery_lag']}")
 
         have = event_count(srv)
         if have < args.events:
@@ -401,6 +428,9 @@ def main() -> int:
                                "peak_rss_mib": round(s.peak, 1)}
             results["rss_under_load_mib"] = max(results["rss_under_load_mib"], s.peak)
             log(f"  {fill['requests']} calls at {fill['throughput']:.0f}/s")
+        # Let delivery catch up with the fill before timing lookups beside it.
+        quiet = wait_quiet(pid, timeout=900)
+        log(f"  server idle again after {quiet:.0f} s (delivery caught up)")
         results["events_recorded"] = have = event_count(srv)
         log(f"{have} events recorded; LookupEvents by attribute")
         ct = make_client("cloudtrail", srv)
@@ -425,6 +455,8 @@ def main() -> int:
             lookups[label] = r
             log(f"  LookupEvents {label}: {r['throughput']:.0f}/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
         results["lookup_events"] = lookups
+        ours["CreateOTAUpdate"] = throughput_and_latency(lg, srv.host, "CreateOTAUpdate", specs["CreateOTAUpdate"], args, pid)
+        results["rss_under_load_mib"] = max(results["rss_under_load_mib"], ours["CreateOTAUpdate"]["peak_rss_mib"])
         results["rss_after_mib"] = round(rss_mib(pid), 1)
     finally:
         srv.stop()
@@ -434,9 +466,10 @@ def main() -> int:
             log(f"server work directory kept: {workdir}")
 
     print_table(results)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    log(f"wrote {RESULTS.relative_to(REPO_ROOT)}")
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2) + "\n")
+        log(f"wrote {output}")
     failed = [n for n, r in results["otatrail"].items() if r["full"]["errors"] or r["half"]["errors"]]
     failed += [n for n, r in results["lookup_events"].items() if r["errors"]]
     if failed:

@@ -30,3 +30,6 @@ XDIST=(-n 3 --dist loadfile)
 log "Conformance suite again, object bytes in an external S3 store (moto_server on loopback)"
 OTATRAIL_TEST_EXTERNAL_S3=1 .venv/bin/python -m pytest -q -p no:cacheprovider "${XDIST[@]}" \
     tests/conformance/test_s3.py tests/conformance/test_s3_config.py tests/conformance/test_streams_crud.py
+
+log "Benchmark smoke run (1-second runs on the debug build: checks the benchmark works; no figure is judged)"
+.venv/bin/python bench/controlplane.py --smoke
