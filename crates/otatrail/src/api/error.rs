@@ -12,6 +12,7 @@ use super::Protocol;
 use super::auth::AuthFailure;
 use super::query::xml_escape;
 use crate::domain::ServiceError;
+use crate::domain::error::codes;
 use otatrail_sigv4::SigV4Error;
 
 /// HTTP status of an error code. IoT's odd ones (LimitExceeded 410, Throttling 400) come
@@ -45,6 +46,17 @@ fn status(protocol: Protocol, code: &str) -> StatusCode {
     StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST)
 }
 
+/// The query protocol's names for the server's generic failures: AWS's common errors of query
+/// APIs (IAM, STS) are `InternalFailure` (500) and `ServiceUnavailable` (503); the
+/// `…Exception` names are those of the rest-json and json 1.1 models. (SNS maps its own first.)
+fn query_code(code: &'static str) -> &'static str {
+    match code {
+        codes::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+        codes::INTERNAL_FAILURE => "InternalFailure",
+        c => c,
+    }
+}
+
 pub fn render(protocol: Protocol, err: &ServiceError, request_id: &str) -> Response {
     let status = status(protocol, err.code);
     let builder = Response::builder().status(status).header("x-amzn-RequestId", request_id);
@@ -76,7 +88,7 @@ pub fn render(protocol: Protocol, err: &ServiceError, request_id: &str) -> Respo
             let xml = format!(
                 "<ErrorResponse xmlns=\"{}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
                 service.xmlns(),
-                xml_escape(err.code),
+                xml_escape(query_code(err.code)),
                 xml_escape(&err.message),
                 xml_escape(request_id)
             );
@@ -132,5 +144,34 @@ pub fn auth_error(protocol: Protocol, failure: &AuthFailure) -> ServiceError {
             format!("Credential should be scoped to a valid region, not '{region}'."),
         ),
         AuthFailure::Internal => ServiceError::internal(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::query::QueryService;
+
+    async fn body(r: Response) -> String {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn generic_failures_use_each_protocols_names() {
+        // A full disk answers ServiceUnavailable: in IAM's and STS's words on the query protocol…
+        for service in [QueryService::Iam, QueryService::Sts] {
+            let r = render(Protocol::Query(service), &ServiceError::unavailable(), "rid");
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let b = body(r).await;
+            assert!(b.contains("<Type>Receiver</Type><Code>ServiceUnavailable</Code><Message>The service"), "{b}");
+        }
+        let r = render(Protocol::Query(QueryService::Iam), &ServiceError::internal(), "rid");
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body(r).await.contains("<Code>InternalFailure</Code>"));
+        // …and in the models' words on rest-json.
+        let r = render(Protocol::RestJson, &ServiceError::unavailable(), "rid");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()["x-amzn-ErrorType"], "ServiceUnavailableException");
     }
 }

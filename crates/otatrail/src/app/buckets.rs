@@ -102,9 +102,28 @@ pub fn policy_allows(bucket: &Bucket, who: &Principal, action: &str, key: Option
     policy.allows(&caller, action, Some(&resource), &context)
 }
 
-fn check_key(key: &str) -> Result<(), ServiceError> {
+pub(crate) fn check_key(key: &str) -> Result<(), ServiceError> {
     if key.is_empty() || key.len() > 1024 {
         return Err(ServiceError::new(codes::KEY_TOO_LONG, "Your key is too long or empty (1 to 1024 bytes)."));
+    }
+    Ok(())
+}
+
+/// UploadPart's part number: 1 to 10,000, as S3.
+pub(crate) fn check_part_number(part_number: i64) -> Result<(), ServiceError> {
+    if !(1..=10_000).contains(&part_number) {
+        return Err(ServiceError::new(codes::INVALID_ARGUMENT, "Part number must be an integer between 1 and 10000, inclusive"));
+    }
+    Ok(())
+}
+
+/// CompleteMultipartUpload's `(part number, etag)` list: not empty, part numbers ascending.
+pub(crate) fn check_part_list(chosen: &[(i64, String)]) -> Result<(), ServiceError> {
+    if chosen.is_empty() {
+        return Err(ServiceError::new("MalformedXML", "You must specify at least one part."));
+    }
+    if chosen.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err(ServiceError::new(codes::INVALID_PART_ORDER, "The list of parts was not in ascending order."));
     }
     Ok(())
 }
@@ -240,10 +259,10 @@ impl App {
             return match self.external_buckets.put_new(&trail.s3_bucket, key, body, &metadata).await {
                 Ok(()) => Ok(()),
                 Err(ExternalPutError::Exists) => Err(ServiceError::new("PreconditionFailed", "The object already exists.")),
-                // GetTrailStatus shows the code, as for a bucket of our own.
-                Err(ExternalPutError::Other(e)) => {
-                    tracing::warn!(bucket = %trail.s3_bucket, key, error = %e, "external bucket write failed");
-                    Err(ServiceError::new("ServiceUnavailable", format!("external bucket {}: {e}", trail.s3_bucket)))
+                // GetTrailStatus shows the S3 error code, as for a bucket of our own.
+                Err(e) => {
+                    tracing::warn!(bucket = %trail.s3_bucket, key, code = e.s3_code(), error = %e, "external bucket write failed");
+                    Err(ServiceError::new(e.s3_code(), format!("external bucket {}: {e}", trail.s3_bucket)))
                 }
             };
         }
@@ -577,9 +596,7 @@ impl App {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        if !(1..=10_000).contains(&part_number) {
-            return Err(ServiceError::new(codes::INVALID_ARGUMENT, "Part number must be an integer between 1 and 10000, inclusive"));
-        }
+        check_part_number(part_number)?;
         let mut body = body;
         drain_on_error(&mut body, self.upload(p, bucket, key, upload_id).await).await?;
         let w = self.write_blob(body, MAX_PUT).await?;
@@ -634,12 +651,7 @@ impl App {
         chosen: Vec<(i64, String)>,
     ) -> Result<ObjectMeta, ServiceError> {
         let upload = self.upload(p, bucket, key, upload_id).await?;
-        if chosen.is_empty() {
-            return Err(ServiceError::new("MalformedXML", "You must specify at least one part."));
-        }
-        if chosen.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return Err(ServiceError::new(codes::INVALID_PART_ORDER, "The list of parts was not in ascending order."));
-        }
+        check_part_list(&chosen)?;
         let (_, stored) = self.s3_list_parts(p, bucket, key, upload_id).await?;
         let mut used = Vec::with_capacity(chosen.len());
         for (i, (n, etag)) in chosen.iter().enumerate() {

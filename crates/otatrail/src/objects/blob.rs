@@ -265,9 +265,16 @@ impl LocalBlobs {
         let sealed = self.master.seal(&format!("blob:{id}"), &key);
         let tmp = self.dir.join("tmp").join(&id);
         let mut file = tokio::fs::File::create(&tmp).await?;
-        file.write_all(MAGIC).await?;
-        file.write_all(&(sealed.len() as u16).to_be_bytes()).await?;
-        file.write_all(&sealed).await?;
+        let header = async {
+            file.write_all(MAGIC).await?;
+            file.write_all(&(sealed.len() as u16).to_be_bytes()).await?;
+            file.write_all(&sealed).await
+        };
+        if let Err(e) = header.await {
+            // A full disk fails here too: no writer will ever own this file, so remove it.
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e.into());
+        }
         Ok(LocalWriter {
             dest: self.path(&id),
             id,
@@ -350,8 +357,24 @@ impl LocalWriter {
         Ok(())
     }
 
-    /// Seals the last segment, makes the file durable and moves it into place.
+    /// Seals the last segment, makes the file durable and moves it into place. On failure
+    /// (typically a full disk: ENOSPC on the last segment, the flush or the sync) the partial
+    /// file is removed: nothing can refer to it, and the deliverer retries every second, so
+    /// each failed attempt would otherwise leave one more file in `tmp/` for good.
     async fn finish(mut self) -> Result<Written, BlobError> {
+        if let Err(e) = self.seal_last_and_place().await {
+            let _ = tokio::fs::remove_file(&self.tmp).await;
+            return Err(e);
+        }
+        Ok(Written {
+            id: self.id,
+            size: self.size,
+            md5_hex: hex::encode(self.md5.finalize()),
+            sha256_hex: hex::encode(sha2::Digest::finalize(self.sha256)),
+        })
+    }
+
+    async fn seal_last_and_place(&mut self) -> Result<(), BlobError> {
         let last = std::mem::take(&mut self.pending);
         self.seal_segment(&last, true).await?;
         self.file.flush().await?;
@@ -360,12 +383,7 @@ impl LocalWriter {
             tokio::fs::create_dir_all(parent).await?;
         }
         tokio::fs::rename(&self.tmp, &self.dest).await?;
-        Ok(Written {
-            id: self.id,
-            size: self.size,
-            md5_hex: hex::encode(self.md5.finalize()),
-            sha256_hex: hex::encode(sha2::Digest::finalize(self.sha256)),
-        })
+        Ok(())
     }
 
     /// Drops an unfinished blob.
@@ -403,6 +421,24 @@ mod tests {
         }
         let empty = write(&store, b"").await;
         assert!(store.read(&empty.id, 0, 0, 0).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_finish_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), Arc::new(MasterKey::from_bytes(&MasterKey::generate_bytes()))).unwrap();
+        // Every fan-out directory is taken by a plain file, so moving the blob into place fails
+        // (as ENOSPC makes the last write, the flush or the sync fail on a full disk).
+        for i in 0..=255u8 {
+            std::fs::write(dir.path().join("data").join(format!("{i:02x}")), b"").unwrap();
+        }
+        for _ in 0..3 {
+            let mut w = store.create().await.unwrap();
+            w.write(&[7u8; 100_000]).await.unwrap();
+            assert!(w.finish().await.is_err());
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("tmp")).unwrap().collect();
+        assert!(left.is_empty(), "partial blobs left behind: {left:?}");
     }
 
     #[tokio::test]

@@ -44,6 +44,39 @@ pub enum ExternalPutError {
     Other(String),
 }
 
+/// S3 error codes a delivery into another store can meet, reported as they are.
+const DELIVERY_ERROR_CODES: &[&str] = &[
+    "NoSuchBucket",
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AuthorizationHeaderMalformed",
+    "RequestTimeTooSkewed",
+    "InvalidBucketName",
+    "PermanentRedirect",
+    "EntityTooLarge",
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+];
+
+impl ExternalPutError {
+    /// The S3 error code of a failed put, for GetTrailStatus's `LatestDeliveryError` (which
+    /// CloudTrail fills with the S3 error it met: `NoSuchBucket`, `AccessDenied`, …): the
+    /// store's own `<Code>` when it answered with one we know, else `ServiceUnavailable` (the
+    /// store could not be reached, timed out, or answered something else).
+    pub fn s3_code(&self) -> &'static str {
+        let ExternalPutError::Other(text) = self else { return "PreconditionFailed" };
+        // object_store's message ends with the response body, S3's `<Error><Code>…</Code>…`.
+        text.split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .and_then(|(code, _)| DELIVERY_ERROR_CODES.iter().find(|c| **c == code.trim()))
+            .copied()
+            .unwrap_or("ServiceUnavailable")
+    }
+}
+
 /// The configured external buckets, by name.
 #[derive(Clone, Default)]
 pub struct ExternalBuckets {
@@ -119,5 +152,31 @@ impl ExternalBuckets {
         let mut keys: Vec<String> = objects.into_iter().map(|o| o.location.to_string()).collect();
         keys.sort();
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_errors_carry_the_stores_s3_code() {
+        let missing = ExternalPutError::Other(
+            "Object at location AWSLogs/x.json.gz not found: Error performing PUT http://127.0.0.1:9/b/AWSLogs/x.json.gz in 3ms - \
+             Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+             <Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>"
+                .into(),
+        );
+        assert_eq!(missing.s3_code(), "NoSuchBucket");
+        let denied = ExternalPutError::Other("… 403 Forbidden: <Error><Code>AccessDenied</Code></Error>".into());
+        assert_eq!(denied.s3_code(), "AccessDenied");
+        // Unreachable, or a code we do not pass on: ServiceUnavailable.
+        let refused = ExternalPutError::Other(
+            "Generic S3 error: Error performing PUT http://127.0.0.1:9/b/k in 5s, after 10 retries, max_retries: 10, \
+             retry_timeout: 180s  - HTTP error: error sending request"
+                .into(),
+        );
+        assert_eq!(refused.s3_code(), "ServiceUnavailable");
+        assert_eq!(ExternalPutError::Other("<Code><script></Code>".into()).s3_code(), "ServiceUnavailable");
     }
 }

@@ -11,6 +11,8 @@ use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -128,13 +130,35 @@ impl SqliteStore {
         migrator().run(&mut conn).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
+            // A local file does not go stale: no ping (one more round trip to the connection's
+            // thread) before every read.
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await
             .map_err(db_err)?;
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer_loop(conn, rx));
-        Ok(Self { writer: tx, readers })
+        let writer = spawn_writer(conn).await?;
+        Ok(Self { writer, readers })
     }
+}
+
+/// Starts the writer task on `conn`.
+async fn spawn_writer(mut conn: SqliteConnection) -> StoreResult<mpsc::Sender<Job>> {
+    // When a statement fails with SQLITE_FULL (a full disk), SQLITE_IOERR or SQLITE_NOMEM,
+    // SQLite may roll the whole transaction back by itself, savepoints included. A later
+    // `SAVEPOINT` would then open a transaction of its own that its `RELEASE` commits at once:
+    // units answered "failed" would be durable (a call recorded as a success in its unit, then
+    // again as a failure), and units that ran before would be answered as if they were not
+    // lost. The rollback hook (not called for `ROLLBACK TO`) tells the writer it happened.
+    let rolled_back = Arc::new(AtomicBool::new(false));
+    let flag = rolled_back.clone();
+    conn.lock_handle().await.map_err(db_err)?.set_rollback_hook(move || flag.store(true, Ordering::SeqCst));
+    let (tx, rx) = mpsc::channel(4096);
+    tokio::spawn(writer_loop(conn, rx, rolled_back));
+    Ok(tx)
+}
+
+fn rolled_back_error() -> StoreError {
+    StoreError::Unavailable("SQLite rolled the transaction back after a failed statement".into())
 }
 
 async fn run_unit(conn: &mut SqliteConnection, work: TxWork) -> StoreResult<()> {
@@ -145,7 +169,7 @@ async fn run_unit(conn: &mut SqliteConnection, work: TxWork) -> StoreResult<()> 
     }
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, rolled_back: Arc<AtomicBool>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -162,6 +186,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                 Job::Unit { work, done } => units.push((work, done)),
             }
         }
+        rolled_back.store(false, Ordering::SeqCst);
         if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
             let msg = db_err(e).to_string();
             for done in appends.into_iter().map(|(_, d)| d).chain(units.into_iter().map(|(_, d)| d)) {
@@ -173,7 +198,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         let mut dones = Vec::with_capacity(appends.len() + units.len());
         if !appends.is_empty() {
             let events: Vec<AuditEvent> = appends.iter().map(|(e, _)| e.clone()).collect();
-            let outcomes = append_batch(&mut conn, events).await;
+            let outcomes = append_batch(&mut conn, events, &rolled_back).await;
             for ((_, done), r) in appends.into_iter().zip(outcomes) {
                 results.push(r);
                 dones.push(done);
@@ -181,6 +206,11 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         }
         for (work, done) in units {
             let r = async {
+                // Outside the batch's transaction a savepoint would commit on its own: the unit
+                // fails unrun (see `spawn_writer`).
+                if rolled_back.load(Ordering::SeqCst) {
+                    return Err(rolled_back_error());
+                }
                 conn.execute("SAVEPOINT unit").await.map_err(db_err)?;
                 let r = run_unit(&mut conn, work).await;
                 if r.is_err() {
@@ -192,6 +222,15 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
             .await;
             results.push(r);
             dones.push(done);
+        }
+        if rolled_back.load(Ordering::SeqCst) {
+            // Nothing of this batch is left, whatever its units returned.
+            let cause = results.iter().find_map(|r| r.as_ref().err()).map(|e| e.to_string()).unwrap_or_default();
+            tracing::error!(error = %cause, units = dones.len(), "SQLite rolled the batch back after a failed statement; all its units fail");
+            for done in dones {
+                let _ = done.send(Err(StoreError::Unavailable(format!("the transaction was rolled back: {cause}"))));
+            }
+            continue;
         }
         match conn.execute("COMMIT").await {
             Ok(_) => {
@@ -215,7 +254,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
 /// chunk of their resources, inside one savepoint. If that fails (a duplicate event ID, say),
 /// the savepoint is undone and each record is inserted on its own, so only the offending
 /// record fails. Returns one outcome per event, in order.
-async fn append_batch(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -> Vec<StoreResult<()>> {
+async fn append_batch(conn: &mut SqliteConnection, events: Vec<AuditEvent>, rolled_back: &AtomicBool) -> Vec<StoreResult<()>> {
     let together = async {
         conn.execute("SAVEPOINT appends").await.map_err(db_err)?;
         let r = insert_events(conn, &events).await;
@@ -232,6 +271,10 @@ async fn append_batch(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -> V
     let mut out = Vec::with_capacity(events.len());
     for event in &events {
         let one = async {
+            // The transaction is gone (see `spawn_writer`): no savepoint of its own.
+            if rolled_back.load(Ordering::SeqCst) {
+                return Err(rolled_back_error());
+            }
             conn.execute("SAVEPOINT unit").await.map_err(db_err)?;
             let r = SqliteTx { conn: &mut *conn }.append_event(event).await.map(|_| ());
             if r.is_err() {
@@ -1827,4 +1870,66 @@ fn sns_cert_from_row(r: &SqliteRow) -> StoreResult<SnsSigningCert> {
         sealed_private: get(r, "sealed_private")?,
         created_at: Millis(get(r, "created_at")?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store;
+
+    const ACCOUNT: &str = "111122223333";
+
+    /// A store whose writer may use only `extra_pages` more pages than the new database has:
+    /// a statement that needs more fails with SQLITE_FULL, as on a full disk.
+    async fn store_with_page_limit(path: &Path, extra_pages: i64) -> SqliteStore {
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .unwrap()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true);
+        let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+        migrator().run(&mut conn).await.unwrap();
+        conn.execute("INSERT INTO accounts (id, created_at) VALUES ('111122223333', 0)").await.unwrap();
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(&mut conn).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {}", pages + extra_pages))).await.unwrap();
+        let readers = SqlitePoolOptions::new().max_connections(2).connect_with(options.read_only(true)).await.unwrap();
+        SqliteStore { writer: spawn_writer(conn).await.unwrap(), readers }
+    }
+
+    fn user(name: &str, tag_bytes: usize) -> User {
+        let tags = if tag_bytes == 0 { vec![] } else { vec![IamTag { key: "k".into(), value: "x".repeat(tag_bytes) }] };
+        User { account_id: ACCOUNT.into(), name: name.into(), user_id: format!("AIDA{name}"), path: "/".into(), tags, created_at: Millis(0) }
+    }
+
+    async fn put(s: &SqliteStore, u: User) -> StoreResult<()> {
+        store::write::<_, StoreError, _>(s, move |tx| Box::pin(async move { tx.insert_user(&u).await })).await
+    }
+
+    async fn stored(s: &SqliteStore, name: &'static str) -> bool {
+        store::read::<_, StoreError, _>(s, move |tx| Box::pin(async move { tx.get_user(ACCOUNT, name).await })).await.unwrap().is_some()
+    }
+
+    #[tokio::test]
+    async fn a_unit_is_acknowledged_exactly_when_durable_even_when_sqlite_rolls_the_batch_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store_with_page_limit(&dir.path().join("t.db"), 3).await;
+        // One batch (the current-thread runtime queues all three before the writer runs): a
+        // unit failing in the usual way (a duplicate) rolls back alone.
+        put(&s, user("dup", 0)).await.unwrap();
+        let (a, b, c) = futures::join!(put(&s, user("one", 0)), put(&s, user("dup", 0)), put(&s, user("two", 0)));
+        assert!(a.is_ok() && b.is_err() && c.is_ok(), "{a:?} {b:?} {c:?}");
+        assert!(stored(&s, "one").await && stored(&s, "two").await);
+        // One batch whose middle unit needs more pages than there are: SQLite rolls the whole
+        // transaction back. Whatever each unit is told must match what is stored.
+        let (a, b, c) = futures::join!(put(&s, user("before", 0)), put(&s, user("too-big", 200_000)), put(&s, user("after", 0)));
+        assert!(b.is_err(), "{b:?}");
+        for (name, r) in [("before", &a), ("too-big", &b), ("after", &c)] {
+            let there = stored(&s, name).await;
+            assert_eq!(r.is_ok(), there, "{name}: answered {r:?} but stored: {there}");
+        }
+        // The writer goes on.
+        put(&s, user("later", 0)).await.unwrap();
+        assert!(stored(&s, "later").await);
+    }
 }
