@@ -197,12 +197,10 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, ro
         let mut results = Vec::with_capacity(appends.len() + units.len());
         let mut dones = Vec::with_capacity(appends.len() + units.len());
         if !appends.is_empty() {
-            let events: Vec<AuditEvent> = appends.iter().map(|(e, _)| e.clone()).collect();
+            let (events, append_dones): (Vec<AuditEvent>, Vec<_>) = appends.into_iter().unzip();
             let outcomes = append_batch(&mut conn, events, &rolled_back).await;
-            for ((_, done), r) in appends.into_iter().zip(outcomes) {
-                results.push(r);
-                dones.push(done);
-            }
+            results.extend(outcomes);
+            dones.extend(append_dones);
         }
         for (work, done) in units {
             let r = async {
@@ -313,6 +311,9 @@ async fn insert_events(conn: &mut SqliteConnection, events: &[AuditEvent]) -> St
         // RETURNING's row order is not specified: match sequence numbers by event ID.
         qb.push(" RETURNING seq, event_id");
         let rows = qb.build().fetch_all(&mut *conn).await.map_err(unique_violation)?;
+        if rows.len() != chunk.len() {
+            return Err(StoreError::Database(format!("{} records inserted, {} sequence numbers returned", chunk.len(), rows.len())));
+        }
         let mut seqs: HashMap<String, i64> = HashMap::with_capacity(rows.len());
         for row in &rows {
             seqs.insert(get(row, "event_id")?, get(row, "seq")?);
