@@ -13,6 +13,9 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod events_cli;
+/// Fuzz entry points (`tests/hostile_input.rs`, `fuzz/`); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod objects;
 pub mod outbound;
 pub mod s3;

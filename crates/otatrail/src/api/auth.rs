@@ -69,7 +69,11 @@ pub fn is_region(s: &str) -> bool {
     REGION.is_match(s)
 }
 
-pub async fn authenticate(app: &App, verifier: &Verifier, incoming: &Incoming) -> Result<VerifiedRequest, AuthFailure> {
+/// The request's `Authorization` header, parsed and checked for a service and region this
+/// port answers: everything [`authenticate`] decides before it looks the key up (no I/O).
+// `AuthFailure` is large (it carries the SigV4 diagnostics), as `authenticate`'s is.
+#[allow(clippy::result_large_err)]
+pub fn authorization(incoming: &Incoming) -> Result<sigv4::AuthorizationHeader, AuthFailure> {
     let Some(value) = incoming.headers.get(http::header::AUTHORIZATION) else {
         return Err(AuthFailure::Missing);
     };
@@ -82,6 +86,31 @@ pub async fn authenticate(app: &App, verifier: &Verifier, incoming: &Incoming) -
     if !is_region(&cred.region) {
         return Err(AuthFailure::InvalidRegion { region: cred.region.clone() });
     }
+    Ok(auth)
+}
+
+/// The parts of `incoming` SigV4 covers, as this port hashes them: headers whose values are
+/// not UTF-8 are left out, and the payload is always hashed as received.
+pub fn canonical_request(incoming: &Incoming) -> CanonicalRequest<'_> {
+    let headers: Vec<(&str, &str)> = incoming
+        .headers
+        .iter()
+        .filter_map(|(k, v)| std::str::from_utf8(v.as_bytes()).ok().map(|v| (k.as_str(), v)))
+        .collect();
+    CanonicalRequest {
+        method: incoming.method.as_str(),
+        path: &incoming.raw_path,
+        query: &incoming.raw_query,
+        headers,
+        // Not S3: the payload is always hashed as received, whatever a header claims.
+        payload_hash: sigv4::sha256_hex(&incoming.body),
+        excluded_query_params: &[],
+    }
+}
+
+pub async fn authenticate(app: &App, verifier: &Verifier, incoming: &Incoming) -> Result<VerifiedRequest, AuthFailure> {
+    let auth = authorization(incoming)?;
+    let cred = &auth.credential;
     let access_key_id = cred.access_key_id.clone();
     let key = match app.identities.lookup(&access_key_id).await {
         Ok(Some(k)) => k,
@@ -91,20 +120,7 @@ pub async fn authenticate(app: &App, verifier: &Verifier, incoming: &Incoming) -
             return Err(AuthFailure::Internal);
         }
     };
-    let headers: Vec<(&str, &str)> = incoming
-        .headers
-        .iter()
-        .filter_map(|(k, v)| std::str::from_utf8(v.as_bytes()).ok().map(|v| (k.as_str(), v)))
-        .collect();
-    let request = CanonicalRequest {
-        method: incoming.method.as_str(),
-        path: &incoming.raw_path,
-        query: &incoming.raw_query,
-        headers,
-        // Not S3: the payload is always hashed as received, whatever a header claims.
-        payload_hash: sigv4::sha256_hex(&incoming.body),
-        excluded_query_params: &[],
-    };
+    let request = canonical_request(incoming);
     let known = KnownKey {
         access_key_id: access_key_id.clone(),
         account_id: key.principal.account_id.clone(),

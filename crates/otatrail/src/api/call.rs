@@ -154,6 +154,15 @@ pub fn query_request_parameters(params: &std::collections::HashMap<String, Strin
             }
             [name, "member", idx, rest @ ..] => {
                 let Ok(i) = idx.parse::<usize>() else { continue };
+                // Found by fuzzing (tests/hostile_input.rs): `member.0` underflowed `i - 1` (a
+                // panic), and a huge N padded the list with N nulls (a caller-chosen allocation
+                // that could exhaust memory). Members are numbered from 1, and a list cannot have
+                // more members than the request has parameters; any other index is recorded as
+                // the flat parameter it is.
+                if i == 0 || i > params.len() {
+                    out.insert(lower_first(k), Value::String(v.clone()));
+                    continue;
+                }
                 let list = out.entry(lower_first(name)).or_insert_with(|| Value::Array(Vec::new()));
                 let Value::Array(items) = list else { continue };
                 while items.len() < i {
@@ -197,5 +206,17 @@ mod tests {
         assert_eq!(v["durationSeconds"], 900);
         assert_eq!(v["tags"][0]["key"], "k");
         assert_eq!(v["tagKeys"][0], "a");
+    }
+
+    #[test]
+    fn member_indexes_out_of_range_are_flat() {
+        let p = std::collections::HashMap::from([
+            ("Tags.member.0.Key".to_string(), "k".to_string()),
+            ("TagKeys.member.4000000000".to_string(), "a".to_string()),
+        ]);
+        let v = query_request_parameters(&p, &[]).unwrap();
+        assert_eq!(v["tags.member.0.Key"], "k");
+        assert_eq!(v["tagKeys.member.4000000000"], "a");
+        assert!(v.get("tags").is_none() && v.get("tagKeys").is_none());
     }
 }

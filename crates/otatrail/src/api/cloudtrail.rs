@@ -167,8 +167,16 @@ struct LookupEventsRequest {
     next_token: Option<String>,
 }
 
-pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
-    let (app, incoming) = (ctx.app, ctx.incoming);
+/// A CloudTrail request whose operation is named and whose body parsed as JSON: what is known
+/// before the call is recorded.
+pub struct Targeted<'a> {
+    pub operation: &'a str,
+    pub meta: OpMeta,
+    pub body: Value,
+}
+
+/// `X-Amz-Target` to a supported operation, and the body as JSON (`{}` when empty).
+pub fn target(incoming: &super::Incoming) -> Result<Targeted<'_>, ServiceError> {
     let op = operation(incoming)?;
     let meta = meta(op).ok_or_else(|| ServiceError::new(codes::UNKNOWN_OPERATION, format!("Operation {op} is not supported.")))?;
     let body: Value = if incoming.body.is_empty() {
@@ -177,30 +185,139 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
         serde_json::from_slice(&incoming.body)
             .map_err(|e| ServiceError::new("SerializationException", format!("The request body is not valid JSON: {e}")))?
     };
-    let call = ctx.start(meta, Some(body.clone()).filter(|b| b.as_object().is_some_and(|m| !m.is_empty())));
-    let out = match op {
-        "LookupEvents" => {
-            let req: LookupEventsRequest = serde_json::from_value(body).map_err(serialization)?;
-            let mut attributes = Vec::new();
-            for a in req.lookup_attributes {
-                match (a.attribute_key, a.attribute_value) {
-                    (Some(k), Some(v)) => attributes.push((k, v)),
-                    _ => {
-                        return Err(ServiceError::new(
-                            "InvalidLookupAttributesException",
-                            "Each lookup attribute needs an AttributeKey and an AttributeValue.",
-                        ));
+    Ok(Targeted { operation: op, meta, body })
+}
+
+/// A CloudTrail request with its members decoded: everything the handler needs before it calls
+/// the application layer.
+pub enum CloudTrailRequest {
+    LookupEvents(LookupInput),
+    CreateTrail { name: String, settings: TrailSettings },
+    UpdateTrail { name: String, settings: TrailSettings },
+    DeleteTrail { name: String },
+    StartLogging { name: String },
+    StopLogging { name: String },
+    ListPublicKeys { start: Option<Millis>, end: Option<Millis> },
+    GetTrail { name: String },
+    DescribeTrails { include_shadow: bool, names: Option<Vec<String>> },
+    ListTrails,
+    GetTrailStatus { name: String },
+    GetEventSelectors { trail_name: String },
+    PutEventSelectors {
+        trail_name: String,
+        event_selectors: Option<Vec<EventSelector>>,
+        advanced_event_selectors: Option<Vec<AdvancedEventSelector>>,
+    },
+}
+
+/// The whole decoding of a request: [`target`], then [`Targeted::decode`]. Pure (no I/O); the
+/// fuzz targets drive it.
+pub fn decode(incoming: &super::Incoming) -> Result<CloudTrailRequest, ServiceError> {
+    target(incoming)?.decode()
+}
+
+impl Targeted<'_> {
+    /// The operation's members, decoded from the JSON body and checked as far as this layer
+    /// checks them.
+    pub fn decode(self) -> Result<CloudTrailRequest, ServiceError> {
+        let body = self.body;
+        Ok(match self.operation {
+            "LookupEvents" => {
+                let req: LookupEventsRequest = serde_json::from_value(body).map_err(serialization)?;
+                let mut attributes = Vec::new();
+                for a in req.lookup_attributes {
+                    match (a.attribute_key, a.attribute_value) {
+                        (Some(k), Some(v)) => attributes.push((k, v)),
+                        _ => {
+                            return Err(ServiceError::new(
+                                "InvalidLookupAttributesException",
+                                "Each lookup attribute needs an AttributeKey and an AttributeValue.",
+                            ));
+                        }
                     }
                 }
+                CloudTrailRequest::LookupEvents(LookupInput {
+                    attributes,
+                    start: millis(&req.start_time),
+                    end: millis(&req.end_time),
+                    event_category: req.event_category,
+                    max_results: req.max_results,
+                    next_token: req.next_token,
+                })
             }
-            let input = LookupInput {
-                attributes,
-                start: millis(&req.start_time),
-                end: millis(&req.end_time),
-                event_category: req.event_category,
-                max_results: req.max_results,
-                next_token: req.next_token,
-            };
+            op @ ("CreateTrail" | "UpdateTrail") => {
+                let req: TrailRequest = serde_json::from_value(body).map_err(serialization)?;
+                let name = required_name(req.name.clone())?;
+                let settings = req.settings()?;
+                if op == "CreateTrail" {
+                    CloudTrailRequest::CreateTrail { name, settings }
+                } else {
+                    CloudTrailRequest::UpdateTrail { name, settings }
+                }
+            }
+            op @ ("DeleteTrail" | "StartLogging" | "StopLogging") => {
+                let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;
+                let name = required_name(req.name)?;
+                match op {
+                    "DeleteTrail" => CloudTrailRequest::DeleteTrail { name },
+                    "StartLogging" => CloudTrailRequest::StartLogging { name },
+                    _ => CloudTrailRequest::StopLogging { name },
+                }
+            }
+            "ListPublicKeys" => {
+                let req: ListPublicKeysRequest = serde_json::from_value(body).map_err(serialization)?;
+                if req.next_token.as_deref().is_some_and(|t| !t.is_empty()) {
+                    // Every key fits in one page, so no token is ever issued.
+                    return Err(ServiceError::new("InvalidTokenException", "The NextToken is not valid."));
+                }
+                let (start, end) = (millis(&req.start_time), millis(&req.end_time));
+                if let (Some(s), Some(e)) = (start, end)
+                    && s > e
+                {
+                    return Err(ServiceError::new("InvalidTimeRangeException", "StartTime must not be after EndTime."));
+                }
+                CloudTrailRequest::ListPublicKeys { start, end }
+            }
+            "GetTrail" => {
+                let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;
+                CloudTrailRequest::GetTrail { name: required_name(req.name)? }
+            }
+            "DescribeTrails" => {
+                let req: DescribeTrailsRequest = serde_json::from_value(body).map_err(serialization)?;
+                CloudTrailRequest::DescribeTrails {
+                    include_shadow: req.include_shadow_trails.unwrap_or(true),
+                    names: req.trail_name_list.filter(|n| !n.is_empty()),
+                }
+            }
+            "ListTrails" => CloudTrailRequest::ListTrails,
+            "GetTrailStatus" => {
+                let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;
+                CloudTrailRequest::GetTrailStatus { name: required_name(req.name)? }
+            }
+            "GetEventSelectors" => {
+                let req: SelectorsRequest = serde_json::from_value(body).map_err(serialization)?;
+                CloudTrailRequest::GetEventSelectors { trail_name: required_name(req.trail_name)? }
+            }
+            "PutEventSelectors" => {
+                let req: SelectorsRequest = serde_json::from_value(body).map_err(serialization)?;
+                CloudTrailRequest::PutEventSelectors {
+                    trail_name: required_name(req.trail_name)?,
+                    event_selectors: req.event_selectors,
+                    advanced_event_selectors: req.advanced_event_selectors,
+                }
+            }
+            op => return Err(ServiceError::new(codes::UNKNOWN_OPERATION, format!("Operation {op} is not supported."))),
+        })
+    }
+}
+
+pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
+    let (app, incoming) = (ctx.app, ctx.incoming);
+    let targeted = target(incoming)?;
+    let call = ctx.start(targeted.meta, Some(targeted.body.clone()).filter(|b| b.as_object().is_some_and(|m| !m.is_empty())));
+    // Members that do not decode fail the named (and so recorded) operation.
+    let out = match targeted.decode()? {
+        CloudTrailRequest::LookupEvents(input) => {
             let page = app.lookup_events(&call, input).await?;
             let events: Vec<Value> = page
                 .events
@@ -225,41 +342,22 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             }
             out
         }
-        "CreateTrail" => {
-            let req: TrailRequest = serde_json::from_value(body).map_err(serialization)?;
-            let name = required_name(req.name.clone())?;
-            let t = app.create_trail(&call, &name, req.settings()?).await?;
-            trail_json(&t)
-        }
-        "UpdateTrail" => {
-            let req: TrailRequest = serde_json::from_value(body).map_err(serialization)?;
-            let name = required_name(req.name.clone())?;
-            let t = app.update_trail(&call, &name, req.settings()?).await?;
-            trail_json(&t)
-        }
-        "DeleteTrail" | "StartLogging" | "StopLogging" => {
-            let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;
-            let name = required_name(req.name)?;
-            match op {
-                "DeleteTrail" => app.delete_trail(&call, &name).await?,
-                "StartLogging" => app.set_logging(&call, &name, true).await?,
-                _ => app.set_logging(&call, &name, false).await?,
-            }
+        CloudTrailRequest::CreateTrail { name, settings } => trail_json(&app.create_trail(&call, &name, settings).await?),
+        CloudTrailRequest::UpdateTrail { name, settings } => trail_json(&app.update_trail(&call, &name, settings).await?),
+        CloudTrailRequest::DeleteTrail { name } => {
+            app.delete_trail(&call, &name).await?;
             json!({})
         }
-        "ListPublicKeys" => {
+        CloudTrailRequest::StartLogging { name } => {
+            app.set_logging(&call, &name, true).await?;
+            json!({})
+        }
+        CloudTrailRequest::StopLogging { name } => {
+            app.set_logging(&call, &name, false).await?;
+            json!({})
+        }
+        CloudTrailRequest::ListPublicKeys { start, end } => {
             use base64::Engine;
-            let req: ListPublicKeysRequest = serde_json::from_value(body).map_err(serialization)?;
-            if req.next_token.as_deref().is_some_and(|t| !t.is_empty()) {
-                // Every key fits in one page, so no token is ever issued.
-                return Err(ServiceError::new("InvalidTokenException", "The NextToken is not valid."));
-            }
-            let (start, end) = (millis(&req.start_time), millis(&req.end_time));
-            if let (Some(s), Some(e)) = (start, end)
-                && s > e
-            {
-                return Err(ServiceError::new("InvalidTimeRangeException", "StartTime must not be after EndTime."));
-            }
             let keys = app.signing_keys(&call.info.region).await?;
             let (start, end) = (start.unwrap_or(Millis(i64::MIN)), end.unwrap_or(Millis(i64::MAX)));
             let list: Vec<Value> = keys
@@ -276,29 +374,25 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
                 .collect();
             json!({ "PublicKeyList": list })
         }
-        "GetTrail" => {
-            let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;
-            let (t, _) = app.get_trail(&call, &required_name(req.name)?).await?;
+        CloudTrailRequest::GetTrail { name } => {
+            let (t, _) = app.get_trail(&call, &name).await?;
             ctx.resources.push(call.resource(t.arn(), "AWS::CloudTrail::Trail"));
             json!({ "Trail": trail_shape(&t) })
         }
-        "DescribeTrails" => {
-            let req: DescribeTrailsRequest = serde_json::from_value(body).map_err(serialization)?;
-            let include_shadow = req.include_shadow_trails.unwrap_or(true);
+        CloudTrailRequest::DescribeTrails { include_shadow, names } => {
             let mut trails = app.trails_in_region(&call).await?;
             trails.retain(|(_, shadow)| include_shadow || !shadow);
-            if let Some(names) = req.trail_name_list.filter(|n| !n.is_empty()) {
+            if let Some(names) = names {
                 trails.retain(|(t, _)| names.iter().any(|n| n == &t.name || n == &t.arn()));
             }
             json!({ "trailList": trails.iter().map(|(t, _)| trail_shape(t)).collect::<Vec<_>>() })
         }
-        "ListTrails" => {
+        CloudTrailRequest::ListTrails => {
             let trails = app.trails_in_region(&call).await?;
             json!({ "Trails": trails.iter().map(|(t, _)| json!({"TrailARN": t.arn(), "Name": t.name, "HomeRegion": t.home_region})).collect::<Vec<_>>() })
         }
-        "GetTrailStatus" => {
-            let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;
-            let (t, _) = app.get_trail(&call, &required_name(req.name)?).await?;
+        CloudTrailRequest::GetTrailStatus { name } => {
+            let (t, _) = app.get_trail(&call, &name).await?;
             let mut v = json!({
                 "IsLogging": t.is_logging,
                 "LatestDeliveryTime": epoch(t.latest_delivery_time),
@@ -328,9 +422,8 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             }
             v
         }
-        "GetEventSelectors" => {
-            let req: SelectorsRequest = serde_json::from_value(body).map_err(serialization)?;
-            let (t, _) = app.get_trail(&call, &required_name(req.trail_name)?).await?;
+        CloudTrailRequest::GetEventSelectors { trail_name } => {
+            let (t, _) = app.get_trail(&call, &trail_name).await?;
             let mut v = json!({ "TrailARN": t.arn() });
             match (&t.event_selectors, &t.advanced_event_selectors) {
                 (_, Some(a)) => v["AdvancedEventSelectors"] = serde_json::to_value(a).unwrap_or_default(),
@@ -339,10 +432,8 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             }
             v
         }
-        "PutEventSelectors" => {
-            let req: SelectorsRequest = serde_json::from_value(body).map_err(serialization)?;
-            let name = required_name(req.trail_name)?;
-            let t = app.put_event_selectors(&call, &name, req.event_selectors, req.advanced_event_selectors).await?;
+        CloudTrailRequest::PutEventSelectors { trail_name, event_selectors, advanced_event_selectors } => {
+            let t = app.put_event_selectors(&call, &trail_name, event_selectors, advanced_event_selectors).await?;
             let mut v = json!({ "TrailARN": t.arn() });
             if let Some(b) = &t.event_selectors {
                 v["EventSelectors"] = serde_json::to_value(b).unwrap_or_default();
@@ -352,7 +443,6 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             }
             v
         }
-        _ => return Err(ServiceError::new(codes::UNKNOWN_OPERATION, format!("Operation {op} is not supported."))),
     };
     Ok(json_response(&out, CONTENT_TYPE))
 }

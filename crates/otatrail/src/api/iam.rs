@@ -27,35 +27,111 @@ pub fn meta(action: &str) -> Option<OpMeta> {
         .or_else(|| READS.iter().find(|a| **a == action).map(|a| OpMeta::read(a)))
 }
 
+/// An IAM request with its parameters decoded (borrowed from the [`QueryParams`]): everything
+/// the handler needs before it calls the application layer.
+pub enum IamRequest<'a> {
+    CreateUser { user_name: &'a str, path: Option<&'a str>, tags: Vec<IamTag> },
+    GetUser { user_name: Option<&'a str> },
+    ListUsers { path_prefix: Option<&'a str>, marker: Option<&'a str>, max_items: Option<i64> },
+    DeleteUser { user_name: &'a str },
+    CreateAccessKey { user_name: Option<&'a str> },
+    ListAccessKeys { user_name: Option<&'a str> },
+    UpdateAccessKey { user_name: Option<&'a str>, access_key_id: &'a str, status: &'a str },
+    DeleteAccessKey { user_name: Option<&'a str>, access_key_id: &'a str },
+    CreateRole {
+        role_name: &'a str,
+        path: Option<&'a str>,
+        assume_role_policy_document: &'a str,
+        description: Option<&'a str>,
+        max_session_duration: Option<i64>,
+        tags: Vec<IamTag>,
+    },
+    GetRole { role_name: &'a str },
+    ListRoles { path_prefix: Option<&'a str>, marker: Option<&'a str>, max_items: Option<i64> },
+    DeleteRole { role_name: &'a str },
+    UpdateAssumeRolePolicy { role_name: &'a str, policy_document: &'a str },
+    TagUser { user_name: &'a str, tags: Vec<IamTag> },
+    UntagUser { user_name: &'a str, tag_keys: Vec<String> },
+    ListUserTags { user_name: &'a str },
+    TagRole { role_name: &'a str, tags: Vec<IamTag> },
+    UntagRole { role_name: &'a str, tag_keys: Vec<String> },
+    ListRoleTags { role_name: &'a str },
+}
+
+/// The parameters of `p`'s action (`InvalidAction` for one this server does not answer). Pure
+/// (no I/O); the fuzz targets drive it.
+pub fn decode(p: &QueryParams) -> Result<IamRequest<'_>, ServiceError> {
+    Ok(match p.action.as_str() {
+        "CreateUser" => IamRequest::CreateUser { user_name: required(p, "UserName")?, path: p.get("Path"), tags: tags(p)? },
+        "GetUser" => IamRequest::GetUser { user_name: p.get("UserName") },
+        "ListUsers" => IamRequest::ListUsers { path_prefix: p.get("PathPrefix"), marker: p.get("Marker"), max_items: int(p, "MaxItems")? },
+        "DeleteUser" => IamRequest::DeleteUser { user_name: required(p, "UserName")? },
+        "CreateAccessKey" => IamRequest::CreateAccessKey { user_name: p.get("UserName") },
+        "ListAccessKeys" => IamRequest::ListAccessKeys { user_name: p.get("UserName") },
+        "UpdateAccessKey" => IamRequest::UpdateAccessKey {
+            user_name: p.get("UserName"),
+            access_key_id: required(p, "AccessKeyId")?,
+            status: required(p, "Status")?,
+        },
+        "DeleteAccessKey" => IamRequest::DeleteAccessKey { user_name: p.get("UserName"), access_key_id: required(p, "AccessKeyId")? },
+        "CreateRole" => IamRequest::CreateRole {
+            role_name: required(p, "RoleName")?,
+            path: p.get("Path"),
+            assume_role_policy_document: required(p, "AssumeRolePolicyDocument")?,
+            description: p.get("Description"),
+            max_session_duration: int(p, "MaxSessionDuration")?,
+            tags: tags(p)?,
+        },
+        "GetRole" => IamRequest::GetRole { role_name: required(p, "RoleName")? },
+        "ListRoles" => IamRequest::ListRoles { path_prefix: p.get("PathPrefix"), marker: p.get("Marker"), max_items: int(p, "MaxItems")? },
+        "DeleteRole" => IamRequest::DeleteRole { role_name: required(p, "RoleName")? },
+        "UpdateAssumeRolePolicy" => {
+            IamRequest::UpdateAssumeRolePolicy { role_name: required(p, "RoleName")?, policy_document: required(p, "PolicyDocument")? }
+        }
+        "TagUser" => IamRequest::TagUser { user_name: required(p, "UserName")?, tags: tags(p)? },
+        "UntagUser" => IamRequest::UntagUser { user_name: required(p, "UserName")?, tag_keys: p.list("TagKeys") },
+        "ListUserTags" => IamRequest::ListUserTags { user_name: required(p, "UserName")? },
+        "TagRole" => IamRequest::TagRole { role_name: required(p, "RoleName")?, tags: tags(p)? },
+        "UntagRole" => IamRequest::UntagRole { role_name: required(p, "RoleName")?, tag_keys: p.list("TagKeys") },
+        "ListRoleTags" => IamRequest::ListRoleTags { role_name: required(p, "RoleName")? },
+        other => return Err(query::unknown_action(SERVICE, other)),
+    })
+}
+
+/// How IAM request parameters are recorded.
+pub fn request_parameters(p: &QueryParams) -> Option<serde_json::Value> {
+    query_request_parameters(&p.params, &["MaxItems", "MaxSessionDuration"])
+}
+
 pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
     let (app, incoming) = (ctx.app, ctx.incoming);
     let p = query::parse(SERVICE, incoming)?;
     let Some(op) = meta(&p.action) else { return Err(query::unknown_action(SERVICE, &p.action)) };
-    let call = ctx.start(op, query_request_parameters(&p.params, &["MaxItems", "MaxSessionDuration"]));
+    let call = ctx.start(op, request_parameters(&p));
     let caller = &call;
     let action = p.action.as_str();
-    let result = match action {
-        "CreateUser" => {
-            let u = app.iam_create_user(caller, required(&p, "UserName")?, p.get("Path"), tags(&p)?).await?;
+    let result = match decode(&p)? {
+        IamRequest::CreateUser { user_name, path, tags } => {
+            let u = app.iam_create_user(caller, user_name, path, tags).await?;
             format!("<User>{}</User>", user_xml(&u))
         }
-        "GetUser" => {
-            let u = app.iam_get_user(caller, p.get("UserName")).await?;
+        IamRequest::GetUser { user_name } => {
+            let u = app.iam_get_user(caller, user_name).await?;
             if !u.is_root() {
                 ctx.resources.push(caller.resource(u.arn(), "AWS::IAM::User"));
             }
             format!("<User>{}</User>", user_xml(&u))
         }
-        "ListUsers" => {
-            let page = app.iam_list_users(caller, p.get("PathPrefix").map(str::to_string), p.get("Marker"), int(&p, "MaxItems")?).await?;
+        IamRequest::ListUsers { path_prefix, marker, max_items } => {
+            let page = app.iam_list_users(caller, path_prefix.map(str::to_string), marker, max_items).await?;
             list_xml("Users", &page, user_xml)
         }
-        "DeleteUser" => {
-            app.iam_delete_user(caller, required(&p, "UserName")?).await?;
+        IamRequest::DeleteUser { user_name } => {
+            app.iam_delete_user(caller, user_name).await?;
             String::new()
         }
-        "CreateAccessKey" => {
-            let (k, secret) = app.iam_create_access_key(caller, p.get("UserName")).await?;
+        IamRequest::CreateAccessKey { user_name } => {
+            let (k, secret) = app.iam_create_access_key(caller, user_name).await?;
             format!(
                 "<AccessKey>{}{}</AccessKey>",
                 key_xml(&k, &caller.principal),
@@ -63,81 +139,80 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
                 element("SecretAccessKey", secret.expose())
             )
         }
-        "ListAccessKeys" => {
-            let keys = app.iam_list_access_keys(caller, p.get("UserName")).await?;
-            if let Some(name) = p.get("UserName") {
+        IamRequest::ListAccessKeys { user_name } => {
+            let keys = app.iam_list_access_keys(caller, user_name).await?;
+            if let Some(name) = user_name {
                 let u = app.iam_get_user(caller, Some(name)).await?;
                 ctx.resources.push(caller.resource(u.arn(), "AWS::IAM::User"));
             }
             let members: String = keys.iter().map(|k| format!("<member>{}</member>", key_xml(k, &caller.principal))).collect();
             format!("<AccessKeyMetadata>{members}</AccessKeyMetadata><IsTruncated>false</IsTruncated>")
         }
-        "UpdateAccessKey" => {
-            app.iam_update_access_key(caller, p.get("UserName"), required(&p, "AccessKeyId")?, required(&p, "Status")?).await?;
+        IamRequest::UpdateAccessKey { user_name, access_key_id, status } => {
+            app.iam_update_access_key(caller, user_name, access_key_id, status).await?;
             String::new()
         }
-        "DeleteAccessKey" => {
-            app.iam_delete_access_key(caller, p.get("UserName"), required(&p, "AccessKeyId")?).await?;
+        IamRequest::DeleteAccessKey { user_name, access_key_id } => {
+            app.iam_delete_access_key(caller, user_name, access_key_id).await?;
             String::new()
         }
-        "CreateRole" => {
+        IamRequest::CreateRole { role_name, path, assume_role_policy_document, description, max_session_duration, tags } => {
             let r = app
                 .iam_create_role(
                     caller,
-                    required(&p, "RoleName")?,
-                    p.get("Path"),
-                    required(&p, "AssumeRolePolicyDocument")?,
-                    p.get("Description").map(str::to_string),
-                    int(&p, "MaxSessionDuration")?,
-                    tags(&p)?,
+                    role_name,
+                    path,
+                    assume_role_policy_document,
+                    description.map(str::to_string),
+                    max_session_duration,
+                    tags,
                 )
                 .await?;
             format!("<Role>{}</Role>", role_xml(&r))
         }
-        "GetRole" => {
-            let r = app.iam_get_role(caller, required(&p, "RoleName")?).await?;
+        IamRequest::GetRole { role_name } => {
+            let r = app.iam_get_role(caller, role_name).await?;
             ctx.resources.push(caller.resource(r.arn(), "AWS::IAM::Role"));
             format!("<Role>{}</Role>", role_xml(&r))
         }
-        "ListRoles" => {
-            let page = app.iam_list_roles(caller, p.get("PathPrefix").map(str::to_string), p.get("Marker"), int(&p, "MaxItems")?).await?;
+        IamRequest::ListRoles { path_prefix, marker, max_items } => {
+            let page = app.iam_list_roles(caller, path_prefix.map(str::to_string), marker, max_items).await?;
             list_xml("Roles", &page, role_xml)
         }
-        "DeleteRole" => {
-            app.iam_delete_role(caller, required(&p, "RoleName")?).await?;
+        IamRequest::DeleteRole { role_name } => {
+            app.iam_delete_role(caller, role_name).await?;
             String::new()
         }
-        "UpdateAssumeRolePolicy" => {
-            app.iam_update_assume_role_policy(caller, required(&p, "RoleName")?, required(&p, "PolicyDocument")?).await?;
+        IamRequest::UpdateAssumeRolePolicy { role_name, policy_document } => {
+            app.iam_update_assume_role_policy(caller, role_name, policy_document).await?;
             String::new()
         }
-        "TagUser" => {
-            app.iam_tag_user(caller, required(&p, "UserName")?, tags(&p)?).await?;
+        IamRequest::TagUser { user_name, tags } => {
+            app.iam_tag_user(caller, user_name, tags).await?;
             String::new()
         }
-        "UntagUser" => {
-            app.iam_untag_user(caller, required(&p, "UserName")?, p.list("TagKeys")).await?;
+        IamRequest::UntagUser { user_name, tag_keys } => {
+            app.iam_untag_user(caller, user_name, tag_keys).await?;
             String::new()
         }
-        "ListUserTags" => {
-            let u = app.iam_get_user(caller, Some(required(&p, "UserName")?)).await?;
+        IamRequest::ListUserTags { user_name } => {
+            let u = app.iam_get_user(caller, Some(user_name)).await?;
             ctx.resources.push(caller.resource(u.arn(), "AWS::IAM::User"));
             format!("<Tags>{}</Tags><IsTruncated>false</IsTruncated>", tags_xml(&u.tags))
         }
-        "TagRole" => {
-            app.iam_tag_role(caller, required(&p, "RoleName")?, tags(&p)?).await?;
+        IamRequest::TagRole { role_name, tags } => {
+            app.iam_tag_role(caller, role_name, tags).await?;
             String::new()
         }
-        "UntagRole" => {
-            app.iam_untag_role(caller, required(&p, "RoleName")?, p.list("TagKeys")).await?;
+        IamRequest::UntagRole { role_name, tag_keys } => {
+            app.iam_untag_role(caller, role_name, tag_keys).await?;
             String::new()
         }
-        "ListRoleTags" => {
-            let r = app.iam_get_role(caller, required(&p, "RoleName")?).await?;
+        IamRequest::ListRoleTags { role_name } => {
+            let r = app.iam_get_role(caller, role_name).await?;
             ctx.resources.push(caller.resource(r.arn(), "AWS::IAM::Role"));
             format!("<Tags>{}</Tags><IsTruncated>false</IsTruncated>", tags_xml(&r.tags))
         }
-        other => return Err(query::unknown_action(SERVICE, other)),
     };
     Ok(query::response(SERVICE, action, &result, &incoming.request_id))
 }

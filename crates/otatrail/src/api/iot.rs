@@ -267,7 +267,7 @@ pub(super) fn listing(key: &str, items: Vec<Value>, next_token: Option<String>) 
 }
 
 /// `requestParameters`: path and query members, then the body's members as sent.
-fn request_parameters(op: &IotOperation, incoming: &Incoming, q: &HashMap<String, String>) -> Option<Value> {
+pub(crate) fn request_parameters(op: &IotOperation, incoming: &Incoming, q: &HashMap<String, String>) -> Option<Value> {
     let mut m = op.request_members(q);
     if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&incoming.body) {
         m.extend(body);
@@ -275,36 +275,134 @@ fn request_parameters(op: &IotOperation, incoming: &Incoming, q: &HashMap<String
     if m.is_empty() { None } else { Some(Value::Object(m)) }
 }
 
-pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
-    let (app, incoming) = (ctx.app, ctx.incoming);
+/// A request routed to an operation, with its query string parsed: what is known before the
+/// call is recorded (a request that does not route is not recorded).
+pub struct Routed {
+    pub op: IotOperation,
+    pub query: HashMap<String, String>,
+}
+
+/// Method and path to an operation (`UnknownOperationException` otherwise).
+pub fn route_request(incoming: &Incoming) -> Result<Routed, ServiceError> {
     let segs = segments(&incoming.raw_path).ok_or_else(|| unknown_operation(incoming))?;
     let op = route(&incoming.method, &segs).ok_or_else(|| unknown_operation(incoming))?;
-    let q = query_params(incoming);
-    let call = ctx.start(op.meta(), request_parameters(&op, incoming, &q));
-    let out = match op {
-        IotOperation::CreateStream { stream_id } => {
-            let b: CreateStreamBody = body(incoming)?;
-            app.create_stream(&call, &stream_id, &b).await?.summary()
-        }
-        IotOperation::DescribeStream { stream_id } => {
+    Ok(Routed { op, query: query_params(incoming) })
+}
+
+/// An IoT request with its path, query and body members decoded: everything the handler needs
+/// before it calls the application layer.
+// Built once per request and matched at once: boxing the bodies would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum IotRequest {
+    CreateStream { stream_id: String, body: CreateStreamBody },
+    DescribeStream { stream_id: String },
+    UpdateStream { stream_id: String, body: UpdateStreamBody },
+    DeleteStream { stream_id: String },
+    ListStreams(ListRequest),
+    CreateThing { thing_name: String, body: CreateThingBody },
+    DescribeThing { thing_name: String },
+    UpdateThing { thing_name: String, body: UpdateThingBody },
+    DeleteThing { thing_name: String, expected_version: Option<i64> },
+    ListThings(ListThingsRequest),
+    ListThingGroupsForThing { thing_name: String, max_results: Option<i64>, next_token: Option<String> },
+    CreateThingGroup { thing_group_name: String, body: CreateThingGroupBody },
+    DescribeThingGroup { thing_group_name: String },
+    UpdateThingGroup { thing_group_name: String, body: UpdateThingGroupBody },
+    DeleteThingGroup { thing_group_name: String, expected_version: Option<i64> },
+    ListThingGroups(ListGroupsRequest),
+    /// AddThingToThingGroup (`add`) and RemoveThingFromThingGroup.
+    ThingGroupMembership { add: bool, body: MembershipBody },
+    ListThingsInThingGroup { thing_group_name: String, request: ListGroupThingsRequest },
+    Job(super::iot_jobs::JobRequest),
+    Ota(super::iot_ota::OtaRequest),
+}
+
+/// The whole decoding of a request, routing included: [`route_request`], then
+/// [`Routed::decode`]. Pure (no I/O); the fuzz targets drive it.
+pub fn decode(incoming: &Incoming) -> Result<IotRequest, ServiceError> {
+    route_request(incoming)?.decode(incoming)
+}
+
+impl Routed {
+    /// The query and body members of the routed operation, checked for their wire types.
+    pub fn decode(self, incoming: &Incoming) -> Result<IotRequest, ServiceError> {
+        let q = &self.query;
+        Ok(match self.op {
+            IotOperation::CreateStream { stream_id } => IotRequest::CreateStream { stream_id, body: body(incoming)? },
+            IotOperation::DescribeStream { stream_id } => IotRequest::DescribeStream { stream_id },
+            IotOperation::UpdateStream { stream_id } => IotRequest::UpdateStream { stream_id, body: body(incoming)? },
+            IotOperation::DeleteStream { stream_id } => IotRequest::DeleteStream { stream_id },
+            IotOperation::ListStreams => IotRequest::ListStreams(ListRequest {
+                max_results: query_int(q, "maxResults")?,
+                next_token: q.get("nextToken").cloned(),
+                ascending: query_bool(q, "isAscendingOrder")?.unwrap_or(false),
+            }),
+            IotOperation::CreateThing { thing_name } => IotRequest::CreateThing { thing_name, body: body(incoming)? },
+            IotOperation::DescribeThing { thing_name } => IotRequest::DescribeThing { thing_name },
+            IotOperation::UpdateThing { thing_name } => IotRequest::UpdateThing { thing_name, body: body(incoming)? },
+            IotOperation::DeleteThing { thing_name } => {
+                IotRequest::DeleteThing { thing_name, expected_version: query_int(q, "expectedVersion")? }
+            }
+            IotOperation::ListThings => IotRequest::ListThings(ListThingsRequest {
+                max_results: query_int(q, "maxResults")?,
+                next_token: q.get("nextToken").cloned(),
+                attribute_name: q.get("attributeName").cloned(),
+                attribute_value: q.get("attributeValue").cloned(),
+                use_prefix_attribute_value: query_bool(q, "usePrefixAttributeValue")?,
+                thing_type_name: q.get("thingTypeName").cloned(),
+            }),
+            IotOperation::ListThingGroupsForThing { thing_name } => IotRequest::ListThingGroupsForThing {
+                thing_name,
+                max_results: query_int(q, "maxResults")?,
+                next_token: q.get("nextToken").cloned(),
+            },
+            IotOperation::CreateThingGroup { thing_group_name } => IotRequest::CreateThingGroup { thing_group_name, body: body(incoming)? },
+            IotOperation::DescribeThingGroup { thing_group_name } => IotRequest::DescribeThingGroup { thing_group_name },
+            IotOperation::UpdateThingGroup { thing_group_name } => IotRequest::UpdateThingGroup { thing_group_name, body: body(incoming)? },
+            IotOperation::DeleteThingGroup { thing_group_name } => {
+                IotRequest::DeleteThingGroup { thing_group_name, expected_version: query_int(q, "expectedVersion")? }
+            }
+            IotOperation::ListThingGroups => IotRequest::ListThingGroups(ListGroupsRequest {
+                max_results: query_int(q, "maxResults")?,
+                next_token: q.get("nextToken").cloned(),
+                parent_group: q.get("parentGroup").cloned(),
+                name_prefix_filter: q.get("namePrefixFilter").cloned(),
+                recursive: query_bool(q, "recursive")?,
+            }),
+            IotOperation::AddThingToThingGroup => IotRequest::ThingGroupMembership { add: true, body: body(incoming)? },
+            IotOperation::RemoveThingFromThingGroup => IotRequest::ThingGroupMembership { add: false, body: body(incoming)? },
+            IotOperation::ListThingsInThingGroup { thing_group_name } => IotRequest::ListThingsInThingGroup {
+                thing_group_name,
+                request: ListGroupThingsRequest {
+                    max_results: query_int(q, "maxResults")?,
+                    next_token: q.get("nextToken").cloned(),
+                    recursive: query_bool(q, "recursive")?.unwrap_or(false),
+                },
+            },
+            IotOperation::Job(op) => IotRequest::Job(super::iot_jobs::decode(op, incoming, q)?),
+            IotOperation::Ota(op) => IotRequest::Ota(super::iot_ota::decode(op, incoming, q)?),
+        })
+    }
+}
+
+pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
+    let (app, incoming) = (ctx.app, ctx.incoming);
+    let routed = route_request(incoming)?;
+    let call = ctx.start(routed.op.meta(), request_parameters(&routed.op, incoming, &routed.query));
+    // Members that do not decode fail the named (and so recorded) operation.
+    let out = match routed.decode(incoming)? {
+        IotRequest::CreateStream { stream_id, body: b } => app.create_stream(&call, &stream_id, &b).await?.summary(),
+        IotRequest::DescribeStream { stream_id } => {
             let s = app.describe_stream(&call, &stream_id).await?;
             ctx.resources.push(call.resource(s.arn(), RESOURCE_TYPE));
             json!({ "streamInfo": s.info() })
         }
-        IotOperation::UpdateStream { stream_id } => {
-            let b: UpdateStreamBody = body(incoming)?;
-            app.update_stream(&call, &stream_id, &b).await?.summary()
-        }
-        IotOperation::DeleteStream { stream_id } => {
+        IotRequest::UpdateStream { stream_id, body: b } => app.update_stream(&call, &stream_id, &b).await?.summary(),
+        IotRequest::DeleteStream { stream_id } => {
             app.delete_stream(&call, &stream_id).await?;
             json!({})
         }
-        IotOperation::ListStreams => {
-            let req = ListRequest {
-                max_results: query_int(&q, "maxResults")?,
-                next_token: q.get("nextToken").cloned(),
-                ascending: query_bool(&q, "isAscendingOrder")?.unwrap_or(false),
-            };
+        IotRequest::ListStreams(req) => {
             let page = app.list_streams(&call, req).await?;
             let mut out = json!({ "streams": page.streams.iter().map(Stream::summary).collect::<Vec<_>>() });
             if let Some(t) = page.next_token {
@@ -312,92 +410,60 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             }
             out
         }
-        IotOperation::CreateThing { thing_name } => {
-            let b: CreateThingBody = body(incoming)?;
-            app.create_thing(&call, &thing_name, &b).await?.created()
-        }
-        IotOperation::DescribeThing { thing_name } => {
+        IotRequest::CreateThing { thing_name, body: b } => app.create_thing(&call, &thing_name, &b).await?.created(),
+        IotRequest::DescribeThing { thing_name } => {
             let t = app.describe_thing(&call, &thing_name).await?;
             ctx.resources.push(call.resource(t.arn(), THING_RESOURCE_TYPE));
             t.description()
         }
-        IotOperation::UpdateThing { thing_name } => {
-            let b: UpdateThingBody = body(incoming)?;
+        IotRequest::UpdateThing { thing_name, body: b } => {
             app.update_thing(&call, &thing_name, &b).await?;
             json!({})
         }
-        IotOperation::DeleteThing { thing_name } => {
-            app.delete_thing(&call, &thing_name, query_int(&q, "expectedVersion")?).await?;
+        IotRequest::DeleteThing { thing_name, expected_version } => {
+            app.delete_thing(&call, &thing_name, expected_version).await?;
             json!({})
         }
-        IotOperation::ListThings => {
-            let req = ListThingsRequest {
-                max_results: query_int(&q, "maxResults")?,
-                next_token: q.get("nextToken").cloned(),
-                attribute_name: q.get("attributeName").cloned(),
-                attribute_value: q.get("attributeValue").cloned(),
-                use_prefix_attribute_value: query_bool(&q, "usePrefixAttributeValue")?,
-                thing_type_name: q.get("thingTypeName").cloned(),
-            };
+        IotRequest::ListThings(req) => {
             let page = app.list_things(&call, req).await?;
             listing("things", page.things.iter().map(Thing::list_item).collect(), page.next_token)
         }
-        IotOperation::ListThingGroupsForThing { thing_name } => {
-            let page = app
-                .list_thing_groups_for_thing(&call, &thing_name, query_int(&q, "maxResults")?, q.get("nextToken").cloned())
-                .await?;
+        IotRequest::ListThingGroupsForThing { thing_name, max_results, next_token } => {
+            let page = app.list_thing_groups_for_thing(&call, &thing_name, max_results, next_token).await?;
             let scope = call.scope();
             ctx.resources.push(call.resource(thing_arn(&scope, &thing_name), THING_RESOURCE_TYPE));
             listing("thingGroups", page.names.iter().map(|n| group_name_and_arn(&scope, n)).collect(), page.next_token)
         }
-        IotOperation::CreateThingGroup { thing_group_name } => {
-            let b: CreateThingGroupBody = body(incoming)?;
-            app.create_thing_group(&call, &thing_group_name, &b).await?.created()
-        }
-        IotOperation::DescribeThingGroup { thing_group_name } => {
+        IotRequest::CreateThingGroup { thing_group_name, body: b } => app.create_thing_group(&call, &thing_group_name, &b).await?.created(),
+        IotRequest::DescribeThingGroup { thing_group_name } => {
             let g = app.describe_thing_group(&call, &thing_group_name).await?;
             ctx.resources.push(call.resource(g.group.arn(), THING_GROUP_RESOURCE_TYPE));
             g.description()
         }
-        IotOperation::UpdateThingGroup { thing_group_name } => {
-            let b: UpdateThingGroupBody = body(incoming)?;
+        IotRequest::UpdateThingGroup { thing_group_name, body: b } => {
             json!({ "version": app.update_thing_group(&call, &thing_group_name, &b).await?.version })
         }
-        IotOperation::DeleteThingGroup { thing_group_name } => {
-            app.delete_thing_group(&call, &thing_group_name, query_int(&q, "expectedVersion")?).await?;
+        IotRequest::DeleteThingGroup { thing_group_name, expected_version } => {
+            app.delete_thing_group(&call, &thing_group_name, expected_version).await?;
             json!({})
         }
-        IotOperation::ListThingGroups => {
-            let req = ListGroupsRequest {
-                max_results: query_int(&q, "maxResults")?,
-                next_token: q.get("nextToken").cloned(),
-                parent_group: q.get("parentGroup").cloned(),
-                name_prefix_filter: q.get("namePrefixFilter").cloned(),
-                recursive: query_bool(&q, "recursive")?,
-            };
+        IotRequest::ListThingGroups(req) => {
             let page = app.list_thing_groups(&call, req).await?;
             let scope = call.scope();
             listing("thingGroups", page.groups.iter().map(|n| group_name_and_arn(&scope, n)).collect(), page.next_token)
         }
-        IotOperation::AddThingToThingGroup | IotOperation::RemoveThingFromThingGroup => {
-            let b: MembershipBody = body(incoming)?;
-            let add = matches!(op, IotOperation::AddThingToThingGroup);
+        IotRequest::ThingGroupMembership { add, body: b } => {
             app.change_thing_group_membership(&call, &b, add).await?;
             json!({})
         }
-        IotOperation::ListThingsInThingGroup { thing_group_name } => {
-            let req = ListGroupThingsRequest {
-                max_results: query_int(&q, "maxResults")?,
-                next_token: q.get("nextToken").cloned(),
-                recursive: query_bool(&q, "recursive")?.unwrap_or(false),
-            };
-            let page = app.list_things_in_thing_group(&call, &thing_group_name, req).await?;
+        IotRequest::ListThingsInThingGroup { thing_group_name, request } => {
+            let page = app.list_things_in_thing_group(&call, &thing_group_name, request).await?;
             let scope = call.scope();
             ctx.resources.push(call.resource(thing_group_arn(&scope, &thing_group_name), THING_GROUP_RESOURCE_TYPE));
             listing("things", page.names.into_iter().map(Value::String).collect(), page.next_token)
         }
-        IotOperation::Job(op) => super::iot_jobs::handle(ctx, op, &q, call.clone()).await?,
-        IotOperation::Ota(op) => super::iot_ota::handle(ctx, op, &q, call.clone()).await?,
+        IotRequest::Job(req) => super::iot_jobs::handle(ctx, req, call.clone()).await?,
+        IotRequest::Ota(req) => super::iot_ota::handle(ctx, req, call.clone()).await?,
     };
     Ok(json_response(&out, CONTENT_TYPE))
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
+use super::Incoming;
 use super::call::{CallContext, OpMeta};
 use super::iot::{Q, body, listing, query_bool, query_int, typed_query_members};
 use crate::domain::ServiceError;
@@ -136,17 +137,93 @@ impl JobOperation {
     }
 }
 
-pub async fn handle(ctx: &mut CallContext<'_>, op: JobOperation, q: &HashMap<String, String>, call: std::sync::Arc<crate::app::audit::Call>) -> Result<Value, ServiceError> {
-    let (app, incoming) = (ctx.app, ctx.incoming);
+/// A job request with its query and body members decoded (see [`super::iot::IotRequest`]).
+// Built once per request and matched at once: boxing the bodies would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum JobRequest {
+    CreateJob { job_id: String, body: CreateJobBody },
+    DescribeJob { job_id: String },
+    GetJobDocument { job_id: String },
+    UpdateJob { job_id: String, body: UpdateJobBody, namespace_id: Option<String> },
+    DeleteJob { job_id: String, force: bool, namespace_id: Option<String> },
+    CancelJob { job_id: String, body: CancelJobBody, force: bool },
+    ListJobs(ListJobsRequest),
+    ListJobExecutionsForJob { job_id: String, status: Option<String>, max_results: Option<i64>, next_token: Option<String> },
+    ListJobExecutionsForThing {
+        thing_name: String,
+        status: Option<String>,
+        job_id: Option<String>,
+        namespace_id: Option<String>,
+        max_results: Option<i64>,
+        next_token: Option<String>,
+    },
+    DescribeJobExecution { thing_name: String, job_id: String, execution_number: Option<i64> },
+    CancelJobExecution { thing_name: String, job_id: String, force: bool, body: CancelJobExecutionBody },
+    DeleteJobExecution { thing_name: String, job_id: String, execution_number: i64, force: bool, namespace_id: Option<String> },
+}
+
+/// The query and body members of a routed job operation, checked for their wire types.
+pub fn decode(op: JobOperation, incoming: &Incoming, q: &HashMap<String, String>) -> Result<JobRequest, ServiceError> {
+    // Checked first for every job operation, as before the decoding was split out.
     let force = query_bool(q, "force")?.unwrap_or(false);
-    let scope = call.scope();
+    let namespace_id = || q.get("namespaceId").cloned();
     Ok(match op {
-        JobOperation::CreateJob { job_id } => {
-            let b: CreateJobBody = body(incoming)?;
-            app.create_job(&call, &job_id, &b).await?.summary_output()
-        }
+        JobOperation::CreateJob { job_id } => JobRequest::CreateJob { job_id, body: body(incoming)? },
         JobOperation::DescribeJob { job_id } => {
             query_bool(q, "beforeSubstitution")?;
+            JobRequest::DescribeJob { job_id }
+        }
+        JobOperation::GetJobDocument { job_id } => {
+            query_bool(q, "beforeSubstitution")?;
+            JobRequest::GetJobDocument { job_id }
+        }
+        JobOperation::UpdateJob { job_id } => JobRequest::UpdateJob { job_id, body: body(incoming)?, namespace_id: namespace_id() },
+        JobOperation::DeleteJob { job_id } => JobRequest::DeleteJob { job_id, force, namespace_id: namespace_id() },
+        JobOperation::CancelJob { job_id } => JobRequest::CancelJob { job_id, body: body(incoming)?, force },
+        JobOperation::ListJobs => JobRequest::ListJobs(ListJobsRequest {
+            status: q.get("status").cloned(),
+            target_selection: q.get("targetSelection").cloned(),
+            max_results: query_int(q, "maxResults")?,
+            next_token: q.get("nextToken").cloned(),
+            thing_group_name: q.get("thingGroupName").cloned(),
+            thing_group_id: q.get("thingGroupId").cloned(),
+            namespace_id: namespace_id(),
+        }),
+        JobOperation::ListJobExecutionsForJob { job_id } => JobRequest::ListJobExecutionsForJob {
+            job_id,
+            status: q.get("status").cloned(),
+            max_results: query_int(q, "maxResults")?,
+            next_token: q.get("nextToken").cloned(),
+        },
+        JobOperation::ListJobExecutionsForThing { thing_name } => JobRequest::ListJobExecutionsForThing {
+            thing_name,
+            status: q.get("status").cloned(),
+            job_id: q.get("jobId").cloned(),
+            namespace_id: namespace_id(),
+            max_results: query_int(q, "maxResults")?,
+            next_token: q.get("nextToken").cloned(),
+        },
+        JobOperation::DescribeJobExecution { thing_name, job_id } => {
+            JobRequest::DescribeJobExecution { thing_name, job_id, execution_number: query_int(q, "executionNumber")? }
+        }
+        JobOperation::CancelJobExecution { thing_name, job_id } => {
+            JobRequest::CancelJobExecution { thing_name, job_id, force, body: body(incoming)? }
+        }
+        JobOperation::DeleteJobExecution { thing_name, job_id, execution_number } => {
+            let n = execution_number.parse::<i64>().map_err(|_| {
+                ServiceError::invalid_request(format!("executionNumber must be an integer, got '{execution_number}'."))
+            })?;
+            JobRequest::DeleteJobExecution { thing_name, job_id, execution_number: n, force, namespace_id: namespace_id() }
+        }
+    })
+}
+
+pub async fn handle(ctx: &mut CallContext<'_>, req: JobRequest, call: std::sync::Arc<crate::app::audit::Call>) -> Result<Value, ServiceError> {
+    let app = ctx.app;
+    let scope = call.scope();
+    Ok(match req {
+        JobRequest::CreateJob { job_id, body: b } => app.create_job(&call, &job_id, &b).await?.summary_output(),
+        JobRequest::DescribeJob { job_id } => {
             let (job, counts) = app.describe_job(&call, &job_id).await?;
             ctx.resources.push(call.resource(job.arn(), JOB_RESOURCE_TYPE));
             let mut out = json!({ "job": job.description(&counts) });
@@ -155,42 +232,26 @@ pub async fn handle(ctx: &mut CallContext<'_>, op: JobOperation, q: &HashMap<Str
             }
             out
         }
-        JobOperation::GetJobDocument { job_id } => {
-            query_bool(q, "beforeSubstitution")?;
+        JobRequest::GetJobDocument { job_id } => {
             let job = app.get_job(&call, &job_id).await?;
             ctx.resources.push(call.resource(job.arn(), JOB_RESOURCE_TYPE));
             json!({ "document": job.spec.document })
         }
-        JobOperation::UpdateJob { job_id } => {
-            let b: UpdateJobBody = body(incoming)?;
-            app.update_job(&call, &job_id, b, q.get("namespaceId").cloned()).await?;
+        JobRequest::UpdateJob { job_id, body: b, namespace_id } => {
+            app.update_job(&call, &job_id, b, namespace_id).await?;
             json!({})
         }
-        JobOperation::DeleteJob { job_id } => {
-            app.delete_job(&call, &job_id, force, q.get("namespaceId").map(String::as_str)).await?;
+        JobRequest::DeleteJob { job_id, force, namespace_id } => {
+            app.delete_job(&call, &job_id, force, namespace_id.as_deref()).await?;
             json!({})
         }
-        JobOperation::CancelJob { job_id } => {
-            let b: CancelJobBody = body(incoming)?;
-            app.cancel_job(&call, &job_id, b, force).await?.summary_output()
-        }
-        JobOperation::ListJobs => {
-            let req = ListJobsRequest {
-                status: q.get("status").cloned(),
-                target_selection: q.get("targetSelection").cloned(),
-                max_results: query_int(q, "maxResults")?,
-                next_token: q.get("nextToken").cloned(),
-                thing_group_name: q.get("thingGroupName").cloned(),
-                thing_group_id: q.get("thingGroupId").cloned(),
-                namespace_id: q.get("namespaceId").cloned(),
-            };
+        JobRequest::CancelJob { job_id, body: b, force } => app.cancel_job(&call, &job_id, b, force).await?.summary_output(),
+        JobRequest::ListJobs(req) => {
             let page = app.list_jobs(&call, req).await?;
             listing("jobs", page.jobs.iter().map(Job::list_item).collect(), page.next_token)
         }
-        JobOperation::ListJobExecutionsForJob { job_id } => {
-            let page = app
-                .list_job_executions_for_job(&call, &job_id, q.get("status").cloned(), query_int(q, "maxResults")?, q.get("nextToken").cloned())
-                .await?;
+        JobRequest::ListJobExecutionsForJob { job_id, status, max_results, next_token } => {
+            let page = app.list_job_executions_for_job(&call, &job_id, status, max_results, next_token).await?;
             ctx.resources.push(call.resource(job_arn(&scope, &job_id), JOB_RESOURCE_TYPE));
             let items = page
                 .executions
@@ -199,38 +260,25 @@ pub async fn handle(ctx: &mut CallContext<'_>, op: JobOperation, q: &HashMap<Str
                 .collect();
             listing("executionSummaries", items, page.next_token)
         }
-        JobOperation::ListJobExecutionsForThing { thing_name } => {
+        JobRequest::ListJobExecutionsForThing { thing_name, status, job_id, namespace_id, max_results, next_token } => {
             let page = app
-                .list_job_executions_for_thing(
-                    &call,
-                    &thing_name,
-                    q.get("status").cloned(),
-                    q.get("jobId").cloned(),
-                    q.get("namespaceId").cloned(),
-                    query_int(q, "maxResults")?,
-                    q.get("nextToken").cloned(),
-                )
+                .list_job_executions_for_thing(&call, &thing_name, status, job_id, namespace_id, max_results, next_token)
                 .await?;
             ctx.resources.push(call.resource(thing_arn(&scope, &thing_name), THING_RESOURCE_TYPE));
             let items = page.executions.iter().map(|e| json!({ "jobId": e.job_id, "jobExecutionSummary": e.summary() })).collect();
             listing("executionSummaries", items, page.next_token)
         }
-        JobOperation::DescribeJobExecution { thing_name, job_id } => {
-            let n = query_int(q, "executionNumber")?;
-            let (e, timeout) = app.describe_job_execution(&call, &job_id, &thing_name, n).await?;
+        JobRequest::DescribeJobExecution { thing_name, job_id, execution_number } => {
+            let (e, timeout) = app.describe_job_execution(&call, &job_id, &thing_name, execution_number).await?;
             ctx.resources.push(call.resource(job_arn(&scope, &job_id), JOB_RESOURCE_TYPE));
             json!({ "execution": e.description(timeout.as_ref(), app.clock.now()) })
         }
-        JobOperation::CancelJobExecution { thing_name, job_id } => {
-            let b: CancelJobExecutionBody = body(incoming)?;
+        JobRequest::CancelJobExecution { thing_name, job_id, force, body: b } => {
             app.cancel_job_execution(&call, &job_id, &thing_name, force, b).await?;
             json!({})
         }
-        JobOperation::DeleteJobExecution { thing_name, job_id, execution_number } => {
-            let n = execution_number.parse::<i64>().map_err(|_| {
-                ServiceError::invalid_request(format!("executionNumber must be an integer, got '{execution_number}'."))
-            })?;
-            app.delete_job_execution(&call, &job_id, &thing_name, n, force, q.get("namespaceId").map(String::as_str)).await?;
+        JobRequest::DeleteJobExecution { thing_name, job_id, execution_number, force, namespace_id } => {
+            app.delete_job_execution(&call, &job_id, &thing_name, execution_number, force, namespace_id.as_deref()).await?;
             json!({})
         }
     })

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use super::Incoming;
 use super::call::{CallContext, OpMeta};
 use super::iot::{Q, body, listing, query_bool, query_int, typed_query_members};
 use crate::app::audit::Call;
@@ -58,30 +59,51 @@ impl OtaOperation {
     }
 }
 
-pub async fn handle(ctx: &mut CallContext<'_>, op: OtaOperation, q: &HashMap<String, String>, call: Arc<Call>) -> Result<Value, ServiceError> {
-    let (app, incoming) = (ctx.app, ctx.incoming);
+/// An OTA update request with its query and body members decoded.
+// Built once per request and matched at once: boxing the bodies would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum OtaRequest {
+    CreateOtaUpdate { ota_update_id: String, body: CreateOtaUpdateBody },
+    GetOtaUpdate { ota_update_id: String },
+    ListOtaUpdates { status: Option<String>, max_results: Option<i64>, next_token: Option<String> },
+    DeleteOtaUpdate { ota_update_id: String, request: DeleteRequest },
+}
+
+/// The query and body members of a routed OTA update operation, checked for their wire types.
+pub fn decode(op: OtaOperation, incoming: &Incoming, q: &HashMap<String, String>) -> Result<OtaRequest, ServiceError> {
     Ok(match op {
-        OtaOperation::CreateOtaUpdate { ota_update_id } => {
-            let b: CreateOtaUpdateBody = body(incoming)?;
-            app.create_ota_update(&call, &ota_update_id, &b).await?.created()
-        }
-        OtaOperation::GetOtaUpdate { ota_update_id } => {
+        OtaOperation::CreateOtaUpdate { ota_update_id } => OtaRequest::CreateOtaUpdate { ota_update_id, body: body(incoming)? },
+        OtaOperation::GetOtaUpdate { ota_update_id } => OtaRequest::GetOtaUpdate { ota_update_id },
+        OtaOperation::ListOtaUpdates => OtaRequest::ListOtaUpdates {
+            status: q.get("otaUpdateStatus").cloned(),
+            max_results: query_int(q, "maxResults")?,
+            next_token: q.get("nextToken").cloned(),
+        },
+        OtaOperation::DeleteOtaUpdate { ota_update_id } => OtaRequest::DeleteOtaUpdate {
+            ota_update_id,
+            request: DeleteRequest {
+                delete_stream: query_bool(q, "deleteStream")?.unwrap_or(false),
+                force_delete_aws_job: query_bool(q, "forceDeleteAWSJob")?.unwrap_or(false),
+            },
+        },
+    })
+}
+
+pub async fn handle(ctx: &mut CallContext<'_>, req: OtaRequest, call: Arc<Call>) -> Result<Value, ServiceError> {
+    let app = ctx.app;
+    Ok(match req {
+        OtaRequest::CreateOtaUpdate { ota_update_id, body: b } => app.create_ota_update(&call, &ota_update_id, &b).await?.created(),
+        OtaRequest::GetOtaUpdate { ota_update_id } => {
             let u = app.get_ota_update(&call, &ota_update_id).await?;
             ctx.resources.push(call.resource(u.arn(), RESOURCE_TYPE));
             json!({ "otaUpdateInfo": u.info() })
         }
-        OtaOperation::ListOtaUpdates => {
-            let page = app
-                .list_ota_updates(&call, q.get("otaUpdateStatus").cloned(), query_int(q, "maxResults")?, q.get("nextToken").cloned())
-                .await?;
+        OtaRequest::ListOtaUpdates { status, max_results, next_token } => {
+            let page = app.list_ota_updates(&call, status, max_results, next_token).await?;
             listing("otaUpdates", page.updates.iter().map(OtaUpdate::summary).collect(), page.next_token)
         }
-        OtaOperation::DeleteOtaUpdate { ota_update_id } => {
-            let req = DeleteRequest {
-                delete_stream: query_bool(q, "deleteStream")?.unwrap_or(false),
-                force_delete_aws_job: query_bool(q, "forceDeleteAWSJob")?.unwrap_or(false),
-            };
-            app.delete_ota_update(&call, &ota_update_id, req).await?;
+        OtaRequest::DeleteOtaUpdate { ota_update_id, request } => {
+            app.delete_ota_update(&call, &ota_update_id, request).await?;
             json!({})
         }
     })

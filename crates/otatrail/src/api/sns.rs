@@ -46,6 +46,74 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
     operation(ctx).await.map_err(sns_error)
 }
 
+/// An SNS request with its parameters decoded (borrowed from the [`QueryParams`]): everything
+/// the handler needs before it calls the application layer.
+pub enum SnsRequest<'a> {
+    Publish { topic_arn: &'a str, message: &'a str, subject: Option<&'a str>, message_structure: Option<&'a str> },
+    CreateTopic { name: &'a str, attributes: Vec<(String, String)>, tags: Vec<SnsTag> },
+    DeleteTopic { topic_arn: &'a str },
+    ListTopics { next_token: Option<&'a str> },
+    GetTopicAttributes { topic_arn: &'a str },
+    SetTopicAttributes { topic_arn: &'a str, attribute_name: &'a str, attribute_value: Option<&'a str> },
+    Subscribe {
+        topic_arn: &'a str,
+        protocol: &'a str,
+        endpoint: Option<&'a str>,
+        attributes: Vec<(String, String)>,
+        return_subscription_arn: bool,
+    },
+    ConfirmSubscription { topic_arn: &'a str, token: &'a str, authenticate_on_unsubscribe: Option<bool> },
+    Unsubscribe { subscription_arn: &'a str },
+    ListSubscriptionsByTopic { topic_arn: &'a str, next_token: Option<&'a str> },
+    ListSubscriptions { next_token: Option<&'a str> },
+}
+
+/// The parameters of `p`'s action (`InvalidAction` for one this server does not answer). Pure
+/// (no I/O); the fuzz targets drive it.
+pub fn decode(p: &QueryParams) -> Result<SnsRequest<'_>, ServiceError> {
+    Ok(match p.action.as_str() {
+        "Publish" => {
+            if p.get("TargetArn").is_some() || p.get("PhoneNumber").is_some() {
+                return Err(invalid("otatrail publishes to topics only (TopicArn); TargetArn and PhoneNumber are not supported"));
+            }
+            let topic_arn = p.get("TopicArn").ok_or_else(|| invalid("TopicArn or TargetArn Reason: no value for required parameter"))?;
+            let message = p.get("Message").ok_or_else(|| invalid("Message Reason: no value for required parameter"))?;
+            // MessageAttributes are accepted and not delivered.
+            SnsRequest::Publish { topic_arn, message, subject: p.get("Subject"), message_structure: p.get("MessageStructure") }
+        }
+        "CreateTopic" => {
+            let tags = tags(p)?;
+            SnsRequest::CreateTopic { name: required(p, "Name")?, attributes: map(p, "Attributes"), tags }
+        }
+        "DeleteTopic" => SnsRequest::DeleteTopic { topic_arn: required(p, "TopicArn")? },
+        "ListTopics" => SnsRequest::ListTopics { next_token: p.get("NextToken") },
+        "GetTopicAttributes" => SnsRequest::GetTopicAttributes { topic_arn: required(p, "TopicArn")? },
+        "SetTopicAttributes" => SnsRequest::SetTopicAttributes {
+            topic_arn: required(p, "TopicArn")?,
+            attribute_name: required(p, "AttributeName")?,
+            attribute_value: p.get("AttributeValue"),
+        },
+        "Subscribe" => SnsRequest::Subscribe {
+            topic_arn: required(p, "TopicArn")?,
+            protocol: required(p, "Protocol")?,
+            endpoint: p.get("Endpoint"),
+            attributes: map(p, "Attributes"),
+            return_subscription_arn: boolean(p, "ReturnSubscriptionArn")?.unwrap_or(false),
+        },
+        "ConfirmSubscription" => SnsRequest::ConfirmSubscription {
+            topic_arn: required(p, "TopicArn")?,
+            token: required(p, "Token")?,
+            authenticate_on_unsubscribe: boolean(p, "AuthenticateOnUnsubscribe")?,
+        },
+        "Unsubscribe" => SnsRequest::Unsubscribe { subscription_arn: required(p, "SubscriptionArn")? },
+        "ListSubscriptionsByTopic" => {
+            SnsRequest::ListSubscriptionsByTopic { topic_arn: required(p, "TopicArn")?, next_token: p.get("NextToken") }
+        }
+        "ListSubscriptions" => SnsRequest::ListSubscriptions { next_token: p.get("NextToken") },
+        other => return Err(query::unknown_action(SERVICE, other)),
+    })
+}
+
 async fn operation(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
     let (app, incoming) = (ctx.app, ctx.incoming);
     let p = query::parse(SERVICE, incoming)?;
@@ -53,82 +121,63 @@ async fn operation(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> 
         // A data event: no record.
         let info = call::call_info(app, incoming, &ctx.verified.region, EVENT_SOURCE, OpMeta::read("Publish"), None, ctx.api_version);
         let call = Arc::new(Call { info, principal: ctx.verified.principal.clone() });
-        if p.get("TargetArn").is_some() || p.get("PhoneNumber").is_some() {
-            return Err(invalid("otatrail publishes to topics only (TopicArn); TargetArn and PhoneNumber are not supported"));
-        }
-        let topic = p.get("TopicArn").ok_or_else(|| invalid("TopicArn or TargetArn Reason: no value for required parameter"))?;
-        let message = p.get("Message").ok_or_else(|| invalid("Message Reason: no value for required parameter"))?;
-        // MessageAttributes are accepted and not delivered.
-        let id = app.sns_publish(&call, topic, message, p.get("Subject"), p.get("MessageStructure")).await?;
+        let SnsRequest::Publish { topic_arn, message, subject, message_structure } = decode(&p)? else {
+            return Err(query::unknown_action(SERVICE, &p.action));
+        };
+        let id = app.sns_publish(&call, topic_arn, message, subject, message_structure).await?;
         return Ok(query::response(SERVICE, "Publish", &element("MessageId", &id), &incoming.request_id));
     }
     let Some(op) = meta(&p.action) else { return Err(query::unknown_action(SERVICE, &p.action)) };
     let call = ctx.start(op, request_parameters(&p));
     let caller = &call;
     let action = p.action.as_str();
-    let result = match action {
-        "CreateTopic" => {
-            let tags = tags(&p)?;
-            let t = app.sns_create_topic(caller, required(&p, "Name")?, map(&p, "Attributes"), tags).await?;
+    let result = match decode(&p)? {
+        // Answered above, before the call is named.
+        SnsRequest::Publish { .. } => return Err(query::unknown_action(SERVICE, action)),
+        SnsRequest::CreateTopic { name, attributes, tags } => {
+            let t = app.sns_create_topic(caller, name, attributes, tags).await?;
             element("TopicArn", &t.arn())
         }
-        "DeleteTopic" => {
-            app.sns_delete_topic(caller, required(&p, "TopicArn")?).await?;
+        SnsRequest::DeleteTopic { topic_arn } => {
+            app.sns_delete_topic(caller, topic_arn).await?;
             String::new()
         }
-        "ListTopics" => {
-            let page = app.sns_list_topics(caller, p.get("NextToken")).await?;
+        SnsRequest::ListTopics { next_token } => {
+            let page = app.sns_list_topics(caller, next_token).await?;
             let members: String = page.items.iter().map(|t| format!("<member>{}</member>", element("TopicArn", &t.arn()))).collect();
-            format!("<Topics>{members}</Topics>{}", next_token(&page))
+            format!("<Topics>{members}</Topics>{}", next_token_xml(&page))
         }
-        "GetTopicAttributes" => {
-            let arn = required(&p, "TopicArn")?;
-            let attrs = app.sns_get_topic_attributes(caller, arn).await?;
-            ctx.resources.push(topic_resource(arn));
+        SnsRequest::GetTopicAttributes { topic_arn } => {
+            let attrs = app.sns_get_topic_attributes(caller, topic_arn).await?;
+            ctx.resources.push(topic_resource(topic_arn));
             let entries: String =
                 attrs.iter().map(|(k, v)| format!("<entry>{}{}</entry>", element("key", k), element("value", v))).collect();
             format!("<Attributes>{entries}</Attributes>")
         }
-        "SetTopicAttributes" => {
-            app.sns_set_topic_attributes(caller, required(&p, "TopicArn")?, required(&p, "AttributeName")?, p.get("AttributeValue")).await?;
+        SnsRequest::SetTopicAttributes { topic_arn, attribute_name, attribute_value } => {
+            app.sns_set_topic_attributes(caller, topic_arn, attribute_name, attribute_value).await?;
             String::new()
         }
-        "Subscribe" => {
+        SnsRequest::Subscribe { topic_arn, protocol, endpoint, attributes, return_subscription_arn } => {
+            let arn = app.sns_subscribe(caller, topic_arn, protocol, endpoint, attributes, return_subscription_arn).await?;
+            element("SubscriptionArn", &arn)
+        }
+        SnsRequest::ConfirmSubscription { topic_arn, token, authenticate_on_unsubscribe } => {
             let arn = app
-                .sns_subscribe(
-                    caller,
-                    required(&p, "TopicArn")?,
-                    required(&p, "Protocol")?,
-                    p.get("Endpoint"),
-                    map(&p, "Attributes"),
-                    boolean(&p, "ReturnSubscriptionArn")?.unwrap_or(false),
-                )
+                .sns_confirm_subscription(Requester::Signed(call.clone()), topic_arn, token, authenticate_on_unsubscribe)
                 .await?;
             element("SubscriptionArn", &arn)
         }
-        "ConfirmSubscription" => {
-            let arn = app
-                .sns_confirm_subscription(
-                    Requester::Signed(call.clone()),
-                    required(&p, "TopicArn")?,
-                    required(&p, "Token")?,
-                    boolean(&p, "AuthenticateOnUnsubscribe")?,
-                )
-                .await?;
-            element("SubscriptionArn", &arn)
-        }
-        "Unsubscribe" => {
-            app.sns_unsubscribe(Requester::Signed(call.clone()), required(&p, "SubscriptionArn")?).await?;
+        SnsRequest::Unsubscribe { subscription_arn } => {
+            app.sns_unsubscribe(Requester::Signed(call.clone()), subscription_arn).await?;
             String::new()
         }
-        "ListSubscriptionsByTopic" => {
-            let arn = required(&p, "TopicArn")?;
-            let page = app.sns_list_subscriptions_by_topic(caller, arn, p.get("NextToken")).await?;
-            ctx.resources.push(topic_resource(arn));
+        SnsRequest::ListSubscriptionsByTopic { topic_arn, next_token } => {
+            let page = app.sns_list_subscriptions_by_topic(caller, topic_arn, next_token).await?;
+            ctx.resources.push(topic_resource(topic_arn));
             subscriptions_xml(&page)
         }
-        "ListSubscriptions" => subscriptions_xml(&app.sns_list_subscriptions(caller, p.get("NextToken")).await?),
-        other => return Err(query::unknown_action(SERVICE, other)),
+        SnsRequest::ListSubscriptions { next_token } => subscriptions_xml(&app.sns_list_subscriptions(caller, next_token).await?),
     };
     Ok(query::response(SERVICE, action, &result, &incoming.request_id))
 }
@@ -175,7 +224,7 @@ fn tags(p: &QueryParams) -> Result<Vec<SnsTag>, ServiceError> {
 
 /// The request as CloudTrail shows it: lowerCamel names, maps as objects, tags as a list,
 /// endpoint passwords masked, and never the confirmation token.
-fn request_parameters(p: &QueryParams) -> Option<Value> {
+pub fn request_parameters(p: &QueryParams) -> Option<Value> {
     fn lower_first(s: &str) -> String {
         let mut c = s.chars();
         c.next().map(|f| f.to_lowercase().chain(c).collect()).unwrap_or_default()
@@ -210,7 +259,7 @@ fn request_parameters(p: &QueryParams) -> Option<Value> {
     if out.is_empty() { None } else { Some(Value::Object(out)) }
 }
 
-fn next_token<T>(page: &SnsPage<T>) -> String {
+fn next_token_xml<T>(page: &SnsPage<T>) -> String {
     page.next_token.as_deref().map(|t| element("NextToken", t)).unwrap_or_default()
 }
 
@@ -229,7 +278,7 @@ fn subscriptions_xml(page: &SnsPage<Subscription>) -> String {
             )
         })
         .collect();
-    format!("<Subscriptions>{members}</Subscriptions>{}", next_token(page))
+    format!("<Subscriptions>{members}</Subscriptions>{}", next_token_xml(page))
 }
 
 /// The unsigned GET requests SNS answers on its endpoint, or `None` when `incoming` is not one:

@@ -24,21 +24,57 @@ pub fn meta(action: &str) -> Option<OpMeta> {
     })
 }
 
+/// An STS request with its parameters decoded: everything the handler needs before it calls
+/// the application layer.
+pub enum StsRequest<'a> {
+    GetCallerIdentity,
+    GetSessionToken { duration_seconds: Option<i64> },
+    GetFederationToken { name: &'a str, duration_seconds: Option<i64>, policy: Option<&'a str> },
+    AssumeRole(AssumeRoleRequest),
+}
+
+/// The parameters of `p`'s action (`InvalidAction` for one STS does not answer). Pure (no I/O);
+/// the fuzz targets drive it.
+pub fn decode(p: &QueryParams) -> Result<StsRequest<'_>, ServiceError> {
+    Ok(match p.action.as_str() {
+        "GetCallerIdentity" => StsRequest::GetCallerIdentity,
+        "GetSessionToken" => StsRequest::GetSessionToken { duration_seconds: int(p, "DurationSeconds")? },
+        "GetFederationToken" => StsRequest::GetFederationToken {
+            name: required(p, "Name")?,
+            duration_seconds: int(p, "DurationSeconds")?,
+            policy: p.get("Policy"),
+        },
+        "AssumeRole" => StsRequest::AssumeRole(AssumeRoleRequest {
+            role_arn: required(p, "RoleArn")?.to_string(),
+            session_name: required(p, "RoleSessionName")?.to_string(),
+            duration_seconds: int(p, "DurationSeconds")?,
+            source_identity: p.get("SourceIdentity").map(str::to_string),
+            external_id: p.get("ExternalId").map(str::to_string),
+            tags: super::iam::tags(p)?,
+        }),
+        other => return Err(query::unknown_action(SERVICE, other)),
+    })
+}
+
+/// How STS request parameters are recorded.
+pub fn request_parameters(p: &QueryParams) -> Option<serde_json::Value> {
+    query_request_parameters(&p.params, &["DurationSeconds"])
+}
+
 pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
     let (app, incoming) = (ctx.app, ctx.incoming);
     let p = query::parse(SERVICE, incoming)?;
     let Some(op) = meta(&p.action) else { return Err(query::unknown_action(SERVICE, &p.action)) };
-    let call = ctx.start(op, query_request_parameters(&p.params, &["DurationSeconds"]));
+    let call = ctx.start(op, request_parameters(&p));
     let caller = &call;
-    let xml = match p.action.as_str() {
-        "GetCallerIdentity" => {
+    let xml = match decode(&p)? {
+        StsRequest::GetCallerIdentity => {
             let who = &call.principal;
             format!("{}{}{}", element("Arn", &who.arn), element("UserId", &who.principal_id), element("Account", &who.account_id))
         }
-        "GetSessionToken" => credentials_xml(&app.sts_get_session_token(caller, int(&p, "DurationSeconds")?).await?),
-        "GetFederationToken" => {
-            let name = required(&p, "Name")?;
-            let c = app.sts_get_federation_token(caller, name, int(&p, "DurationSeconds")?, p.get("Policy")).await?;
+        StsRequest::GetSessionToken { duration_seconds } => credentials_xml(&app.sts_get_session_token(caller, duration_seconds).await?),
+        StsRequest::GetFederationToken { name, duration_seconds, policy } => {
+            let c = app.sts_get_federation_token(caller, name, duration_seconds, policy).await?;
             format!(
                 "{}<FederatedUser>{}{}</FederatedUser><PackedPolicySize>0</PackedPolicySize>",
                 credentials_xml(&c),
@@ -46,15 +82,7 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
                 element("Arn", &c.principal.arn)
             )
         }
-        "AssumeRole" => {
-            let req = AssumeRoleRequest {
-                role_arn: required(&p, "RoleArn")?.to_string(),
-                session_name: required(&p, "RoleSessionName")?.to_string(),
-                duration_seconds: int(&p, "DurationSeconds")?,
-                source_identity: p.get("SourceIdentity").map(str::to_string),
-                external_id: p.get("ExternalId").map(str::to_string),
-                tags: super::iam::tags(&p)?,
-            };
+        StsRequest::AssumeRole(req) => {
             let c = app.sts_assume_role(caller, req).await?;
             let source = c
                 .principal
@@ -70,7 +98,6 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
                 element("Arn", &c.principal.arn)
             )
         }
-        other => return Err(query::unknown_action(SERVICE, other)),
     };
     Ok(query::response(SERVICE, &p.action, &xml, &incoming.request_id))
 }

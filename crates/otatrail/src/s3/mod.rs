@@ -4,7 +4,8 @@
 //! protocol layer: it resolves the principal and maps each operation onto `app::buckets`.
 
 mod auth;
-mod ops;
+// Visible to the crate for `crate::fuzzing`, which drives the parsing done here.
+pub(crate) mod ops;
 mod record;
 
 use std::sync::Arc;

@@ -22,7 +22,7 @@ pub struct S3Api {
 
 /// A domain error in S3's vocabulary; codes S3 does not know get an explicit status (s3s
 /// would answer 500 for them).
-fn s3_err(e: ServiceError) -> S3Error {
+pub(crate) fn s3_err(e: ServiceError) -> S3Error {
     let name = match e.code {
         "ServiceUnavailableException" => "ServiceUnavailable",
         "InternalFailureException" => "InternalError",
@@ -50,7 +50,7 @@ fn sse() -> Option<ServerSideEncryption> {
     Some(ServerSideEncryption::from_static(ServerSideEncryption::AES256))
 }
 
-fn props(content_type: Option<String>, metadata: Option<Metadata>, storage_class: Option<StorageClass>) -> ObjectProps {
+pub(crate) fn props(content_type: Option<String>, metadata: Option<Metadata>, storage_class: Option<StorageClass>) -> ObjectProps {
     ObjectProps {
         content_type,
         metadata: metadata.unwrap_or_default().into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect::<BTreeMap<_, _>>(),
@@ -70,7 +70,7 @@ fn etag_matches(cond: &ETagCondition, meta: &ObjectMeta) -> bool {
 }
 
 /// `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since` on a read.
-fn check_preconditions(
+pub(crate) fn check_preconditions(
     meta: &ObjectMeta,
     if_match: Option<&ETagCondition>,
     if_none_match: Option<&ETagCondition>,
@@ -112,7 +112,7 @@ fn list_object(o: &ObjectMeta) -> Object {
     }
 }
 
-fn lifecycle_rule(r: &s3s::dto::LifecycleRule) -> LifecycleRule {
+pub(crate) fn lifecycle_rule(r: &s3s::dto::LifecycleRule) -> LifecycleRule {
     let prefix = r.filter.as_ref().and_then(|f| f.prefix.clone()).or_else(|| r.prefix.clone()).unwrap_or_default();
     LifecycleRule {
         id: r.id.clone(),
@@ -128,7 +128,7 @@ fn lifecycle_rule(r: &s3s::dto::LifecycleRule) -> LifecycleRule {
     }
 }
 
-fn to_dto_rule(r: &LifecycleRule) -> s3s::dto::LifecycleRule {
+pub(crate) fn to_dto_rule(r: &LifecycleRule) -> s3s::dto::LifecycleRule {
     s3s::dto::LifecycleRule {
         id: r.id.clone(),
         status: ExpirationStatus::from(if r.enabled { ExpirationStatus::ENABLED } else { ExpirationStatus::DISABLED }.to_string()),
@@ -147,8 +147,48 @@ fn to_dto_rule(r: &LifecycleRule) -> s3s::dto::LifecycleRule {
     }
 }
 
-fn encode_key(s: &str, url: bool) -> String {
+pub(crate) fn encode_key(s: &str, url: bool) -> String {
     if url { otatrail_sigv4::uri_encode(s, true) } else { s.to_string() }
+}
+
+/// The bytes a GetObject `Range` selects of an object of `size` bytes, and the
+/// `Content-Range` to answer with (`InvalidRange` when not satisfiable).
+pub(crate) fn byte_range(range: Option<&Range>, size: u64) -> S3Result<(std::ops::Range<u64>, Option<String>)> {
+    match range {
+        None => Ok((0..size, None)),
+        Some(r) => {
+            let range = r.check(size).map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
+            let cr = format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), size);
+            Ok((range, Some(cr)))
+        }
+    }
+}
+
+/// CompleteMultipartUpload's parts as `(part number, etag)`; a part without a number is
+/// part 0 (which the app rejects).
+pub(crate) fn completed_parts(upload: Option<CompletedMultipartUpload>) -> Vec<(i64, String)> {
+    upload
+        .and_then(|m| m.parts)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| (c.part_number.unwrap_or(0) as i64, c.e_tag.map(|e| e.value().to_string()).unwrap_or_default()))
+        .collect()
+}
+
+/// ListObjectsV2's continuation token: the last key returned, unpadded URL-safe base64.
+pub(crate) fn continuation_token(last_key: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last_key)
+}
+
+/// The key a continuation token names (`InvalidArgument` when it is not one of ours).
+pub(crate) fn continuation_key(token: &str) -> S3Result<String> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
 }
 
 #[async_trait::async_trait]
@@ -298,14 +338,7 @@ impl S3 for S3Api {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let (range, content_range) = match &input.range {
-            None => (0..meta.size, None),
-            Some(r) => {
-                let range = r.check(meta.size).map_err(|_| s3_error!(InvalidRange, "The requested range is not satisfiable"))?;
-                let cr = format!("bytes {}-{}/{}", range.start, range.end.saturating_sub(1), meta.size);
-                (range, Some(cr))
-            }
-        };
+        let (range, content_range) = byte_range(input.range.as_ref(), meta.size)?;
         // Streamed window by window; an error mid-way cuts the response short.
         let body = self.app.s3_stream(meta.clone(), range.start, range.end).map(|r| r.map_err(|e| std::io::Error::other(e.message)));
         Ok(S3Response::new(GetObjectOutput {
@@ -401,20 +434,13 @@ impl S3 for S3Api {
     }
 
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let p = principal(&req)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = input.max_keys.unwrap_or(1000).clamp(0, 1000) as usize;
         let url = input.encoding_type.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL);
         let after = match input.continuation_token.as_deref() {
-            Some(t) => Some(
-                b64.decode(t)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))?,
-            ),
+            Some(t) => Some(continuation_key(t)?),
             None => input.start_after.clone().filter(|s| !s.is_empty()),
         };
         let l = self
@@ -429,7 +455,7 @@ impl S3 for S3Api {
             key_count: Some((l.objects.len() + l.common_prefixes.len()) as i32),
             continuation_token: input.continuation_token,
             is_truncated: Some(l.truncated),
-            next_continuation_token: l.last.as_deref().filter(|_| l.truncated).map(|k| b64.encode(k)),
+            next_continuation_token: l.last.as_deref().filter(|_| l.truncated).map(continuation_token),
             contents: Some(l.objects.iter().map(|o| Object { key: Some(encode_key(&o.key, url)), ..list_object(o) }).collect()),
             common_prefixes: Some(l.common_prefixes.iter().map(|c| CommonPrefix { prefix: Some(encode_key(c, url)) }).collect()),
             delimiter: input.delimiter.map(|d| encode_key(&d, url)),
@@ -505,13 +531,7 @@ impl S3 for S3Api {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let p = principal(&req)?;
         let input = req.input;
-        let parts: Vec<(i64, String)> = input
-            .multipart_upload
-            .and_then(|m| m.parts)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| (c.part_number.unwrap_or(0) as i64, c.e_tag.map(|e| e.value().to_string()).unwrap_or_default()))
-            .collect();
+        let parts = completed_parts(input.multipart_upload);
         let meta = self.app.s3_complete_upload(&p, &input.bucket, &input.key, &input.upload_id, parts).await.map_err(s3_err)?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(meta.bucket.clone()),
