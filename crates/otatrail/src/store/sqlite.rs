@@ -1,25 +1,28 @@
-//! The embedded backend: one SQLite database file in WAL mode.
+//! The embedded backend: one SQLite database file in WAL mode, driven synchronously
+//! (`rusqlite`).
 //!
-//! All writes go through a single writer task that commits several units of work in one
-//! transaction (group commit), each unit inside its own savepoint so a failing unit rolls back
-//! alone; records appended on their own ([`Store::append`], most of them: every read-only call
-//! has one) go in together with one multi-row statement per batch. `synchronous=FULL` makes a
-//! commit durable before any unit's caller hears of it.
-//! Reads use a pool of read-only connections, which WAL lets run beside the writer.
+//! All writes go through one writer thread that owns the only read-write connection and
+//! commits several units of work in one transaction (group commit), each unit inside its own
+//! savepoint so a failing unit rolls back alone; records appended on their own
+//! ([`Store::append`], most of them: every read-only call has one) go in together with one
+//! multi-row statement per batch. `synchronous=FULL` makes a commit durable before any
+//! unit's caller hears of it. The writer runs a batch's statements one after another on its
+//! own thread: no statement waits for another thread, so a batch costs one handoff in and one
+//! answer out per unit, not a round trip per statement.
+//!
+//! Reads run on the task that asks for them, on a read-only connection taken from a small
+//! pool, inside a read transaction (a snapshot that WAL lets run beside the writer). They are
+//! short indexed lookups, cheaper to run in place than to hand to another thread.
 
-use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
-use std::path::Path;
-use std::str::FromStr;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Connection, Executor, Row, SqliteConnection, SqlitePool};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{DeliveredFile, EventQuery, LookupKey, StateTx, Store, StoreError, StoreResult, StoredEvent, TxWork};
@@ -35,70 +38,28 @@ use crate::domain::things::{Thing, ThingFilter, ThingGroup};
 use crate::domain::jobs::{ExecStatus, Job as IotJob, JobExecution, JobFilter};
 use crate::domain::ota::{OtaStatus, OtaUpdate};
 use crate::domain::time::Millis;
+use sql::{QueryBuilder, Row, query};
 
 mod jobs;
+mod migrations;
 mod ota;
+mod sql;
 mod things;
 
 /// Units of work committed together at most.
 const MAX_BATCH: usize = 256;
+/// Read connections kept open between reads; more are opened when more reads run at once.
+const MAX_IDLE_READERS: usize = 8;
+/// How long a statement waits for a lock another process holds before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Prepared statements kept per connection (the fixed statements number about 200).
+const STATEMENT_CACHE: usize = 256;
 
-fn migrator() -> Migrator {
-    use sqlx::SqlSafeStr;
-    Migrator {
-        migrations: Cow::Owned(vec![
-            Migration::new(
-                1,
-                Cow::Borrowed("init"),
-                MigrationType::Simple,
-                include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                2,
-                Cow::Borrowed("sns"),
-                MigrationType::Simple,
-                include_str!("../../migrations/sqlite/0002_sns.sql").into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                3,
-                Cow::Borrowed("things"),
-                MigrationType::Simple,
-                include_str!("../../migrations/sqlite/0003_things.sql").into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                4,
-                Cow::Borrowed("jobs"),
-                MigrationType::Simple,
-                include_str!("../../migrations/sqlite/0004_jobs.sql").into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                5,
-                Cow::Borrowed("ota"),
-                MigrationType::Simple,
-                include_str!("../../migrations/sqlite/0005_ota.sql").into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                6,
-                Cow::Borrowed("event_resources_by_seq"),
-                MigrationType::Simple,
-                include_str!("../../migrations/sqlite/0006_event_resources_by_seq.sql").into_sql_str(),
-                false,
-            ),
-        ]),
-        ..Migrator::DEFAULT
-    }
-}
-
-fn db_err(e: sqlx::Error) -> StoreError {
+fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-/// What the writer task is asked to commit.
+/// What the writer thread is asked to commit.
 enum Job {
     /// A general unit of work, in its own savepoint.
     Unit { work: TxWork, done: oneshot::Sender<StoreResult<()>> },
@@ -109,40 +70,102 @@ enum Job {
 
 pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
-    readers: SqlitePool,
+    readers: Arc<Readers>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies migrations.
     pub async fn open(path: &Path) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(db_err)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            // Savepoint journals (one per unit of a batch) stay in memory instead of a
-            // temporary file written for every unit.
-            .pragma("temp_store", "memory")
-            .foreign_keys(true);
-        let mut conn = SqliteConnection::connect_with(&options).await.map_err(db_err)?;
-        migrator().run(&mut conn).await.map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(4)
-            // A local file does not go stale: no ping (one more round trip to the connection's
-            // thread) before every read.
-            .test_before_acquire(false)
-            .connect_with(options.read_only(true))
+        let owned = path.to_path_buf();
+        let conn = tokio::task::spawn_blocking(move || open_writer(&owned))
             .await
-            .map_err(db_err)?;
-        let writer = spawn_writer(conn).await?;
-        Ok(Self { writer, readers })
+            .map_err(|e| StoreError::Database(format!("opening the database failed: {e}")))??;
+        Self::with_writer(conn, path)
+    }
+
+    /// Starts the writer thread on `conn` (already migrated) and the read pool on `path`.
+    fn with_writer(conn: Connection, path: &Path) -> StoreResult<Self> {
+        let readers = Arc::new(Readers { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) });
+        // Open one reader now, so a database that cannot be read fails at start.
+        let first = readers.open()?;
+        readers.give_back(first);
+        Ok(Self { writer: spawn_writer(conn)?, readers })
     }
 }
 
-/// Starts the writer task on `conn`.
-async fn spawn_writer(mut conn: SqliteConnection) -> StoreResult<mpsc::Sender<Job>> {
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Savepoint journals (one per unit of a batch) and sort buffers stay in memory instead of
+    // a temporary file written for every unit.
+    conn.pragma_update(None, "temp_store", "memory")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+/// Opens the read-write connection: WAL, durable commits, the schema up to date.
+fn open_writer(path: &Path) -> StoreResult<Connection> {
+    let mut conn = Connection::open(path).map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
+    configure(&conn).map_err(db_err)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(db_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Database(format!("the database cannot use WAL (journal mode is {mode})")));
+    }
+    conn.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
+    migrations::run(&mut conn).map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+    Ok(conn)
+}
+
+/// Read-only connections, reused.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn open(&self) -> StoreResult<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        configure(&conn).map_err(db_err)?;
+        Ok(conn)
+    }
+
+    fn take(&self) -> StoreResult<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => self.open(),
+        }
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+/// A read connection on loan; back to the pool when dropped, with its transaction ended, even
+/// when the read's task is cancelled half-way.
+struct ReadConn<'r> {
+    conn: Option<Connection>,
+    readers: &'r Readers,
+}
+
+impl Drop for ReadConn<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // A connection whose transaction cannot be ended is closed, not reused.
+            if conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok() {
+                self.readers.give_back(conn);
+            }
+        }
+    }
+}
+
+/// Starts the writer thread on `conn`.
+fn spawn_writer(mut conn: Connection) -> StoreResult<mpsc::Sender<Job>> {
     // When a statement fails with SQLITE_FULL (a full disk), SQLITE_IOERR or SQLITE_NOMEM,
     // SQLite may roll the whole transaction back by itself, savepoints included. A later
     // `SAVEPOINT` would then open a transaction of its own that its `RELEASE` commits at once:
@@ -151,9 +174,18 @@ async fn spawn_writer(mut conn: SqliteConnection) -> StoreResult<mpsc::Sender<Jo
     // lost. The rollback hook (not called for `ROLLBACK TO`) tells the writer it happened.
     let rolled_back = Arc::new(AtomicBool::new(false));
     let flag = rolled_back.clone();
-    conn.lock_handle().await.map_err(db_err)?.set_rollback_hook(move || flag.store(true, Ordering::SeqCst));
+    conn.rollback_hook(Some(move || flag.store(true, Ordering::SeqCst))).map_err(db_err)?;
+    // Units are async closures (their `StateTx` calls complete at once); one that awaits
+    // something else (a timer, say) needs the runtime that created the store.
+    let runtime = tokio::runtime::Handle::try_current().ok();
     let (tx, rx) = mpsc::channel(4096);
-    tokio::spawn(writer_loop(conn, rx, rolled_back));
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || {
+            let _context = runtime.as_ref().map(|r| r.enter());
+            writer_loop(conn, rx, rolled_back)
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
     Ok(tx)
 }
 
@@ -161,7 +193,8 @@ fn rolled_back_error() -> StoreError {
     StoreError::Unavailable("SQLite rolled the transaction back after a failed statement".into())
 }
 
-async fn run_unit(conn: &mut SqliteConnection, work: TxWork) -> StoreResult<()> {
+/// Runs a unit on `conn`, to completion.
+async fn run_unit(conn: &mut Connection, work: TxWork) -> StoreResult<()> {
     let mut tx = SqliteTx { conn };
     match AssertUnwindSafe(work(&mut tx)).catch_unwind().await {
         Ok(r) => r,
@@ -169,8 +202,19 @@ async fn run_unit(conn: &mut SqliteConnection, work: TxWork) -> StoreResult<()> 
     }
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, rolled_back: Arc<AtomicBool>) {
-    while let Some(first) = rx.recv().await {
+/// Runs `f` inside a savepoint: kept when it succeeds, undone when it fails.
+fn in_savepoint<T>(conn: &mut Connection, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
+    conn.execute_batch("SAVEPOINT unit").map_err(db_err)?;
+    let r = f(conn);
+    if r.is_err() {
+        conn.execute_batch("ROLLBACK TO SAVEPOINT unit").map_err(db_err)?;
+    }
+    conn.execute_batch("RELEASE SAVEPOINT unit").map_err(db_err)?;
+    r
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, rolled_back: Arc<AtomicBool>) {
+    while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -187,7 +231,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, ro
             }
         }
         rolled_back.store(false, Ordering::SeqCst);
-        if let Err(e) = conn.execute("BEGIN IMMEDIATE").await {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
             let msg = db_err(e).to_string();
             for done in appends.into_iter().map(|(_, d)| d).chain(units.into_iter().map(|(_, d)| d)) {
                 let _ = done.send(Err(StoreError::Unavailable(msg.clone())));
@@ -198,26 +242,17 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, ro
         let mut dones = Vec::with_capacity(appends.len() + units.len());
         if !appends.is_empty() {
             let (events, append_dones): (Vec<AuditEvent>, Vec<_>) = appends.into_iter().unzip();
-            let outcomes = append_batch(&mut conn, events, &rolled_back).await;
-            results.extend(outcomes);
+            results.extend(append_batch(&mut conn, events, &rolled_back));
             dones.extend(append_dones);
         }
         for (work, done) in units {
-            let r = async {
-                // Outside the batch's transaction a savepoint would commit on its own: the unit
-                // fails unrun (see `spawn_writer`).
-                if rolled_back.load(Ordering::SeqCst) {
-                    return Err(rolled_back_error());
-                }
-                conn.execute("SAVEPOINT unit").await.map_err(db_err)?;
-                let r = run_unit(&mut conn, work).await;
-                if r.is_err() {
-                    conn.execute("ROLLBACK TO SAVEPOINT unit").await.map_err(db_err)?;
-                }
-                conn.execute("RELEASE SAVEPOINT unit").await.map_err(db_err)?;
-                r
-            }
-            .await;
+            // Outside the batch's transaction a savepoint would commit on its own: the unit
+            // fails unrun (see `spawn_writer`).
+            let r = if rolled_back.load(Ordering::SeqCst) {
+                Err(rolled_back_error())
+            } else {
+                in_savepoint(&mut conn, |conn| futures::executor::block_on(run_unit(conn, work)))
+            };
             results.push(r);
             dones.push(done);
         }
@@ -230,8 +265,8 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, ro
             }
             continue;
         }
-        match conn.execute("COMMIT").await {
-            Ok(_) => {
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
                 for (done, r) in dones.into_iter().zip(results) {
                     let _ = done.send(r);
                 }
@@ -239,7 +274,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, ro
             Err(e) => {
                 let msg = e.to_string();
                 tracing::error!(error = %msg, "commit failed; the batch is rolled back");
-                let _ = conn.execute("ROLLBACK").await;
+                let _ = conn.execute_batch("ROLLBACK");
                 for done in dones {
                     let _ = done.send(Err(StoreError::Unavailable(msg.clone())));
                 }
@@ -252,36 +287,18 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, ro
 /// chunk of their resources, inside one savepoint. If that fails (a duplicate event ID, say),
 /// the savepoint is undone and each record is inserted on its own, so only the offending
 /// record fails. Returns one outcome per event, in order.
-async fn append_batch(conn: &mut SqliteConnection, events: Vec<AuditEvent>, rolled_back: &AtomicBool) -> Vec<StoreResult<()>> {
-    let together = async {
-        conn.execute("SAVEPOINT appends").await.map_err(db_err)?;
-        let r = insert_events(conn, &events).await;
-        if r.is_err() {
-            conn.execute("ROLLBACK TO SAVEPOINT appends").await.map_err(db_err)?;
-        }
-        conn.execute("RELEASE SAVEPOINT appends").await.map_err(db_err)?;
-        r
-    }
-    .await;
-    if together.is_ok() {
+fn append_batch(conn: &mut Connection, events: Vec<AuditEvent>, rolled_back: &AtomicBool) -> Vec<StoreResult<()>> {
+    if in_savepoint(conn, |conn| insert_events(conn, &events)).is_ok() {
         return events.iter().map(|_| Ok(())).collect();
     }
     let mut out = Vec::with_capacity(events.len());
     for event in &events {
-        let one = async {
-            // The transaction is gone (see `spawn_writer`): no savepoint of its own.
-            if rolled_back.load(Ordering::SeqCst) {
-                return Err(rolled_back_error());
-            }
-            conn.execute("SAVEPOINT unit").await.map_err(db_err)?;
-            let r = SqliteTx { conn: &mut *conn }.append_event(event).await.map(|_| ());
-            if r.is_err() {
-                conn.execute("ROLLBACK TO SAVEPOINT unit").await.map_err(db_err)?;
-            }
-            conn.execute("RELEASE SAVEPOINT unit").await.map_err(db_err)?;
-            r
-        }
-        .await;
+        // The transaction is gone (see `spawn_writer`): no savepoint of its own.
+        let one = if rolled_back.load(Ordering::SeqCst) {
+            Err(rolled_back_error())
+        } else {
+            in_savepoint(conn, |conn| futures::executor::block_on(SqliteTx { conn }.append_event(event)).map(|_| ()))
+        };
         out.push(one);
     }
     out
@@ -290,10 +307,10 @@ async fn append_batch(conn: &mut SqliteConnection, events: Vec<AuditEvent>, roll
 /// SQLite allows 32,766 bound values per statement; stay well below.
 const MAX_ROWS_PER_INSERT: usize = 500;
 
-async fn insert_events(conn: &mut SqliteConnection, events: &[AuditEvent]) -> StoreResult<()> {
+fn insert_events(conn: &mut Connection, events: &[AuditEvent]) -> StoreResult<()> {
     use std::collections::HashMap;
     for chunk in events.chunks(MAX_ROWS_PER_INSERT) {
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        let mut qb = QueryBuilder::new(
             "INSERT INTO events (event_id, account_id, region, event_time, event_name, event_source, read_only, username, access_key_id, record) ",
         );
         qb.push_values(chunk, |mut b, e| {
@@ -310,7 +327,7 @@ async fn insert_events(conn: &mut SqliteConnection, events: &[AuditEvent]) -> St
         });
         // RETURNING's row order is not specified: match sequence numbers by event ID.
         qb.push(" RETURNING seq, event_id");
-        let rows = qb.build().fetch_all(&mut *conn).await.map_err(unique_violation)?;
+        let rows = qb.build().fetch_all(conn).into_inner().map_err(unique_violation)?;
         if rows.len() != chunk.len() {
             return Err(StoreError::Database(format!("{} records inserted, {} sequence numbers returned", chunk.len(), rows.len())));
         }
@@ -329,7 +346,7 @@ async fn insert_events(conn: &mut SqliteConnection, events: &[AuditEvent]) -> St
             return Err(StoreError::Database("an appended record got no sequence number".into()));
         }
         for part in resources.chunks(MAX_ROWS_PER_INSERT) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            let mut qb = QueryBuilder::new(
                 "INSERT INTO event_resources (seq, account_id, region, event_time, resource_type, resource_name) ",
             );
             qb.push_values(part, |mut b, (seq, e, r)| {
@@ -340,7 +357,7 @@ async fn insert_events(conn: &mut SqliteConnection, events: &[AuditEvent]) -> St
                     .push_bind(&r.resource_type)
                     .push_bind(&r.arn);
             });
-            qb.build().execute(&mut *conn).await.map_err(db_err)?;
+            qb.build().execute(conn).into_inner().map_err(db_err)?;
         }
     }
     Ok(())
@@ -367,11 +384,11 @@ impl Store for SqliteStore {
     }
 
     async fn read(&self, work: TxWork) -> StoreResult<()> {
-        let mut conn = self.readers.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        conn.execute("BEGIN").await.map_err(db_err)?;
-        let r = run_unit(&mut conn, work).await;
-        conn.execute("ROLLBACK").await.map_err(db_err)?;
-        r
+        let mut loan = ReadConn { conn: Some(self.readers.take()?), readers: &self.readers };
+        let conn = loan.conn.as_mut().expect("a loan holds its connection until dropped");
+        conn.execute_batch("BEGIN").map_err(db_err)?;
+        // Ended (rolled back: nothing was written) when the loan goes back.
+        run_unit(conn, work).await
     }
 
     fn backend(&self) -> &'static str {
@@ -380,7 +397,7 @@ impl Store for SqliteStore {
 }
 
 struct SqliteTx<'c> {
-    conn: &'c mut SqliteConnection,
+    conn: &'c mut Connection,
 }
 
 fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
@@ -391,11 +408,11 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(row: &'r SqliteRow, col: &str) -> StoreResult<T> {
+fn get<T: rusqlite::types::FromSql>(row: &Row, col: &str) -> StoreResult<T> {
     row.try_get(col).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn stream_from_row(row: &SqliteRow) -> StoreResult<(i64, Stream)> {
+fn stream_from_row(row: &Row) -> StoreResult<(i64, Stream)> {
     let files: Vec<StreamFile> = from_json(&get::<String>(row, "files")?)?;
     let tags: Vec<Tag> = from_json(&get::<String>(row, "tags")?)?;
     Ok((
@@ -414,7 +431,7 @@ fn stream_from_row(row: &SqliteRow) -> StoreResult<(i64, Stream)> {
     ))
 }
 
-fn key_from_row(row: &SqliteRow) -> StoreResult<AccessKeyRecord> {
+fn key_from_row(row: &Row) -> StoreResult<AccessKeyRecord> {
     let status: String = get(row, "status")?;
     Ok(AccessKeyRecord {
         access_key_id: get(row, "access_key_id")?,
@@ -426,7 +443,7 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<AccessKeyRecord> {
     })
 }
 
-fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
+fn user_from_row(r: &Row) -> StoreResult<User> {
     Ok(User {
         account_id: get(r, "account_id")?,
         name: get(r, "name")?,
@@ -437,7 +454,7 @@ fn user_from_row(r: &SqliteRow) -> StoreResult<User> {
     })
 }
 
-fn role_from_row(r: &SqliteRow) -> StoreResult<Role> {
+fn role_from_row(r: &Row) -> StoreResult<Role> {
     Ok(Role {
         account_id: get(r, "account_id")?,
         name: get(r, "name")?,
@@ -451,7 +468,7 @@ fn role_from_row(r: &SqliteRow) -> StoreResult<Role> {
     })
 }
 
-fn bucket_from_row(r: &SqliteRow) -> StoreResult<Bucket> {
+fn bucket_from_row(r: &Row) -> StoreResult<Bucket> {
     Ok(Bucket {
         name: get(r, "name")?,
         account_id: get(r, "account_id")?,
@@ -462,7 +479,7 @@ fn bucket_from_row(r: &SqliteRow) -> StoreResult<Bucket> {
     })
 }
 
-fn object_from_row(r: &SqliteRow) -> StoreResult<ObjectMeta> {
+fn object_from_row(r: &Row) -> StoreResult<ObjectMeta> {
     let blobs: Vec<BlobRef> = from_json(&get::<String>(r, "blobs")?)?;
     Ok(ObjectMeta {
         bucket: get(r, "bucket")?,
@@ -477,7 +494,7 @@ fn object_from_row(r: &SqliteRow) -> StoreResult<ObjectMeta> {
     })
 }
 
-fn event_from_row(row: &SqliteRow, resources: Vec<(String, String)>) -> StoreResult<StoredEvent> {
+fn event_from_row(row: &Row, resources: Vec<(String, String)>) -> StoreResult<StoredEvent> {
     Ok(StoredEvent {
         seq: get(row, "seq")?,
         event_id: get(row, "event_id")?,
@@ -492,7 +509,7 @@ fn event_from_row(row: &SqliteRow, resources: Vec<(String, String)>) -> StoreRes
     })
 }
 
-fn part_from_row(r: &SqliteRow) -> StoreResult<Part> {
+fn part_from_row(r: &Row) -> StoreResult<Part> {
     Ok(Part {
         upload_id: get(r, "upload_id")?,
         part_number: get(r, "part_number")?,
@@ -502,9 +519,20 @@ fn part_from_row(r: &SqliteRow) -> StoreResult<Part> {
     })
 }
 
-fn unique_violation(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(d.message().to_string()),
+/// The extended result code of a failed statement, if SQLite reported one.
+fn extended_code(e: &rusqlite::Error) -> Option<std::ffi::c_int> {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code),
+        _ => None,
+    }
+}
+
+fn unique_violation(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
+    match (&e, extended_code(&e)) {
+        (rusqlite::Error::SqliteFailure(_, message), Some(SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY)) => {
+            StoreError::Conflict(message.clone().unwrap_or_else(|| "unique constraint failed".into()))
+        }
         _ => db_err(e),
     }
 }
@@ -512,7 +540,7 @@ fn unique_violation(e: sqlx::Error) -> StoreError {
 #[async_trait]
 impl StateTx for SqliteTx<'_> {
     async fn insert_account(&mut self, a: &Account) -> StoreResult<()> {
-        sqlx::query("INSERT INTO accounts (id, created_at) VALUES (?, ?)")
+        query("INSERT INTO accounts (id, created_at) VALUES (?, ?)")
             .bind(&a.id)
             .bind(a.created_at.0)
             .execute(&mut *self.conn)
@@ -522,7 +550,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_account(&mut self, id: &str) -> StoreResult<Option<Account>> {
-        let row = sqlx::query("SELECT id, created_at FROM accounts WHERE id = ?")
+        let row = query("SELECT id, created_at FROM accounts WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *self.conn)
             .await
@@ -531,7 +559,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn list_accounts(&mut self) -> StoreResult<Vec<Account>> {
-        let rows = sqlx::query("SELECT id, created_at FROM accounts ORDER BY created_at, id")
+        let rows = query("SELECT id, created_at FROM accounts ORDER BY created_at, id")
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db_err)?;
@@ -539,7 +567,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_user(&mut self, u: &User) -> StoreResult<()> {
-        sqlx::query("INSERT INTO users (account_id, name, user_id, path, tags, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+        query("INSERT INTO users (account_id, name, user_id, path, tags, created_at) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(&u.account_id)
             .bind(&u.name)
             .bind(&u.user_id)
@@ -553,7 +581,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_user(&mut self, account_id: &str, name: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE account_id = ? AND name = ?")
+        let row = query("SELECT * FROM users WHERE account_id = ? AND name = ?")
             .bind(account_id)
             .bind(name)
             .fetch_optional(&mut *self.conn)
@@ -563,7 +591,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn list_users(&mut self, account_id: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<User>> {
-        let rows = sqlx::query("SELECT * FROM users WHERE account_id = ? AND name > ? ORDER BY name LIMIT ?")
+        let rows = query("SELECT * FROM users WHERE account_id = ? AND name > ? ORDER BY name LIMIT ?")
             .bind(account_id)
             .bind(after_name.unwrap_or(""))
             .bind(limit)
@@ -574,7 +602,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_user(&mut self, account_id: &str, name: &str) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM users WHERE account_id = ? AND name = ?")
+        let r = query("DELETE FROM users WHERE account_id = ? AND name = ?")
             .bind(account_id)
             .bind(name)
             .execute(&mut *self.conn)
@@ -584,7 +612,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn set_user_tags(&mut self, account_id: &str, name: &str, tags: &[IamTag]) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE users SET tags = ? WHERE account_id = ? AND name = ?")
+        let r = query("UPDATE users SET tags = ? WHERE account_id = ? AND name = ?")
             .bind(json(&tags)?)
             .bind(account_id)
             .bind(name)
@@ -595,7 +623,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_access_key(&mut self, k: &AccessKeyRecord) -> StoreResult<()> {
-        sqlx::query(
+        query(
             "INSERT INTO access_keys (access_key_id, account_id, user_name, status, sealed_secret, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&k.access_key_id)
@@ -611,7 +639,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_access_key(&mut self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM access_keys WHERE access_key_id = ?")
+        let row = query("SELECT * FROM access_keys WHERE access_key_id = ?")
             .bind(access_key_id)
             .fetch_optional(&mut *self.conn)
             .await
@@ -620,7 +648,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn list_access_keys(&mut self, account_id: &str, user_name: Option<&str>) -> StoreResult<Vec<AccessKeyRecord>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT * FROM access_keys WHERE account_id = ? AND user_name IS ? ORDER BY created_at, access_key_id",
         )
         .bind(account_id)
@@ -632,7 +660,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn set_access_key_status(&mut self, access_key_id: &str, status: KeyStatus) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE access_keys SET status = ? WHERE access_key_id = ?")
+        let r = query("UPDATE access_keys SET status = ? WHERE access_key_id = ?")
             .bind(status.as_str())
             .bind(access_key_id)
             .execute(&mut *self.conn)
@@ -642,7 +670,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_access_key(&mut self, access_key_id: &str) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM access_keys WHERE access_key_id = ?")
+        let r = query("DELETE FROM access_keys WHERE access_key_id = ?")
             .bind(access_key_id)
             .execute(&mut *self.conn)
             .await
@@ -651,7 +679,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_role(&mut self, r: &Role) -> StoreResult<()> {
-        sqlx::query(
+        query(
             "INSERT INTO roles (account_id, name, role_id, path, description, assume_role_policy, max_session_duration, tags, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -671,7 +699,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_role(&mut self, account_id: &str, name: &str) -> StoreResult<Option<Role>> {
-        let row = sqlx::query("SELECT * FROM roles WHERE account_id = ? AND name = ?")
+        let row = query("SELECT * FROM roles WHERE account_id = ? AND name = ?")
             .bind(account_id)
             .bind(name)
             .fetch_optional(&mut *self.conn)
@@ -681,7 +709,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn list_roles(&mut self, account_id: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<Role>> {
-        let rows = sqlx::query("SELECT * FROM roles WHERE account_id = ? AND name > ? ORDER BY name LIMIT ?")
+        let rows = query("SELECT * FROM roles WHERE account_id = ? AND name > ? ORDER BY name LIMIT ?")
             .bind(account_id)
             .bind(after_name.unwrap_or(""))
             .bind(limit)
@@ -692,7 +720,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn update_role(&mut self, r: &Role) -> StoreResult<bool> {
-        let res = sqlx::query(
+        let res = query(
             "UPDATE roles SET description = ?, assume_role_policy = ?, max_session_duration = ?, tags = ? WHERE account_id = ? AND name = ?",
         )
         .bind(&r.description)
@@ -708,7 +736,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_role(&mut self, account_id: &str, name: &str) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM roles WHERE account_id = ? AND name = ?")
+        let r = query("DELETE FROM roles WHERE account_id = ? AND name = ?")
             .bind(account_id)
             .bind(name)
             .execute(&mut *self.conn)
@@ -718,7 +746,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_session(&mut self, s: &SessionRecord) -> StoreResult<()> {
-        sqlx::query(
+        query(
             "INSERT INTO sessions (access_key_id, account_id, sealed_secret, token_sha256, principal, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.access_key_id)
@@ -735,7 +763,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_session(&mut self, access_key_id: &str) -> StoreResult<Option<SessionRecord>> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE access_key_id = ?")
+        let row = query("SELECT * FROM sessions WHERE access_key_id = ?")
             .bind(access_key_id)
             .fetch_optional(&mut *self.conn)
             .await
@@ -755,7 +783,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_expired_sessions(&mut self, before: Millis) -> StoreResult<u64> {
-        let r = sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+        let r = query("DELETE FROM sessions WHERE expires_at < ?")
             .bind(before.0)
             .execute(&mut *self.conn)
             .await
@@ -764,7 +792,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Option<Stream>> {
-        let row = sqlx::query("SELECT * FROM streams WHERE account_id = ? AND region = ? AND stream_id = ?")
+        let row = query("SELECT * FROM streams WHERE account_id = ? AND region = ? AND stream_id = ?")
             .bind(&scope.account_id)
             .bind(&scope.region)
             .bind(stream_id)
@@ -775,7 +803,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_stream(&mut self, s: &Stream) -> StoreResult<()> {
-        sqlx::query(
+        query(
             "INSERT INTO streams (account_id, region, stream_id, description, version, files, role_arn, tags, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -796,7 +824,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn update_stream(&mut self, s: &Stream) -> StoreResult<()> {
-        let r = sqlx::query(
+        let r = query(
             "UPDATE streams SET description = ?, version = ?, files = ?, role_arn = ?, tags = ?, updated_at = ? \
              WHERE account_id = ? AND region = ? AND stream_id = ?",
         )
@@ -819,7 +847,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM streams WHERE account_id = ? AND region = ? AND stream_id = ?")
+        let r = query("DELETE FROM streams WHERE account_id = ? AND region = ? AND stream_id = ?")
             .bind(&scope.account_id)
             .bind(&scope.region)
             .bind(stream_id)
@@ -842,7 +870,7 @@ impl StateTx for SqliteTx<'_> {
             "SELECT * FROM streams WHERE account_id = ? AND region = ? AND seq < ? ORDER BY seq DESC LIMIT ?"
         };
         let bound = after_seq.unwrap_or(if ascending { i64::MIN } else { i64::MAX });
-        let rows = sqlx::query(sql)
+        let rows = query(sql)
             .bind(&scope.account_id)
             .bind(&scope.region)
             .bind(bound)
@@ -985,7 +1013,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_bucket(&mut self, b: &Bucket) -> StoreResult<()> {
-        sqlx::query("INSERT INTO buckets (name, account_id, region, created_at, policy, lifecycle) VALUES (?, ?, ?, ?, ?, ?)")
+        query("INSERT INTO buckets (name, account_id, region, created_at, policy, lifecycle) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(&b.name)
             .bind(&b.account_id)
             .bind(&b.region)
@@ -999,7 +1027,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_bucket(&mut self, name: &str) -> StoreResult<Option<Bucket>> {
-        let row = sqlx::query("SELECT * FROM buckets WHERE name = ?")
+        let row = query("SELECT * FROM buckets WHERE name = ?")
             .bind(name)
             .fetch_optional(&mut *self.conn)
             .await
@@ -1008,7 +1036,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn list_buckets(&mut self, account_id: &str) -> StoreResult<Vec<Bucket>> {
-        let rows = sqlx::query("SELECT * FROM buckets WHERE account_id = ? ORDER BY name")
+        let rows = query("SELECT * FROM buckets WHERE account_id = ? ORDER BY name")
             .bind(account_id)
             .fetch_all(&mut *self.conn)
             .await
@@ -1017,7 +1045,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn buckets_with_lifecycle(&mut self) -> StoreResult<Vec<Bucket>> {
-        let rows = sqlx::query("SELECT * FROM buckets WHERE lifecycle IS NOT NULL ORDER BY name")
+        let rows = query("SELECT * FROM buckets WHERE lifecycle IS NOT NULL ORDER BY name")
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db_err)?;
@@ -1025,12 +1053,12 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_bucket(&mut self, name: &str) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM buckets WHERE name = ?").bind(name).execute(&mut *self.conn).await.map_err(db_err)?;
+        let r = query("DELETE FROM buckets WHERE name = ?").bind(name).execute(&mut *self.conn).await.map_err(db_err)?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn set_bucket_config(&mut self, name: &str, policy: Option<&str>, lifecycle: Option<&str>) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE buckets SET policy = ?, lifecycle = ? WHERE name = ?")
+        let r = query("UPDATE buckets SET policy = ?, lifecycle = ? WHERE name = ?")
             .bind(policy)
             .bind(lifecycle)
             .bind(name)
@@ -1042,7 +1070,7 @@ impl StateTx for SqliteTx<'_> {
 
     async fn put_object(&mut self, m: &ObjectMeta) -> StoreResult<Option<ObjectMeta>> {
         let old = self.get_object(&m.bucket, &m.key).await?;
-        sqlx::query(
+        query(
             "INSERT OR REPLACE INTO objects (bucket, key, size, etag, content_type, metadata, last_modified, storage_class, blobs) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -1062,7 +1090,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_object(&mut self, bucket: &str, key: &str) -> StoreResult<Option<ObjectMeta>> {
-        let row = sqlx::query("SELECT * FROM objects WHERE bucket = ? AND key = ?")
+        let row = query("SELECT * FROM objects WHERE bucket = ? AND key = ?")
             .bind(bucket)
             .bind(key)
             .fetch_optional(&mut *self.conn)
@@ -1074,7 +1102,7 @@ impl StateTx for SqliteTx<'_> {
     async fn delete_object(&mut self, bucket: &str, key: &str) -> StoreResult<Option<ObjectMeta>> {
         let old = self.get_object(bucket, key).await?;
         if old.is_some() {
-            sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?")
+            query("DELETE FROM objects WHERE bucket = ? AND key = ?")
                 .bind(bucket)
                 .bind(key)
                 .execute(&mut *self.conn)
@@ -1086,7 +1114,7 @@ impl StateTx for SqliteTx<'_> {
 
     async fn list_objects(&mut self, bucket: &str, prefix: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<ObjectMeta>> {
         // `key >= prefix` uses the primary key; the prefix test itself is on bytes (substr).
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT * FROM objects WHERE bucket = ? AND key >= ? AND key > ? AND substr(key, 1, length(?)) = ? ORDER BY key LIMIT ?",
         )
         .bind(bucket)
@@ -1102,7 +1130,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_upload(&mut self, u: &Upload) -> StoreResult<()> {
-        sqlx::query("INSERT INTO uploads (upload_id, bucket, key, content_type, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+        query("INSERT INTO uploads (upload_id, bucket, key, content_type, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?)")
             .bind(&u.upload_id)
             .bind(&u.bucket)
             .bind(&u.key)
@@ -1116,7 +1144,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_upload(&mut self, upload_id: &str) -> StoreResult<Option<Upload>> {
-        let row = sqlx::query("SELECT * FROM uploads WHERE upload_id = ?")
+        let row = query("SELECT * FROM uploads WHERE upload_id = ?")
             .bind(upload_id)
             .fetch_optional(&mut *self.conn)
             .await
@@ -1135,14 +1163,14 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn put_part(&mut self, p: &Part) -> StoreResult<Option<Part>> {
-        let old = sqlx::query("SELECT * FROM upload_parts WHERE upload_id = ? AND part_number = ?")
+        let old = query("SELECT * FROM upload_parts WHERE upload_id = ? AND part_number = ?")
             .bind(&p.upload_id)
             .bind(p.part_number)
             .fetch_optional(&mut *self.conn)
             .await
             .map_err(db_err)?;
         let old = old.as_ref().map(part_from_row).transpose()?;
-        sqlx::query("INSERT OR REPLACE INTO upload_parts (upload_id, part_number, size, etag, blob) VALUES (?, ?, ?, ?, ?)")
+        query("INSERT OR REPLACE INTO upload_parts (upload_id, part_number, size, etag, blob) VALUES (?, ?, ?, ?, ?)")
             .bind(&p.upload_id)
             .bind(p.part_number)
             .bind(p.size as i64)
@@ -1155,7 +1183,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn list_parts(&mut self, upload_id: &str) -> StoreResult<Vec<Part>> {
-        let rows = sqlx::query("SELECT * FROM upload_parts WHERE upload_id = ? ORDER BY part_number")
+        let rows = query("SELECT * FROM upload_parts WHERE upload_id = ? ORDER BY part_number")
             .bind(upload_id)
             .fetch_all(&mut *self.conn)
             .await
@@ -1165,13 +1193,13 @@ impl StateTx for SqliteTx<'_> {
 
     async fn delete_upload(&mut self, upload_id: &str) -> StoreResult<Vec<Part>> {
         let parts = self.list_parts(upload_id).await?;
-        sqlx::query("DELETE FROM upload_parts WHERE upload_id = ?").bind(upload_id).execute(&mut *self.conn).await.map_err(db_err)?;
-        sqlx::query("DELETE FROM uploads WHERE upload_id = ?").bind(upload_id).execute(&mut *self.conn).await.map_err(db_err)?;
+        query("DELETE FROM upload_parts WHERE upload_id = ?").bind(upload_id).execute(&mut *self.conn).await.map_err(db_err)?;
+        query("DELETE FROM uploads WHERE upload_id = ?").bind(upload_id).execute(&mut *self.conn).await.map_err(db_err)?;
         Ok(parts)
     }
 
     async fn append_event(&mut self, e: &AuditEvent) -> StoreResult<i64> {
-        let r = sqlx::query(
+        let r = query(
             "INSERT INTO events (event_id, account_id, region, event_time, event_name, event_source, read_only, username, access_key_id, record) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -1190,7 +1218,7 @@ impl StateTx for SqliteTx<'_> {
         .map_err(unique_violation)?;
         let seq = r.last_insert_rowid();
         for res in &e.resources {
-            sqlx::query(
+            query(
                 "INSERT INTO event_resources (seq, account_id, region, event_time, resource_type, resource_name) VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(seq)
@@ -1207,7 +1235,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn events_since(&mut self, account_id: &str, region: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<StoredEvent>> {
-        let rows = sqlx::query("SELECT * FROM events WHERE account_id = ? AND region = ? AND seq > ? ORDER BY seq LIMIT ?")
+        let rows = query("SELECT * FROM events WHERE account_id = ? AND region = ? AND seq > ? ORDER BY seq LIMIT ?")
             .bind(account_id)
             .bind(region)
             .bind(after_seq)
@@ -1219,7 +1247,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn event_regions(&mut self, account_id: &str) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query("SELECT DISTINCT region FROM events WHERE account_id = ? ORDER BY region")
+        let rows = query("SELECT DISTINCT region FROM events WHERE account_id = ? ORDER BY region")
             .bind(account_id)
             .fetch_all(&mut *self.conn)
             .await
@@ -1228,12 +1256,12 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn last_event_seq(&mut self) -> StoreResult<i64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM events").fetch_one(&mut *self.conn).await.map_err(db_err)?;
+        let row = query("SELECT COALESCE(MAX(seq), 0) AS s FROM events").fetch_one(&mut *self.conn).await.map_err(db_err)?;
         get(&row, "s")
     }
 
     async fn insert_trail(&mut self, t: &Trail) -> StoreResult<()> {
-        sqlx::query("INSERT INTO trails (account_id, home_region, name, trail) VALUES (?, ?, ?, ?)")
+        query("INSERT INTO trails (account_id, home_region, name, trail) VALUES (?, ?, ?, ?)")
             .bind(&t.account_id)
             .bind(&t.home_region)
             .bind(&t.name)
@@ -1245,7 +1273,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_trail(&mut self, account_id: &str, home_region: &str, name: &str) -> StoreResult<Option<Trail>> {
-        let row = sqlx::query("SELECT trail FROM trails WHERE account_id = ? AND home_region = ? AND name = ?")
+        let row = query("SELECT trail FROM trails WHERE account_id = ? AND home_region = ? AND name = ?")
             .bind(account_id)
             .bind(home_region)
             .bind(name)
@@ -1256,7 +1284,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn update_trail(&mut self, t: &Trail) -> StoreResult<()> {
-        sqlx::query("UPDATE trails SET trail = ? WHERE account_id = ? AND home_region = ? AND name = ?")
+        query("UPDATE trails SET trail = ? WHERE account_id = ? AND home_region = ? AND name = ?")
             .bind(json(t)?)
             .bind(&t.account_id)
             .bind(&t.home_region)
@@ -1268,14 +1296,14 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_trail(&mut self, account_id: &str, home_region: &str, name: &str) -> StoreResult<bool> {
-        sqlx::query("DELETE FROM trail_cursors WHERE account_id = ? AND home_region = ? AND name = ?")
+        query("DELETE FROM trail_cursors WHERE account_id = ? AND home_region = ? AND name = ?")
             .bind(account_id)
             .bind(home_region)
             .bind(name)
             .execute(&mut *self.conn)
             .await
             .map_err(db_err)?;
-        let r = sqlx::query("DELETE FROM trails WHERE account_id = ? AND home_region = ? AND name = ?")
+        let r = query("DELETE FROM trails WHERE account_id = ? AND home_region = ? AND name = ?")
             .bind(account_id)
             .bind(home_region)
             .bind(name)
@@ -1286,7 +1314,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn list_trails(&mut self, account_id: &str) -> StoreResult<Vec<Trail>> {
-        let rows = sqlx::query("SELECT trail FROM trails WHERE account_id = ? ORDER BY home_region, name")
+        let rows = query("SELECT trail FROM trails WHERE account_id = ? ORDER BY home_region, name")
             .bind(account_id)
             .fetch_all(&mut *self.conn)
             .await
@@ -1295,7 +1323,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn logging_trails(&mut self) -> StoreResult<Vec<Trail>> {
-        let rows = sqlx::query("SELECT trail FROM trails ORDER BY account_id, home_region, name")
+        let rows = query("SELECT trail FROM trails ORDER BY account_id, home_region, name")
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db_err)?;
@@ -1305,7 +1333,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_cursor(&mut self, t: &Trail, region: &str) -> StoreResult<Option<(i64, Option<String>)>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT last_seq, pending FROM trail_cursors WHERE account_id = ? AND home_region = ? AND name = ? AND region = ?",
         )
         .bind(&t.account_id)
@@ -1319,7 +1347,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn set_cursor(&mut self, t: &Trail, region: &str, last_seq: i64, pending: Option<&str>) -> StoreResult<()> {
-        sqlx::query(
+        query(
             "INSERT OR REPLACE INTO trail_cursors (account_id, home_region, name, region, last_seq, pending) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.account_id)
@@ -1363,7 +1391,7 @@ impl StateTx for SqliteTx<'_> {
         // make a page shorter but never skips an event.
         let sql = format!("SELECT e.* FROM {from} WHERE {scope}{filter} ORDER BY {order} LIMIT ?");
         let (before_t, before_seq) = q.before.map(|(t, s)| (t.0, s)).unwrap_or((i64::MAX, i64::MAX));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut query = query(sql)
             .bind(&q.account_id)
             .bind(&q.region)
             .bind(q.start.map(|t| t.0).unwrap_or(i64::MIN))
@@ -1389,7 +1417,7 @@ impl StateTx for SqliteTx<'_> {
         // The resources of every returned event in one query.
         let mut resources: std::collections::HashMap<i64, Vec<(String, String)>> = std::collections::HashMap::new();
         if !picked.is_empty() {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            let mut qb = QueryBuilder::new(
                 "SELECT seq, resource_type, resource_name FROM event_resources WHERE seq IN (",
             );
             let mut list = qb.separated(", ");
@@ -1405,7 +1433,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_delivered_file(&mut self, t: &Trail, region: &str, f: &DeliveredFile) -> StoreResult<()> {
-        sqlx::query(
+        query(
             "INSERT INTO delivered_files (account_id, home_region, name, region, bucket, key, sha256, oldest_event, newest_event, delivered_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -1426,7 +1454,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delivered_files(&mut self, t: &Trail, region: &str, after: i64) -> StoreResult<Vec<DeliveredFile>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT * FROM delivered_files WHERE account_id = ? AND home_region = ? AND name = ? AND region = ? AND seq > ? ORDER BY seq",
         )
         .bind(&t.account_id)
@@ -1453,7 +1481,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_digest_state(&mut self, t: &Trail, region: &str) -> StoreResult<Option<String>> {
-        let row = sqlx::query("SELECT state FROM digest_state WHERE account_id = ? AND home_region = ? AND name = ? AND region = ?")
+        let row = query("SELECT state FROM digest_state WHERE account_id = ? AND home_region = ? AND name = ? AND region = ?")
             .bind(&t.account_id)
             .bind(&t.home_region)
             .bind(&t.name)
@@ -1465,7 +1493,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn set_digest_state(&mut self, t: &Trail, region: &str, state: &str) -> StoreResult<()> {
-        sqlx::query("INSERT OR REPLACE INTO digest_state (account_id, home_region, name, region, state) VALUES (?, ?, ?, ?, ?)")
+        query("INSERT OR REPLACE INTO digest_state (account_id, home_region, name, region, state) VALUES (?, ?, ?, ?, ?)")
             .bind(&t.account_id)
             .bind(&t.home_region)
             .bind(&t.name)
@@ -1478,7 +1506,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_signing_key(&mut self, k: &SigningKey) -> StoreResult<()> {
-        sqlx::query(
+        query(
             "INSERT INTO signing_keys (region, fingerprint, public_der, sealed_private, valid_from, valid_to) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(&k.region)
@@ -1494,7 +1522,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn signing_keys(&mut self, region: &str) -> StoreResult<Vec<SigningKey>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys WHERE region = ? ORDER BY valid_from, fingerprint")
+        let rows = query("SELECT * FROM signing_keys WHERE region = ? ORDER BY valid_from, fingerprint")
             .bind(region)
             .fetch_all(&mut *self.conn)
             .await
@@ -1514,7 +1542,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT ota_update_id FROM ota_stream_uses WHERE account_id = ? AND region = ? AND stream_id = ? ORDER BY ota_update_id",
         )
         .bind(&scope.account_id)
@@ -1527,7 +1555,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn add_ota_stream_use(&mut self, scope: &Scope, ota_update_id: &str, stream_id: &str) -> StoreResult<()> {
-        sqlx::query(
+        query(
             "INSERT OR IGNORE INTO ota_stream_uses (account_id, region, ota_update_id, stream_id) VALUES (?, ?, ?, ?)",
         )
         .bind(&scope.account_id)
@@ -1565,7 +1593,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_sns_topic(&mut self, t: &SnsTopic) -> StoreResult<()> {
-        sqlx::query("INSERT INTO sns_topics (account_id, region, name, topic) VALUES (?, ?, ?, ?)")
+        query("INSERT INTO sns_topics (account_id, region, name, topic) VALUES (?, ?, ?, ?)")
             .bind(&t.account_id)
             .bind(&t.region)
             .bind(&t.name)
@@ -1577,7 +1605,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_sns_topic(&mut self, account_id: &str, region: &str, name: &str) -> StoreResult<Option<SnsTopic>> {
-        let row = sqlx::query("SELECT topic FROM sns_topics WHERE account_id = ? AND region = ? AND name = ?")
+        let row = query("SELECT topic FROM sns_topics WHERE account_id = ? AND region = ? AND name = ?")
             .bind(account_id)
             .bind(region)
             .bind(name)
@@ -1588,7 +1616,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn update_sns_topic(&mut self, t: &SnsTopic) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE sns_topics SET topic = ? WHERE account_id = ? AND region = ? AND name = ?")
+        let r = query("UPDATE sns_topics SET topic = ? WHERE account_id = ? AND region = ? AND name = ?")
             .bind(json(t)?)
             .bind(&t.account_id)
             .bind(&t.region)
@@ -1601,9 +1629,9 @@ impl StateTx for SqliteTx<'_> {
 
     async fn delete_sns_topic(&mut self, account_id: &str, region: &str, name: &str) -> StoreResult<bool> {
         let arn = crate::domain::sns::topic_arn(region, account_id, name);
-        sqlx::query("DELETE FROM sns_deliveries WHERE topic_arn = ?").bind(&arn).execute(&mut *self.conn).await.map_err(db_err)?;
-        sqlx::query("DELETE FROM sns_subscriptions WHERE topic_arn = ?").bind(&arn).execute(&mut *self.conn).await.map_err(db_err)?;
-        let r = sqlx::query("DELETE FROM sns_topics WHERE account_id = ? AND region = ? AND name = ?")
+        query("DELETE FROM sns_deliveries WHERE topic_arn = ?").bind(&arn).execute(&mut *self.conn).await.map_err(db_err)?;
+        query("DELETE FROM sns_subscriptions WHERE topic_arn = ?").bind(&arn).execute(&mut *self.conn).await.map_err(db_err)?;
+        let r = query("DELETE FROM sns_topics WHERE account_id = ? AND region = ? AND name = ?")
             .bind(account_id)
             .bind(region)
             .bind(name)
@@ -1614,7 +1642,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn list_sns_topics(&mut self, account_id: &str, region: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<SnsTopic>> {
-        let rows = sqlx::query("SELECT topic FROM sns_topics WHERE account_id = ? AND region = ? AND name > ? ORDER BY name LIMIT ?")
+        let rows = query("SELECT topic FROM sns_topics WHERE account_id = ? AND region = ? AND name > ? ORDER BY name LIMIT ?")
             .bind(account_id)
             .bind(region)
             .bind(after_name.unwrap_or(""))
@@ -1626,7 +1654,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_sns_subscription(&mut self, s: &SnsSubscription) -> StoreResult<()> {
-        sqlx::query(
+        query(
             "INSERT INTO sns_subscriptions (arn, topic_arn, owner, region, protocol, endpoint, token_sha256, token_expires_at, confirmed, \
              authenticate_on_unsubscribe, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -1648,7 +1676,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_sns_subscription(&mut self, arn: &str) -> StoreResult<Option<SnsSubscription>> {
-        let row = sqlx::query("SELECT * FROM sns_subscriptions WHERE arn = ?")
+        let row = query("SELECT * FROM sns_subscriptions WHERE arn = ?")
             .bind(arn)
             .fetch_optional(&mut *self.conn)
             .await
@@ -1657,7 +1685,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn find_sns_subscription(&mut self, topic_arn: &str, protocol: &str, endpoint: &str) -> StoreResult<Option<SnsSubscription>> {
-        let row = sqlx::query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND protocol = ? AND endpoint = ? ORDER BY arn LIMIT 1")
+        let row = query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND protocol = ? AND endpoint = ? ORDER BY arn LIMIT 1")
             .bind(topic_arn)
             .bind(protocol)
             .bind(endpoint)
@@ -1668,7 +1696,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn find_sns_subscription_by_token(&mut self, topic_arn: &str, token_sha256: &str) -> StoreResult<Option<SnsSubscription>> {
-        let row = sqlx::query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND token_sha256 = ? ORDER BY arn LIMIT 1")
+        let row = query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND token_sha256 = ? ORDER BY arn LIMIT 1")
             .bind(topic_arn)
             .bind(token_sha256)
             .fetch_optional(&mut *self.conn)
@@ -1678,7 +1706,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn update_sns_subscription(&mut self, s: &SnsSubscription) -> StoreResult<bool> {
-        let r = sqlx::query(
+        let r = query(
             "UPDATE sns_subscriptions SET token_sha256 = ?, token_expires_at = ?, confirmed = ?, authenticate_on_unsubscribe = ? WHERE arn = ?",
         )
         .bind(&s.token_sha256)
@@ -1693,13 +1721,13 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_sns_subscription(&mut self, arn: &str) -> StoreResult<bool> {
-        sqlx::query("DELETE FROM sns_deliveries WHERE subscription_arn = ?").bind(arn).execute(&mut *self.conn).await.map_err(db_err)?;
-        let r = sqlx::query("DELETE FROM sns_subscriptions WHERE arn = ?").bind(arn).execute(&mut *self.conn).await.map_err(db_err)?;
+        query("DELETE FROM sns_deliveries WHERE subscription_arn = ?").bind(arn).execute(&mut *self.conn).await.map_err(db_err)?;
+        let r = query("DELETE FROM sns_subscriptions WHERE arn = ?").bind(arn).execute(&mut *self.conn).await.map_err(db_err)?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn list_sns_subscriptions_by_topic(&mut self, topic_arn: &str, after_arn: Option<&str>, limit: i64) -> StoreResult<Vec<SnsSubscription>> {
-        let rows = sqlx::query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND arn > ? ORDER BY arn LIMIT ?")
+        let rows = query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND arn > ? ORDER BY arn LIMIT ?")
             .bind(topic_arn)
             .bind(after_arn.unwrap_or(""))
             .bind(limit)
@@ -1710,7 +1738,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn list_sns_subscriptions_by_owner(&mut self, owner: &str, region: &str, after_arn: Option<&str>, limit: i64) -> StoreResult<Vec<SnsSubscription>> {
-        let rows = sqlx::query("SELECT * FROM sns_subscriptions WHERE owner = ? AND region = ? AND arn > ? ORDER BY arn LIMIT ?")
+        let rows = query("SELECT * FROM sns_subscriptions WHERE owner = ? AND region = ? AND arn > ? ORDER BY arn LIMIT ?")
             .bind(owner)
             .bind(region)
             .bind(after_arn.unwrap_or(""))
@@ -1722,7 +1750,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn count_sns_subscriptions(&mut self, topic_arn: &str) -> StoreResult<(i64, i64)> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT COALESCE(SUM(confirmed), 0) AS c, COALESCE(SUM(1 - confirmed), 0) AS p FROM sns_subscriptions WHERE topic_arn = ?",
         )
         .bind(topic_arn)
@@ -1733,7 +1761,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_expired_sns_subscriptions(&mut self, before: Millis) -> StoreResult<Vec<SnsSubscription>> {
-        let rows = sqlx::query("SELECT * FROM sns_subscriptions WHERE confirmed = 0 AND token_expires_at < ? ORDER BY arn")
+        let rows = query("SELECT * FROM sns_subscriptions WHERE confirmed = 0 AND token_expires_at < ? ORDER BY arn")
             .bind(before.0)
             .fetch_all(&mut *self.conn)
             .await
@@ -1746,7 +1774,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn insert_sns_delivery(&mut self, d: &SnsDelivery) -> StoreResult<i64> {
-        let r = sqlx::query(
+        let r = query(
             "INSERT INTO sns_deliveries (region, account_id, topic_arn, subscription_arn, endpoint, message_type, message_id, body, \
              attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -1768,7 +1796,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn due_sns_deliveries(&mut self, now: Millis, limit: i64) -> StoreResult<Vec<SnsDelivery>> {
-        let rows = sqlx::query("SELECT * FROM sns_deliveries WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?")
+        let rows = query("SELECT * FROM sns_deliveries WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?")
             .bind(now.0)
             .bind(limit)
             .fetch_all(&mut *self.conn)
@@ -1795,7 +1823,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn reschedule_sns_delivery(&mut self, id: i64, attempts: i64, next_attempt_at: Millis) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE sns_deliveries SET attempts = ?, next_attempt_at = ? WHERE id = ?")
+        let r = query("UPDATE sns_deliveries SET attempts = ?, next_attempt_at = ? WHERE id = ?")
             .bind(attempts)
             .bind(next_attempt_at.0)
             .bind(id)
@@ -1806,17 +1834,17 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_sns_delivery(&mut self, id: i64) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM sns_deliveries WHERE id = ?").bind(id).execute(&mut *self.conn).await.map_err(db_err)?;
+        let r = query("DELETE FROM sns_deliveries WHERE id = ?").bind(id).execute(&mut *self.conn).await.map_err(db_err)?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn next_sns_delivery_at(&mut self) -> StoreResult<Option<Millis>> {
-        let row = sqlx::query("SELECT MIN(next_attempt_at) AS t FROM sns_deliveries").fetch_one(&mut *self.conn).await.map_err(db_err)?;
+        let row = query("SELECT MIN(next_attempt_at) AS t FROM sns_deliveries").fetch_one(&mut *self.conn).await.map_err(db_err)?;
         Ok(get::<Option<i64>>(&row, "t")?.map(Millis))
     }
 
     async fn insert_sns_signing_cert(&mut self, c: &SnsSigningCert) -> StoreResult<()> {
-        sqlx::query("INSERT INTO sns_signing_certs (region, fingerprint, cert_der, sealed_private, created_at) VALUES (?, ?, ?, ?, ?)")
+        query("INSERT INTO sns_signing_certs (region, fingerprint, cert_der, sealed_private, created_at) VALUES (?, ?, ?, ?, ?)")
             .bind(&c.region)
             .bind(&c.fingerprint)
             .bind(&c.cert_der)
@@ -1829,7 +1857,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn sns_signing_cert(&mut self, region: &str) -> StoreResult<Option<SnsSigningCert>> {
-        let row = sqlx::query("SELECT * FROM sns_signing_certs WHERE region = ?")
+        let row = query("SELECT * FROM sns_signing_certs WHERE region = ?")
             .bind(region)
             .fetch_optional(&mut *self.conn)
             .await
@@ -1838,7 +1866,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn sns_signing_cert_by_fingerprint(&mut self, fingerprint: &str) -> StoreResult<Option<SnsSigningCert>> {
-        let row = sqlx::query("SELECT * FROM sns_signing_certs WHERE fingerprint = ?")
+        let row = query("SELECT * FROM sns_signing_certs WHERE fingerprint = ?")
             .bind(fingerprint)
             .fetch_optional(&mut *self.conn)
             .await
@@ -1847,7 +1875,7 @@ impl StateTx for SqliteTx<'_> {
     }
 }
 
-fn sns_subscription_from_row(r: &SqliteRow) -> StoreResult<SnsSubscription> {
+fn sns_subscription_from_row(r: &Row) -> StoreResult<SnsSubscription> {
     Ok(SnsSubscription {
         arn: get(r, "arn")?,
         topic_arn: get(r, "topic_arn")?,
@@ -1863,7 +1891,7 @@ fn sns_subscription_from_row(r: &SqliteRow) -> StoreResult<SnsSubscription> {
     })
 }
 
-fn sns_cert_from_row(r: &SqliteRow) -> StoreResult<SnsSigningCert> {
+fn sns_cert_from_row(r: &Row) -> StoreResult<SnsSigningCert> {
     Ok(SnsSigningCert {
         region: get(r, "region")?,
         fingerprint: get(r, "fingerprint")?,
@@ -1883,19 +1911,11 @@ mod tests {
     /// A store whose writer may use only `extra_pages` more pages than the new database has:
     /// a statement that needs more fails with SQLITE_FULL, as on a full disk.
     async fn store_with_page_limit(path: &Path, extra_pages: i64) -> SqliteStore {
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .unwrap()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true);
-        let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
-        migrator().run(&mut conn).await.unwrap();
-        conn.execute("INSERT INTO accounts (id, created_at) VALUES ('111122223333', 0)").await.unwrap();
-        let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(&mut conn).await.unwrap();
-        conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {}", pages + extra_pages))).await.unwrap();
-        let readers = SqlitePoolOptions::new().max_connections(2).connect_with(options.read_only(true)).await.unwrap();
-        SqliteStore { writer: spawn_writer(conn).await.unwrap(), readers }
+        let conn = open_writer(path).unwrap();
+        conn.execute("INSERT INTO accounts (id, created_at) VALUES ('111122223333', 0)", []).unwrap();
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        conn.pragma_update(None, "max_page_count", pages + extra_pages).unwrap();
+        SqliteStore::with_writer(conn, path).unwrap()
     }
 
     fn user(name: &str, tag_bytes: usize) -> User {

@@ -1,8 +1,8 @@
 //! SQLite statements of IoT jobs and job executions; the
 //! [`StateTx`](crate::store::StateTx) methods of [`super::SqliteTx`] call these.
 
-use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
+use rusqlite::Connection;
+use super::sql::{Row, query};
 
 use super::{db_err, from_json, get, json, unique_violation};
 use crate::domain::Scope;
@@ -10,7 +10,7 @@ use crate::domain::jobs::{ExecStatus, Job, JobExecution, JobFilter, JobStatus, T
 use crate::domain::time::Millis;
 use crate::store::{StoreError, StoreResult};
 
-fn job_from_row(r: &SqliteRow) -> StoreResult<(i64, Job)> {
+fn job_from_row(r: &Row) -> StoreResult<(i64, Job)> {
     let status: String = get(r, "status")?;
     let selection: String = get(r, "target_selection")?;
     Ok((
@@ -30,7 +30,7 @@ fn job_from_row(r: &SqliteRow) -> StoreResult<(i64, Job)> {
     ))
 }
 
-fn execution_from_row(r: &SqliteRow) -> StoreResult<JobExecution> {
+fn execution_from_row(r: &Row) -> StoreResult<JobExecution> {
     let status: String = get(r, "status")?;
     Ok(JobExecution {
         scope: Scope::new(get::<String>(r, "account_id")?, get::<String>(r, "region")?),
@@ -51,8 +51,8 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-pub(super) async fn insert_job(conn: &mut SqliteConnection, j: &Job) -> StoreResult<()> {
-    sqlx::query(
+pub(super) async fn insert_job(conn: &mut Connection, j: &Job) -> StoreResult<()> {
+    query(
         "INSERT INTO jobs (account_id, region, job_id, status, target_selection, namespace_id, targets, spec, created_at, updated_at, completed_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
@@ -73,8 +73,8 @@ pub(super) async fn insert_job(conn: &mut SqliteConnection, j: &Job) -> StoreRes
     Ok(())
 }
 
-pub(super) async fn get_job(conn: &mut SqliteConnection, scope: &Scope, job_id: &str) -> StoreResult<Option<Job>> {
-    let row = sqlx::query("SELECT * FROM jobs WHERE account_id = ? AND region = ? AND job_id = ?")
+pub(super) async fn get_job(conn: &mut Connection, scope: &Scope, job_id: &str) -> StoreResult<Option<Job>> {
+    let row = query("SELECT * FROM jobs WHERE account_id = ? AND region = ? AND job_id = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(job_id)
@@ -84,8 +84,8 @@ pub(super) async fn get_job(conn: &mut SqliteConnection, scope: &Scope, job_id: 
     row.as_ref().map(job_from_row).transpose().map(|o| o.map(|(_, j)| j))
 }
 
-pub(super) async fn update_job(conn: &mut SqliteConnection, j: &Job) -> StoreResult<()> {
-    let r = sqlx::query(
+pub(super) async fn update_job(conn: &mut Connection, j: &Job) -> StoreResult<()> {
+    let r = query(
         "UPDATE jobs SET status = ?, spec = ?, updated_at = ?, completed_at = ? WHERE account_id = ? AND region = ? AND job_id = ?",
     )
     .bind(j.status.as_str())
@@ -104,17 +104,17 @@ pub(super) async fn update_job(conn: &mut SqliteConnection, j: &Job) -> StoreRes
     Ok(())
 }
 
-pub(super) async fn delete_job(conn: &mut SqliteConnection, scope: &Scope, job_id: &str) -> StoreResult<bool> {
+pub(super) async fn delete_job(conn: &mut Connection, scope: &Scope, job_id: &str) -> StoreResult<bool> {
     // Executions go with the job (ON DELETE CASCADE); deleting them first keeps that true on
     // a connection without foreign keys too.
-    sqlx::query("DELETE FROM job_executions WHERE account_id = ? AND region = ? AND job_id = ?")
+    query("DELETE FROM job_executions WHERE account_id = ? AND region = ? AND job_id = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(job_id)
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-    let r = sqlx::query("DELETE FROM jobs WHERE account_id = ? AND region = ? AND job_id = ?")
+    let r = query("DELETE FROM jobs WHERE account_id = ? AND region = ? AND job_id = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(job_id)
@@ -125,13 +125,13 @@ pub(super) async fn delete_job(conn: &mut SqliteConnection, scope: &Scope, job_i
 }
 
 pub(super) async fn list_jobs(
-    conn: &mut SqliteConnection,
+    conn: &mut Connection,
     scope: &Scope,
     f: &JobFilter,
     before_seq: Option<i64>,
     limit: i64,
 ) -> StoreResult<Vec<(i64, Job)>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT * FROM jobs WHERE account_id = ? AND region = ? \
          AND (? IS NULL OR status = ?) \
          AND (? IS NULL OR target_selection = ?) \
@@ -159,16 +159,16 @@ pub(super) async fn list_jobs(
     rows.iter().map(job_from_row).collect()
 }
 
-pub(super) async fn active_jobs(conn: &mut SqliteConnection) -> StoreResult<Vec<Job>> {
-    let rows = sqlx::query("SELECT * FROM jobs WHERE status = 'IN_PROGRESS' ORDER BY seq")
+pub(super) async fn active_jobs(conn: &mut Connection) -> StoreResult<Vec<Job>> {
+    let rows = query("SELECT * FROM jobs WHERE status = 'IN_PROGRESS' ORDER BY seq")
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
     rows.iter().map(|r| job_from_row(r).map(|(_, j)| j)).collect()
 }
 
-pub(super) async fn insert_execution(conn: &mut SqliteConnection, e: &JobExecution) -> StoreResult<()> {
-    sqlx::query(
+pub(super) async fn insert_execution(conn: &mut Connection, e: &JobExecution) -> StoreResult<()> {
+    query(
         "INSERT INTO job_executions (account_id, region, job_id, thing_name, execution_number, status, force_canceled, \
          status_details, queued_at, started_at, last_updated_at, version_number) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
@@ -190,8 +190,8 @@ pub(super) async fn insert_execution(conn: &mut SqliteConnection, e: &JobExecuti
     Ok(())
 }
 
-pub(super) async fn update_execution(conn: &mut SqliteConnection, e: &JobExecution) -> StoreResult<()> {
-    let r = sqlx::query(
+pub(super) async fn update_execution(conn: &mut Connection, e: &JobExecution) -> StoreResult<()> {
+    let r = query(
         "UPDATE job_executions SET status = ?, force_canceled = ?, status_details = ?, queued_at = ?, started_at = ?, \
          last_updated_at = ?, version_number = ? \
          WHERE account_id = ? AND region = ? AND job_id = ? AND thing_name = ? AND execution_number = ?",
@@ -218,13 +218,13 @@ pub(super) async fn update_execution(conn: &mut SqliteConnection, e: &JobExecuti
 }
 
 pub(super) async fn delete_execution(
-    conn: &mut SqliteConnection,
+    conn: &mut Connection,
     scope: &Scope,
     job_id: &str,
     thing: &str,
     number: i64,
 ) -> StoreResult<bool> {
-    let r = sqlx::query(
+    let r = query(
         "DELETE FROM job_executions WHERE account_id = ? AND region = ? AND job_id = ? AND thing_name = ? AND execution_number = ?",
     )
     .bind(&scope.account_id)
@@ -239,13 +239,13 @@ pub(super) async fn delete_execution(
 }
 
 pub(super) async fn get_execution(
-    conn: &mut SqliteConnection,
+    conn: &mut Connection,
     scope: &Scope,
     job_id: &str,
     thing: &str,
     number: Option<i64>,
 ) -> StoreResult<Option<JobExecution>> {
-    let row = sqlx::query(
+    let row = query(
         "SELECT * FROM job_executions WHERE account_id = ? AND region = ? AND job_id = ? AND thing_name = ? \
          AND (? IS NULL OR execution_number = ?) ORDER BY execution_number DESC LIMIT 1",
     )
@@ -262,7 +262,7 @@ pub(super) async fn get_execution(
 }
 
 pub(super) async fn list_executions(
-    conn: &mut SqliteConnection,
+    conn: &mut Connection,
     scope: &Scope,
     job_id: &str,
     statuses: &[ExecStatus],
@@ -277,7 +277,7 @@ pub(super) async fn list_executions(
          AND (? IS NULL OR thing_name > ?) ORDER BY thing_name, execution_number LIMIT ?",
         placeholders(statuses.len())
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&scope.account_id).bind(&scope.region).bind(job_id);
+    let mut q = query(sql).bind(&scope.account_id).bind(&scope.region).bind(job_id);
     for s in statuses {
         q = q.bind(s.as_str());
     }
@@ -286,7 +286,7 @@ pub(super) async fn list_executions(
 }
 
 pub(super) async fn list_thing_executions(
-    conn: &mut SqliteConnection,
+    conn: &mut Connection,
     scope: &Scope,
     thing: &str,
     statuses: &[ExecStatus],
@@ -302,7 +302,7 @@ pub(super) async fn list_thing_executions(
          AND (? IS NULL OR job_id = ?) AND (? IS NULL OR execution_number < ?) ORDER BY execution_number DESC LIMIT ?",
         placeholders(statuses.len())
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&scope.account_id).bind(&scope.region).bind(thing);
+    let mut q = query(sql).bind(&scope.account_id).bind(&scope.region).bind(thing);
     for s in statuses {
         q = q.bind(s.as_str());
     }
@@ -318,8 +318,8 @@ pub(super) async fn list_thing_executions(
     rows.iter().map(execution_from_row).collect()
 }
 
-pub(super) async fn count_executions(conn: &mut SqliteConnection, scope: &Scope, job_id: &str) -> StoreResult<Vec<(ExecStatus, i64)>> {
-    let rows = sqlx::query(
+pub(super) async fn count_executions(conn: &mut Connection, scope: &Scope, job_id: &str) -> StoreResult<Vec<(ExecStatus, i64)>> {
+    let rows = query(
         "SELECT status, COUNT(*) AS n FROM job_executions WHERE account_id = ? AND region = ? AND job_id = ? GROUP BY status",
     )
     .bind(&scope.account_id)
@@ -337,8 +337,8 @@ pub(super) async fn count_executions(conn: &mut SqliteConnection, scope: &Scope,
         .collect()
 }
 
-pub(super) async fn next_execution_number(conn: &mut SqliteConnection, scope: &Scope, thing: &str) -> StoreResult<i64> {
-    let row = sqlx::query(
+pub(super) async fn next_execution_number(conn: &mut Connection, scope: &Scope, thing: &str) -> StoreResult<i64> {
+    let row = query(
         "INSERT INTO thing_execution_numbers (account_id, region, thing_name, last_number) VALUES (?, ?, ?, 1) \
          ON CONFLICT (account_id, region, thing_name) DO UPDATE SET last_number = last_number + 1 RETURNING last_number",
     )

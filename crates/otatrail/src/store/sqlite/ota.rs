@@ -1,8 +1,8 @@
 //! SQLite statements of OTA updates; the [`StateTx`](crate::store::StateTx) methods of
 //! [`super::SqliteTx`] call these.
 
-use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
+use rusqlite::Connection;
+use super::sql::{Row, query};
 
 use super::{db_err, from_json, get, json, unique_violation};
 use crate::domain::Scope;
@@ -10,7 +10,7 @@ use crate::domain::ota::{OtaStatus, OtaUpdate};
 use crate::domain::time::Millis;
 use crate::store::{StoreError, StoreResult};
 
-fn from_row(r: &SqliteRow) -> StoreResult<(i64, OtaUpdate)> {
+fn from_row(r: &Row) -> StoreResult<(i64, OtaUpdate)> {
     let status: String = get(r, "status")?;
     Ok((
         get(r, "seq")?,
@@ -25,8 +25,8 @@ fn from_row(r: &SqliteRow) -> StoreResult<(i64, OtaUpdate)> {
     ))
 }
 
-pub(super) async fn insert(conn: &mut SqliteConnection, u: &OtaUpdate) -> StoreResult<()> {
-    sqlx::query(
+pub(super) async fn insert(conn: &mut Connection, u: &OtaUpdate) -> StoreResult<()> {
+    query(
         "INSERT INTO ota_updates (account_id, region, ota_update_id, status, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&u.scope.account_id)
@@ -42,8 +42,8 @@ pub(super) async fn insert(conn: &mut SqliteConnection, u: &OtaUpdate) -> StoreR
     Ok(())
 }
 
-pub(super) async fn get_one(conn: &mut SqliteConnection, scope: &Scope, id: &str) -> StoreResult<Option<OtaUpdate>> {
-    let row = sqlx::query("SELECT * FROM ota_updates WHERE account_id = ? AND region = ? AND ota_update_id = ?")
+pub(super) async fn get_one(conn: &mut Connection, scope: &Scope, id: &str) -> StoreResult<Option<OtaUpdate>> {
+    let row = query("SELECT * FROM ota_updates WHERE account_id = ? AND region = ? AND ota_update_id = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(id)
@@ -53,8 +53,8 @@ pub(super) async fn get_one(conn: &mut SqliteConnection, scope: &Scope, id: &str
     row.as_ref().map(from_row).transpose().map(|o| o.map(|(_, u)| u))
 }
 
-pub(super) async fn update(conn: &mut SqliteConnection, u: &OtaUpdate) -> StoreResult<()> {
-    let r = sqlx::query("UPDATE ota_updates SET status = ?, spec = ?, updated_at = ? WHERE account_id = ? AND region = ? AND ota_update_id = ?")
+pub(super) async fn update(conn: &mut Connection, u: &OtaUpdate) -> StoreResult<()> {
+    let r = query("UPDATE ota_updates SET status = ?, spec = ?, updated_at = ? WHERE account_id = ? AND region = ? AND ota_update_id = ?")
         .bind(u.status.as_str())
         .bind(json(&u.spec)?)
         .bind(u.updated_at.0)
@@ -71,15 +71,15 @@ pub(super) async fn update(conn: &mut SqliteConnection, u: &OtaUpdate) -> StoreR
 }
 
 /// Removes the update and the stream uses it held.
-pub(super) async fn delete(conn: &mut SqliteConnection, scope: &Scope, id: &str) -> StoreResult<bool> {
-    sqlx::query("DELETE FROM ota_stream_uses WHERE account_id = ? AND region = ? AND ota_update_id = ?")
+pub(super) async fn delete(conn: &mut Connection, scope: &Scope, id: &str) -> StoreResult<bool> {
+    query("DELETE FROM ota_stream_uses WHERE account_id = ? AND region = ? AND ota_update_id = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(id)
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-    let r = sqlx::query("DELETE FROM ota_updates WHERE account_id = ? AND region = ? AND ota_update_id = ?")
+    let r = query("DELETE FROM ota_updates WHERE account_id = ? AND region = ? AND ota_update_id = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(id)
@@ -90,13 +90,13 @@ pub(super) async fn delete(conn: &mut SqliteConnection, scope: &Scope, id: &str)
 }
 
 pub(super) async fn list(
-    conn: &mut SqliteConnection,
+    conn: &mut Connection,
     scope: &Scope,
     status: Option<OtaStatus>,
     before_seq: Option<i64>,
     limit: i64,
 ) -> StoreResult<Vec<(i64, OtaUpdate)>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT * FROM ota_updates WHERE account_id = ? AND region = ? AND (? IS NULL OR status = ?) AND (? IS NULL OR seq < ?) \
          ORDER BY seq DESC LIMIT ?",
     )
@@ -113,8 +113,8 @@ pub(super) async fn list(
     rows.iter().map(from_row).collect()
 }
 
-pub(super) async fn unfinished(conn: &mut SqliteConnection) -> StoreResult<Vec<OtaUpdate>> {
-    let rows = sqlx::query("SELECT * FROM ota_updates WHERE status IN ('CREATE_PENDING', 'CREATE_IN_PROGRESS', 'DELETE_IN_PROGRESS') ORDER BY seq")
+pub(super) async fn unfinished(conn: &mut Connection) -> StoreResult<Vec<OtaUpdate>> {
+    let rows = query("SELECT * FROM ota_updates WHERE status IN ('CREATE_PENDING', 'CREATE_IN_PROGRESS', 'DELETE_IN_PROGRESS') ORDER BY seq")
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;

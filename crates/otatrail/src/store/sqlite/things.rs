@@ -1,16 +1,16 @@
 //! SQLite statements of the IoT registry (things, thing groups, memberships); the
 //! [`StateTx`](crate::store::StateTx) methods of [`super::SqliteTx`] call these.
 
-use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
+use rusqlite::Connection;
+use super::sql::{Row, query};
 
-use super::{db_err, from_json, get, json, unique_violation};
+use super::{db_err, extended_code, from_json, get, json, unique_violation};
 use crate::domain::Scope;
 use crate::domain::things::{Thing, ThingFilter, ThingGroup};
 use crate::domain::time::Millis;
 use crate::store::{StoreError, StoreResult};
 
-fn thing_from_row(r: &SqliteRow) -> StoreResult<Thing> {
+fn thing_from_row(r: &Row) -> StoreResult<Thing> {
     Ok(Thing {
         scope: Scope::new(get::<String>(r, "account_id")?, get::<String>(r, "region")?),
         name: get(r, "thing_name")?,
@@ -23,7 +23,7 @@ fn thing_from_row(r: &SqliteRow) -> StoreResult<Thing> {
     })
 }
 
-fn group_from_row(r: &SqliteRow) -> StoreResult<ThingGroup> {
+fn group_from_row(r: &Row) -> StoreResult<ThingGroup> {
     Ok(ThingGroup {
         scope: Scope::new(get::<String>(r, "account_id")?, get::<String>(r, "region")?),
         name: get(r, "group_name")?,
@@ -38,8 +38,8 @@ fn group_from_row(r: &SqliteRow) -> StoreResult<ThingGroup> {
     })
 }
 
-pub(super) async fn get_thing(conn: &mut SqliteConnection, scope: &Scope, name: &str) -> StoreResult<Option<Thing>> {
-    let row = sqlx::query("SELECT * FROM things WHERE account_id = ? AND region = ? AND thing_name = ?")
+pub(super) async fn get_thing(conn: &mut Connection, scope: &Scope, name: &str) -> StoreResult<Option<Thing>> {
+    let row = query("SELECT * FROM things WHERE account_id = ? AND region = ? AND thing_name = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(name)
@@ -49,8 +49,8 @@ pub(super) async fn get_thing(conn: &mut SqliteConnection, scope: &Scope, name: 
     row.as_ref().map(thing_from_row).transpose()
 }
 
-pub(super) async fn insert_thing(conn: &mut SqliteConnection, t: &Thing) -> StoreResult<()> {
-    sqlx::query(
+pub(super) async fn insert_thing(conn: &mut Connection, t: &Thing) -> StoreResult<()> {
+    query(
         "INSERT INTO things (account_id, region, thing_name, thing_id, thing_type_name, attributes, version, created_at, updated_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
@@ -69,8 +69,8 @@ pub(super) async fn insert_thing(conn: &mut SqliteConnection, t: &Thing) -> Stor
     Ok(())
 }
 
-pub(super) async fn update_thing(conn: &mut SqliteConnection, t: &Thing) -> StoreResult<()> {
-    let r = sqlx::query(
+pub(super) async fn update_thing(conn: &mut Connection, t: &Thing) -> StoreResult<()> {
+    let r = query(
         "UPDATE things SET thing_type_name = ?, attributes = ?, version = ?, updated_at = ? \
          WHERE account_id = ? AND region = ? AND thing_name = ?",
     )
@@ -90,17 +90,17 @@ pub(super) async fn update_thing(conn: &mut SqliteConnection, t: &Thing) -> Stor
     Ok(())
 }
 
-pub(super) async fn delete_thing(conn: &mut SqliteConnection, scope: &Scope, name: &str) -> StoreResult<bool> {
+pub(super) async fn delete_thing(conn: &mut Connection, scope: &Scope, name: &str) -> StoreResult<bool> {
     // Memberships go with the thing (ON DELETE CASCADE); deleting them first keeps that true
     // on a connection without foreign keys too.
-    sqlx::query("DELETE FROM thing_group_members WHERE account_id = ? AND region = ? AND thing_name = ?")
+    query("DELETE FROM thing_group_members WHERE account_id = ? AND region = ? AND thing_name = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(name)
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-    let r = sqlx::query("DELETE FROM things WHERE account_id = ? AND region = ? AND thing_name = ?")
+    let r = query("DELETE FROM things WHERE account_id = ? AND region = ? AND thing_name = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(name)
@@ -111,13 +111,13 @@ pub(super) async fn delete_thing(conn: &mut SqliteConnection, scope: &Scope, nam
 }
 
 pub(super) async fn list_things(
-    conn: &mut SqliteConnection,
+    conn: &mut Connection,
     scope: &Scope,
     filter: &ThingFilter,
     after_name: Option<&str>,
     limit: i64,
 ) -> StoreResult<Vec<Thing>> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT * FROM things t WHERE account_id = ? AND region = ? AND thing_name > ? \
          AND (? IS NULL OR thing_type_name = ?) \
          AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(t.attributes) a WHERE a.key = ? \
@@ -143,8 +143,8 @@ pub(super) async fn list_things(
     rows.iter().map(thing_from_row).collect()
 }
 
-pub(super) async fn get_thing_group(conn: &mut SqliteConnection, scope: &Scope, name: &str) -> StoreResult<Option<ThingGroup>> {
-    let row = sqlx::query("SELECT * FROM thing_groups WHERE account_id = ? AND region = ? AND group_name = ?")
+pub(super) async fn get_thing_group(conn: &mut Connection, scope: &Scope, name: &str) -> StoreResult<Option<ThingGroup>> {
+    let row = query("SELECT * FROM thing_groups WHERE account_id = ? AND region = ? AND group_name = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(name)
@@ -154,8 +154,8 @@ pub(super) async fn get_thing_group(conn: &mut SqliteConnection, scope: &Scope, 
     row.as_ref().map(group_from_row).transpose()
 }
 
-pub(super) async fn insert_thing_group(conn: &mut SqliteConnection, g: &ThingGroup) -> StoreResult<()> {
-    sqlx::query(
+pub(super) async fn insert_thing_group(conn: &mut Connection, g: &ThingGroup) -> StoreResult<()> {
+    query(
         "INSERT INTO thing_groups (account_id, region, group_name, group_id, parent_name, description, attributes, tags, \
          version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
@@ -176,8 +176,8 @@ pub(super) async fn insert_thing_group(conn: &mut SqliteConnection, g: &ThingGro
     Ok(())
 }
 
-pub(super) async fn update_thing_group(conn: &mut SqliteConnection, g: &ThingGroup) -> StoreResult<()> {
-    let r = sqlx::query(
+pub(super) async fn update_thing_group(conn: &mut Connection, g: &ThingGroup) -> StoreResult<()> {
+    let r = query(
         "UPDATE thing_groups SET description = ?, attributes = ?, tags = ?, version = ?, updated_at = ? \
          WHERE account_id = ? AND region = ? AND group_name = ?",
     )
@@ -198,31 +198,29 @@ pub(super) async fn update_thing_group(conn: &mut SqliteConnection, g: &ThingGro
     Ok(())
 }
 
-pub(super) async fn delete_thing_group(conn: &mut SqliteConnection, scope: &Scope, name: &str) -> StoreResult<bool> {
-    sqlx::query("DELETE FROM thing_group_members WHERE account_id = ? AND region = ? AND group_name = ?")
+pub(super) async fn delete_thing_group(conn: &mut Connection, scope: &Scope, name: &str) -> StoreResult<bool> {
+    query("DELETE FROM thing_group_members WHERE account_id = ? AND region = ? AND group_name = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(name)
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-    let r = sqlx::query("DELETE FROM thing_groups WHERE account_id = ? AND region = ? AND group_name = ?")
+    let r = query("DELETE FROM thing_groups WHERE account_id = ? AND region = ? AND group_name = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(name)
         .execute(&mut *conn)
         .await
-        .map_err(|e| match &e {
-            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                StoreError::Conflict(format!("thing group {name} still has child groups"))
-            }
+        .map_err(|e| match extended_code(&e) {
+            Some(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => StoreError::Conflict(format!("thing group {name} still has child groups")),
             _ => db_err(e),
         })?;
     Ok(r.rows_affected() > 0)
 }
 
-pub(super) async fn list_thing_groups(conn: &mut SqliteConnection, scope: &Scope) -> StoreResult<Vec<ThingGroup>> {
-    let rows = sqlx::query("SELECT * FROM thing_groups WHERE account_id = ? AND region = ? ORDER BY group_name")
+pub(super) async fn list_thing_groups(conn: &mut Connection, scope: &Scope) -> StoreResult<Vec<ThingGroup>> {
+    let rows = query("SELECT * FROM thing_groups WHERE account_id = ? AND region = ? ORDER BY group_name")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .fetch_all(&mut *conn)
@@ -231,8 +229,8 @@ pub(super) async fn list_thing_groups(conn: &mut SqliteConnection, scope: &Scope
     rows.iter().map(group_from_row).collect()
 }
 
-pub(super) async fn child_thing_groups(conn: &mut SqliteConnection, scope: &Scope, parent: Option<&str>) -> StoreResult<Vec<ThingGroup>> {
-    let rows = sqlx::query(
+pub(super) async fn child_thing_groups(conn: &mut Connection, scope: &Scope, parent: Option<&str>) -> StoreResult<Vec<ThingGroup>> {
+    let rows = query(
         "SELECT * FROM thing_groups WHERE account_id = ? AND region = ? AND parent_name IS ? ORDER BY group_name",
     )
     .bind(&scope.account_id)
@@ -245,13 +243,13 @@ pub(super) async fn child_thing_groups(conn: &mut SqliteConnection, scope: &Scop
 }
 
 pub(super) async fn add_thing_to_group(
-    conn: &mut SqliteConnection,
+    conn: &mut Connection,
     scope: &Scope,
     group: &str,
     thing: &str,
     at: Millis,
 ) -> StoreResult<bool> {
-    let r = sqlx::query(
+    let r = query(
         "INSERT OR IGNORE INTO thing_group_members (account_id, region, group_name, thing_name, added_at) VALUES (?, ?, ?, ?, ?)",
     )
     .bind(&scope.account_id)
@@ -265,8 +263,8 @@ pub(super) async fn add_thing_to_group(
     Ok(r.rows_affected() > 0)
 }
 
-pub(super) async fn remove_thing_from_group(conn: &mut SqliteConnection, scope: &Scope, group: &str, thing: &str) -> StoreResult<bool> {
-    let r = sqlx::query("DELETE FROM thing_group_members WHERE account_id = ? AND region = ? AND group_name = ? AND thing_name = ?")
+pub(super) async fn remove_thing_from_group(conn: &mut Connection, scope: &Scope, group: &str, thing: &str) -> StoreResult<bool> {
+    let r = query("DELETE FROM thing_group_members WHERE account_id = ? AND region = ? AND group_name = ? AND thing_name = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
         .bind(group)
@@ -278,14 +276,14 @@ pub(super) async fn remove_thing_from_group(conn: &mut SqliteConnection, scope: 
 }
 
 pub(super) async fn things_in_group(
-    conn: &mut SqliteConnection,
+    conn: &mut Connection,
     scope: &Scope,
     group: &str,
     recursive: bool,
     after_name: Option<&str>,
     limit: i64,
 ) -> StoreResult<Vec<String>> {
-    let rows = sqlx::query(
+    let rows = query(
         "WITH RECURSIVE tree(name) AS ( \
              SELECT ? \
              UNION \
@@ -310,8 +308,8 @@ pub(super) async fn things_in_group(
     rows.iter().map(|r| get(r, "thing_name")).collect()
 }
 
-pub(super) async fn groups_of_thing(conn: &mut SqliteConnection, scope: &Scope, thing: &str) -> StoreResult<Vec<String>> {
-    let rows = sqlx::query(
+pub(super) async fn groups_of_thing(conn: &mut Connection, scope: &Scope, thing: &str) -> StoreResult<Vec<String>> {
+    let rows = query(
         "SELECT group_name FROM thing_group_members WHERE account_id = ? AND region = ? AND thing_name = ? ORDER BY group_name",
     )
     .bind(&scope.account_id)
