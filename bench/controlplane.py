@@ -243,10 +243,17 @@ def throughput_and_latency(lg: LoadGen, host: str, name: str, spec: dict, args, 
     if sampler:
         sampler.__enter__()
     try:
+        # Each run starts from an idle server: the previous run's backlog (delivering its
+        # records, the OTA updates it created) would otherwise be measured with it.
+        if pid:
+            wait_quiet(pid, timeout=900)
         full = lg.run(host, spec, clients=args.clients, duration=args.duration, warmup=args.warmup)
         log(f"  {name}: {full['throughput']:.0f}/s at {args.clients} clients, p50 {full['p50_ms']:.2f} ms, "
             f"p99 {full['p99_ms']:.2f} ms, {full['errors']} errors")
         half_rate = max(1.0, round(full["throughput"] / 2))
+        if pid:
+            quiet = wait_quiet(pid, timeout=900)
+            log(f"  idle again after {quiet:.0f} s")
         half = lg.run(host, spec, clients=args.clients, duration=args.duration, warmup=1, rate=half_rate)
         log(f"  {name} at {half_rate:.0f}/s: p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms, "
             f"{half['errors']} errors")

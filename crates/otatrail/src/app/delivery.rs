@@ -161,7 +161,8 @@ impl App {
                 .await?;
             return Ok(false);
         }
-        let oldest = events.iter().filter(|e| seqs.contains(&e.seq)).map(|e| e.event_time).min().unwrap_or(self.clock.now());
+        let chosen: std::collections::HashSet<i64> = seqs.iter().copied().collect();
+        let oldest = events.iter().filter(|e| chosen.contains(&e.seq)).map(|e| e.event_time).min().unwrap_or(self.clock.now());
         let waited = self.clock.now().0 - oldest.0;
         // The records' times are whole seconds: wait for the interval plus that rounding.
         if !full && waited < self.delivery_interval_seconds * 1000 {
@@ -173,20 +174,47 @@ impl App {
             Box::pin(async move { tx.set_cursor(&t, &r, last_seq, Some(&text)).await })
         })
         .await?;
-        self.finish_pending(trail, lane, last_seq, pending).await?;
+        // The records just read are the file's: no need to read them again.
+        self.finish_pending_with(trail, lane, last_seq, pending, Some(events)).await?;
         Ok(true)
     }
 
     /// Writes a pending file (again, after a crash) and moves the cursor past it.
     async fn finish_pending(&self, trail: &Trail, lane: &Lane, from_seq: i64, p: Pending) -> Result<(), ServiceError> {
-        let (acct, r, count) = (lane.account.clone(), lane.region.clone(), (p.last_seq - from_seq).max(1));
-        let events = store::read::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move { tx.events_since(&acct, &r, from_seq, count).await })
+        self.finish_pending_with(trail, lane, from_seq, p, None).await
+    }
+
+    /// [`App::finish_pending`] with the lane's records after `from_seq`, when already read.
+    async fn finish_pending_with(
+        &self,
+        trail: &Trail,
+        lane: &Lane,
+        from_seq: i64,
+        p: Pending,
+        read: Option<Vec<StoredEvent>>,
+    ) -> Result<(), ServiceError> {
+        let events = match read {
+            Some(events) => events,
+            None => {
+                let (acct, r, count) = (lane.account.clone(), lane.region.clone(), (p.last_seq - from_seq).max(1));
+                store::read::<_, StoreError, _>(&*self.store, move |tx| {
+                    Box::pin(async move { tx.events_since(&acct, &r, from_seq, count).await })
+                })
+                .await?
+            }
+        };
+        let wanted: std::collections::HashSet<i64> = p.seqs.iter().copied().collect();
+        let chosen: Vec<StoredEvent> = events.into_iter().filter(|e| wanted.contains(&e.seq)).collect();
+        let count = chosen.len();
+        // Compressing a file takes milliseconds of CPU: on a blocking thread, not on one that
+        // serves requests.
+        let (chosen, body, sha256) = tokio::task::spawn_blocking(move || {
+            let records: Vec<&str> = chosen.iter().map(|e| e.record.as_str()).collect();
+            let (body, sha256) = log_file(&records);
+            (chosen, body, sha256)
         })
-        .await?;
-        let chosen: Vec<&StoredEvent> = events.iter().filter(|e| p.seqs.contains(&e.seq)).collect();
-        let records: Vec<&str> = chosen.iter().map(|e| e.record.as_str()).collect();
-        let (body, sha256) = log_file(&records);
+        .await
+        .map_err(|_| ServiceError::internal())?;
         // The trail may have changed bucket since; the file goes where the trail says now.
         let current = self.current_trail(trail).await?.unwrap_or_else(|| trail.clone());
         match self.deliver_object(&current, &p.key, body, Default::default()).await {
@@ -224,7 +252,7 @@ impl App {
         })
         .await?;
         self.note_delivery(trail, None).await;
-        tracing::info!(trail = %trail.arn(), account = %lane.account, region = %lane.region, key = %p.key, records = records.len(), "delivered a log file");
+        tracing::info!(trail = %trail.arn(), account = %lane.account, region = %lane.region, key = %p.key, records = count, "delivered a log file");
         Ok(())
     }
 

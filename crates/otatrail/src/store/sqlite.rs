@@ -89,6 +89,8 @@ impl SqliteStore {
         // Open one reader now, so a database that cannot be read fails at start.
         let first = readers.open()?;
         readers.give_back(first);
+        let mut conn = conn;
+        spawn_checkpointer(&mut conn, path)?;
         Ok(Self { writer: spawn_writer(conn)?, readers })
     }
 }
@@ -112,6 +114,8 @@ fn open_writer(path: &Path) -> StoreResult<Connection> {
         return Err(StoreError::Database(format!("the database cannot use WAL (journal mode is {mode})")));
     }
     conn.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
+    // After a burst the log restarts from its beginning but keeps its size: cut it back.
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT).map_err(db_err)?;
     migrations::run(&mut conn).map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
     Ok(conn)
 }
@@ -164,6 +168,50 @@ impl Drop for ReadConn<'_> {
     }
 }
 
+/// WAL pages (4 KiB each) after which the checkpointer copies the log into the database file.
+/// SQLite's own default, 1000, would do it in the writer, in the middle of a commit.
+const CHECKPOINT_PAGES: i32 = 1000;
+
+/// Bytes of WAL file kept once the log restarts.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// Moves WAL checkpoints out of the writer's commit path: the writer's WAL hook (which
+/// replaces SQLite's automatic checkpoint) wakes a thread that runs a passive checkpoint on a
+/// connection of its own. A passive checkpoint never blocks the writer or the readers; the
+/// log restarts from its beginning at a later commit once all of it was copied.
+fn spawn_checkpointer(writer: &mut Connection, path: &Path) -> StoreResult<()> {
+    let conn = Connection::open(path).map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+    // A connection opens the file lazily; until it has read it, it does not know the database
+    // is in WAL mode and a checkpoint silently does nothing.
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(db_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Database(format!("the checkpointer sees journal mode {mode}, not WAL")));
+    }
+    // One pending request is enough: a checkpoint copies whatever the log holds by then.
+    let (wake, wakes) = std::sync::mpsc::sync_channel::<()>(1);
+    writer
+        .wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            if pages >= CHECKPOINT_PAGES {
+                let _ = wake.try_send(());
+            }
+            Ok(())
+        }))
+        .map_err(db_err)?;
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        // Ends when the writer connection (and with it the hook's sender) is gone.
+        .spawn(move || {
+            while wakes.recv().is_ok() {
+                if let Err(e) = conn.wal_checkpoint_v2(Some("main"), rusqlite::wal::CheckpointMode::PASSIVE) {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(())
+}
+
 /// Starts the writer thread on `conn`.
 fn spawn_writer(mut conn: Connection) -> StoreResult<mpsc::Sender<Job>> {
     // When a statement fails with SQLITE_FULL (a full disk), SQLITE_IOERR or SQLITE_NOMEM,
@@ -202,14 +250,20 @@ async fn run_unit(conn: &mut Connection, work: TxWork) -> StoreResult<()> {
     }
 }
 
+/// Runs one of the writer's transaction-control statements, kept prepared: they run several
+/// times per batch.
+fn control(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(db_err)
+}
+
 /// Runs `f` inside a savepoint: kept when it succeeds, undone when it fails.
 fn in_savepoint<T>(conn: &mut Connection, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
-    conn.execute_batch("SAVEPOINT unit").map_err(db_err)?;
+    control(conn, "SAVEPOINT unit")?;
     let r = f(conn);
     if r.is_err() {
-        conn.execute_batch("ROLLBACK TO SAVEPOINT unit").map_err(db_err)?;
+        control(conn, "ROLLBACK TO SAVEPOINT unit")?;
     }
-    conn.execute_batch("RELEASE SAVEPOINT unit").map_err(db_err)?;
+    control(conn, "RELEASE SAVEPOINT unit")?;
     r
 }
 
@@ -231,8 +285,8 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, rolled_back: A
             }
         }
         rolled_back.store(false, Ordering::SeqCst);
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let msg = db_err(e).to_string();
+        if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
+            let msg = e.to_string();
             for done in appends.into_iter().map(|(_, d)| d).chain(units.into_iter().map(|(_, d)| d)) {
                 let _ = done.send(Err(StoreError::Unavailable(msg.clone())));
             }
@@ -265,7 +319,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, rolled_back: A
             }
             continue;
         }
-        match conn.execute_batch("COMMIT") {
+        match control(&conn, "COMMIT") {
             Ok(()) => {
                 for (done, r) in dones.into_iter().zip(results) {
                     let _ = done.send(r);
@@ -1952,5 +2006,44 @@ mod tests {
         // The writer goes on.
         put(&s, user("later", 0)).await.unwrap();
         assert!(stored(&s, "later").await);
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+    use crate::store;
+
+    /// Checkpoints happen off the writer: the database file receives what the log held. (A
+    /// checkpointer that never ran, or ran on a connection that had not noticed WAL mode and
+    /// so did nothing, left the file empty and the log growing without end.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpointer_copies_the_log_into_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let s = SqliteStore::open(&path).await.unwrap();
+        let account = Account { id: "1".into(), created_at: Millis(0) };
+        store::write::<_, StoreError, _>(&s, move |tx| Box::pin(async move { tx.insert_account(&account).await })).await.unwrap();
+        // About 4 pages per commit: the log passes the checkpoint threshold several times.
+        for i in 0..1500 {
+            let user = User {
+                account_id: "1".into(),
+                name: format!("u{i}"),
+                user_id: format!("{i}{}", "x".repeat(2000)),
+                path: "/".into(),
+                tags: vec![],
+                created_at: Millis(0),
+            };
+            store::write::<_, StoreError, _>(&s, move |tx| Box::pin(async move { tx.insert_user(&user).await })).await.unwrap();
+        }
+        let mut db = 0;
+        for _ in 0..50 {
+            db = std::fs::metadata(&path).unwrap().len();
+            if db > 2_000_000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(db > 2_000_000, "the database file has {db} bytes: nothing was checkpointed");
     }
 }
