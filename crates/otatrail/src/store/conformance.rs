@@ -23,6 +23,7 @@ pub async fn run(store: Arc<dyn Store>) {
     failed_unit_rolls_back_alone(&store).await;
     concurrent_writers_all_commit(&store).await;
     appended_records(&store).await;
+    regions_with_records(&store).await;
     ota_stream_uses(&store).await;
     scopes_are_isolated(&store).await;
     things::run(&store).await;
@@ -678,4 +679,23 @@ async fn appended_records(store: &Arc<dyn Store>) {
     .await
     .unwrap();
     assert_eq!(names.len(), 150);
+}
+
+/// The regions an account has records in: each once, in order, none of another account's.
+async fn regions_with_records(store: &Arc<dyn Store>) {
+    let account = "666666666666";
+    for (i, (acct, region)) in
+        [(account, "us-west-2"), (account, "ap-south-1"), ("777777777777", "af-south-1"), (account, "us-west-2"), (account, "eu-north-1")]
+            .into_iter()
+            .enumerate()
+    {
+        let mut ev = record(&format!("region-ev-{i}"), 1_000 + i as i64, "DescribeStream", &[]);
+        ev.recipient_account_id = acct.into();
+        ev.region = region.into();
+        store.append(ev).await.unwrap();
+    }
+    let regions = read::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.event_regions(account).await })).await.unwrap();
+    assert_eq!(regions, ["ap-south-1", "eu-north-1", "us-west-2"]);
+    let none = read::<_, StoreError, _>(&**store, |tx| Box::pin(async move { tx.event_regions("888888888888").await })).await.unwrap();
+    assert!(none.is_empty());
 }
