@@ -32,6 +32,9 @@ use crate::store;
 use super::App;
 use super::audit::Call;
 
+/// Units of work the job and OTA engines have in flight at once.
+pub(super) const ENGINE_CONCURRENCY: usize = 64;
+
 /// What one engine pass did, summed over jobs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TickReport {
@@ -312,21 +315,33 @@ impl App {
         .await
     }
 
-    /// One engine pass over every IN_PROGRESS job, each job in its own unit of work.
+    /// One engine pass over every IN_PROGRESS job, each job in its own unit of work, several
+    /// at once.
     pub async fn jobs_tick(&self) -> Result<TickReport, ServiceError> {
+        use futures::StreamExt;
         let active = store::read::<_, ServiceError, _>(&*self.store, |tx| Box::pin(async move { Ok(tx.active_jobs().await?) })).await?;
         let mut report = TickReport::default();
-        for job in active {
-            let now = self.clock.now();
-            let (scope, id) = (job.scope.clone(), job.job_id.clone());
-            let r: Result<Advance, ServiceError> = store::write(&*self.store, move |tx| {
-                Box::pin(async move {
-                    // Re-read inside the unit: an API call may have changed it since.
-                    let Some(mut job) = tx.get_job(&scope, &id).await? else { return Ok(Advance::default()) };
-                    jobs::advance(tx, &mut job, now).await
-                })
+        // Jobs are independent units: sent together they share group commits, where one at a
+        // time each paid its own commit and a pass over thousands of jobs kept the writer busy
+        // for seconds.
+        let mut outcomes = futures::stream::iter(active)
+            .map(|job| {
+                let now = self.clock.now();
+                let (scope, id) = (job.scope.clone(), job.job_id.clone());
+                async move {
+                    let r: Result<Advance, ServiceError> = store::write(&*self.store, move |tx| {
+                        Box::pin(async move {
+                            // Re-read inside the unit: an API call may have changed it since.
+                            let Some(mut job) = tx.get_job(&scope, &id).await? else { return Ok(Advance::default()) };
+                            jobs::advance(tx, &mut job, now).await
+                        })
+                    })
+                    .await;
+                    (job, r)
+                }
             })
-            .await;
+            .buffer_unordered(ENGINE_CONCURRENCY);
+        while let Some((job, r)) = outcomes.next().await {
             match r {
                 Ok(a) => {
                     report.jobs += 1;

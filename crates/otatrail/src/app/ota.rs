@@ -190,13 +190,21 @@ impl App {
         let _pass = self.ota.lock.lock().await;
         let pending =
             store::read::<_, ServiceError, _>(&*self.store, |tx| Box::pin(async move { Ok(tx.unfinished_ota_updates().await?) })).await?;
+        use futures::StreamExt;
         let n = pending.len();
-        for u in pending {
-            let id = u.ota_update_id.clone();
-            let r = match u.status {
-                OtaStatus::DeleteInProgress => self.finish_delete(u).await,
-                _ => self.advance_create(u).await,
-            };
+        // Updates are independent of each other: several advance at once, so their steps
+        // share group commits.
+        let mut steps = futures::stream::iter(pending)
+            .map(|u| async move {
+                let id = u.ota_update_id.clone();
+                let r = match u.status {
+                    OtaStatus::DeleteInProgress => self.finish_delete(u).await,
+                    _ => self.advance_create(u).await,
+                };
+                (id, r)
+            })
+            .buffer_unordered(super::jobs::ENGINE_CONCURRENCY);
+        while let Some((id, r)) = steps.next().await {
             if let Err(e) = r {
                 tracing::warn!(ota_update = %id, error = %e, "OTA update step failed; retrying later");
             }
