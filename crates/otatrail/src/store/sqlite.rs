@@ -169,7 +169,7 @@ impl Drop for ReadConn<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             // A connection whose transaction cannot be ended is closed, not reused.
-            if conn.is_autocommit() || conn.execute_batch("ROLLBACK").is_ok() {
+            if conn.is_autocommit() || control(&conn, "ROLLBACK").is_ok() {
                 self.readers.give_back(conn);
             }
         }
@@ -258,8 +258,8 @@ async fn run_unit(conn: &mut Connection, work: TxWork) -> StoreResult<()> {
     }
 }
 
-/// Runs one of the writer's transaction-control statements, kept prepared: they run several
-/// times per batch.
+/// Runs a transaction-control statement, kept prepared: the writer runs several per batch,
+/// every read two.
 fn control(conn: &Connection, sql: &str) -> StoreResult<()> {
     conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(db_err)
 }
@@ -448,7 +448,7 @@ impl Store for SqliteStore {
     async fn read(&self, work: TxWork) -> StoreResult<()> {
         let mut loan = ReadConn { conn: Some(self.readers.take()?), readers: &self.readers };
         let conn = loan.conn.as_mut().expect("a loan holds its connection until dropped");
-        conn.execute_batch("BEGIN").map_err(db_err)?;
+        control(conn, "BEGIN")?;
         // Ended (rolled back: nothing was written) when the loan goes back.
         run_unit(conn, work).await
     }
