@@ -130,7 +130,7 @@ impl App {
         }
         if let Some(p) = pending {
             let p: Pending = serde_json::from_str(&p).map_err(|_| ServiceError::internal())?;
-            self.finish_pending(trail, lane, last_seq, p).await?;
+            self.finish_pending(trail, lane, last_seq, p, None).await?;
             return Ok(true);
         }
         let (acct, r, batch) = (lane.account.clone(), lane.region.clone(), self.log_file_max_records as i64 * 2);
@@ -143,9 +143,11 @@ impl App {
         let mut bytes = 0usize;
         let mut through = last.seq;
         let mut full = false;
+        let mut oldest: Option<Millis> = None;
         for e in &events {
             if trail.logged(e.seq) && trail.selects(&lane.region, &facts(e)) {
                 seqs.push(e.seq);
+                oldest = Some(oldest.map_or(e.event_time, |t| t.min(e.event_time)));
                 bytes += e.record.len();
                 if seqs.len() >= self.log_file_max_records || bytes >= MAX_FILE_BYTES {
                     through = e.seq;
@@ -161,8 +163,7 @@ impl App {
                 .await?;
             return Ok(false);
         }
-        let chosen: std::collections::HashSet<i64> = seqs.iter().copied().collect();
-        let oldest = events.iter().filter(|e| chosen.contains(&e.seq)).map(|e| e.event_time).min().unwrap_or(self.clock.now());
+        let oldest = oldest.unwrap_or(self.clock.now());
         let waited = self.clock.now().0 - oldest.0;
         // The records' times are whole seconds: wait for the interval plus that rounding.
         if !full && waited < self.delivery_interval_seconds * 1000 {
@@ -175,17 +176,13 @@ impl App {
         })
         .await?;
         // The records just read are the file's: no need to read them again.
-        self.finish_pending_with(trail, lane, last_seq, pending, Some(events)).await?;
+        self.finish_pending(trail, lane, last_seq, pending, Some(events)).await?;
         Ok(true)
     }
 
-    /// Writes a pending file (again, after a crash) and moves the cursor past it.
-    async fn finish_pending(&self, trail: &Trail, lane: &Lane, from_seq: i64, p: Pending) -> Result<(), ServiceError> {
-        self.finish_pending_with(trail, lane, from_seq, p, None).await
-    }
-
-    /// [`App::finish_pending`] with the lane's records after `from_seq`, when already read.
-    async fn finish_pending_with(
+    /// Writes a pending file (again, after a crash) and moves the cursor past it. `read`: the
+    /// lane's records after `from_seq` when the caller already has them.
+    async fn finish_pending(
         &self,
         trail: &Trail,
         lane: &Lane,

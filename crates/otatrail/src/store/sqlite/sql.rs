@@ -94,7 +94,9 @@ impl<'q> Query<'q> {
         }
     }
 
-    fn run<R>(self, conn: &mut Connection, mut on_row: impl FnMut(Arc<[String]>, &rusqlite::Row<'_>) -> Result<R, Error>) -> Result<(Vec<R>, Done), Error> {
+    /// Runs the statement, handing at most `max_rows` rows to `on_row`; a statement cut short
+    /// is reset, not stepped to its end.
+    fn run<R>(self, conn: &mut Connection, max_rows: usize, mut on_row: impl FnMut(Arc<[String]>, &rusqlite::Row<'_>) -> Result<R, Error>) -> Result<(Vec<R>, Done), Error> {
         if let Some(e) = self.bad_bind {
             return Err(e);
         }
@@ -115,7 +117,8 @@ impl<'q> Query<'q> {
         // Stepping through every row also runs statements that return none (and those, like
         // `INSERT … RETURNING`, that change rows and return some).
         let mut rows = stmt.raw_query();
-        while let Some(row) = rows.next()? {
+        while out.len() < max_rows {
+            let Some(row) = rows.next()? else { break };
             out.push(on_row(columns.clone(), row)?);
         }
         drop(rows);
@@ -123,8 +126,8 @@ impl<'q> Query<'q> {
         Ok((out, done))
     }
 
-    fn rows(self, conn: &mut Connection) -> Result<Vec<Row>, Error> {
-        let (rows, _) = self.run(conn, |columns, row| {
+    fn rows(self, conn: &mut Connection, max_rows: usize) -> Result<Vec<Row>, Error> {
+        let (rows, _) = self.run(conn, max_rows, |columns, row| {
             let values = (0..columns.len()).map(|i| owned(row.get_ref(i)?, i)).collect::<Result<_, _>>()?;
             Ok(Row { columns, values })
         })?;
@@ -132,19 +135,19 @@ impl<'q> Query<'q> {
     }
 
     pub fn execute(self, conn: &mut Connection) -> Ready<Result<Done, Error>> {
-        ready(self.run(conn, |_, _| Ok(())).map(|(_, done)| done))
+        ready(self.run(conn, usize::MAX, |_, _| Ok(())).map(|(_, done)| done))
     }
 
     pub fn fetch_all(self, conn: &mut Connection) -> Ready<Result<Vec<Row>, Error>> {
-        ready(self.rows(conn))
+        ready(self.rows(conn, usize::MAX))
     }
 
     pub fn fetch_optional(self, conn: &mut Connection) -> Ready<Result<Option<Row>, Error>> {
-        ready(self.rows(conn).map(|rows| rows.into_iter().next()))
+        ready(self.rows(conn, 1).map(|rows| rows.into_iter().next()))
     }
 
     pub fn fetch_one(self, conn: &mut Connection) -> Ready<Result<Row, Error>> {
-        ready(self.rows(conn).and_then(|rows| rows.into_iter().next().ok_or(Error::QueryReturnedNoRows)))
+        ready(self.rows(conn, 1).and_then(|rows| rows.into_iter().next().ok_or(Error::QueryReturnedNoRows)))
     }
 }
 
@@ -214,5 +217,38 @@ impl Separated<'_> {
         self.first = false;
         self.builder.push_bind(v);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_builds_and_reads_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        query("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, flag INTEGER)").execute(&mut conn).into_inner().unwrap();
+        let mut qb = QueryBuilder::new("INSERT INTO t (name, flag) ");
+        qb.push_values(["a", "b", "c"], |mut b, name| {
+            b.push_bind(name).push_bind(name != "b");
+        });
+        let done = qb.build().execute(&mut conn).into_inner().unwrap();
+        assert_eq!((done.rows_affected(), done.last_insert_rowid()), (3, 3));
+        // fetch_optional and fetch_one stop at the first row; the statement is reusable after.
+        for _ in 0..2 {
+            let first = query("SELECT name, flag FROM t ORDER BY id").fetch_optional(&mut conn).into_inner().unwrap().unwrap();
+            assert_eq!((first.try_get::<String>("name").unwrap(), first.try_get::<bool>("flag").unwrap()), ("a".into(), true));
+        }
+        let mut qb = QueryBuilder::new("SELECT name FROM t WHERE id IN (");
+        let mut list = qb.separated(", ");
+        list.push_bind(2).push_bind(3);
+        qb.push(") ORDER BY id");
+        let rows = qb.build().fetch_all(&mut conn).into_inner().unwrap();
+        let names: Vec<String> = rows.iter().map(|r| r.try_get("name").unwrap()).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert!(rows[0].try_get::<String>("missing").is_err());
+        let none = query("SELECT name FROM t WHERE id = ?").bind(9).fetch_optional(&mut conn).into_inner().unwrap();
+        assert!(none.is_none());
+        assert!(matches!(query("SELECT name FROM t WHERE id = ?").bind(9).fetch_one(&mut conn).into_inner(), Err(Error::QueryReturnedNoRows)));
     }
 }
