@@ -4,8 +4,8 @@
 //! All writes go through one writer thread that owns the only read-write connection and
 //! commits several units of work in one transaction (group commit), each unit inside its own
 //! savepoint so a failing unit rolls back alone; records appended on their own
-//! ([`Store::append`], most of them: every read-only call has one) go in together with one
-//! multi-row statement per batch. `synchronous=FULL` makes a commit durable before any
+//! ([`Store::append`], most of them: every read-only call has one) go in together, in one
+//! savepoint per batch. `synchronous=FULL` makes a commit durable before any
 //! unit's caller hears of it. The writer runs a batch's statements one after another on its
 //! own thread: no statement waits for another thread, so a batch costs one handoff in and one
 //! answer out per unit, not a round trip per statement.
@@ -74,8 +74,8 @@ enum Job {
         work: TxWork,
         done: oneshot::Sender<StoreResult<()>>,
     },
-    /// A record on its own ([`Store::append`]): all of a batch's appends go in with one
-    /// multi-row statement per table, without a savepoint each.
+    /// A record on its own ([`Store::append`]): all of a batch's appends go in together, in
+    /// one savepoint rather than one each.
     Append {
         event: AuditEvent,
         done: oneshot::Sender<StoreResult<()>>,
@@ -119,7 +119,7 @@ impl SqliteStore {
 /// call for nearly every insert once the database outgrows SQLite's default 2 MiB.
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// Page cache of each read connection, in KiB.
-const READER_CACHE_KIB: i64 = 8 * 1024;
+const READER_CACHE_KIB: i64 = 1024;
 
 fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -421,8 +421,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, rolled_back: A
     }
 }
 
-/// Inserts a batch's appended records: one multi-row statement for the events and one per
-/// chunk of their resources, inside one savepoint. If that fails (a duplicate event ID, say),
+/// Inserts a batch's appended records, inside one savepoint. If that fails (a duplicate event ID, say),
 /// the savepoint is undone and each record is inserted on its own, so only the offending
 /// record fails. Returns one outcome per event, in order.
 fn append_batch(
@@ -448,71 +447,56 @@ fn append_batch(
     out
 }
 
-/// SQLite allows 32,766 bound values per statement; stay well below.
-const MAX_ROWS_PER_INSERT: usize = 500;
+/// Appends one record and its resources; its sequence number. Kept-prepared statements with
+/// borrowed parameters: a generated multi-row insert had to be parsed again for every batch
+/// (a twentieth of the writer's time), and binding through owned values copied each record.
+fn insert_event(conn: &Connection, e: &AuditEvent) -> StoreResult<i64> {
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO events (event_id, account_id, region, event_time, event_name, event_source, read_only, username, access_key_id, record) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .map_err(db_err)?;
+    insert
+        .execute(rusqlite::params![
+            e.event_id,
+            e.recipient_account_id,
+            e.region,
+            e.event_time.0,
+            e.event_name,
+            e.event_source,
+            e.read_only,
+            e.username,
+            e.access_key_id,
+            e.record,
+        ])
+        .map_err(unique_violation)?;
+    let seq = conn.last_insert_rowid();
+    if !e.resources.is_empty() {
+        let mut resource = conn
+            .prepare_cached(
+                "INSERT INTO event_resources (seq, account_id, region, event_time, resource_type, resource_name) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .map_err(db_err)?;
+        for r in &e.resources {
+            resource
+                .execute(rusqlite::params![
+                    seq,
+                    e.recipient_account_id,
+                    e.region,
+                    e.event_time.0,
+                    r.resource_type,
+                    r.arn
+                ])
+                .map_err(db_err)?;
+        }
+    }
+    Ok(seq)
+}
 
 fn insert_events(conn: &mut Connection, events: &[AuditEvent]) -> StoreResult<()> {
-    use std::collections::HashMap;
-    for chunk in events.chunks(MAX_ROWS_PER_INSERT) {
-        let mut qb = QueryBuilder::new(
-            "INSERT INTO events (event_id, account_id, region, event_time, event_name, event_source, read_only, username, access_key_id, record) ",
-        );
-        qb.push_values(chunk, |mut b, e| {
-            b.push_bind(&e.event_id)
-                .push_bind(&e.recipient_account_id)
-                .push_bind(&e.region)
-                .push_bind(e.event_time.0)
-                .push_bind(&e.event_name)
-                .push_bind(&e.event_source)
-                .push_bind(e.read_only)
-                .push_bind(&e.username)
-                .push_bind(&e.access_key_id)
-                .push_bind(&e.record);
-        });
-        // RETURNING's row order is not specified: match sequence numbers by event ID.
-        qb.push(" RETURNING seq, event_id");
-        let rows = qb
-            .build()
-            .fetch_all(conn)
-            .into_inner()
-            .map_err(unique_violation)?;
-        if rows.len() != chunk.len() {
-            return Err(StoreError::Database(format!(
-                "{} records inserted, {} sequence numbers returned",
-                chunk.len(),
-                rows.len()
-            )));
-        }
-        let mut seqs: HashMap<String, i64> = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            seqs.insert(get(row, "event_id")?, get(row, "seq")?);
-        }
-        let resources: Vec<(i64, &AuditEvent, &crate::domain::audit::Resource)> = chunk
-            .iter()
-            .flat_map(|e| {
-                let seq = seqs.get(&e.event_id).copied().unwrap_or_default();
-                e.resources.iter().map(move |r| (seq, e, r))
-            })
-            .collect();
-        if resources.iter().any(|(seq, _, _)| *seq == 0) {
-            return Err(StoreError::Database(
-                "an appended record got no sequence number".into(),
-            ));
-        }
-        for part in resources.chunks(MAX_ROWS_PER_INSERT) {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO event_resources (seq, account_id, region, event_time, resource_type, resource_name) ",
-            );
-            qb.push_values(part, |mut b, (seq, e, r)| {
-                b.push_bind(*seq)
-                    .push_bind(&e.recipient_account_id)
-                    .push_bind(&e.region)
-                    .push_bind(e.event_time.0)
-                    .push_bind(&r.resource_type)
-                    .push_bind(&r.arn);
-            });
-            qb.build().execute(conn).into_inner().map_err(db_err)?;
-        }
+    for e in events {
+        insert_event(conn, e)?;
     }
     Ok(())
 }
@@ -1514,39 +1498,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn append_event(&mut self, e: &AuditEvent) -> StoreResult<i64> {
-        let r = query(
-            "INSERT INTO events (event_id, account_id, region, event_time, event_name, event_source, read_only, username, access_key_id, record) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&e.event_id)
-        .bind(&e.recipient_account_id)
-        .bind(&e.region)
-        .bind(e.event_time.0)
-        .bind(&e.event_name)
-        .bind(&e.event_source)
-        .bind(e.read_only)
-        .bind(&e.username)
-        .bind(&e.access_key_id)
-        .bind(&e.record)
-        .execute(&mut *self.conn)
-        .await
-        .map_err(unique_violation)?;
-        let seq = r.last_insert_rowid();
-        for res in &e.resources {
-            query(
-                "INSERT INTO event_resources (seq, account_id, region, event_time, resource_type, resource_name) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(seq)
-            .bind(&e.recipient_account_id)
-            .bind(&e.region)
-            .bind(e.event_time.0)
-            .bind(&res.resource_type)
-            .bind(&res.arn)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
-        }
-        Ok(seq)
+        insert_event(self.conn, e)
     }
 
     async fn events_since(

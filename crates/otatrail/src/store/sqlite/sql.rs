@@ -211,31 +211,6 @@ impl QueryBuilder {
         self
     }
 
-    /// Appends `VALUES (…), (…)`: one parenthesised row per item, its values bound by `row`.
-    pub fn push_values<I, F>(&mut self, items: I, mut row: F) -> &mut Self
-    where
-        I: IntoIterator,
-        F: FnMut(Separated<'_>, I::Item),
-    {
-        self.sql.push_str("VALUES ");
-        for (n, item) in items.into_iter().enumerate() {
-            if n > 0 {
-                self.sql.push_str(", ");
-            }
-            self.sql.push('(');
-            row(
-                Separated {
-                    builder: self,
-                    separator: ", ",
-                    first: true,
-                },
-                item,
-            );
-            self.sql.push(')');
-        }
-        self
-    }
-
     /// Binds values separated by `separator`.
     pub fn separated(&mut self, separator: &'static str) -> Separated<'_> {
         Separated {
@@ -288,10 +263,14 @@ mod tests {
             .execute(&mut conn)
             .into_inner()
             .unwrap();
-        let mut qb = QueryBuilder::new("INSERT INTO t (name, flag) ");
-        qb.push_values(["a", "b", "c"], |mut b, name| {
-            b.push_bind(name).push_bind(name != "b");
-        });
+        let mut qb = QueryBuilder::new("INSERT INTO t (name, flag) VALUES (");
+        let mut row = qb.separated(", ");
+        row.push_bind("a").push_bind(true);
+        qb.push("), (");
+        qb.separated(", ").push_bind("b").push_bind(false);
+        qb.push("), (");
+        qb.separated(", ").push_bind("c").push_bind(true);
+        qb.push(")");
         let done = qb.build().execute(&mut conn).into_inner().unwrap();
         assert_eq!((done.rows_affected(), done.last_insert_rowid()), (3, 3));
         // fetch_optional and fetch_one stop at the first row; the statement is reusable after.
