@@ -447,6 +447,10 @@ fn append_batch(
     out
 }
 
+/// A lane's records after its cursor (delivery); the plan is checked by a test.
+const EVENTS_SINCE: &str =
+    "SELECT * FROM events WHERE account_id = ? AND region = ? AND seq > ? ORDER BY seq LIMIT ?";
+
 /// Appends one record and its resources; its sequence number. Kept-prepared statements with
 /// borrowed parameters: a generated multi-row insert had to be parsed again for every batch
 /// (a twentieth of the writer's time), and binding through owned values copied each record.
@@ -1508,7 +1512,7 @@ impl StateTx for SqliteTx<'_> {
         after_seq: i64,
         limit: i64,
     ) -> StoreResult<Vec<StoredEvent>> {
-        let rows = query("SELECT * FROM events WHERE account_id = ? AND region = ? AND seq > ? ORDER BY seq LIMIT ?")
+        let rows = query(EVENTS_SINCE)
             .bind(account_id)
             .bind(region)
             .bind(after_seq)
@@ -2450,9 +2454,36 @@ mod tests {
 }
 
 #[cfg(test)]
-mod checkpoint_tests {
+mod on_disk_tests {
     use super::*;
     use crate::store;
+
+    /// Delivery's read of a lane's new records seeks through an index to the cursor. (Through
+    /// any other index it walked and sorted every record of the account on each pass: 60 ms
+    /// at 750,000 records.)
+    #[tokio::test]
+    async fn events_since_seeks_to_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteStore::open(&path).await.unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {EVENTS_SINCE}"))
+            .unwrap()
+            .query_map(rusqlite::params!["1", "us-east-1", 0, 10], |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            plan,
+            [
+                "SEARCH events USING INDEX events_by_account_seq (account_id=? AND region=? AND seq>?)"
+            ],
+            "{plan:?}"
+        );
+    }
 
     /// Checkpoints happen off the writer: the database file receives what the log held. (A
     /// checkpointer that never ran, or ran on a connection that had not noticed WAL mode and

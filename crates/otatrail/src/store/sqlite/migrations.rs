@@ -48,6 +48,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "jobs_due",
         sql: include_str!("../../../migrations/sqlite/0007_jobs_due.sql"),
     },
+    Migration {
+        version: 8,
+        description: "events_by_account_seq",
+        sql: include_str!("../../../migrations/sqlite/0008_events_by_account_seq.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
