@@ -117,11 +117,7 @@ fn main() {
         }
     };
     // Two worker threads: the benchmark machine has two cores and the server needs them too.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
     let report = rt.block_on(run(args, spec));
     match report {
         Ok(r) => println!("{}", serde_json::to_string(&r).expect("report serializes")),
@@ -139,23 +135,14 @@ async fn run(args: Args, spec: Spec) -> Result<Report, String> {
         session_token: args.session_token.clone(),
     };
     let first = args.first_index;
-    let shared = Arc::new(Shared {
-        args,
-        spec,
-        creds,
-        next_index: AtomicU64::new(first),
-        sent: AtomicU64::new(0),
-        stop: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared { args, spec, creds, next_index: AtomicU64::new(first), sent: AtomicU64::new(0), stop: AtomicBool::new(false) });
     let clients = shared.args.clients.max(1);
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(shared.args.warmup);
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
         let shared = shared.clone();
-        tasks.push(tokio::spawn(async move {
-            client(shared, c, clients, start, measure_from).await
-        }));
+        tasks.push(tokio::spawn(async move { client(shared, c, clients, start, measure_from).await }));
     }
     let total = Duration::from_secs_f64(shared.args.warmup + shared.args.duration);
     {
@@ -176,9 +163,7 @@ async fn run(args: Args, spec: Spec) -> Result<Report, String> {
             all.first_error = r.first_error;
         }
     }
-    let seconds = (Instant::now().min(start + total) - measure_from)
-        .as_secs_f64()
-        .max(1e-9);
+    let seconds = (Instant::now().min(start + total) - measure_from).as_secs_f64().max(1e-9);
     let mut lat = all.latencies_us;
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
@@ -189,12 +174,7 @@ async fn run(args: Args, spec: Spec) -> Result<Report, String> {
         lat[i] as f64 / 1000.0
     };
     let requests: u64 = all.statuses.values().sum();
-    let ok: u64 = all
-        .statuses
-        .iter()
-        .filter(|(s, _)| (200..300).contains(*s))
-        .map(|(_, n)| n)
-        .sum();
+    let ok: u64 = all.statuses.iter().filter(|(s, _)| (200..300).contains(*s)).map(|(_, n)| n).sum();
     Ok(Report {
         clients,
         offered_rate: shared.args.rate,
@@ -217,40 +197,24 @@ fn fill(template: &str, n: u64) -> String {
     template.replace("{n}", &n.to_string())
 }
 
-async fn connect(
-    endpoint: &str,
-) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
-    let tcp = TcpStream::connect(endpoint)
-        .await
-        .map_err(|e| format!("connect {endpoint}: {e}"))?;
+async fn connect(endpoint: &str) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
+    let tcp = TcpStream::connect(endpoint).await.map_err(|e| format!("connect {endpoint}: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     Ok(sender)
 }
 
-async fn client(
-    shared: Arc<Shared>,
-    id: usize,
-    clients: usize,
-    start: Instant,
-    measure_from: Instant,
-) -> Result<ClientResult, String> {
+async fn client(shared: Arc<Shared>, id: usize, clients: usize, start: Instant, measure_from: Instant) -> Result<ClientResult, String> {
     let args = &shared.args;
     let spec = &shared.spec;
     let mut sender = connect(&args.endpoint).await?;
     let mut out = ClientResult::default();
     // Open loop: client `id` sends at start + (id + k*clients) / rate, so the clients
     // together offer `rate` requests per second, evenly spread.
-    let interval = if args.rate > 0.0 {
-        Some(Duration::from_secs_f64(clients as f64 / args.rate))
-    } else {
-        None
-    };
+    let interval = if args.rate > 0.0 { Some(Duration::from_secs_f64(clients as f64 / args.rate)) } else { None };
     let mut next_at = interval.map(|i| start + i.mul_f64(id as f64 / clients as f64));
     loop {
         if shared.stop.load(Ordering::Relaxed) {
@@ -271,44 +235,23 @@ async fn client(
         let path = fill(&spec.path, n);
         let query = fill(&spec.query, n);
         let body = fill(&spec.body, n);
-        let headers: Vec<(&str, &str)> = spec
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let headers: Vec<(&str, &str)> = spec.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let signed = sign_request(
-            &SignableRequest {
-                method: &spec.method,
-                host: &args.endpoint,
-                path: &path,
-                query: &query,
-                headers: &headers,
-                body: body.as_bytes(),
-            },
+            &SignableRequest { method: &spec.method, host: &args.endpoint, path: &path, query: &query, headers: &headers, body: body.as_bytes() },
             &shared.creds,
             &spec.region,
             &spec.service,
             time::OffsetDateTime::now_utc(),
         );
-        let uri = if query.is_empty() {
-            path.clone()
-        } else {
-            format!("{path}?{query}")
-        };
-        let mut req = Request::builder()
-            .method(spec.method.as_str())
-            .uri(uri)
-            .header("host", &args.endpoint)
-            .header("user-agent", "otatrail-loadgen");
+        let uri = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
+        let mut req = Request::builder().method(spec.method.as_str()).uri(uri).header("host", &args.endpoint).header("user-agent", "otatrail-loadgen");
         for (k, v) in &headers {
             req = req.header(*k, *v);
         }
         for (k, v) in signed {
             req = req.header(k, v);
         }
-        let req = req
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
+        let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
         if sender.ready().await.is_err() {
             sender = connect(&args.endpoint).await?;
         }
@@ -316,22 +259,8 @@ async fn client(
         let (status, error_body) = match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let bytes = resp
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let err = if (200..300).contains(&status) {
-                    None
-                } else {
-                    Some(
-                        String::from_utf8_lossy(&bytes)
-                            .chars()
-                            .take(300)
-                            .collect::<String>(),
-                    )
-                };
+                let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let err = if (200..300).contains(&status) { None } else { Some(String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>()) };
                 (status, err)
             }
             Err(e) => {

@@ -58,12 +58,7 @@ pub struct ServeArgs {
     #[arg(long, env = "OTATRAIL_S3_ACCESS_KEY_ID", value_name = "ID")]
     pub s3_access_key_id: Option<String>,
     /// Secret access key for the external store (prefer the environment variable)
-    #[arg(
-        long,
-        env = "OTATRAIL_S3_SECRET_ACCESS_KEY",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "OTATRAIL_S3_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,
     /// Seconds a log file's oldest record waits before the file is delivered [default: 300]
     #[arg(long, env = "OTATRAIL_DELIVERY_INTERVAL", value_name = "SECONDS")]
@@ -180,10 +175,7 @@ pub struct AccessKeyConfig {
 
 impl std::fmt::Debug for AccessKeyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessKeyConfig")
-            .field("id", &self.id)
-            .field("secret", &"***")
-            .finish()
+        f.debug_struct("AccessKeyConfig").field("id", &self.id).field("secret", &"***").finish()
     }
 }
 
@@ -223,10 +215,7 @@ pub struct ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("configuration file {path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid configuration: {0}")]
@@ -238,9 +227,7 @@ impl ServerConfig {
     pub fn load(args: &ServeArgs) -> Result<Self, ConfigError> {
         let file = match &args.config {
             Some(p) => Some(read_file(p)?),
-            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
-                Some(read_file(Path::new(DEFAULT_CONFIG_FILE))?)
-            }
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => Some(read_file(Path::new(DEFAULT_CONFIG_FILE))?),
             None => None,
         };
         Self::merge(args, file.unwrap_or_default())
@@ -310,30 +297,19 @@ impl ServerConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         use crate::domain::identity::{is_access_key_id, is_account_id, is_user_name};
         if !crate::api::auth::is_region(&self.region) {
-            return Err(ConfigError::Invalid(format!(
-                "'{}' is not a region name such as us-east-1",
-                self.region
-            )));
+            return Err(ConfigError::Invalid(format!("'{}' is not a region name such as us-east-1", self.region)));
         }
         if !(1..=900).contains(&self.sts_min_duration_seconds) {
-            return Err(ConfigError::Invalid(
-                "sts_min_duration_seconds must be between 1 and 900".into(),
-            ));
+            return Err(ConfigError::Invalid("sts_min_duration_seconds must be between 1 and 900".into()));
         }
         if self.lifecycle_day_seconds < 1 || self.lifecycle_interval_seconds < 1 {
-            return Err(ConfigError::Invalid(
-                "lifecycle_day_seconds and lifecycle_interval_seconds must be at least 1".into(),
-            ));
+            return Err(ConfigError::Invalid("lifecycle_day_seconds and lifecycle_interval_seconds must be at least 1".into()));
         }
         if !(1..=86_400).contains(&self.delivery_interval_seconds) {
-            return Err(ConfigError::Invalid(
-                "the delivery interval must be between 1 and 86400 seconds".into(),
-            ));
+            return Err(ConfigError::Invalid("the delivery interval must be between 1 and 86400 seconds".into()));
         }
         if !(60..=86_400).contains(&self.digest_interval_seconds) {
-            return Err(ConfigError::Invalid(
-                "the digest interval must be between 60 and 86400 seconds".into(),
-            ));
+            return Err(ConfigError::Invalid("the digest interval must be between 60 and 86400 seconds".into()));
         }
         if !(1..=3600).contains(&self.sns_retry_max_seconds) || self.sns_retry_give_up_seconds < 1 {
             return Err(ConfigError::Invalid("sns_retry_max_seconds must be between 1 and 3600, sns_retry_give_up_seconds at least 1".into()));
@@ -341,54 +317,33 @@ impl ServerConfig {
         if let Some(u) = &self.sns_public_url
             && !(u.starts_with("http://") || u.starts_with("https://"))
         {
-            return Err(ConfigError::Invalid(format!(
-                "sns_public_url '{u}' must be an http:// or https:// URL"
-            )));
+            return Err(ConfigError::Invalid(format!("sns_public_url '{u}' must be an http:// or https:// URL")));
         }
         if !(1..=crate::app::delivery::MAX_RECORDS_PER_FILE).contains(&self.log_file_max_records) {
-            return Err(ConfigError::Invalid(format!(
-                "log_file_max_records must be between 1 and {}",
-                crate::app::delivery::MAX_RECORDS_PER_FILE
-            )));
+            return Err(ConfigError::Invalid(format!("log_file_max_records must be between 1 and {}", crate::app::delivery::MAX_RECORDS_PER_FILE)));
         }
         if self.signing_key_rotation_seconds < 60 {
-            return Err(ConfigError::Invalid(
-                "signing_key_rotation_seconds must be at least 60".into(),
-            ));
+            return Err(ConfigError::Invalid("signing_key_rotation_seconds must be at least 60".into()));
         }
         if self.event_retention_days < 1 {
-            return Err(ConfigError::Invalid(
-                "event_retention_days must be at least 1".into(),
-            ));
+            return Err(ConfigError::Invalid("event_retention_days must be at least 1".into()));
         }
         if self.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid(
-                "max_body_bytes must be at least 1024".into(),
-            ));
+            return Err(ConfigError::Invalid("max_body_bytes must be at least 1024".into()));
         }
         if !(1..=3600).contains(&self.header_read_timeout_seconds) {
-            return Err(ConfigError::Invalid(
-                "the header read timeout must be between 1 and 3600 seconds".into(),
-            ));
+            return Err(ConfigError::Invalid("the header read timeout must be between 1 and 3600 seconds".into()));
         }
         if !(1..=86_400).contains(&self.body_read_timeout_seconds) {
-            return Err(ConfigError::Invalid(
-                "the body read timeout must be between 1 and 86400 seconds".into(),
-            ));
+            return Err(ConfigError::Invalid("the body read timeout must be between 1 and 86400 seconds".into()));
         }
         if !(1..=1_000_000).contains(&self.max_connections) {
-            return Err(ConfigError::Invalid(
-                "max_connections must be between 1 and 1000000".into(),
-            ));
+            return Err(ConfigError::Invalid("max_connections must be between 1 and 1000000".into()));
         }
-        crate::domain::organization::validate_all(&self.organizations)
-            .map_err(ConfigError::Invalid)?;
+        crate::domain::organization::validate_all(&self.organizations).map_err(ConfigError::Invalid)?;
         for a in &self.accounts {
             if !is_account_id(&a.id) {
-                return Err(ConfigError::Invalid(format!(
-                    "account id '{}' must be 12 digits",
-                    a.id
-                )));
+                return Err(ConfigError::Invalid(format!("account id '{}' must be 12 digits", a.id)));
             }
             match (&a.root_access_key_id, &a.root_secret_access_key) {
                 (Some(id), Some(secret)) => check_key(id, secret)?,
@@ -402,10 +357,7 @@ impl ServerConfig {
             }
             for u in &a.users {
                 if !is_user_name(&u.name) {
-                    return Err(ConfigError::Invalid(format!(
-                        "account {}: '{}' is not a valid IAM user name",
-                        a.id, u.name
-                    )));
+                    return Err(ConfigError::Invalid(format!("account {}: '{}' is not a valid IAM user name", a.id, u.name)));
                 }
                 for k in &u.access_keys {
                     check_key(&k.id, &k.secret)?;
@@ -414,14 +366,10 @@ impl ServerConfig {
         }
         fn check_key(id: &str, secret: &str) -> Result<(), ConfigError> {
             if !is_access_key_id(id) {
-                return Err(ConfigError::Invalid(format!(
-                    "access key id '{id}' must be 16-128 letters, digits or _"
-                )));
+                return Err(ConfigError::Invalid(format!("access key id '{id}' must be 16-128 letters, digits or _")));
             }
             if secret.len() < 16 {
-                return Err(ConfigError::Invalid(format!(
-                    "the secret of access key '{id}' is shorter than 16 characters"
-                )));
+                return Err(ConfigError::Invalid(format!("the secret of access key '{id}' is shorter than 16 characters")));
             }
             Ok(())
         }
@@ -445,9 +393,7 @@ pub struct ConnectionLimits {
 impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
-            header_read_timeout: std::time::Duration::from_secs(
-                DEFAULT_HEADER_READ_TIMEOUT_SECONDS,
-            ),
+            header_read_timeout: std::time::Duration::from_secs(DEFAULT_HEADER_READ_TIMEOUT_SECONDS),
             body_read_timeout: std::time::Duration::from_secs(DEFAULT_BODY_READ_TIMEOUT_SECONDS),
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
@@ -465,14 +411,8 @@ impl ServerConfig {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.into(),
-        source,
-    })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
-        path: path.into(),
-        message: e.to_string(),
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
 }
 
 #[cfg(test)]
@@ -489,10 +429,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let args = ServeArgs {
-            listen: Some("127.0.0.1:9100".parse().unwrap()),
-            ..Default::default()
-        };
+        let args = ServeArgs { listen: Some("127.0.0.1:9100".parse().unwrap()), ..Default::default() };
         let cfg = ServerConfig::merge(&args, file).unwrap();
         assert_eq!(cfg.listen.port(), 9100);
         assert_eq!(cfg.region, "eu-west-1");
@@ -533,34 +470,15 @@ mod tests {
 
     #[test]
     fn connection_limits_are_merged_and_checked() {
-        let file: FileConfig = toml::from_str(
-            "header_read_timeout_seconds = 3\nbody_read_timeout_seconds = 7\nmax_connections = 9",
-        )
-        .unwrap();
-        let args = ServeArgs {
-            max_connections: Some(11),
-            ..Default::default()
-        };
-        let limits = ServerConfig::merge(&args, file)
-            .unwrap()
-            .connection_limits();
-        assert_eq!(
-            limits.header_read_timeout,
-            std::time::Duration::from_secs(3)
-        );
+        let file: FileConfig = toml::from_str("header_read_timeout_seconds = 3\nbody_read_timeout_seconds = 7\nmax_connections = 9").unwrap();
+        let args = ServeArgs { max_connections: Some(11), ..Default::default() };
+        let limits = ServerConfig::merge(&args, file).unwrap().connection_limits();
+        assert_eq!(limits.header_read_timeout, std::time::Duration::from_secs(3));
         assert_eq!(limits.body_read_timeout, std::time::Duration::from_secs(7));
         assert_eq!(limits.max_connections, 11);
-        for bad in [
-            "header_read_timeout_seconds = 0",
-            "body_read_timeout_seconds = 0",
-            "max_connections = 0",
-            "header_read_timeout_seconds = 3601",
-        ] {
+        for bad in ["header_read_timeout_seconds = 0", "body_read_timeout_seconds = 0", "max_connections = 0", "header_read_timeout_seconds = 3601"] {
             let file: FileConfig = toml::from_str(bad).unwrap();
-            assert!(
-                ServerConfig::merge(&ServeArgs::default(), file).is_err(),
-                "{bad}"
-            );
+            assert!(ServerConfig::merge(&ServeArgs::default(), file).is_err(), "{bad}");
         }
     }
 }

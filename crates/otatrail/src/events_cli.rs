@@ -19,12 +19,7 @@ pub enum Output {
 #[derive(Clone, Debug, clap::Args)]
 pub struct EventsArgs {
     /// Data directory of the server [default: ./otatrail-data]
-    #[arg(
-        long,
-        env = "OTATRAIL_DATA_DIR",
-        value_name = "DIR",
-        default_value = "./otatrail-data"
-    )]
+    #[arg(long, env = "OTATRAIL_DATA_DIR", value_name = "DIR", default_value = "./otatrail-data")]
     pub data_dir: PathBuf,
     /// Account whose history to read; optional when the data directory has one account.
     #[arg(long, value_name = "ACCOUNT_ID")]
@@ -58,39 +53,27 @@ fn parse_time(s: &str) -> Result<Millis, String> {
         return Ok(Millis((secs * 1000.0) as i64));
     }
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| {
-            format!("'{s}' is neither RFC 3339 (2026-11-24T10:00:00Z) nor epoch seconds")
-        })?;
+        .map_err(|_| format!("'{s}' is neither RFC 3339 (2026-11-24T10:00:00Z) nor epoch seconds"))?;
     Ok(Millis((t.unix_timestamp_nanos() / 1_000_000) as i64))
 }
 
 pub async fn run(args: EventsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let db = args.data_dir.join("otatrail.db");
     if !db.exists() {
-        return Err(format!(
-            "no otatrail database in {} (give --data-dir)",
-            args.data_dir.display()
-        )
-        .into());
+        return Err(format!("no otatrail database in {} (give --data-dir)", args.data_dir.display()).into());
     }
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await?);
     let account = match args.account {
         Some(a) => a,
         None => {
-            let accounts = store::read::<_, StoreError, _>(&*store, |tx| {
-                Box::pin(async move { tx.list_accounts().await })
-            })
-            .await?;
+            let accounts =
+                store::read::<_, StoreError, _>(&*store, |tx| Box::pin(async move { tx.list_accounts().await })).await?;
             match accounts.as_slice() {
                 [one] => one.id.clone(),
                 [] => return Err("the data directory has no account yet".into()),
                 many => {
                     let ids: Vec<&str> = many.iter().map(|a| a.id.as_str()).collect();
-                    return Err(format!(
-                        "several accounts ({}); choose one with --account",
-                        ids.join(", ")
-                    )
-                    .into());
+                    return Err(format!("several accounts ({}); choose one with --account", ids.join(", ")).into());
                 }
             }
         }
@@ -98,9 +81,7 @@ pub async fn run(args: EventsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let attributes = match &args.attribute {
         None => vec![],
         Some(a) => {
-            let (k, v) = a
-                .split_once('=')
-                .ok_or("--attribute takes KEY=VALUE, e.g. EventName=CreateStream")?;
+            let (k, v) = a.split_once('=').ok_or("--attribute takes KEY=VALUE, e.g. EventName=CreateStream")?;
             vec![(k.to_string(), v.to_string())]
         }
     };
@@ -109,10 +90,7 @@ pub async fn run(args: EventsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut token = None;
     let mut printed = 0usize;
     if args.output == Output::Table {
-        println!(
-            "{:<20}  {:<28}  {:<24}  {:<26}  {:<5}  {:<32}  EVENT ID",
-            "TIME", "EVENT NAME", "USERNAME", "SOURCE", "READ", "ERROR"
-        );
+        println!("{:<20}  {:<28}  {:<24}  {:<26}  {:<5}  {:<32}  EVENT ID", "TIME", "EVENT NAME", "USERNAME", "SOURCE", "READ", "ERROR");
     }
     while printed < args.max {
         let input = LookupInput {
@@ -124,22 +102,14 @@ pub async fn run(args: EventsArgs) -> Result<(), Box<dyn std::error::Error>> {
             next_token: token.take(),
         };
         let lookup = history::validate(input).map_err(|e| e.message)?;
-        let page = lookup_page(
-            &*store,
-            SystemClock.now(),
-            args.retention_days,
-            &account,
-            &args.region,
-            lookup,
-        )
-        .await
-        .map_err(|e| e.message)?;
+        let page = lookup_page(&*store, SystemClock.now(), args.retention_days, &account, &args.region, lookup)
+            .await
+            .map_err(|e| e.message)?;
         for e in &page.events {
             match args.output {
                 Output::Json => println!("{}", e.record),
                 Output::Table => {
-                    let record: serde_json::Value =
-                        serde_json::from_str(&e.record).unwrap_or_default();
+                    let record: serde_json::Value = serde_json::from_str(&e.record).unwrap_or_default();
                     println!(
                         "{:<20}  {:<28}  {:<24}  {:<26}  {:<5}  {:<32}  {}",
                         crate::domain::audit::event_time_text(e.event_time),
@@ -160,10 +130,7 @@ pub async fn run(args: EventsArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if args.output == Output::Table {
-        eprintln!(
-            "{printed} event(s), account {account}, region {}",
-            args.region
-        );
+        eprintln!("{printed} event(s), account {account}, region {}", args.region);
     }
     Ok(())
 }

@@ -87,14 +87,8 @@ fn lossy(b: &[u8]) -> String {
 /// An AWS error code: non-empty ASCII letters and digits (S3's `.` aside), starting uppercase.
 fn assert_code(code: &str) {
     assert!(!code.is_empty(), "empty error code");
-    assert!(
-        code.as_bytes()[0].is_ascii_uppercase(),
-        "error code {code:?} does not start uppercase"
-    );
-    assert!(
-        code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'),
-        "malformed error code {code:?}"
-    );
+    assert!(code.as_bytes()[0].is_ascii_uppercase(), "error code {code:?} does not start uppercase");
+    assert!(code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.'), "malformed error code {code:?}");
 }
 
 /// An error as every protocol module must produce it, rendered as the client would get it.
@@ -105,12 +99,7 @@ fn assert_service_error(e: &ServiceError, protocol: Protocol) {
         assert!(!name.is_empty(), "{} has an unnamed member", e.code);
     }
     let r = error::render(protocol, e, "fuzz-request-id");
-    assert!(
-        r.status().as_u16() >= 400,
-        "{} rendered with status {}",
-        e.code,
-        r.status()
-    );
+    assert!(r.status().as_u16() >= 400, "{} rendered with status {}", e.code, r.status());
 }
 
 /// The request the server would have built: the path and query as a valid URI splits them
@@ -118,10 +107,7 @@ fn assert_service_error(e: &ServiceError, protocol: Protocol) {
 fn incoming(method: &[u8], path_and_query: &str, headers: HeaderMap, body: &[u8]) -> Incoming {
     let method = Method::from_bytes(method).unwrap_or(Method::GET);
     let (raw_path, raw_query) = match http::uri::PathAndQuery::try_from(path_and_query) {
-        Ok(pq) if pq.path().starts_with('/') => (
-            pq.path().to_string(),
-            pq.query().unwrap_or_default().to_string(),
-        ),
+        Ok(pq) if pq.path().starts_with('/') => (pq.path().to_string(), pq.query().unwrap_or_default().to_string()),
         _ => ("/".to_string(), String::new()),
     };
     Incoming {
@@ -137,20 +123,14 @@ fn incoming(method: &[u8], path_and_query: &str, headers: HeaderMap, body: &[u8]
 
 /// `path?query`, or just the path when the query is empty.
 fn path_and_query(path: &str, query: &str) -> String {
-    if query.is_empty() {
-        path.to_string()
-    } else {
-        format!("{path}?{query}")
-    }
+    if query.is_empty() { path.to_string() } else { format!("{path}?{query}") }
 }
 
 /// Headers from `name: value` lines; lines that are not a valid header are skipped, as hyper
 /// would refuse them.
 fn header_lines(block: &[u8], into: &mut HeaderMap) {
     for line in block.split(|b| *b == b'\n') {
-        let Some(colon) = line.iter().position(|b| *b == b':') else {
-            continue;
-        };
+        let Some(colon) = line.iter().position(|b| *b == b':') else { continue };
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         let value = value.strip_prefix(b" ").unwrap_or(value);
         if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
@@ -191,15 +171,7 @@ pub fn sigv4_input(
 ) -> Vec<u8> {
     encode(
         selector,
-        &[
-            authorization.as_bytes(),
-            amz_date.as_bytes(),
-            method.as_bytes(),
-            path.as_bytes(),
-            query.as_bytes(),
-            headers.as_bytes(),
-            token.as_bytes(),
-        ],
+        &[authorization.as_bytes(), amz_date.as_bytes(), method.as_bytes(), path.as_bytes(), query.as_bytes(), headers.as_bytes(), token.as_bytes()],
         body,
     )
 }
@@ -235,22 +207,14 @@ pub fn sigv4(data: &[u8]) {
     let date_text = lossy(amz_date);
     if let Some(t) = sigv4::parse_amz_date(date_text.trim()) {
         let formatted = sigv4::format_amz_date(t);
-        assert_eq!(
-            sigv4::parse_amz_date(&formatted),
-            Some(t),
-            "{date_text:?} → {formatted:?}"
-        );
+        assert_eq!(sigv4::parse_amz_date(&formatted), Some(t), "{date_text:?} → {formatted:?}");
     }
 
     // 3. The canonical query string: strictly encoded, sorted, idempotent.
     let excluded = ["X-Amz-Signature"];
     let canonical_query = sigv4::canonical_query_string(&query, &excluded);
     check_canonical_query(&canonical_query);
-    assert_eq!(
-        sigv4::canonical_query_string(&canonical_query, &excluded),
-        canonical_query,
-        "not idempotent for {query:?}"
-    );
+    assert_eq!(sigv4::canonical_query_string(&canonical_query, &excluded), canonical_query, "not idempotent for {query:?}");
 
     // 4. The request as the port sees it.
     let mut headers = HeaderMap::new();
@@ -263,9 +227,7 @@ pub fn sigv4(data: &[u8]) {
     let now = match sigv4::parse_amz_date(date_text.trim()) {
         // Mostly within the allowed skew, so the check goes on to the signature. (A server
         // clock is never near the ends of the calendar, where the skew window would overflow.)
-        Some(t) if selector & 1 == 0 && (1000..=9000).contains(&t.year()) => {
-            t + time::Duration::minutes(i64::from(selector >> 4))
-        }
+        Some(t) if selector & 1 == 0 && (1000..=9000).contains(&t.year()) => t + time::Duration::minutes(i64::from(selector >> 4)),
         _ => fuzz_now(selector),
     };
     match auth::authorization(&incoming) {
@@ -274,12 +236,7 @@ pub fn sigv4(data: &[u8]) {
             assert!(auth::is_region(&a.credential.region));
             check_authorization(&a);
             let request = auth::canonical_request(&incoming);
-            let expect = sigv4::Expectations {
-                now,
-                service: None,
-                region: None,
-                uri_encoding: sigv4::UriEncoding::Double,
-            };
+            let expect = sigv4::Expectations { now, service: None, region: None, uri_encoding: sigv4::UriEncoding::Double };
             match sigv4::Verifier::new().verify(&a, &request, FUZZ_SECRET, &expect) {
                 Ok(v) => {
                     assert_eq!(v.credential, a.credential);
@@ -293,10 +250,7 @@ pub fn sigv4(data: &[u8]) {
                         region: a.credential.region.clone(),
                         service: a.credential.service.clone(),
                     };
-                    let failure = AuthFailure::Signature {
-                        key: known,
-                        error: e,
-                    };
+                    let failure = AuthFailure::Signature { key: known, error: e };
                     assert_service_error(&error::auth_error(protocol, &failure), protocol);
                 }
             }
@@ -310,17 +264,9 @@ pub fn sigv4(data: &[u8]) {
 
 fn check_authorization(a: &sigv4::AuthorizationHeader) {
     assert_eq!(a.signature.len(), 64);
-    assert!(
-        a.signature
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    );
+    assert!(a.signature.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
     assert!(!a.signed_headers.is_empty());
-    assert!(
-        a.signed_headers
-            .iter()
-            .all(|h| !h.is_empty() && *h == h.to_ascii_lowercase())
-    );
+    assert!(a.signed_headers.iter().all(|h| !h.is_empty() && *h == h.to_ascii_lowercase()));
     let c = &a.credential;
     for part in [&c.access_key_id, &c.date, &c.region, &c.service] {
         assert!(!part.is_empty() && !part.contains('/'));
@@ -330,9 +276,7 @@ fn check_authorization(a: &sigv4::AuthorizationHeader) {
     // ends with whitespace, which the parser trims from a component's edges (and which the port
     // never sees: it takes the header only when it is visible ASCII).
     let edged = |s: &str| s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace);
-    if a.signed_headers.iter().any(|h| edged(h))
-        || [&c.access_key_id, &c.service].iter().any(|s| edged(s))
-    {
+    if a.signed_headers.iter().any(|h| edged(h)) || [&c.access_key_id, &c.service].iter().any(|s| edged(s)) {
         return;
     }
     let again = format!(
@@ -343,72 +287,41 @@ fn check_authorization(a: &sigv4::AuthorizationHeader) {
         a.signed_headers.join(";"),
         a.signature
     );
-    assert_eq!(
-        sigv4::parse_authorization(&again).as_ref(),
-        Ok(a),
-        "{again:?}"
-    );
+    assert_eq!(sigv4::parse_authorization(&again).as_ref(), Ok(a), "{again:?}");
 }
 
 fn check_canonical_query(q: &str) {
     assert!(
-        q.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~%=&".contains(&b)),
+        q.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~%=&".contains(&b)),
         "canonical query {q:?} is not strictly encoded"
     );
-    let pairs: Vec<&str> = if q.is_empty() {
-        Vec::new()
-    } else {
-        q.split('&').collect()
-    };
-    let split: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
-        .collect();
-    assert!(
-        split.windows(2).all(|w| w[0] <= w[1]),
-        "canonical query {q:?} is not sorted"
-    );
+    let pairs: Vec<&str> = if q.is_empty() { Vec::new() } else { q.split('&').collect() };
+    let split: Vec<(&str, &str)> = pairs.iter().map(|p| p.split_once('=').unwrap_or((p, ""))).collect();
+    assert!(split.windows(2).all(|w| w[0] <= w[1]), "canonical query {q:?} is not sorted");
     assert!(split.iter().all(|(k, _)| *k != "X-Amz-Signature"));
 }
 
 /// 2020-01-01 plus up to ~8.5 years, from the selector.
 fn fuzz_now(selector: u8) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(1_577_836_800 + i64::from(selector) * 1_048_576)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    time::OffsetDateTime::from_unix_timestamp(1_577_836_800 + i64::from(selector) * 1_048_576).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Headers a signing client sets itself; a request that also sends them its own way is not a
 /// round-trip case.
-const SIGNER_HEADERS: &[&str] = &[
-    "authorization",
-    "x-amz-date",
-    "x-amz-security-token",
-    "host",
-];
+const SIGNER_HEADERS: &[&str] = &["authorization", "x-amz-date", "x-amz-security-token", "host"];
 
 fn sign_and_verify(selector: u8, base: &Incoming, token: &[u8], now: time::OffsetDateTime) {
     let services = auth::SERVICES;
     let service = services[usize::from(selector >> 1) % services.len()];
-    let region = ["us-east-1", "eu-west-3", "ap-southeast-2", "us-gov-west-1"]
-        [usize::from(selector >> 5) % 4];
-    let token = std::str::from_utf8(token)
-        .ok()
-        .filter(|t| !t.is_empty() && HeaderValue::from_str(t).is_ok());
+    let region = ["us-east-1", "eu-west-3", "ap-southeast-2", "us-gov-west-1"][usize::from(selector >> 5) % 4];
+    let token = std::str::from_utf8(token).ok().filter(|t| !t.is_empty() && HeaderValue::from_str(t).is_ok());
     let extra: Vec<(String, String)> = base
         .headers
         .iter()
         .filter(|(k, _)| !SIGNER_HEADERS.contains(&k.as_str()))
-        .filter_map(|(k, v)| {
-            std::str::from_utf8(v.as_bytes())
-                .ok()
-                .map(|v| (k.as_str().to_string(), v.to_string()))
-        })
+        .filter_map(|(k, v)| std::str::from_utf8(v.as_bytes()).ok().map(|v| (k.as_str().to_string(), v.to_string())))
         .collect();
-    let extra_refs: Vec<(&str, &str)> = extra
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let extra_refs: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let host = "otatrail.test:4566";
     let req = sigv4::SignableRequest {
         method: base.method.as_str(),
@@ -427,45 +340,24 @@ fn sign_and_verify(selector: u8, base: &Incoming, token: &[u8], now: time::Offse
     let mut headers = HeaderMap::new();
     headers.insert("host", HeaderValue::from_static(host));
     for (k, v) in &extra {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
             headers.append(n, v);
         }
     }
     for (k, v) in &added {
-        headers.insert(
-            *k,
-            HeaderValue::from_str(v).expect("the signer writes valid header values"),
-        );
+        headers.insert(*k, HeaderValue::from_str(v).expect("the signer writes valid header values"));
     }
-    let signed = Incoming {
-        headers,
-        ..clone_incoming(base)
-    };
-    let a = auth::authorization(&signed)
-        .unwrap_or_else(|f| panic!("a signed request's Authorization is refused: {f:?}"));
+    let signed = Incoming { headers, ..clone_incoming(base) };
+    let a = auth::authorization(&signed).unwrap_or_else(|f| panic!("a signed request's Authorization is refused: {f:?}"));
     assert_eq!(a.credential.service, service);
     assert_eq!(a.credential.region, region);
     let request = auth::canonical_request(&signed);
-    let expect = sigv4::Expectations {
-        now,
-        service: Some(service),
-        region: Some(region),
-        uri_encoding: sigv4::UriEncoding::Double,
-    };
+    let expect = sigv4::Expectations { now, service: Some(service), region: Some(region), uri_encoding: sigv4::UriEncoding::Double };
     if let Err(e) = sigv4::Verifier::new().verify(&a, &request, FUZZ_SECRET, &expect) {
-        panic!(
-            "a request signed by sign_request does not verify: {}",
-            e.message()
-        );
+        panic!("a request signed by sign_request does not verify: {}", e.message());
     }
     let wrong = sigv4::Verifier::new().verify(&a, &request, "not-the-secret", &expect);
-    assert!(matches!(
-        wrong,
-        Err(sigv4::SigV4Error::SignatureMismatch { .. })
-    ));
+    assert!(matches!(wrong, Err(sigv4::SigV4Error::SignatureMismatch { .. })));
 }
 
 fn clone_incoming(i: &Incoming) -> Incoming {
@@ -486,11 +378,7 @@ fn clone_incoming(i: &Incoming) -> Incoming {
 /// Fields: method, path, query; the rest is the body. The selector is unused (kept so every
 /// target's input starts the same way).
 pub fn rest_json_input(method: &str, path: &str, query: &str, body: &[u8]) -> Vec<u8> {
-    encode(
-        0,
-        &[method.as_bytes(), path.as_bytes(), query.as_bytes()],
-        body,
-    )
+    encode(0, &[method.as_bytes(), path.as_bytes(), query.as_bytes()], body)
 }
 
 /// The IoT rest-json decoding: `iot::route_request` (method and percent-decoded path segments
@@ -519,19 +407,9 @@ pub fn rest_json(data: &[u8]) {
     assert!(!meta.name.is_empty());
     // The route depends on the decoded segments only: re-encoding them routes the same way.
     let segs = iot::segments(&incoming.raw_path).expect("a routed path has segments");
-    let reencoded = format!(
-        "/{}",
-        segs.iter()
-            .map(|s| sigv4::uri_encode(s, false))
-            .collect::<Vec<_>>()
-            .join("/")
-    );
+    let reencoded = format!("/{}", segs.iter().map(|s| sigv4::uri_encode(s, false)).collect::<Vec<_>>().join("/"));
     let again = iot::segments(&reencoded).and_then(|s| iot::route(&incoming.method, &s));
-    assert_eq!(
-        again.as_ref(),
-        Some(&routed.op),
-        "{reencoded:?} routes differently"
-    );
+    assert_eq!(again.as_ref(), Some(&routed.op), "{reencoded:?} routes differently");
     if let Some(v) = iot::request_parameters(&routed.op, &incoming, &routed.query) {
         assert!(v.is_object());
     }
@@ -554,45 +432,23 @@ fn validate_iot(req: &iot::IotRequest) -> Result<(), ServiceError> {
     match req {
         R::CreateStream { stream_id, body } => streams::validate_create(stream_id, body).map(drop),
         R::UpdateStream { stream_id, body } => streams::validate_update(stream_id, body).map(drop),
-        R::DescribeStream { stream_id } | R::DeleteStream { stream_id } => {
-            streams::validate_stream_id(stream_id)
-        }
+        R::DescribeStream { stream_id } | R::DeleteStream { stream_id } => streams::validate_stream_id(stream_id),
         R::ListStreams(_) | R::ListThings(_) | R::ListThingGroups(_) => Ok(()),
-        R::CreateThing { thing_name, body } => {
-            things::validate_create_thing(thing_name, body).map(drop)
+        R::CreateThing { thing_name, body } => things::validate_create_thing(thing_name, body).map(drop),
+        R::UpdateThing { thing_name, body } => things::validate_update_thing(thing_name, body).map(drop),
+        R::DescribeThing { thing_name } | R::DeleteThing { thing_name, .. } | R::ListThingGroupsForThing { thing_name, .. } => {
+            things::validate_thing_name(thing_name)
         }
-        R::UpdateThing { thing_name, body } => {
-            things::validate_update_thing(thing_name, body).map(drop)
-        }
-        R::DescribeThing { thing_name }
-        | R::DeleteThing { thing_name, .. }
-        | R::ListThingGroupsForThing { thing_name, .. } => things::validate_thing_name(thing_name),
-        R::CreateThingGroup {
-            thing_group_name,
-            body,
-        } => things::validate_create_group(thing_group_name, body).map(drop),
-        R::UpdateThingGroup {
-            thing_group_name,
-            body,
-        } => things::validate_update_group(thing_group_name, body).map(drop),
+        R::CreateThingGroup { thing_group_name, body } => things::validate_create_group(thing_group_name, body).map(drop),
+        R::UpdateThingGroup { thing_group_name, body } => things::validate_update_group(thing_group_name, body).map(drop),
         R::DescribeThingGroup { thing_group_name }
-        | R::DeleteThingGroup {
-            thing_group_name, ..
+        | R::DeleteThingGroup { thing_group_name, .. }
+        | R::ListThingsInThingGroup { thing_group_name, .. } => things::validate_thing_group_name(thing_group_name),
+        R::ThingGroupMembership { body, .. } => {
+            things::validate_membership(&crate::domain::Scope::new("123456789012", "us-east-1"), body).map(drop)
         }
-        | R::ListThingsInThingGroup {
-            thing_group_name, ..
-        } => things::validate_thing_group_name(thing_group_name),
-        R::ThingGroupMembership { body, .. } => things::validate_membership(
-            &crate::domain::Scope::new("123456789012", "us-east-1"),
-            body,
-        )
-        .map(drop),
         R::Job(J::CreateJob { job_id, body }) => jobs::validate_create_job(job_id, body).map(drop),
-        R::Job(J::UpdateJob {
-            job_id,
-            body,
-            namespace_id,
-        }) => jobs::validate_update_job(job_id, body, namespace_id.as_deref()),
+        R::Job(J::UpdateJob { job_id, body, namespace_id }) => jobs::validate_update_job(job_id, body, namespace_id.as_deref()),
         R::Job(J::CancelJob { job_id, body, .. }) => jobs::validate_cancel_job(job_id, body),
         R::Job(
             J::DescribeJob { job_id }
@@ -604,13 +460,8 @@ fn validate_iot(req: &iot::IotRequest) -> Result<(), ServiceError> {
             | J::DeleteJobExecution { job_id, .. },
         ) => jobs::validate_job_id(job_id),
         R::Job(J::ListJobs(_) | J::ListJobExecutionsForThing { .. }) => Ok(()),
-        R::Ota(O::CreateOtaUpdate {
-            ota_update_id,
-            body,
-        }) => ota::validate_create(ota_update_id, body).map(drop),
-        R::Ota(O::GetOtaUpdate { .. } | O::ListOtaUpdates { .. } | O::DeleteOtaUpdate { .. }) => {
-            Ok(())
-        }
+        R::Ota(O::CreateOtaUpdate { ota_update_id, body }) => ota::validate_create(ota_update_id, body).map(drop),
+        R::Ota(O::GetOtaUpdate { .. } | O::ListOtaUpdates { .. } | O::DeleteOtaUpdate { .. }) => Ok(()),
     }
 }
 
@@ -620,18 +471,8 @@ fn validate_iot(req: &iot::IotRequest) -> Result<(), ServiceError> {
 /// Fields: method, path, `X-Amz-Target`; the rest is the body. Selector bit 0 puts the
 /// CloudTrail target prefix before the target field (so mutations spend their time on the
 /// operation name); bit 1 drops the content type.
-pub fn json_1_1_input(
-    prefixed: bool,
-    method: &str,
-    path: &str,
-    target: &str,
-    body: &[u8],
-) -> Vec<u8> {
-    encode(
-        u8::from(prefixed),
-        &[method.as_bytes(), path.as_bytes(), target.as_bytes()],
-        body,
-    )
+pub fn json_1_1_input(prefixed: bool, method: &str, path: &str, target: &str, body: &[u8]) -> Vec<u8> {
+    encode(u8::from(prefixed), &[method.as_bytes(), path.as_bytes(), target.as_bytes()], body)
 }
 
 /// CloudTrail's json 1.1 decoding: `X-Amz-Target` dispatch (`cloudtrail::target`), the JSON
@@ -652,17 +493,11 @@ pub fn json_1_1(data: &[u8]) {
     let mut headers = HeaderMap::new();
     set_header(&mut headers, "x-amz-target", &target);
     if selector & 2 == 0 {
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
+        headers.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
     }
     let incoming = incoming(method, &path, headers, body);
     let p = Protocol::AwsJson11;
-    assert_eq!(
-        crate::api::apparent_protocol(&incoming.headers, &incoming.raw_query) == p,
-        incoming.headers.contains_key("x-amz-target")
-    );
+    assert_eq!(crate::api::apparent_protocol(&incoming.headers, &incoming.raw_query) == p, incoming.headers.contains_key("x-amz-target"));
 
     // What failed authentication uses to name the operation.
     if let Ok(op) = cloudtrail::operation(&incoming) {
@@ -696,11 +531,7 @@ fn validate_cloudtrail(req: cloudtrail::CloudTrailRequest) -> Result<(), Service
                 None => Ok(()),
             }
         }
-        C::DeleteTrail { name }
-        | C::StartLogging { name }
-        | C::StopLogging { name }
-        | C::GetTrail { name }
-        | C::GetTrailStatus { name } => {
+        C::DeleteTrail { name } | C::StartLogging { name } | C::StopLogging { name } | C::GetTrail { name } | C::GetTrailStatus { name } => {
             assert!(!name.is_empty());
             Ok(())
         }
@@ -708,11 +539,7 @@ fn validate_cloudtrail(req: cloudtrail::CloudTrailRequest) -> Result<(), Service
             assert!(!trail_name.is_empty());
             Ok(())
         }
-        C::PutEventSelectors {
-            trail_name,
-            event_selectors,
-            advanced_event_selectors,
-        } => {
+        C::PutEventSelectors { trail_name, event_selectors, advanced_event_selectors } => {
             assert!(!trail_name.is_empty());
             trails::validate_selectors(&event_selectors, &advanced_event_selectors)
         }
@@ -735,23 +562,13 @@ fn validate_cloudtrail(req: cloudtrail::CloudTrailRequest) -> Result<(), Service
 
 /// Fields: method, query string; the rest is the body. Selector: bits 0–1 the service (STS,
 /// IAM, SNS), bit 2 no form content type.
-pub fn query_input(
-    service: QueryService,
-    form: bool,
-    method: &str,
-    query: &str,
-    body: &[u8],
-) -> Vec<u8> {
+pub fn query_input(service: QueryService, form: bool, method: &str, query: &str, body: &[u8]) -> Vec<u8> {
     let s = match service {
         QueryService::Sts => 0,
         QueryService::Iam => 1,
         QueryService::Sns => 2,
     };
-    encode(
-        s | if form { 0 } else { 4 },
-        &[method.as_bytes(), query.as_bytes()],
-        body,
-    )
+    encode(s | if form { 0 } else { 4 }, &[method.as_bytes(), query.as_bytes()], body)
 }
 
 /// The query protocol: `query::parse` (query string, then a form body), the action's
@@ -771,10 +588,7 @@ pub fn query(data: &[u8]) {
     };
     let mut headers = HeaderMap::new();
     if selector & 4 == 0 {
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"),
-        );
+        headers.insert("content-type", HeaderValue::from_static("application/x-www-form-urlencoded; charset=utf-8"));
     }
     let incoming = incoming(method, &path_and_query("/", &query), headers, body);
     let p = Protocol::Query(service);
@@ -782,11 +596,7 @@ pub fn query(data: &[u8]) {
     let params = match crate::api::query::parse(service, &incoming) {
         Ok(params) => params,
         Err(e) => {
-            assert!(
-                matches!(e.code, "MissingAction" | "InvalidAction"),
-                "{}",
-                e.code
-            );
+            assert!(matches!(e.code, "MissingAction" | "InvalidAction"), "{}", e.code);
             return assert_service_error(&e, p);
         }
     };
@@ -801,10 +611,7 @@ pub fn query(data: &[u8]) {
     }
     let (recorded, decoded) = match service {
         QueryService::Sts => (sts::meta(&params.action), sts::decode(&params).map(drop)),
-        QueryService::Iam => (
-            iam::meta(&params.action),
-            iam::decode(&params).map(|r| check_iam(&params, r)),
-        ),
+        QueryService::Iam => (iam::meta(&params.action), iam::decode(&params).map(|r| check_iam(&params, r))),
         QueryService::Sns => (sns::meta(&params.action), sns::decode(&params).map(drop)),
     };
     let request_parameters = match service {
@@ -822,11 +629,7 @@ pub fn query(data: &[u8]) {
     match decoded {
         Ok(()) => {
             let publish = service == QueryService::Sns && params.action == "Publish";
-            assert!(
-                recorded.is_some() || publish,
-                "{} decoded but is not an operation",
-                params.action
-            );
+            assert!(recorded.is_some() || publish, "{} decoded but is not an operation", params.action);
         }
         Err(e) => assert_service_error(&e, p),
     }
@@ -837,16 +640,10 @@ fn check_iam(p: &QueryParams, r: iam::IamRequest<'_>) {
     match r {
         I::UntagUser { tag_keys, .. } | I::UntagRole { tag_keys, .. } => {
             for (i, k) in tag_keys.iter().enumerate() {
-                assert_eq!(
-                    p.get(&format!("TagKeys.member.{}", i + 1)),
-                    Some(k.as_str())
-                );
+                assert_eq!(p.get(&format!("TagKeys.member.{}", i + 1)), Some(k.as_str()));
             }
         }
-        I::CreateUser { tags, .. }
-        | I::CreateRole { tags, .. }
-        | I::TagUser { tags, .. }
-        | I::TagRole { tags, .. } => {
+        I::CreateUser { tags, .. } | I::CreateRole { tags, .. } | I::TagUser { tags, .. } | I::TagRole { tags, .. } => {
             assert_eq!(tags.len(), p.structs("Tags").len());
         }
         _ => {}
@@ -949,11 +746,7 @@ pub fn s3_request(data: &[u8]) {
     // Names and keys.
     if is_valid_bucket_name(&bucket) {
         assert!((3..=63).contains(&bucket.len()));
-        assert!(
-            bucket
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-        );
+        assert!(bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'));
     }
     match check_key(&key) {
         Ok(()) => assert!((1..=1024).contains(&key.len())),
@@ -969,21 +762,8 @@ pub fn s3_request(data: &[u8]) {
     if let Err(e) = &parsed {
         assert_code(e.code);
     }
-    let who = crate::domain::Principal::iam_user(
-        "210987654321",
-        "AIDAFUZZ",
-        "fuzz",
-        "/",
-        FUZZ_ACCESS_KEY,
-    );
-    let who = crate::domain::Principal {
-        arn: if principal_arn.is_empty() {
-            who.arn.clone()
-        } else {
-            principal_arn.clone()
-        },
-        ..who
-    };
+    let who = crate::domain::Principal::iam_user("210987654321", "AIDAFUZZ", "fuzz", "/", FUZZ_ACCESS_KEY);
+    let who = crate::domain::Principal { arn: if principal_arn.is_empty() { who.arn.clone() } else { principal_arn.clone() }, ..who };
     let b = crate::domain::buckets::Bucket {
         name: bucket.clone(),
         account_id: "123456789012".into(),
@@ -994,10 +774,7 @@ pub fn s3_request(data: &[u8]) {
     };
     let object_key = (!key.is_empty()).then_some(key.as_str());
     let allowed = crate::app::buckets::policy_allows(&b, &who, &action, object_key);
-    assert!(
-        !allowed || parsed.is_ok(),
-        "a policy that does not parse granted access"
-    );
+    assert!(!allowed || parsed.is_ok(), "a policy that does not parse granted access");
     if let Err(e) = crate::domain::policy::parse(&policy, true) {
         assert_code(e.code);
     }
@@ -1007,8 +784,7 @@ pub fn s3_request(data: &[u8]) {
     if let Ok(config) = dto::BucketLifecycleConfiguration::deserialize(&mut d) {
         let rules: Vec<_> = config.rules.iter().map(ops::lifecycle_rule).collect();
         let text = serde_json::to_string(&rules).expect("lifecycle rules serialize");
-        let stored: Vec<crate::domain::buckets::LifecycleRule> =
-            serde_json::from_str(&text).expect("stored rules parse");
+        let stored: Vec<crate::domain::buckets::LifecycleRule> = serde_json::from_str(&text).expect("stored rules parse");
         assert_eq!(stored, rules);
         for r in &rules {
             assert_eq!(&ops::lifecycle_rule(&ops::to_dto_rule(r)), r);
@@ -1027,10 +803,7 @@ pub fn s3_request(data: &[u8]) {
     }
 
     // GetObject's Range.
-    if let Ok(r) = std::str::from_utf8(range)
-        .map_err(drop)
-        .and_then(|r| dto::Range::parse(r).map_err(drop))
-    {
+    if let Ok(r) = std::str::from_utf8(range).map_err(drop).and_then(|r| dto::Range::parse(r).map_err(drop)) {
         // Sizes from 0 to 2^40, so ranges both fit and do not.
         let size = size % (1 << 40);
         match ops::byte_range(Some(&r), size) {
@@ -1055,28 +828,10 @@ pub fn s3_request(data: &[u8]) {
         blobs: Vec::new(),
     };
     let etag_cond = |b: &[u8]| dto::ETagCondition::parse_http_header(b).ok();
-    let date = |b: &[u8]| {
-        std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| dto::Timestamp::parse(dto::TimestampFormat::HttpDate, s).ok())
-    };
-    let (im, inm, ims, ius) = (
-        etag_cond(if_match),
-        etag_cond(if_none_match),
-        date(if_modified_since),
-        date(if_unmodified_since),
-    );
-    if let Err(e) =
-        ops::check_preconditions(&meta, im.as_ref(), inm.as_ref(), ims.as_ref(), ius.as_ref())
-    {
-        assert!(
-            matches!(
-                e.code(),
-                s3s::S3ErrorCode::PreconditionFailed | s3s::S3ErrorCode::NotModified
-            ),
-            "{:?}",
-            e.code()
-        );
+    let date = |b: &[u8]| std::str::from_utf8(b).ok().and_then(|s| dto::Timestamp::parse(dto::TimestampFormat::HttpDate, s).ok());
+    let (im, inm, ims, ius) = (etag_cond(if_match), etag_cond(if_none_match), date(if_modified_since), date(if_unmodified_since));
+    if let Err(e) = ops::check_preconditions(&meta, im.as_ref(), inm.as_ref(), ims.as_ref(), ius.as_ref()) {
+        assert!(matches!(e.code(), s3s::S3ErrorCode::PreconditionFailed | s3s::S3ErrorCode::NotModified), "{:?}", e.code());
     }
 
     // CopyObject's source: only bucket/key sources are served.
@@ -1089,46 +844,20 @@ pub fn s3_request(data: &[u8]) {
 
     // ListObjectsV2's continuation token, both ways.
     match ops::continuation_key(&token) {
-        Ok(k) => assert_eq!(
-            ops::continuation_key(&ops::continuation_token(&k))
-                .ok()
-                .as_ref(),
-            Some(&k)
-        ),
+        Ok(k) => assert_eq!(ops::continuation_key(&ops::continuation_token(&k)).ok().as_ref(), Some(&k)),
         Err(e) => assert_eq!(e.code(), &s3s::S3ErrorCode::InvalidArgument),
     }
-    assert_eq!(
-        ops::continuation_key(&ops::continuation_token(&key))
-            .ok()
-            .as_ref(),
-        Some(&key)
-    );
+    assert_eq!(ops::continuation_key(&ops::continuation_token(&key)).ok().as_ref(), Some(&key));
 
     // Keys in listings with encoding-type=url: ASCII, and they decode back.
     let encoded = ops::encode_key(&key, true);
     assert!(encoded.is_ascii());
-    assert_eq!(
-        percent_encoding::percent_decode_str(&encoded)
-            .decode_utf8()
-            .ok()
-            .as_deref(),
-        Some(key.as_str())
-    );
+    assert_eq!(percent_encoding::percent_decode_str(&encoded).decode_utf8().ok().as_deref(), Some(key.as_str()));
 
     // Domain errors in S3's vocabulary: every one gets a status.
-    for code in [
-        "NoSuchBucket",
-        "InvalidPart",
-        "KeyTooLongError",
-        "MalformedPolicy",
-        "ServiceUnavailableException",
-        "InvalidRequestException",
-    ] {
+    for code in ["NoSuchBucket", "InvalidPart", "KeyTooLongError", "MalformedPolicy", "ServiceUnavailableException", "InvalidRequestException"] {
         let e = ops::s3_err(ServiceError::new(code, key.clone()));
-        assert!(
-            e.status_code().is_some() || e.code().status_code().is_some(),
-            "{code} has no status"
-        );
+        assert!(e.status_code().is_some() || e.code().status_code().is_some(), "{code} has no status");
     }
 }
 
@@ -1153,11 +882,5 @@ pub const TARGETS: &[(&str, Target)] = &[
 
 /// The parameters `p` would decode into, for tests that build [`QueryParams`] directly.
 pub fn query_params(action: &str, params: &[(&str, &str)]) -> QueryParams {
-    QueryParams {
-        action: action.into(),
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<HashMap<_, _>>(),
-    }
+    QueryParams { action: action.into(), params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>() }
 }

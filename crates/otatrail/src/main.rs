@@ -71,10 +71,7 @@ async fn main() -> ExitCode {
             let _ = e.print();
             // validate-logs promises scripts 255 for anything that keeps it from running.
             let validating = std::env::args().nth(1).as_deref() == Some("validate-logs");
-            let usage_error = !matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            );
+            let usage_error = !matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion);
             return match (validating && usage_error, e.exit_code()) {
                 (true, _) => ExitCode::from(255),
                 (false, code) => ExitCode::from(code as u8),
@@ -111,22 +108,12 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| {
-            format!(
-                "cannot listen on {}: {e} (choose another address with --listen)",
-                config.listen
-            )
-        })?;
+        .map_err(|e| format!("cannot listen on {}: {e} (choose another address with --listen)", config.listen))?;
     let addr = listener.local_addr()?;
     let endpoint = format!("http://{addr}");
     let s3_listener = tokio::net::TcpListener::bind(config.s3_listen)
         .await
-        .map_err(|e| {
-            format!(
-                "cannot listen on {} for S3: {e} (choose another address with --s3-listen)",
-                config.s3_listen
-            )
-        })?;
+        .map_err(|e| format!("cannot listen on {} for S3: {e} (choose another address with --s3-listen)", config.s3_listen))?;
     let s3_endpoint = format!("http://{}", s3_listener.local_addr()?);
 
     let data_dir = std::fs::canonicalize(&config.data_dir)?;
@@ -142,22 +129,14 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         // Rewrite the credentials only when they are missing: the file may have been edited.
         let write_creds = root.as_ref().filter(|_| !files.credentials.exists());
         files.write(&endpoint, &s3_endpoint, &config.region, write_creds)?;
-        println!(
-            "otatrail is listening on {endpoint}, S3 on {s3_endpoint} (data directory {})",
-            data_dir.display()
-        );
+        println!("otatrail is listening on {endpoint}, S3 on {s3_endpoint} (data directory {})", data_dir.display());
         println!("Point the aws CLI and boto3 at it with:");
         for line in files.env_lines() {
             println!("  {line}");
         }
     } else {
-        println!(
-            "otatrail is listening on {endpoint}, S3 on {s3_endpoint} (data directory {})",
-            data_dir.display()
-        );
-        println!(
-            "Accounts come from the configuration file; use their access keys with endpoint_url = {endpoint}"
-        );
+        println!("otatrail is listening on {endpoint}, S3 on {s3_endpoint} (data directory {})", data_dir.display());
+        println!("Accounts come from the configuration file; use their access keys with endpoint_url = {endpoint}");
     }
     tracing::info!(endpoint = %endpoint, s3_endpoint = %s3_endpoint, region = %config.region, store = app.store.backend(), "otatrail started");
 
@@ -170,19 +149,13 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     // SNS messages carry URLs of this port (SubscribeURL, UnsubscribeURL, SigningCertURL);
     // `sns_public_url` overrides this for subscribers on other hosts.
     let reachable = match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
-        }
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
-        }
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port())),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
         _ => addr,
     };
     app.sns.set_listen_url(&format!("http://{reachable}"));
     app.spawn_sns_deliverer();
-    app.spawn_lifecycle(std::time::Duration::from_secs(
-        config.lifecycle_interval_seconds,
-    ));
+    app.spawn_lifecycle(std::time::Duration::from_secs(config.lifecycle_interval_seconds));
     // One signal stops both listeners.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -192,11 +165,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let s3 = tokio::spawn(otatrail::server::run_s3(
-        s3_listener,
-        app.clone(),
-        wait(stop_rx.clone()),
-    ));
+    let s3 = tokio::spawn(otatrail::server::run_s3(s3_listener, app.clone(), wait(stop_rx.clone())));
     otatrail::server::run(listener, app, wait(stop_rx)).await?;
     s3.await??;
     tracing::info!("otatrail stopped");

@@ -47,10 +47,7 @@ impl SnsTransport for HttpTransport {
         let mut req = client
             .post(m.endpoint)
             .header(http::header::CONTENT_TYPE, "text/plain; charset=UTF-8")
-            .header(
-                http::header::USER_AGENT,
-                "Amazon Simple Notification Service Agent",
-            )
+            .header(http::header::USER_AGENT, "Amazon Simple Notification Service Agent")
             .header("x-amz-sns-message-type", m.message_type)
             .header("x-amz-sns-message-id", m.message_id)
             .header("x-amz-sns-topic-arn", m.topic_arn);

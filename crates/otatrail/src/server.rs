@@ -64,20 +64,10 @@ use crate::domain::ServiceError;
 
 /// Serves the main port on `listener` until `shutdown` completes, then finishes the requests
 /// in flight (each of which has committed its state change before it answers).
-pub async fn run(
-    listener: TcpListener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let limits = app.connection_limits;
-    let bodies = BodyPolicy::Whole {
-        limit: app.max_body_bytes,
-        within: limits.body_read_timeout,
-    };
-    let state = Arc::new(ApiState {
-        app,
-        verifier: Verifier::new(),
-    });
+    let bodies = BodyPolicy::Whole { limit: app.max_body_bytes, within: limits.body_read_timeout };
+    let state = Arc::new(ApiState { app, verifier: Verifier::new() });
     let router = Router::new().fallback(api::handle).with_state(state);
     serve("main", listener, router, bodies, limits, shutdown).await
 }
@@ -90,24 +80,12 @@ async fn s3_transport_error(err: s3s::HttpError) -> Response<Body> {
 }
 
 /// Serves the S3 endpoint (path-style) on `listener` until `shutdown` completes.
-pub async fn run_s3(
-    listener: TcpListener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn run_s3(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let limits = app.connection_limits;
     let service = HandleError::new(crate::s3::service(app), s3_transport_error);
     // Peer addresses reach the S3 layer through the request extensions (sourceIPAddress).
     let router = Router::new().fallback_service(service);
-    serve(
-        "S3",
-        listener,
-        router,
-        BodyPolicy::NeverSilentFor(limits.body_read_timeout),
-        limits,
-        shutdown,
-    )
-    .await
+    serve("S3", listener, router, BodyPolicy::NeverSilentFor(limits.body_read_timeout), limits, shutdown).await
 }
 
 /// How a port bounds the time a client takes to send a request body.
@@ -194,15 +172,9 @@ async fn serve(
                 async move { Ok::<_, Infallible>(handle(router, bodies, peer, req, in_flight).await) }
             })
         };
-        let (builder, watcher, idle) = (
-            builder.clone(),
-            graceful.watcher(),
-            limits.header_read_timeout,
-        );
+        let (builder, watcher, idle) = (builder.clone(), graceful.watcher(), limits.header_read_timeout);
         tokio::spawn(async move {
-            let conn = watcher.watch(
-                builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service)),
-            );
+            let conn = watcher.watch(builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service)));
             tokio::select! {
                 biased;
                 done = conn => if let Err(e) = done {
@@ -221,10 +193,7 @@ async fn serve(
 
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    )
+    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }
 
 /// Responses go out as soon as they are written: with Nagle's algorithm a response written in
@@ -238,13 +207,7 @@ fn no_delay(tcp: &tokio::net::TcpStream) {
 /// One request: the peer address for handlers (`ConnectInfo<SocketAddr>`, as axum's
 /// `into_make_service_with_connect_info` gave it), the port's body bound, and the request
 /// counted in flight until its response body is done.
-async fn handle(
-    router: Router,
-    bodies: BodyPolicy,
-    peer: SocketAddr,
-    req: Request<hyper::body::Incoming>,
-    in_flight: InFlight,
-) -> Response<Body> {
+async fn handle(router: Router, bodies: BodyPolicy, peer: SocketAddr, req: Request<hyper::body::Incoming>, in_flight: InFlight) -> Response<Body> {
     let mut req = req.map(Body::new);
     req.extensions_mut().insert(ConnectInfo(peer));
     let req = match bodies {
@@ -252,13 +215,9 @@ async fn handle(
             Ok(req) => req,
             Err(parts) => return request_timeout(&parts, peer, within),
         },
-        BodyPolicy::NeverSilentFor(idle) => req.map(|b| {
-            if b.is_end_stream() {
-                b
-            } else {
-                Body::new(NeverSilent::new(b, idle))
-            }
-        }),
+        BodyPolicy::NeverSilentFor(idle) => {
+            req.map(|b| if b.is_end_stream() { b } else { Body::new(NeverSilent::new(b, idle)) })
+        }
     };
     let response = match router.oneshot(req).await {
         Ok(r) => r,
@@ -267,21 +226,12 @@ async fn handle(
     if response.body().is_end_stream() {
         return response;
     }
-    response.map(|inner| {
-        Body::new(Counted {
-            inner,
-            _in_flight: in_flight,
-        })
-    })
+    response.map(|inner| Body::new(Counted { inner, _in_flight: in_flight }))
 }
 
 /// The request with its body read, or its head when the body did not arrive in time. Bodies
 /// declared too large are left unread: `api::handle` refuses them without reading.
-async fn read_whole_body(
-    req: Request<Body>,
-    limit: usize,
-    within: Duration,
-) -> Result<Request<Body>, http::request::Parts> {
+async fn read_whole_body(req: Request<Body>, limit: usize, within: Duration) -> Result<Request<Body>, http::request::Parts> {
     let declared = req
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -313,9 +263,7 @@ async fn take_up_to(mut body: Body, limit: usize) -> Body {
                     }
                 }
             }
-            Err(e) => {
-                return Body::from_stream(futures::stream::once(async move { Err::<Bytes, _>(e) }));
-            }
+            Err(e) => return Body::from_stream(futures::stream::once(async move { Err::<Bytes, _>(e) })),
         }
     }
     match chunks.len() {
@@ -328,31 +276,15 @@ async fn take_up_to(mut body: Body, limit: usize) -> Body {
 /// The main port's answer to a body that did not arrive within `within`: AWS's
 /// `RequestTimeoutException` with HTTP 408 (as Glacier answers; the SDKs' standard retry mode
 /// retries both it and `RequestTimeout`), in the protocol the request appears to use, and the connection closed (the rest of the body is not awaited).
-fn request_timeout(
-    parts: &http::request::Parts,
-    peer: SocketAddr,
-    within: Duration,
-) -> Response<Body> {
+fn request_timeout(parts: &http::request::Parts, peer: SocketAddr, within: Duration) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let protocol = api::apparent_protocol(&parts.headers, parts.uri.query().unwrap_or_default());
-    let code = if matches!(protocol, Protocol::Query(_)) {
-        "RequestTimeout"
-    } else {
-        "RequestTimeoutException"
-    };
-    let err = ServiceError::new(
-        code,
-        format!(
-            "The request body was not received within {} seconds.",
-            within.as_secs()
-        ),
-    );
+    let code = if matches!(protocol, Protocol::Query(_)) { "RequestTimeout" } else { "RequestTimeoutException" };
+    let err = ServiceError::new(code, format!("The request body was not received within {} seconds.", within.as_secs()));
     let mut response = api::error::render(protocol, &err, &request_id);
     *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
     if parts.version <= Version::HTTP_11 {
-        response
-            .headers_mut()
-            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     tracing::info!(
         request_id = %request_id,
@@ -386,9 +318,7 @@ impl Activity {
         loop {
             let seen = self.changes.load(Ordering::SeqCst);
             tokio::time::sleep(idle).await;
-            if self.in_flight.load(Ordering::SeqCst) == 0
-                && self.changes.load(Ordering::SeqCst) == seen
-            {
+            if self.in_flight.load(Ordering::SeqCst) == 0 && self.changes.load(Ordering::SeqCst) == seen {
                 return;
             }
         }
@@ -414,10 +344,7 @@ impl HttpBody for Counted {
     type Data = Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
@@ -441,12 +368,7 @@ struct NeverSilent {
 
 impl NeverSilent {
     fn new(inner: Body, idle: Duration) -> Self {
-        Self {
-            inner,
-            idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
-            armed: false,
-        }
+        Self { inner, idle, timer: Box::pin(tokio::time::sleep(idle)), armed: false }
     }
 }
 
@@ -458,10 +380,7 @@ impl HttpBody for NeverSilent {
     type Data = Bytes;
     type Error = axum::BoxError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -475,9 +394,7 @@ impl HttpBody for NeverSilent {
                     this.timer.as_mut().reset(Instant::now() + this.idle);
                 }
                 match this.timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        Poll::Ready(Some(Err(BodySilent(this.idle.as_secs()).into())))
-                    }
+                    Poll::Ready(()) => Poll::Ready(Some(Err(BodySilent(this.idle.as_secs()).into()))),
                     Poll::Pending => Poll::Pending,
                 }
             }

@@ -19,35 +19,17 @@ async fn app(dir: &std::path::Path) -> Arc<App> {
         "delivery_interval_seconds = 1\n[[accounts]]\nid = \"{ACCOUNT}\"\nroot_access_key_id = \"AKIAROOT0000EXAMPLE1\"\nroot_secret_access_key = \"rootsecret/EXAMPLE/0000000000000000000000\"\n"
     ))
     .unwrap();
-    let args = ServeArgs {
-        data_dir: Some(dir.to_path_buf()),
-        ..Default::default()
-    };
-    App::open(&ServerConfig::merge(&args, file).unwrap())
-        .await
-        .unwrap()
+    let args = ServeArgs { data_dir: Some(dir.to_path_buf()), ..Default::default() };
+    App::open(&ServerConfig::merge(&args, file).unwrap()).await.unwrap()
 }
 
 fn call(app: &App, name: &str, read_only: bool) -> Arc<Call> {
-    Arc::new(Call::internal(
-        Principal::root(ACCOUNT, "AKIAROOT0000EXAMPLE1"),
-        "us-east-1",
-        "iot.amazonaws.com",
-        name,
-        read_only,
-        app.clock.now(),
-    ))
+    Arc::new(Call::internal(Principal::root(ACCOUNT, "AKIAROOT0000EXAMPLE1"), "us-east-1", "iot.amazonaws.com", name, read_only, app.clock.now()))
 }
 
 async fn keys(app: &App, bucket: &str) -> Vec<String> {
     let p = Principal::root(ACCOUNT, "AKIAROOT0000EXAMPLE1");
-    app.s3_list(&p, bucket, "", None, None, 1000)
-        .await
-        .unwrap()
-        .objects
-        .into_iter()
-        .map(|o| o.key)
-        .collect()
+    app.s3_list(&p, bucket, "", None, None, 1000).await.unwrap().objects.into_iter().map(|o| o.key).collect()
 }
 
 async fn records_in(app: &App, bucket: &str, key: &str) -> Vec<serde_json::Value> {
@@ -64,53 +46,19 @@ async fn records_in(app: &App, bucket: &str, key: &str) -> Vec<serde_json::Value
 async fn delivery_is_exactly_once_even_when_interrupted() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path()).await;
-    app.s3_create_bucket(
-        &call(&app, "CreateBucket", false),
-        "audit-logs",
-        "us-east-1",
-    )
-    .await
-    .unwrap();
-    let settings = TrailSettings {
-        s3_bucket: Some("audit-logs".into()),
-        s3_key_prefix: Some("pfx".into()),
-        ..Default::default()
-    };
-    app.create_trail(&call(&app, "CreateTrail", false), "ota-audit", settings)
-        .await
-        .unwrap();
+    app.s3_create_bucket(&call(&app, "CreateBucket", false), "audit-logs", "us-east-1").await.unwrap();
+    let settings = TrailSettings { s3_bucket: Some("audit-logs".into()), s3_key_prefix: Some("pfx".into()), ..Default::default() };
+    app.create_trail(&call(&app, "CreateTrail", false), "ota-audit", settings).await.unwrap();
     // Not logging yet: these are never delivered.
     for _ in 0..3 {
         let c = call(&app, "DescribeStream", true);
-        app.record(c.event(
-            Outcome::Success {
-                response_elements: None,
-            },
-            vec![],
-        ))
-        .await
-        .unwrap();
+        app.record(c.event(Outcome::Success { response_elements: None }, vec![])).await.unwrap();
     }
-    app.set_logging(&call(&app, "StartLogging", false), "ota-audit", true)
-        .await
-        .unwrap();
+    app.set_logging(&call(&app, "StartLogging", false), "ota-audit", true).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..5 {
-        let c = call(
-            &app,
-            if i % 2 == 0 {
-                "CreateStream"
-            } else {
-                "DescribeStream"
-            },
-            i % 2 == 1,
-        );
-        let e = c.event(
-            Outcome::Success {
-                response_elements: None,
-            },
-            vec![],
-        );
+        let c = call(&app, if i % 2 == 0 { "CreateStream" } else { "DescribeStream" }, i % 2 == 1);
+        let e = c.event(Outcome::Success { response_elements: None }, vec![]);
         ids.push(e.event_id.clone());
         app.record(e).await.unwrap();
     }
@@ -127,40 +75,21 @@ async fn delivery_is_exactly_once_even_when_interrupted() {
     .unwrap();
     assert!(re.is_match(key), "{key}");
     let records = records_in(&app, "audit-logs", key).await;
-    let delivered: Vec<String> = records
-        .iter()
-        .map(|r| r["eventID"].as_str().unwrap().to_string())
-        .collect();
+    let delivered: Vec<String> = records.iter().map(|r| r["eventID"].as_str().unwrap().to_string()).collect();
     for id in &ids {
-        assert_eq!(
-            delivered.iter().filter(|d| *d == id).count(),
-            1,
-            "record {id} not delivered exactly once"
-        );
+        assert_eq!(delivered.iter().filter(|d| *d == id).count(), 1, "record {id} not delivered exactly once");
     }
     assert!(records.iter().any(|r| r["eventName"] == "StartLogging"));
-    assert!(
-        !records.iter().any(|r| r["eventName"] == "CreateTrail"),
-        "a record from before StartLogging was delivered"
-    );
+    assert!(!records.iter().any(|r| r["eventName"] == "CreateTrail"), "a record from before StartLogging was delivered");
 
     // Simulate a crash after the file was written but before the cursor moved: put the pending
     // entry back. The next pass must finish it without writing a second file.
-    let trail = app
-        .get_trail(&call(&app, "GetTrail", true), "ota-audit")
-        .await
-        .unwrap()
-        .0;
+    let trail = app.get_trail(&call(&app, "GetTrail", true), "ota-audit").await.unwrap().0;
     let (t, region) = (trail.clone(), "us-east-1".to_string());
     let (since, seqs) = read::<_, StoreError, _>(&*app.store, move |tx| {
         Box::pin(async move {
-            let events = tx
-                .events_since(ACCOUNT, &region, t.logging_since_seq, 100)
-                .await?;
-            Ok((
-                t.logging_since_seq,
-                events.iter().map(|e| e.seq).collect::<Vec<_>>(),
-            ))
+            let events = tx.events_since(ACCOUNT, &region, t.logging_since_seq, 100).await?;
+            Ok((t.logging_since_seq, events.iter().map(|e| e.seq).collect::<Vec<_>>()))
         })
     })
     .await
@@ -174,18 +103,12 @@ async fn delivery_is_exactly_once_even_when_interrupted() {
     .await
     .unwrap();
     app.deliver_once().await.unwrap();
-    assert_eq!(
-        keys(&app, "audit-logs").await,
-        files,
-        "an interrupted delivery wrote a second file"
-    );
+    assert_eq!(keys(&app, "audit-logs").await, files, "an interrupted delivery wrote a second file");
     let t = trail.clone();
-    let cursor = read::<_, StoreError, _>(&*app.store, move |tx| {
-        Box::pin(async move { tx.get_cursor(&t, "us-east-1").await })
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let cursor = read::<_, StoreError, _>(&*app.store, move |tx| Box::pin(async move { tx.get_cursor(&t, "us-east-1").await }))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(cursor, (last, None));
 }
 
@@ -193,64 +116,29 @@ async fn delivery_is_exactly_once_even_when_interrupted() {
 async fn a_missing_bucket_holds_records_until_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path()).await;
-    app.s3_create_bucket(
-        &call(&app, "CreateBucket", false),
-        "audit-logs",
-        "us-east-1",
-    )
-    .await
-    .unwrap();
-    let settings = TrailSettings {
-        s3_bucket: Some("audit-logs".into()),
-        ..Default::default()
-    };
-    app.create_trail(&call(&app, "CreateTrail", false), "ota-audit", settings)
-        .await
-        .unwrap();
-    app.set_logging(&call(&app, "StartLogging", false), "ota-audit", true)
-        .await
-        .unwrap();
-    app.s3_delete_bucket(&call(&app, "DeleteBucket", false), "audit-logs")
-        .await
-        .unwrap();
+    app.s3_create_bucket(&call(&app, "CreateBucket", false), "audit-logs", "us-east-1").await.unwrap();
+    let settings = TrailSettings { s3_bucket: Some("audit-logs".into()), ..Default::default() };
+    app.create_trail(&call(&app, "CreateTrail", false), "ota-audit", settings).await.unwrap();
+    app.set_logging(&call(&app, "StartLogging", false), "ota-audit", true).await.unwrap();
+    app.s3_delete_bucket(&call(&app, "DeleteBucket", false), "audit-logs").await.unwrap();
     let c = call(&app, "CreateStream", false);
-    let e = c.event(
-        Outcome::Success {
-            response_elements: None,
-        },
-        vec![],
-    );
+    let e = c.event(Outcome::Success { response_elements: None }, vec![]);
     let id = e.event_id.clone();
     app.record(e).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     app.deliver_once().await.unwrap();
-    let (trail, _) = app
-        .get_trail(&call(&app, "GetTrail", true), "ota-audit")
-        .await
-        .unwrap();
+    let (trail, _) = app.get_trail(&call(&app, "GetTrail", true), "ota-audit").await.unwrap();
     assert_eq!(trail.latest_delivery_error.as_deref(), Some("NoSuchBucket"));
 
-    app.s3_create_bucket(
-        &call(&app, "CreateBucket", false),
-        "audit-logs",
-        "us-east-1",
-    )
-    .await
-    .unwrap();
+    app.s3_create_bucket(&call(&app, "CreateBucket", false), "audit-logs", "us-east-1").await.unwrap();
     app.deliver_once().await.unwrap();
     let files = keys(&app, "audit-logs").await;
     let mut all = Vec::new();
     for f in &files {
         all.extend(records_in(&app, "audit-logs", f).await);
     }
-    assert_eq!(
-        all.iter().filter(|r| r["eventID"] == id.as_str()).count(),
-        1
-    );
-    let (trail, _) = app
-        .get_trail(&call(&app, "GetTrail", true), "ota-audit")
-        .await
-        .unwrap();
+    assert_eq!(all.iter().filter(|r| r["eventID"] == id.as_str()).count(), 1);
+    let (trail, _) = app.get_trail(&call(&app, "GetTrail", true), "ota-audit").await.unwrap();
     assert_eq!(trail.latest_delivery_error, None);
     assert!(trail.latest_delivery_time.is_some());
 }
@@ -266,18 +154,9 @@ async fn digest_signatures_verify_with_the_listed_public_key() {
     let keys = app.signing_keys("eu-west-1").await.unwrap();
     assert_eq!(keys.len(), 1, "one key per region until rotation");
     assert_eq!(keys[0].fingerprint, fp);
-    assert_eq!(
-        otatrail::domain::signing::fingerprint(&keys[0].public_der),
-        fp
-    );
-    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &keys[0].public_der)
-        .verify(message, &sig)
-        .unwrap();
-    assert!(
-        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &keys[0].public_der)
-            .verify(b"tampered", &sig)
-            .is_err()
-    );
+    assert_eq!(otatrail::domain::signing::fingerprint(&keys[0].public_der), fp);
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &keys[0].public_der).verify(message, &sig).unwrap();
+    assert!(UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &keys[0].public_der).verify(b"tampered", &sig).is_err());
     // Regions have their own keys.
     let other = app.signing_keys("us-east-1").await.unwrap();
     assert_ne!(other[0].fingerprint, fp);

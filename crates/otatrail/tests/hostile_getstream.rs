@@ -12,9 +12,9 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use otatrail::domain::filestream::{
-    self, BlockPlan, DataBlock, GetStreamRequest, MAX_BITMAP_BYTES, MAX_BLOCK_OFFSET,
-    MAX_BLOCK_SIZE, MAX_CLIENT_TOKEN_BYTES, MAX_NAME_CHARS, MAX_NUMBER_OF_BLOCKS,
-    MAX_RESPONSE_DATA_BYTES, MIN_BLOCK_SIZE, PayloadFormat, RejectCode, RejectError, StreamAction,
+    self, BlockPlan, DataBlock, GetStreamRequest, MAX_BITMAP_BYTES, MAX_BLOCK_OFFSET, MAX_BLOCK_SIZE,
+    MAX_CLIENT_TOKEN_BYTES, MAX_NAME_CHARS, MAX_NUMBER_OF_BLOCKS, MAX_RESPONSE_DATA_BYTES, MIN_BLOCK_SIZE,
+    PayloadFormat, RejectCode, RejectError, StreamAction,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -57,27 +57,14 @@ fn assert_bounded_rejection(format: PayloadFormat, rejection: &RejectError) {
             .is_none_or(|c| c.len() <= MAX_CLIENT_TOKEN_BYTES)
     );
     let body = filestream::encode_rejection(format, rejection);
-    assert!(
-        body.len() <= MAX_REJECTION_BYTES,
-        "rejection of {} bytes",
-        body.len()
-    );
+    assert!(body.len() <= MAX_REJECTION_BYTES, "rejection of {} bytes", body.len());
 }
 
 fn assert_bounded_request(request: &GetStreamRequest) {
     assert!((MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&request.block_size));
     assert!(request.block_offset <= MAX_BLOCK_OFFSET);
-    assert!(
-        request
-            .number_of_blocks
-            .is_none_or(|n| n <= MAX_NUMBER_OF_BLOCKS)
-    );
-    assert!(
-        request
-            .bitmap
-            .as_ref()
-            .is_none_or(|b| b.len() <= MAX_BITMAP_BYTES)
-    );
+    assert!(request.number_of_blocks.is_none_or(|n| n <= MAX_NUMBER_OF_BLOCKS));
+    assert!(request.bitmap.as_ref().is_none_or(|b| b.len() <= MAX_BITMAP_BYTES));
     assert!(
         request
             .client_token
@@ -95,11 +82,7 @@ fn decode_everything(payload: &[u8]) {
             Err(rejection) => assert_bounded_rejection(format, &rejection),
         }
         match filestream::decode_describe_stream(format, payload) {
-            Ok(describe) => assert!(
-                describe
-                    .client_token
-                    .is_none_or(|c| c.len() <= MAX_CLIENT_TOKEN_BYTES)
-            ),
+            Ok(describe) => assert!(describe.client_token.is_none_or(|c| c.len() <= MAX_CLIENT_TOKEN_BYTES)),
             Err(rejection) => assert_bounded_rejection(format, &rejection),
         }
         if let Ok(block) = filestream::decode_data_block(format, payload) {
@@ -135,21 +118,11 @@ fn assert_plan(request: &GetStreamRequest, file_len: u64, plan: &BlockPlan) {
     let requested = independent_requested_ids(request);
     let per_response = (MAX_RESPONSE_DATA_BYTES / request.block_size) as usize;
     assert!(plan.blocks.len() <= per_response);
-    assert!(
-        plan.blocks.iter().map(|b| u64::from(b.length)).sum::<u64>()
-            <= u64::from(MAX_RESPONSE_DATA_BYTES)
-    );
-    assert!(
-        plan.blocks
-            .windows(2)
-            .all(|w| w[0].block_id < w[1].block_id)
-    );
+    assert!(plan.blocks.iter().map(|b| u64::from(b.length)).sum::<u64>() <= u64::from(MAX_RESPONSE_DATA_BYTES));
+    assert!(plan.blocks.windows(2).all(|w| w[0].block_id < w[1].block_id));
     for block in &plan.blocks {
         let id = u64::from(block.block_id);
-        assert!(
-            requested.contains(&block.block_id),
-            "block {id} was not requested"
-        );
+        assert!(requested.contains(&block.block_id), "block {id} was not requested");
         assert!(id < file_blocks);
         assert_eq!(block.file_offset, id * l);
         let expected_len = l.min(file_len - id * l);
@@ -158,11 +131,7 @@ fn assert_plan(request: &GetStreamRequest, file_len: u64, plan: &BlockPlan) {
     if let Some(next) = plan.next_block {
         assert!(requested.contains(&next) && u64::from(next) < file_blocks);
         assert!(plan.blocks.last().is_some_and(|b| b.block_id < next));
-        assert_eq!(
-            plan.blocks.len(),
-            per_response,
-            "a response stops early only when full"
-        );
+        assert_eq!(plan.blocks.len(), per_response, "a response stops early only when full");
     }
 }
 
@@ -324,12 +293,10 @@ fn cbor_scalar() -> impl Strategy<Value = Cbor> {
 fn cbor_item() -> impl Strategy<Value = Cbor> {
     cbor_scalar().prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
-            (vec(inner.clone(), 0..6), any::<bool>())
-                .prop_map(|(items, indef)| Cbor::Array(items, indef)),
+            (vec(inner.clone(), 0..6), any::<bool>()).prop_map(|(items, indef)| Cbor::Array(items, indef)),
             (vec((inner.clone(), inner.clone()), 0..4), any::<bool>())
                 .prop_map(|(pairs, indef)| Cbor::Map(pairs, indef)),
-            (prop::sample::select(vec![0u64, 1, 2, 24, 55799]), inner)
-                .prop_map(|(t, i)| Cbor::Tag(t, Box::new(i))),
+            (prop::sample::select(vec![0u64, 1, 2, 24, 55799]), inner).prop_map(|(t, i)| Cbor::Tag(t, Box::new(i))),
         ]
     })
 }
@@ -346,9 +313,7 @@ fn cbor_key() -> impl Strategy<Value = Cbor> {
 /// A value fitting its key most of the time, so decoding goes past the first field.
 fn cbor_value_for(key: &Cbor) -> BoxedStrategy<Cbor> {
     let plausible = match key {
-        Cbor::Text(k) if k == "b" || k == "p" => {
-            vec(any::<u8>(), 0..64).prop_map(Cbor::Bytes).boxed()
-        }
+        Cbor::Text(k) if k == "b" || k == "p" => vec(any::<u8>(), 0..64).prop_map(Cbor::Bytes).boxed(),
         Cbor::Text(k) if k == "c" => "[ -~]{0,70}".prop_map(Cbor::Text).boxed(),
         _ => interesting_u64().prop_map(Cbor::Uint).boxed(),
     };
@@ -391,25 +356,18 @@ fn apply(damage: &Damage, mut bytes: Vec<u8>) -> Vec<u8> {
 /// sometimes maps of arbitrary keys and items.
 fn cbor_request_like() -> impl Strategy<Value = Vec<u8>> {
     let shaped = shaped_fields(cbor_field, cbor_item().boxed())
-        .prop_map(|fields| {
-            fields
-                .into_iter()
-                .map(|(k, v)| (Cbor::Text(k), v))
-                .collect::<Vec<_>>()
-        })
+        .prop_map(|fields| fields.into_iter().map(|(k, v)| (Cbor::Text(k), v)).collect::<Vec<_>>())
         .boxed();
     let pair = cbor_key().prop_flat_map(|k| {
         let value = cbor_value_for(&k);
         (Just(k), value)
     });
     let wild = vec(pair, 0..9).boxed();
-    (prop_oneof![3 => shaped, 1 => wild], any::<bool>(), damage()).prop_map(
-        |(pairs, indefinite, damage)| {
-            let mut out = Vec::new();
-            write_cbor(&mut out, &Cbor::Map(pairs, indefinite));
-            apply(&damage, out)
-        },
-    )
+    (prop_oneof![3 => shaped, 1 => wild], any::<bool>(), damage()).prop_map(|(pairs, indefinite, damage)| {
+        let mut out = Vec::new();
+        write_cbor(&mut out, &Cbor::Map(pairs, indefinite));
+        apply(&damage, out)
+    })
 }
 
 /// Values in the key's valid range most of the time.
@@ -434,8 +392,7 @@ fn cbor_field(key: &'static str) -> BoxedStrategy<Cbor> {
             .prop_map(Cbor::Uint)
             .boxed(),
     };
-    prop_oneof![18 => plausible, 1 => interesting_u64().prop_map(Cbor::Negative), 1 => cbor_item()]
-        .boxed()
+    prop_oneof![18 => plausible, 1 => interesting_u64().prop_map(Cbor::Negative), 1 => cbor_item()].boxed()
 }
 
 fn bitmap_bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -453,11 +410,7 @@ fn shaped_fields<V: Clone + fmt::Debug + 'static>(
         .into_iter()
         .map(|key| {
             let presence = if key == "f" || key == "l" { 0.95 } else { 0.4 };
-            prop::option::weighted(
-                presence,
-                value_for(key).prop_map(move |v| (key.to_string(), v)),
-            )
-            .boxed()
+            prop::option::weighted(presence, value_for(key).prop_map(move |v| (key.to_string(), v))).boxed()
         })
         .collect();
     let extras = vec(("[a-z]{0,3}", wild), 0..3);
@@ -488,8 +441,7 @@ fn json_item() -> impl Strategy<Value = Value> {
     json_leaf().prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             vec(inner.clone(), 0..6).prop_map(Value::Array),
-            vec(("[a-z]{0,4}", inner), 0..4)
-                .prop_map(|members| Value::Object(members.into_iter().collect())),
+            vec(("[a-z]{0,4}", inner), 0..4).prop_map(|members| Value::Object(members.into_iter().collect())),
         ]
     })
 }
@@ -518,12 +470,8 @@ fn json_request_like() -> impl Strategy<Value = Vec<u8>> {
     ];
     let wild = vec((key, prop_oneof![3 => json_leaf(), 1 => json_item()]), 0..9).boxed();
     let shaped = shaped_fields(json_field, json_item().boxed()).boxed();
-    (
-        prop_oneof![3 => shaped, 1 => wild],
-        prop::bool::weighted(0.1),
-        damage(),
-    )
-        .prop_map(|(members, duplicate_first, damage)| {
+    (prop_oneof![3 => shaped, 1 => wild], prop::bool::weighted(0.1), damage()).prop_map(
+        |(members, duplicate_first, damage)| {
             let mut text: String = members
                 .iter()
                 .map(|(k, v)| format!("{}:{}", Value::from(k.as_str()), v))
@@ -534,7 +482,8 @@ fn json_request_like() -> impl Strategy<Value = Vec<u8>> {
                 text.push_str(&format!(",{}:{}", Value::from(k.as_str()), v));
             }
             apply(&damage, format!("{{{text}}}").into_bytes())
-        })
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -563,11 +512,7 @@ prop_compose! {
 /// File lengths around block edges as well as anywhere up to 8 MiB.
 fn file_len() -> impl Strategy<Value = u64> {
     prop_oneof![
-        (
-            0u64..40,
-            prop::sample::select(vec![256u64, 4096, 131_072]),
-            -1i64..=1
-        )
+        (0u64..40, prop::sample::select(vec![256u64, 4096, 131_072]), -1i64..=1)
             .prop_map(|(blocks, size, delta)| (blocks * size).saturating_add_signed(delta)),
         0u64..(8 << 20),
     ]
@@ -586,13 +531,12 @@ fn topic_like() -> impl Strategy<Value = String> {
         4 => prop::sample::select(vec!["get", "data", "describe", "description", "rejected"]).prop_map(String::from),
         1 => "[a-zA-Z]{0,12}",
     ];
-    let format = prop_oneof![4 => prop::sample::select(vec!["json", "cbor"]).prop_map(String::from), 1 => "[a-zA-Z/]{0,6}"];
+    let format =
+        prop_oneof![4 => prop::sample::select(vec!["json", "cbor"]).prop_map(String::from), 1 => "[a-zA-Z/]{0,6}"];
     let prefix = prop_oneof![8 => Just("$aws/things/".to_string()), 1 => ".{0,14}"];
-    (prefix, topic_segment(), topic_segment(), action, format).prop_map(
-        |(prefix, thing, stream, action, format)| {
-            format!("{prefix}{thing}/streams/{stream}/{action}/{format}")
-        },
-    )
+    (prefix, topic_segment(), topic_segment(), action, format).prop_map(|(prefix, thing, stream, action, format)| {
+        format!("{prefix}{thing}/streams/{stream}/{action}/{format}")
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,18 +16,11 @@ use proptest::sample::select;
 use serde_json::{Map, Value, json};
 
 fn cases() -> u32 {
-    std::env::var("OTATRAIL_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(256)
+    std::env::var("OTATRAIL_FUZZ_CASES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(256)
 }
 
 fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: cases(),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
+    ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -55,32 +48,16 @@ fn json_value(keys: &'static [&'static str]) -> BoxedStrategy<Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(Value::from),
-        select(vec![
-            0i64,
-            1,
-            -1,
-            10_000,
-            10_001,
-            86_400,
-            i64::MAX,
-            i64::MIN
-        ])
-        .prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        select(vec![0i64, 1, -1, 10_000, 10_001, 86_400, i64::MAX, i64::MIN]).prop_map(Value::from),
         nasty_string().prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 48, 8, move |inner| {
         prop_oneof![
             vec(inner.clone(), 0..6).prop_map(Value::Array),
-            vec((select(keys.to_vec()), inner.clone()), 0..8).prop_map(|kv| Value::Object(
-                kv.into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect::<Map<_, _>>()
-            )),
-            vec((nasty_string(), inner), 0..3)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            vec((select(keys.to_vec()), inner.clone()), 0..8)
+                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Map<_, _>>())),
+            vec((nasty_string(), inner), 0..3).prop_map(|kv| Value::Object(kv.into_iter().collect())),
         ]
     })
     .boxed()
@@ -90,11 +67,7 @@ fn json_value(keys: &'static [&'static str]) -> BoxedStrategy<Value> {
 /// invalid UTF-8, trailing garbage).
 fn json_body(keys: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
     let object = vec((select(keys.to_vec()), json_value(keys)), 0..10)
-        .prop_map(|kv| {
-            Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
-                .to_string()
-                .into_bytes()
-        })
+        .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()).to_string().into_bytes())
         .boxed();
     prop_oneof![
         6 => object.clone(),
@@ -133,40 +106,26 @@ fn authorization() -> impl Strategy<Value = String> {
     let region = prop_oneof![3 => select(vec!["us-east-1", "eu-west-3", "us-gov-west-1", "us-isob-east-1"]).prop_map(String::from), 1 => nasty_string()];
     let service = prop_oneof![3 => select(vec!["iot", "iot-jobs-data", "cloudtrail", "sts", "iam", "sns", "s3"]).prop_map(String::from), 1 => nasty_string()];
     let terminator = prop_oneof![4 => Just("aws4_request".to_string()), 1 => select(vec!["aws4_reques", "AWS4_REQUEST", "", "aws4_request/extra"]).prop_map(String::from)];
-    let credential = ("[A-Z0-9]{0,20}", date, region, service, terminator)
-        .prop_map(|(a, d, r, s, t)| format!("{a}/{d}/{r}/{s}/{t}"));
+    let credential = ("[A-Z0-9]{0,20}", date, region, service, terminator).prop_map(|(a, d, r, s, t)| format!("{a}/{d}/{r}/{s}/{t}"));
     let signed = prop_oneof![
         3 => vec(select(vec!["host", "x-amz-date", "x-amz-content-sha256", "x-amz-target", "content-type", "x-amz-security-token", "Host", "x-missing"]), 0..6).prop_map(|h| h.join(";")),
         1 => nasty_string(),
     ];
     let signature = prop_oneof![4 => "[0-9a-f]{64}", 1 => "[0-9A-F]{64}", 1 => "[0-9a-fg]{60,66}", 1 => nasty_string()];
     let sep = select(vec![", ", ",", " , ", ";", ",,", ", Foo=bar, "]);
-    (
-        algorithm,
-        credential,
-        signed,
-        signature,
-        sep,
-        any::<u8>(),
-        nasty_string(),
-    )
-        .prop_map(|(alg, c, h, s, sep, shape, extra)| {
-            let mut parts = vec![
-                format!("Credential={c}"),
-                format!("SignedHeaders={h}"),
-                format!("Signature={s}"),
-            ];
-            match shape % 8 {
-                0 => {
-                    parts.remove(usize::from(shape / 8) % 3);
-                }
-                1 => parts.reverse(),
-                2 => parts.push(format!("Credential={extra}")),
-                3 => parts.push(extra),
-                _ => {}
+    (algorithm, credential, signed, signature, sep, any::<u8>(), nasty_string()).prop_map(|(alg, c, h, s, sep, shape, extra)| {
+        let mut parts = vec![format!("Credential={c}"), format!("SignedHeaders={h}"), format!("Signature={s}")];
+        match shape % 8 {
+            0 => {
+                parts.remove(usize::from(shape / 8) % 3);
             }
-            format!("{alg} {}", parts.join(sep))
-        })
+            1 => parts.reverse(),
+            2 => parts.push(format!("Credential={extra}")),
+            3 => parts.push(extra),
+            _ => {}
+        }
+        format!("{alg} {}", parts.join(sep))
+    })
 }
 
 fn request_path() -> impl Strategy<Value = String> {
@@ -190,27 +149,12 @@ fn query_string() -> impl Strategy<Value = String> {
 fn header_block() -> impl Strategy<Value = String> {
     vec(
         (
-            select(vec![
-                "host",
-                "content-type",
-                "x-amz-target",
-                "x-amz-content-sha256",
-                "user-agent",
-                "X-Amz-Date",
-                "x-custom",
-                "bad name",
-                "",
-            ]),
+            select(vec!["host", "content-type", "x-amz-target", "x-amz-content-sha256", "user-agent", "X-Amz-Date", "x-custom", "bad name", ""]),
             nasty_string(),
         ),
         0..6,
     )
-    .prop_map(|h| {
-        h.iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
+    .prop_map(|h| h.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("\n"))
 }
 
 proptest! {
@@ -241,80 +185,17 @@ proptest! {
 // IoT rest-json
 
 const IOT_KEYS: &[&str] = &[
-    "description",
-    "files",
-    "fileId",
-    "s3Location",
-    "bucket",
-    "key",
-    "version",
-    "roleArn",
-    "tags",
-    "Key",
-    "Value",
-    "thingTypeName",
-    "attributePayload",
-    "attributes",
-    "merge",
-    "expectedVersion",
-    "removeThingType",
-    "billingGroupName",
-    "parentGroupName",
-    "thingGroupProperties",
-    "thingGroupDescription",
-    "thingGroupName",
-    "thingGroupArn",
-    "thingName",
-    "thingArn",
-    "overrideDynamicGroups",
-    "targets",
-    "document",
-    "documentSource",
-    "targetSelection",
-    "jobExecutionsRolloutConfig",
-    "maximumPerMinute",
-    "exponentialRate",
-    "baseRatePerMinute",
-    "incrementFactor",
-    "rateIncreaseCriteria",
-    "numberOfNotifiedThings",
-    "numberOfSucceededThings",
-    "abortConfig",
-    "criteriaList",
-    "failureType",
-    "action",
-    "thresholdPercentage",
-    "minNumberOfExecutedThings",
-    "timeoutConfig",
-    "inProgressTimeoutInMinutes",
-    "namespaceId",
-    "jobTemplateArn",
-    "reasonCode",
-    "comment",
-    "statusDetails",
-    "otaUpdateId",
-    "protocols",
-    "awsJobExecutionsRolloutConfig",
-    "awsJobPresignedUrlConfig",
-    "expiresInSec",
-    "fileName",
-    "fileType",
-    "fileVersion",
-    "fileLocation",
-    "stream",
-    "streamId",
-    "codeSigning",
-    "awsSignerJobId",
-    "startSigningJobParameter",
-    "signingProfileName",
-    "customCodeSigning",
-    "signature",
-    "inlineDocument",
-    "certificateChain",
-    "certificateName",
-    "hashAlgorithm",
-    "signatureAlgorithm",
-    "additionalParameters",
+    "description", "files", "fileId", "s3Location", "bucket", "key", "version", "roleArn", "tags", "Key", "Value",
+    "thingTypeName", "attributePayload", "attributes", "merge", "expectedVersion", "removeThingType", "billingGroupName",
+    "parentGroupName", "thingGroupProperties", "thingGroupDescription", "thingGroupName", "thingGroupArn", "thingName",
+    "thingArn", "overrideDynamicGroups", "targets", "document", "documentSource", "targetSelection", "jobExecutionsRolloutConfig",
+    "maximumPerMinute", "exponentialRate", "baseRatePerMinute", "incrementFactor", "rateIncreaseCriteria", "numberOfNotifiedThings",
+    "numberOfSucceededThings", "abortConfig", "criteriaList", "failureType", "action", "thresholdPercentage", "minNumberOfExecutedThings",
+    "timeoutConfig", "inProgressTimeoutInMinutes", "namespaceId", "jobTemplateArn", "reasonCode", "comment", "statusDetails",
+    "otaUpdateId", "protocols", "awsJobExecutionsRolloutConfig", "awsJobPresignedUrlConfig", "expiresInSec", "fileName", "fileType",
+    "fileVersion", "fileLocation", "stream", "streamId", "codeSigning", "awsSignerJobId", "startSigningJobParameter",
+    "signingProfileName", "customCodeSigning", "signature", "inlineDocument", "certificateChain", "certificateName",
+    "hashAlgorithm", "signatureAlgorithm", "additionalParameters",
 ];
 
 /// Near-valid bodies of the main IoT operations, then mutated by [`json_body`]'s neighbours.
@@ -356,37 +237,14 @@ fn iot_body() -> impl Strategy<Value = Vec<u8>> {
 fn iot_route() -> impl Strategy<Value = (&'static str, String)> {
     let id = prop_oneof![4 => "[A-Za-z0-9_:-]{1,20}", 1 => nasty_string().prop_map(|s| otatrail_sigv4::uri_encode(&s, false)), 1 => Just("%FF%FE".to_string()), 1 => Just(String::new())];
     let template = select(vec![
-        ("POST", "/streams/{}"),
-        ("PUT", "/streams/{}"),
-        ("GET", "/streams/{}"),
-        ("GET", "/streams"),
-        ("POST", "/things/{}"),
-        ("PATCH", "/things/{}"),
-        ("DELETE", "/things/{}"),
-        ("GET", "/things"),
-        ("GET", "/things/{}/thing-groups"),
-        ("POST", "/thing-groups/{}"),
-        ("PATCH", "/thing-groups/{}"),
-        ("GET", "/thing-groups"),
-        ("DELETE", "/thing-groups/{}"),
-        ("PUT", "/thing-groups/addThingToThingGroup"),
-        ("PUT", "/thing-groups/removeThingFromThingGroup"),
-        ("GET", "/thing-groups/{}/things"),
-        ("PUT", "/jobs/{}"),
-        ("PATCH", "/jobs/{}"),
-        ("GET", "/jobs"),
-        ("PUT", "/jobs/{}/cancel"),
-        ("DELETE", "/jobs/{}"),
-        ("GET", "/jobs/{}/job-document"),
-        ("GET", "/things/{}/jobs"),
-        ("GET", "/things/{}/jobs/{}"),
-        ("PUT", "/things/{}/jobs/{}/cancel"),
-        ("DELETE", "/things/{}/jobs/{}/executionNumber/{}"),
-        ("POST", "/otaUpdates/{}"),
-        ("GET", "/otaUpdates"),
-        ("DELETE", "/otaUpdates/{}"),
-        ("BREW", "/streams/{}"),
-        ("GET", "/{}"),
+        ("POST", "/streams/{}"), ("PUT", "/streams/{}"), ("GET", "/streams/{}"), ("GET", "/streams"),
+        ("POST", "/things/{}"), ("PATCH", "/things/{}"), ("DELETE", "/things/{}"), ("GET", "/things"), ("GET", "/things/{}/thing-groups"),
+        ("POST", "/thing-groups/{}"), ("PATCH", "/thing-groups/{}"), ("GET", "/thing-groups"), ("DELETE", "/thing-groups/{}"),
+        ("PUT", "/thing-groups/addThingToThingGroup"), ("PUT", "/thing-groups/removeThingFromThingGroup"), ("GET", "/thing-groups/{}/things"),
+        ("PUT", "/jobs/{}"), ("PATCH", "/jobs/{}"), ("GET", "/jobs"), ("PUT", "/jobs/{}/cancel"), ("DELETE", "/jobs/{}"),
+        ("GET", "/jobs/{}/job-document"), ("GET", "/things/{}/jobs"), ("GET", "/things/{}/jobs/{}"), ("PUT", "/things/{}/jobs/{}/cancel"),
+        ("DELETE", "/things/{}/jobs/{}/executionNumber/{}"), ("POST", "/otaUpdates/{}"), ("GET", "/otaUpdates"), ("DELETE", "/otaUpdates/{}"),
+        ("BREW", "/streams/{}"), ("GET", "/{}"),
     ]);
     (template, id.clone(), id).prop_map(|((m, t), a, b)| {
         let mut out = String::new();
@@ -403,45 +261,12 @@ fn iot_route() -> impl Strategy<Value = (&'static str, String)> {
 fn iot_query() -> impl Strategy<Value = String> {
     vec(
         (
-            select(vec![
-                "maxResults",
-                "nextToken",
-                "isAscendingOrder",
-                "expectedVersion",
-                "recursive",
-                "force",
-                "namespaceId",
-                "executionNumber",
-                "beforeSubstitution",
-                "deleteStream",
-                "forceDeleteAWSJob",
-                "usePrefixAttributeValue",
-                "status",
-            ]),
-            prop_oneof![
-                select(vec![
-                    "true",
-                    "false",
-                    "1",
-                    "-1",
-                    "0",
-                    "TRUE",
-                    "9223372036854775808",
-                    "",
-                    "%ZZ"
-                ])
-                .prop_map(String::from),
-                nasty_string().prop_map(|s| otatrail_sigv4::uri_encode(&s, false))
-            ],
+            select(vec!["maxResults", "nextToken", "isAscendingOrder", "expectedVersion", "recursive", "force", "namespaceId", "executionNumber", "beforeSubstitution", "deleteStream", "forceDeleteAWSJob", "usePrefixAttributeValue", "status"]),
+            prop_oneof![select(vec!["true", "false", "1", "-1", "0", "TRUE", "9223372036854775808", "", "%ZZ"]).prop_map(String::from), nasty_string().prop_map(|s| otatrail_sigv4::uri_encode(&s, false))],
         ),
         0..5,
     )
-    .prop_map(|kv| {
-        kv.iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&")
-    })
+    .prop_map(|kv| kv.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"))
 }
 
 proptest! {
@@ -462,66 +287,17 @@ proptest! {
 // CloudTrail json 1.1
 
 const CLOUDTRAIL_KEYS: &[&str] = &[
-    "Name",
-    "S3BucketName",
-    "S3KeyPrefix",
-    "SnsTopicName",
-    "IncludeGlobalServiceEvents",
-    "IsMultiRegionTrail",
-    "EnableLogFileValidation",
-    "CloudWatchLogsLogGroupArn",
-    "KmsKeyId",
-    "IsOrganizationTrail",
-    "TagsList",
-    "Key",
-    "Value",
-    "LookupAttributes",
-    "AttributeKey",
-    "AttributeValue",
-    "StartTime",
-    "EndTime",
-    "EventCategory",
-    "MaxResults",
-    "NextToken",
-    "trailNameList",
-    "includeShadowTrails",
-    "TrailName",
-    "EventSelectors",
-    "ReadWriteType",
-    "IncludeManagementEvents",
-    "DataResources",
-    "Type",
-    "Values",
-    "ExcludeManagementEventSources",
-    "AdvancedEventSelectors",
-    "FieldSelectors",
-    "Field",
-    "Equals",
-    "StartsWith",
-    "EndsWith",
-    "NotEquals",
-    "NotStartsWith",
-    "NotEndsWith",
+    "Name", "S3BucketName", "S3KeyPrefix", "SnsTopicName", "IncludeGlobalServiceEvents", "IsMultiRegionTrail",
+    "EnableLogFileValidation", "CloudWatchLogsLogGroupArn", "KmsKeyId", "IsOrganizationTrail", "TagsList", "Key", "Value",
+    "LookupAttributes", "AttributeKey", "AttributeValue", "StartTime", "EndTime", "EventCategory", "MaxResults", "NextToken",
+    "trailNameList", "includeShadowTrails", "TrailName", "EventSelectors", "ReadWriteType", "IncludeManagementEvents",
+    "DataResources", "Type", "Values", "ExcludeManagementEventSources", "AdvancedEventSelectors", "FieldSelectors", "Field",
+    "Equals", "StartsWith", "EndsWith", "NotEquals", "NotStartsWith", "NotEndsWith",
 ];
 
 const CLOUDTRAIL_OPS: &[&str] = &[
-    "CreateTrail",
-    "UpdateTrail",
-    "DeleteTrail",
-    "StartLogging",
-    "StopLogging",
-    "PutEventSelectors",
-    "LookupEvents",
-    "DescribeTrails",
-    "GetTrail",
-    "ListTrails",
-    "GetTrailStatus",
-    "GetEventSelectors",
-    "ListPublicKeys",
-    "lookupEvents",
-    "CreateTrail ",
-    "GetInsightSelectors",
-    "",
+    "CreateTrail", "UpdateTrail", "DeleteTrail", "StartLogging", "StopLogging", "PutEventSelectors", "LookupEvents", "DescribeTrails",
+    "GetTrail", "ListTrails", "GetTrailStatus", "GetEventSelectors", "ListPublicKeys", "lookupEvents", "CreateTrail ", "GetInsightSelectors", "",
 ];
 
 fn cloudtrail_body() -> impl Strategy<Value = Vec<u8>> {
@@ -559,97 +335,25 @@ proptest! {
 // Query protocol
 
 const QUERY_ACTIONS: &[&str] = &[
-    "GetCallerIdentity",
-    "GetSessionToken",
-    "GetFederationToken",
-    "AssumeRole",
-    "CreateUser",
-    "GetUser",
-    "ListUsers",
-    "DeleteUser",
-    "CreateAccessKey",
-    "ListAccessKeys",
-    "UpdateAccessKey",
-    "DeleteAccessKey",
-    "CreateRole",
-    "GetRole",
-    "ListRoles",
-    "DeleteRole",
-    "UpdateAssumeRolePolicy",
-    "TagUser",
-    "UntagUser",
-    "ListUserTags",
-    "TagRole",
-    "UntagRole",
-    "ListRoleTags",
-    "Publish",
-    "CreateTopic",
-    "DeleteTopic",
-    "ListTopics",
-    "GetTopicAttributes",
-    "SetTopicAttributes",
-    "Subscribe",
-    "ConfirmSubscription",
-    "Unsubscribe",
-    "ListSubscriptionsByTopic",
-    "ListSubscriptions",
-    "getCallerIdentity",
-    "",
+    "GetCallerIdentity", "GetSessionToken", "GetFederationToken", "AssumeRole", "CreateUser", "GetUser", "ListUsers", "DeleteUser",
+    "CreateAccessKey", "ListAccessKeys", "UpdateAccessKey", "DeleteAccessKey", "CreateRole", "GetRole", "ListRoles", "DeleteRole",
+    "UpdateAssumeRolePolicy", "TagUser", "UntagUser", "ListUserTags", "TagRole", "UntagRole", "ListRoleTags", "Publish", "CreateTopic",
+    "DeleteTopic", "ListTopics", "GetTopicAttributes", "SetTopicAttributes", "Subscribe", "ConfirmSubscription", "Unsubscribe",
+    "ListSubscriptionsByTopic", "ListSubscriptions", "getCallerIdentity", "",
 ];
 
 const QUERY_NAMES: &[&str] = &[
-    "DurationSeconds",
-    "Name",
-    "Policy",
-    "RoleArn",
-    "RoleSessionName",
-    "SourceIdentity",
-    "ExternalId",
-    "UserName",
-    "Path",
-    "PathPrefix",
-    "Marker",
-    "MaxItems",
-    "AccessKeyId",
-    "Status",
-    "RoleName",
-    "AssumeRolePolicyDocument",
-    "Description",
-    "MaxSessionDuration",
-    "PolicyDocument",
-    "TopicArn",
-    "TargetArn",
-    "PhoneNumber",
-    "Message",
-    "Subject",
-    "MessageStructure",
-    "NextToken",
-    "AttributeName",
-    "AttributeValue",
-    "Protocol",
-    "Endpoint",
-    "ReturnSubscriptionArn",
-    "Token",
-    "AuthenticateOnUnsubscribe",
-    "SubscriptionArn",
+    "DurationSeconds", "Name", "Policy", "RoleArn", "RoleSessionName", "SourceIdentity", "ExternalId", "UserName", "Path", "PathPrefix",
+    "Marker", "MaxItems", "AccessKeyId", "Status", "RoleName", "AssumeRolePolicyDocument", "Description", "MaxSessionDuration",
+    "PolicyDocument", "TopicArn", "TargetArn", "PhoneNumber", "Message", "Subject", "MessageStructure", "NextToken", "AttributeName",
+    "AttributeValue", "Protocol", "Endpoint", "ReturnSubscriptionArn", "Token", "AuthenticateOnUnsubscribe", "SubscriptionArn",
 ];
 
 /// A list or map member name: `Tags.member.N.Key`, `TagKeys.member.N`, `Attributes.entry.N.key`,
 /// with N at and past its edges.
 fn indexed_name() -> impl Strategy<Value = String> {
     let n = prop_oneof![4 => (1u64..4).prop_map(|n| n.to_string()), 1 => select(vec!["0", "-1", "", "01", "x", "18446744073709551616"]).prop_map(String::from), 1 => (5u64..100_000_000).prop_map(|n| n.to_string())];
-    (
-        select(vec![
-            "Tags.member.{}.Key",
-            "Tags.member.{}.Value",
-            "TagKeys.member.{}",
-            "Attributes.entry.{}.key",
-            "Attributes.entry.{}.value",
-            "Tags.member.{}",
-            "Foo.member.{}.Bar.Baz",
-        ]),
-        n,
-    )
+    (select(vec!["Tags.member.{}.Key", "Tags.member.{}.Value", "TagKeys.member.{}", "Attributes.entry.{}.key", "Attributes.entry.{}.value", "Tags.member.{}", "Foo.member.{}.Bar.Baz"]), n)
         .prop_map(|(t, n)| t.replace("{}", &n))
 }
 
@@ -712,50 +416,21 @@ fn policy_doc() -> impl Strategy<Value = String> {
         Just(json!({"Service": "cloudtrail.amazonaws.com"})),
         json_value(&["AWS", "Service", "Federated"]),
     ];
-    let action = prop_oneof![
-        Just(json!("s3:*")),
-        Just(json!(["s3:GetObject", "s3:Put*"])),
-        Just(json!("s3:?etObject")),
-        nasty_string().prop_map(Value::String)
-    ];
-    let resource = prop_oneof![
-        Just(json!("arn:aws:s3:::b/*")),
-        Just(json!(["arn:aws:s3:::*", "*"])),
-        nasty_string().prop_map(Value::String)
-    ];
+    let action = prop_oneof![Just(json!("s3:*")), Just(json!(["s3:GetObject", "s3:Put*"])), Just(json!("s3:?etObject")), nasty_string().prop_map(Value::String)];
+    let resource = prop_oneof![Just(json!("arn:aws:s3:::b/*")), Just(json!(["arn:aws:s3:::*", "*"])), nasty_string().prop_map(Value::String)];
     let condition = prop_oneof![
         Just(Value::Null),
-        (
-            select(vec![
-                "StringEquals",
-                "StringLike",
-                "StringNotLike",
-                "ArnLike",
-                "Bool",
-                "StringEqualsIfExists",
-                "NumericLessThan",
-                "ForAnyValue:StringLike"
-            ]),
-            nasty_string()
-        )
+        (select(vec!["StringEquals", "StringLike", "StringNotLike", "ArnLike", "Bool", "StringEqualsIfExists", "NumericLessThan", "ForAnyValue:StringLike"]), nasty_string())
             .prop_map(|(op, v)| json!({op: {"aws:PrincipalArn": v}})),
     ];
-    let statement = (
-        select(vec!["Allow", "Deny", "allow", ""]),
-        principal,
-        action,
-        resource,
-        condition,
-        any::<bool>(),
-    )
-        .prop_map(|(e, p, a, r, c, not)| {
-            let mut s = json!({"Effect": e, "Principal": p, "Resource": r});
-            s[if not { "NotAction" } else { "Action" }] = a;
-            if !c.is_null() {
-                s["Condition"] = c;
-            }
-            s
-        });
+    let statement = (select(vec!["Allow", "Deny", "allow", ""]), principal, action, resource, condition, any::<bool>()).prop_map(|(e, p, a, r, c, not)| {
+        let mut s = json!({"Effect": e, "Principal": p, "Resource": r});
+        s[if not { "NotAction" } else { "Action" }] = a;
+        if !c.is_null() {
+            s["Condition"] = c;
+        }
+        s
+    });
     prop_oneof![
         4 => (select(vec!["2012-10-17", "2008-10-17", "2020-01-01"]), vec(statement, 0..4)).prop_map(|(v, s)| json!({"Version": v, "Statement": s}).to_string()),
         1 => json_body(&["Version", "Id", "Statement", "Effect", "Principal", "Action", "NotAction", "Resource", "Condition", "Sid"]).prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
@@ -836,60 +511,25 @@ fn s3_case() -> BoxedStrategy<S3Case> {
         prop_oneof![3 => "[A-Za-z0-9/._ -]{0,40}", 1 => nasty_string(), 1 => (1000usize..1100).prop_map(|n| "k".repeat(n))].boxed(),
     )
         .boxed();
-    let bodies = (
-        lifecycle_xml().boxed(),
-        complete_xml().boxed(),
-        range_header().boxed(),
-    )
-        .boxed();
+    let bodies = (lifecycle_xml().boxed(), complete_xml().boxed(), range_header().boxed()).boxed();
     let conditions = (
         prop_oneof![Just("*".to_string()), "\"[0-9a-f]{32}\"", nasty_string()].boxed(),
-        prop_oneof![
-            Just("\"d41d8cd98f00b204e9800998ecf8427e\"".to_string()),
-            nasty_string()
-        ]
-        .boxed(),
+        prop_oneof![Just("\"d41d8cd98f00b204e9800998ecf8427e\"".to_string()), nasty_string()].boxed(),
         http_date().boxed(),
         http_date().boxed(),
     )
         .boxed();
     let rest = (
-        prop_oneof![
-            "/?[a-z0-9.-]{3,20}/[A-Za-z0-9%/._-]{1,30}(\\?versionId=[a-z0-9]{0,8})?",
-            nasty_string()
-        ]
-        .boxed(),
+        prop_oneof!["/?[a-z0-9.-]{3,20}/[A-Za-z0-9%/._-]{1,30}(\\?versionId=[a-z0-9]{0,8})?", nasty_string()].boxed(),
         prop_oneof!["[A-Za-z0-9_-]{0,40}", nasty_string()].boxed(),
         prop_oneof![-2i64..10_003, any::<i64>()].boxed(),
         any::<u64>(),
     )
         .boxed();
     (who, bodies, conditions, rest)
-        .prop_map(
-            |(
-                (policy, arn, action, bucket, key),
-                (lifecycle, complete, range),
-                (if_match, if_none_match, ims, ius),
-                (copy_source, token, part_number, size),
-            )| S3Case {
-                policy,
-                arn,
-                action,
-                bucket,
-                key,
-                lifecycle,
-                complete,
-                range,
-                if_match,
-                if_none_match,
-                ims,
-                ius,
-                copy_source,
-                token,
-                part_number,
-                size,
-            },
-        )
+        .prop_map(|((policy, arn, action, bucket, key), (lifecycle, complete, range), (if_match, if_none_match, ims, ius), (copy_source, token, part_number, size))| S3Case {
+            policy, arn, action, bucket, key, lifecycle, complete, range, if_match, if_none_match, ims, ius, copy_source, token, part_number, size,
+        })
         .boxed()
 }
 
@@ -933,19 +573,11 @@ proptest! {
 #[test]
 fn seed_corpus_runs_clean() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds");
-    let Ok(dirs) = std::fs::read_dir(&root) else {
-        return;
-    };
+    let Ok(dirs) = std::fs::read_dir(&root) else { return };
     for dir in dirs.flatten() {
         let name = dir.file_name().to_string_lossy().into_owned();
-        let Some((_, target)) = fuzzing::TARGETS.iter().find(|(n, _)| *n == name) else {
-            continue;
-        };
-        for file in std::fs::read_dir(dir.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        let Some((_, target)) = fuzzing::TARGETS.iter().find(|(n, _)| *n == name) else { continue };
+        for file in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
             let bytes = std::fs::read(file.path()).expect("seed readable");
             target(&bytes);
         }
@@ -964,121 +596,23 @@ fn write_seed_corpus() {
         std::fs::write(dir.join(name), bytes).unwrap();
     };
     let auth = "AWS4-HMAC-SHA256 Credential=AKIDFUZZEXAMPLE/20240301/us-east-1/iot/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7";
-    write(
-        "sigv4",
-        "iot_get",
-        fuzzing::sigv4_input(
-            0,
-            auth,
-            "20240301T120000Z",
-            "GET",
-            "/things/t1",
-            "maxResults=2&nextToken=a%2Fb",
-            "host: otatrail.test:4566\ncontent-type: application/json",
-            "",
-            b"",
-        ),
-    );
-    write(
-        "sigv4",
-        "cloudtrail_post",
-        fuzzing::sigv4_input(
-            6,
-            &auth.replace("/iot/", "/cloudtrail/"),
-            "20240301T120000Z",
-            "POST",
-            "/",
-            "",
-            "host: otatrail.test:4566\nx-amz-target: com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents",
-            "FwoGZXIvYXdzEBYaDH",
-            b"{}",
-        ),
-    );
-    write(
-        "sigv4",
-        "dot_segments",
-        fuzzing::sigv4_input(
-            3,
-            auth,
-            "20240301T120000Z",
-            "PUT",
-            "/a/./b/../c%3Ad//e",
-            "X-Amz-Signature=x&b=2&a=1&a=0",
-            "host: h\nx-amz-meta-a:  two   spaces ",
-            "",
-            b"body",
-        ),
-    );
+    write("sigv4", "iot_get", fuzzing::sigv4_input(0, auth, "20240301T120000Z", "GET", "/things/t1", "maxResults=2&nextToken=a%2Fb", "host: otatrail.test:4566\ncontent-type: application/json", "", b""));
+    write("sigv4", "cloudtrail_post", fuzzing::sigv4_input(6, &auth.replace("/iot/", "/cloudtrail/"), "20240301T120000Z", "POST", "/", "", "host: otatrail.test:4566\nx-amz-target: com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents", "FwoGZXIvYXdzEBYaDH", b"{}"));
+    write("sigv4", "dot_segments", fuzzing::sigv4_input(3, auth, "20240301T120000Z", "PUT", "/a/./b/../c%3Ad//e", "X-Amz-Signature=x&b=2&a=1&a=0", "host: h\nx-amz-meta-a:  two   spaces ", "", b"body"));
     write("rest_json", "create_stream", fuzzing::rest_json_input("POST", "/streams/s1", "", br#"{"description":"d","files":[{"fileId":0,"s3Location":{"bucket":"b","key":"k"}}],"roleArn":"arn:aws:iam::123456789012:role/r"}"#));
-    write(
-        "rest_json",
-        "create_thing",
-        fuzzing::rest_json_input(
-            "POST",
-            "/things/t%3A1",
-            "",
-            br#"{"thingTypeName":"sensor","attributePayload":{"attributes":{"a":"b"}}}"#,
-        ),
-    );
-    write(
-        "rest_json",
-        "list_things",
-        fuzzing::rest_json_input(
-            "GET",
-            "/things",
-            "maxResults=10&usePrefixAttributeValue=true&attributeName=a",
-            b"",
-        ),
-    );
+    write("rest_json", "create_thing", fuzzing::rest_json_input("POST", "/things/t%3A1", "", br#"{"thingTypeName":"sensor","attributePayload":{"attributes":{"a":"b"}}}"#));
+    write("rest_json", "list_things", fuzzing::rest_json_input("GET", "/things", "maxResults=10&usePrefixAttributeValue=true&attributeName=a", b""));
     write("rest_json", "create_job", fuzzing::rest_json_input("PUT", "/jobs/j1", "", br#"{"targets":["arn:aws:iot:us-east-1:123456789012:thing/t1"],"document":"{\"op\":\"x\"}","targetSelection":"SNAPSHOT","jobExecutionsRolloutConfig":{"maximumPerMinute":10},"abortConfig":{"criteriaList":[{"failureType":"FAILED","action":"CANCEL","thresholdPercentage":50,"minNumberOfExecutedThings":1}]},"timeoutConfig":{"inProgressTimeoutInMinutes":10}}"#));
-    write(
-        "rest_json",
-        "delete_execution",
-        fuzzing::rest_json_input(
-            "DELETE",
-            "/things/t1/jobs/j1/executionNumber/3",
-            "force=true&namespaceId=ns",
-            b"",
-        ),
-    );
+    write("rest_json", "delete_execution", fuzzing::rest_json_input("DELETE", "/things/t1/jobs/j1/executionNumber/3", "force=true&namespaceId=ns", b""));
     write("rest_json", "create_ota", fuzzing::rest_json_input("POST", "/otaUpdates/u1", "", br#"{"targets":["arn:aws:iot:us-east-1:123456789012:thinggroup/g"],"protocols":["MQTT"],"files":[{"fileName":"fw.bin","fileLocation":{"s3Location":{"bucket":"b","key":"fw.bin"}},"codeSigning":{"customCodeSigning":{"signature":{"inlineDocument":"AAAA"},"certificateChain":{"certificateName":"c"},"hashAlgorithm":"SHA256","signatureAlgorithm":"ECDSA"}}}],"roleArn":"arn:aws:iam::123456789012:role/ota"}"#));
-    write(
-        "rest_json",
-        "add_to_group",
-        fuzzing::rest_json_input(
-            "PUT",
-            "/thing-groups/addThingToThingGroup",
-            "",
-            br#"{"thingGroupName":"g","thingName":"t1"}"#,
-        ),
-    );
+    write("rest_json", "add_to_group", fuzzing::rest_json_input("PUT", "/thing-groups/addThingToThingGroup", "", br#"{"thingGroupName":"g","thingName":"t1"}"#));
     write("json_1_1", "lookup_events", fuzzing::json_1_1_input(true, "POST", "/", "LookupEvents", br#"{"LookupAttributes":[{"AttributeKey":"EventName","AttributeValue":"CreateThing"}],"StartTime":1700000000,"EndTime":1700003600.5,"MaxResults":5}"#));
     write("json_1_1", "create_trail", fuzzing::json_1_1_input(true, "POST", "/", "CreateTrail", br#"{"Name":"t","S3BucketName":"b","S3KeyPrefix":"p","IsMultiRegionTrail":true,"EnableLogFileValidation":true,"TagsList":[{"Key":"k","Value":"v"}]}"#));
     write("json_1_1", "put_selectors", fuzzing::json_1_1_input(true, "POST", "/", "PutEventSelectors", br#"{"TrailName":"t","AdvancedEventSelectors":[{"Name":"n","FieldSelectors":[{"Field":"eventCategory","Equals":["Management"]},{"Field":"readOnly","Equals":["false"]}]}]}"#));
-    write(
-        "json_1_1",
-        "list_public_keys",
-        fuzzing::json_1_1_input(
-            true,
-            "POST",
-            "/",
-            "ListPublicKeys",
-            br#"{"StartTime":1,"EndTime":2}"#,
-        ),
-    );
+    write("json_1_1", "list_public_keys", fuzzing::json_1_1_input(true, "POST", "/", "ListPublicKeys", br#"{"StartTime":1,"EndTime":2}"#));
     write("query", "assume_role", fuzzing::query_input(QueryService::Sts, true, "POST", "", b"Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fr&RoleSessionName=s&DurationSeconds=900&Tags.member.1.Key=k&Tags.member.1.Value=v"));
     write("query", "create_role", fuzzing::query_input(QueryService::Iam, true, "POST", "", b"Action=CreateRole&Version=2010-05-08&RoleName=r&AssumeRolePolicyDocument=%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%5D%7D&MaxSessionDuration=3600&Tags.member.1.Key=a&Tags.member.1.Value=b"));
-    write(
-        "query",
-        "untag_user",
-        fuzzing::query_input(
-            QueryService::Iam,
-            false,
-            "GET",
-            "Action=UntagUser&UserName=u&TagKeys.member.1=a&TagKeys.member.2=b",
-            b"",
-        ),
-    );
+    write("query", "untag_user", fuzzing::query_input(QueryService::Iam, false, "GET", "Action=UntagUser&UserName=u&TagKeys.member.1=a&TagKeys.member.2=b", b""));
     write("query", "sns_subscribe", fuzzing::query_input(QueryService::Sns, true, "POST", "", b"Action=Subscribe&Version=2010-03-31&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A123456789012%3At&Protocol=https&Endpoint=https%3A%2F%2Fu%3Ap%40example.com%2Fx&Attributes.entry.1.key=RawMessageDelivery&Attributes.entry.1.value=true&ReturnSubscriptionArn=TRUE"));
     write("query", "sns_publish", fuzzing::query_input(QueryService::Sns, true, "POST", "", b"Action=Publish&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A123456789012%3At&Message=hi&Subject=s"));
     write("s3_request", "everything", fuzzing::S3Input {
@@ -1104,40 +638,18 @@ fn write_seed_corpus() {
 // ---------------------------------------------------------------------------------------------
 // Regressions: inputs that crashed a target (see fuzz/README.md).
 
+
 /// `Tags.member.0` underflowed `i - 1` in `api::call::query_request_parameters` (a panic on any
 /// signed IAM/STS call), and a huge member index padded the recorded list with that many nulls.
 #[test]
 fn regression_query_member_index_zero_and_huge() {
-    for query in [
-        "Action=GetCallerIdentity&Version=2010-05-08&Tags.member.0=",
-        "Action=ListUsers&TagKeys.member.0.Key=x",
-    ] {
-        fuzzing::query(&fuzzing::query_input(
-            QueryService::Iam,
-            false,
-            "POST",
-            query,
-            b"",
-        ));
-        fuzzing::query(&fuzzing::query_input(
-            QueryService::Sts,
-            true,
-            "POST",
-            "",
-            query.as_bytes(),
-        ));
+    for query in ["Action=GetCallerIdentity&Version=2010-05-08&Tags.member.0=", "Action=ListUsers&TagKeys.member.0.Key=x"] {
+        fuzzing::query(&fuzzing::query_input(QueryService::Iam, false, "POST", query, b""));
+        fuzzing::query(&fuzzing::query_input(QueryService::Sts, true, "POST", "", query.as_bytes()));
     }
     // 2^62 members: before the fix, an allocation of 2^67 bytes.
     let huge = "Action=GetCallerIdentity&Tags.member.4611686018427387904.Key=k";
-    fuzzing::query(&fuzzing::query_input(
-        QueryService::Sts,
-        true,
-        "POST",
-        huge,
-        b"",
-    ));
+    fuzzing::query(&fuzzing::query_input(QueryService::Sts, true, "POST", huge, b""));
     // The same, as raw fuzz bytes (selector, method, query, body).
-    fuzzing::query(
-        b"\x01\x04\x00POST\x3a\x00Action=GetCallerIdentity&Version=2010-05-08&Tags.member.0=",
-    );
+    fuzzing::query(b"\x01\x04\x00POST\x3a\x00Action=GetCallerIdentity&Version=2010-05-08&Tags.member.0=");
 }

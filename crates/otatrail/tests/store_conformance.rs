@@ -8,11 +8,7 @@ use otatrail::store::{Store, conformance};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_backend_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("state.db"))
-            .await
-            .unwrap(),
-    );
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("state.db")).await.unwrap());
     conformance::run(store).await;
 }
 
@@ -26,22 +22,12 @@ async fn sqlite_state_survives_reopen() {
     {
         let store = SqliteStore::open(&path).await.unwrap();
         write::<_, StoreError, _>(&store, |tx| {
-            Box::pin(async move {
-                tx.insert_account(&Account {
-                    id: "999999999999".into(),
-                    created_at: Millis(5),
-                })
-                .await
-            })
+            Box::pin(async move { tx.insert_account(&Account { id: "999999999999".into(), created_at: Millis(5) }).await })
         })
         .await
         .unwrap();
     }
     let store = SqliteStore::open(&path).await.unwrap();
-    let accounts = read::<_, StoreError, _>(&store, |tx| {
-        Box::pin(async move { tx.list_accounts().await })
-    })
-    .await
-    .unwrap();
+    let accounts = read::<_, StoreError, _>(&store, |tx| Box::pin(async move { tx.list_accounts().await })).await.unwrap();
     assert_eq!(accounts.len(), 1);
 }

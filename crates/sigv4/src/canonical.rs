@@ -3,11 +3,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 /// Everything but the RFC 3986 unreserved characters.
-const STRICT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const STRICT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 /// As [`STRICT`], but keeps `/` (path segments).
 const PATH: &AsciiSet = &STRICT.remove(b'/');
 
@@ -66,10 +62,7 @@ impl<'a> CanonicalRequest<'a> {
         out.push('\n');
         out.push_str(&canonical_uri(self.path, encoding));
         out.push('\n');
-        out.push_str(&canonical_query_string(
-            self.query,
-            self.excluded_query_params,
-        ));
+        out.push_str(&canonical_query_string(self.query, self.excluded_query_params));
         out.push('\n');
         for name in &sorted {
             out.push_str(name);
@@ -84,13 +77,7 @@ impl<'a> CanonicalRequest<'a> {
             out.push('\n');
         }
         out.push('\n');
-        out.push_str(
-            &sorted
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(";"),
-        );
+        out.push_str(&sorted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(";"));
         out.push('\n');
         out.push_str(&self.payload_hash);
         out
@@ -117,11 +104,7 @@ fn canonical_uri(path: &str, encoding: UriEncoding) -> String {
         }
         UriEncoding::Double => {
             let normalized = remove_dot_segments(path);
-            if normalized.is_empty() {
-                "/".to_string()
-            } else {
-                uri_encode(&normalized, true)
-            }
+            if normalized.is_empty() { "/".to_string() } else { uri_encode(&normalized, true) }
         }
     }
 }
@@ -145,11 +128,7 @@ fn remove_dot_segments(path: &str) -> String {
     // A trailing `.` or `..` segment leaves a trailing slash, as a trailing `/` does
     // (RFC 3986 §5.2.4 2B/2C: `/a/b/.` → `/a/b/`, `/a/b/c/..` → `/a/b/`).
     let ends_in_dir = matches!(path.rsplit('/').next(), Some("" | "." | ".."));
-    let last = if ends_in_dir && !out.is_empty() {
-        "/"
-    } else {
-        ""
-    };
+    let last = if ends_in_dir && !out.is_empty() { "/" } else { "" };
     format!("{first}{}{last}", out.join("/"))
 }
 
@@ -170,11 +149,7 @@ pub fn canonical_query_string(query: &str, excluded: &[&str]) -> String {
         })
         .collect();
     pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
 }
 
 #[cfg(test)]
@@ -191,14 +166,8 @@ mod tests {
 
     #[test]
     fn double_encoding_reencodes_percent() {
-        assert_eq!(
-            canonical_uri("/things/a%3Ab", UriEncoding::Double),
-            "/things/a%253Ab"
-        );
-        assert_eq!(
-            canonical_uri("/things/a%3Ab", UriEncoding::Single),
-            "/things/a%3Ab"
-        );
+        assert_eq!(canonical_uri("/things/a%3Ab", UriEncoding::Double), "/things/a%253Ab");
+        assert_eq!(canonical_uri("/things/a%3Ab", UriEncoding::Single), "/things/a%3Ab");
         assert_eq!(canonical_uri("", UriEncoding::Double), "/");
     }
 
@@ -206,10 +175,7 @@ mod tests {
     fn query_is_sorted_and_reencoded() {
         assert_eq!(canonical_query_string("b=2&a=1&a=0", &[]), "a=0&a=1&b=2");
         assert_eq!(canonical_query_string("k=a%20b&x", &[]), "k=a%20b&x=");
-        assert_eq!(
-            canonical_query_string("X-Amz-Signature=abc&a=1", &["X-Amz-Signature"]),
-            "a=1"
-        );
+        assert_eq!(canonical_query_string("X-Amz-Signature=abc&a=1", &["X-Amz-Signature"]), "a=1");
         assert_eq!(canonical_query_string("p=a/b", &[]), "p=a%2Fb");
     }
 }

@@ -12,23 +12,15 @@ pub enum SigV4Error {
     /// The credential scope does not fit the request (date, region or service).
     ScopeMismatch(String),
     /// The signature differs from the one the server computed.
-    SignatureMismatch {
-        canonical_request: String,
-        string_to_sign: String,
-    },
+    SignatureMismatch { canonical_request: String, string_to_sign: String },
 }
 
 impl SigV4Error {
     /// The message AWS sends for this failure.
     pub fn message(&self) -> String {
         match self {
-            SigV4Error::IncompleteSignature(m)
-            | SigV4Error::SignatureExpired(m)
-            | SigV4Error::ScopeMismatch(m) => m.clone(),
-            SigV4Error::SignatureMismatch {
-                canonical_request,
-                string_to_sign,
-            } => format!(
+            SigV4Error::IncompleteSignature(m) | SigV4Error::SignatureExpired(m) | SigV4Error::ScopeMismatch(m) => m.clone(),
+            SigV4Error::SignatureMismatch { canonical_request, string_to_sign } => format!(
                 "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'{canonical_request}'\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n"
             ),
         }

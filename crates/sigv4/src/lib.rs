@@ -26,18 +26,14 @@ pub use signer::{Credentials, SignableRequest, sign_request};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use time::{
-    Duration, OffsetDateTime, PrimitiveDateTime, format_description::FormatItem,
-    macros::format_description,
-};
+use time::{Duration, OffsetDateTime, PrimitiveDateTime, format_description::FormatItem, macros::format_description};
 
 /// The only algorithm AWS SigV4 (non-asymmetric) uses.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// How far a request's timestamp may be from the server clock, as AWS allows.
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(15);
 
-const AMZ_DATE_FORMAT: &[FormatItem<'static>] =
-    format_description!("[year][month][day]T[hour][minute][second]Z");
+const AMZ_DATE_FORMAT: &[FormatItem<'static>] = format_description!("[year][month][day]T[hour][minute][second]Z");
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -54,10 +50,7 @@ pub struct CredentialScope {
 impl CredentialScope {
     /// The scope string used in the string to sign (without the access key ID).
     pub fn scope(&self) -> String {
-        format!(
-            "{}/{}/{}/aws4_request",
-            self.date, self.region, self.service
-        )
+        format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
     }
 }
 
@@ -110,26 +103,16 @@ pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader, SigV4Erro
     .map(|(n, _)| *n)
     .collect();
     if !missing.is_empty() {
-        let list = missing
-            .iter()
-            .map(|m| format!("'{m}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let list = missing.iter().map(|m| format!("'{m}'")).collect::<Vec<_>>().join(", ");
         return Err(SigV4Error::IncompleteSignature(format!(
             "Authorization header requires {list} parameter. Authorization={value}"
         )));
     }
     let credential = parse_credential(credential.as_deref().unwrap_or_default())?;
-    let signed_headers: Vec<String> = signed_headers
-        .unwrap_or_default()
-        .split(';')
-        .filter(|h| !h.is_empty())
-        .map(|h| h.to_ascii_lowercase())
-        .collect();
+    let signed_headers: Vec<String> =
+        signed_headers.unwrap_or_default().split(';').filter(|h| !h.is_empty()).map(|h| h.to_ascii_lowercase()).collect();
     if signed_headers.is_empty() {
-        return Err(SigV4Error::IncompleteSignature(
-            "Authorization header requires a non-empty 'SignedHeaders'.".into(),
-        ));
+        return Err(SigV4Error::IncompleteSignature("Authorization header requires a non-empty 'SignedHeaders'.".into()));
     }
     let signature = signature.unwrap_or_default().to_ascii_lowercase();
     if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -137,11 +120,7 @@ pub fn parse_authorization(value: &str) -> Result<AuthorizationHeader, SigV4Erro
             "Signature must be 64 hexadecimal characters.".into(),
         ));
     }
-    Ok(AuthorizationHeader {
-        credential,
-        signed_headers,
-        signature,
-    })
+    Ok(AuthorizationHeader { credential, signed_headers, signature })
 }
 
 fn parse_credential(value: &str) -> Result<CredentialScope, SigV4Error> {
@@ -152,9 +131,7 @@ fn parse_credential(value: &str) -> Result<CredentialScope, SigV4Error> {
         )));
     }
     if parts.iter().take(4).any(|p| p.is_empty()) {
-        return Err(SigV4Error::IncompleteSignature(format!(
-            "Credential has an empty component. Credential={value}"
-        )));
+        return Err(SigV4Error::IncompleteSignature(format!("Credential has an empty component. Credential={value}")));
     }
     if parts[1].len() != 8 || !parts[1].bytes().all(|b| b.is_ascii_digit()) {
         return Err(SigV4Error::IncompleteSignature(format!(
@@ -171,16 +148,12 @@ fn parse_credential(value: &str) -> Result<CredentialScope, SigV4Error> {
 
 /// Parses an `X-Amz-Date` value (`20150830T123600Z`).
 pub fn parse_amz_date(value: &str) -> Option<OffsetDateTime> {
-    PrimitiveDateTime::parse(value, AMZ_DATE_FORMAT)
-        .ok()
-        .map(|t| t.assume_utc())
+    PrimitiveDateTime::parse(value, AMZ_DATE_FORMAT).ok().map(|t| t.assume_utc())
 }
 
 /// Formats a time as an `X-Amz-Date` value.
 pub fn format_amz_date(t: OffsetDateTime) -> String {
-    t.to_offset(time::UtcOffset::UTC)
-        .format(AMZ_DATE_FORMAT)
-        .unwrap_or_default()
+    t.to_offset(time::UtcOffset::UTC).format(AMZ_DATE_FORMAT).unwrap_or_default()
 }
 
 /// What the server expects of the request, beyond the signature itself.
@@ -259,9 +232,7 @@ impl Verifier {
         if let Some(service) = expect.service
             && cred.service != service
         {
-            return Err(SigV4Error::ScopeMismatch(format!(
-                "Credential should be scoped to correct service: '{service}'."
-            )));
+            return Err(SigV4Error::ScopeMismatch(format!("Credential should be scoped to correct service: '{service}'.")));
         }
         for h in &auth.signed_headers {
             if request.header(h).is_none() {
@@ -277,16 +248,9 @@ impl Verifier {
         let expected = sign(&key, &string_to_sign);
         let provided = hex::decode(&auth.signature).unwrap_or_default();
         if expected.ct_eq(&provided[..]).into() {
-            Ok(VerifiedSignature {
-                credential: cred.clone(),
-                signed_at,
-                signed_headers: auth.signed_headers.clone(),
-            })
+            Ok(VerifiedSignature { credential: cred.clone(), signed_at, signed_headers: auth.signed_headers.clone() })
         } else {
-            Err(SigV4Error::SignatureMismatch {
-                canonical_request: canonical,
-                string_to_sign,
-            })
+            Err(SigV4Error::SignatureMismatch { canonical_request: canonical, string_to_sign })
         }
     }
 }
@@ -319,16 +283,8 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
 }
 
 /// Derives the signing key: HMAC chain over date, region, service and `aws4_request`.
-pub fn derive_signing_key(
-    secret_access_key: &str,
-    date: &str,
-    region: &str,
-    service: &str,
-) -> [u8; 32] {
-    let k_date = hmac(
-        format!("AWS4{secret_access_key}").as_bytes(),
-        date.as_bytes(),
-    );
+pub fn derive_signing_key(secret_access_key: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    let k_date = hmac(format!("AWS4{secret_access_key}").as_bytes(), date.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());
     let k_service = hmac(&k_region, service.as_bytes());
     hmac(&k_service, b"aws4_request")

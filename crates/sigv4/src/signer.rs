@@ -5,10 +5,7 @@
 
 use time::OffsetDateTime;
 
-use crate::{
-    ALGORITHM, CanonicalRequest, UriEncoding, derive_signing_key, format_amz_date, sha256_hex,
-    sign, string_to_sign,
-};
+use crate::{ALGORITHM, CanonicalRequest, UriEncoding, derive_signing_key, format_amz_date, sha256_hex, sign, string_to_sign};
 
 /// Long-term or temporary credentials of the caller.
 #[derive(Clone)]
@@ -21,9 +18,7 @@ pub struct Credentials {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The secret and token never reach a log line.
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Credentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
     }
 }
 
@@ -56,10 +51,7 @@ pub fn sign_request(
         headers.push(("x-amz-security-token", token));
     }
     headers.extend_from_slice(req.headers);
-    let signed: Vec<String> = headers
-        .iter()
-        .map(|(k, _)| k.to_ascii_lowercase())
-        .collect();
+    let signed: Vec<String> = headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
     let canonical = CanonicalRequest {
         method: req.method,
         path: req.path,
@@ -68,11 +60,7 @@ pub fn sign_request(
         payload_hash: sha256_hex(req.body),
         excluded_query_params: &[],
     };
-    let encoding = if service == "s3" {
-        UriEncoding::Single
-    } else {
-        UriEncoding::Double
-    };
+    let encoding = if service == "s3" { UriEncoding::Single } else { UriEncoding::Double };
     let canonical_string = canonical.canonical_string(&signed, encoding);
     let scope = format!("{date}/{region}/{service}/aws4_request");
     let to_sign = string_to_sign(&amz_date, &scope, &canonical_string);
@@ -87,11 +75,7 @@ pub fn sign_request(
     }
     out.push((
         "authorization",
-        format!(
-            "{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={signature}",
-            creds.access_key_id,
-            sorted.join(";")
-        ),
+        format!("{ALGORITHM} Credential={}/{scope}, SignedHeaders={}, Signature={signature}", creds.access_key_id, sorted.join(";")),
     ));
     out
 }
@@ -103,40 +87,16 @@ mod tests {
 
     #[test]
     fn a_signed_request_verifies() {
-        let creds = Credentials {
-            access_key_id: "AKIDEXAMPLE".into(),
-            secret_access_key: "secret/key".into(),
-            session_token: Some("tok".into()),
-        };
+        let creds = Credentials { access_key_id: "AKIDEXAMPLE".into(), secret_access_key: "secret/key".into(), session_token: Some("tok".into()) };
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-        let extra = [
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", "CloudTrail_20131101.ListPublicKeys"),
-        ];
-        let req = SignableRequest {
-            method: "POST",
-            host: "127.0.0.1:4566",
-            path: "/",
-            query: "",
-            headers: &extra,
-            body: b"{}",
-        };
+        let extra = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", "CloudTrail_20131101.ListPublicKeys")];
+        let req = SignableRequest { method: "POST", host: "127.0.0.1:4566", path: "/", query: "", headers: &extra, body: b"{}" };
         let added = sign_request(&req, &creds, "us-east-1", "cloudtrail", now);
-        let auth_value = added
-            .iter()
-            .find(|(k, _)| *k == "authorization")
-            .unwrap()
-            .1
-            .clone();
+        let auth_value = added.iter().find(|(k, _)| *k == "authorization").unwrap().1.clone();
         let auth = parse_authorization(&auth_value).unwrap();
         let mut headers: Vec<(&str, &str)> = vec![("host", "127.0.0.1:4566")];
         headers.extend(extra);
-        headers.extend(
-            added
-                .iter()
-                .filter(|(k, _)| *k != "authorization")
-                .map(|(k, v)| (*k, v.as_str())),
-        );
+        headers.extend(added.iter().filter(|(k, _)| *k != "authorization").map(|(k, v)| (*k, v.as_str())));
         let canonical = CanonicalRequest {
             method: "POST",
             path: "/",
@@ -145,20 +105,9 @@ mod tests {
             payload_hash: sha256_hex(b"{}"),
             excluded_query_params: &[],
         };
-        let expect = Expectations {
-            now,
-            service: Some("cloudtrail"),
-            region: Some("us-east-1"),
-            uri_encoding: UriEncoding::Double,
-        };
-        Verifier::new()
-            .verify(&auth, &canonical, "secret/key", &expect)
-            .expect("verifies");
-        assert!(
-            Verifier::new()
-                .verify(&auth, &canonical, "other", &expect)
-                .is_err()
-        );
+        let expect = Expectations { now, service: Some("cloudtrail"), region: Some("us-east-1"), uri_encoding: UriEncoding::Double };
+        Verifier::new().verify(&auth, &canonical, "secret/key", &expect).expect("verifies");
+        assert!(Verifier::new().verify(&auth, &canonical, "other", &expect).is_err());
         assert!(!format!("{creds:?}").contains("secret"));
     }
 }

@@ -11,8 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use otatrail_sigv4::{
-    CanonicalRequest, Expectations, SigV4Error, UriEncoding, Verifier, parse_authorization,
-    sha256_hex, string_to_sign,
+    CanonicalRequest, Expectations, SigV4Error, UriEncoding, Verifier, parse_authorization, sha256_hex, string_to_sign,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -85,12 +84,7 @@ vectors! {
 fn every_vendored_vector_is_run() {
     let mut on_disk: Vec<String> = fs::read_dir(suite_dir())
         .expect("vector directory")
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .into_string()
-                .expect("UTF-8 name")
-        })
+        .map(|e| e.expect("dir entry").file_name().into_string().expect("UTF-8 name"))
         .collect();
     on_disk.sort();
     let mut listed: Vec<String> = VECTORS.iter().map(|s| s.to_string()).collect();
@@ -118,11 +112,7 @@ struct Context {
 
 impl Context {
     fn parse(json: &str) -> Self {
-        let field = |k: &str| {
-            json_string(json, k)
-                .unwrap_or_else(|| panic!("context.json lacks {k}"))
-                .to_string()
-        };
+        let field = |k: &str| json_string(json, k).unwrap_or_else(|| panic!("context.json lacks {k}")).to_string();
         Context {
             access_key_id: field("access_key_id"),
             secret_access_key: field("secret_access_key"),
@@ -137,11 +127,7 @@ impl Context {
 /// suite's `context.json` files hold; saves a JSON dependency.
 fn json_string<'a>(json: &'a str, key: &str) -> Option<&'a str> {
     let after_key = &json[json.find(&format!("\"{key}\""))? + key.len() + 2..];
-    let value = after_key
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start()
-        .strip_prefix('"')?;
+    let value = after_key.trim_start().strip_prefix(':')?.trim_start().strip_prefix('"')?;
     value.split('"').next()
 }
 
@@ -171,19 +157,14 @@ impl WireRequest {
                 // obs-fold (get-header-value-multiline). RFC 9112 §5.2: a recipient replaces it
                 // with SP before interpreting the value. The continuation's own leading spaces are
                 // kept, so the verifier's whitespace collapsing is exercised too.
-                let (_, value) = headers
-                    .last_mut()
-                    .expect("continuation line after a header");
+                let (_, value) = headers.last_mut().expect("continuation line after a header");
                 value.push(' ');
                 value.push_str(line);
                 continue;
             }
             let (name, value) = line.split_once(':').expect("header line");
             // Servers strip the optional whitespace around a field value (RFC 9110 §5.5).
-            headers.push((
-                name.to_string(),
-                value.trim_matches([' ', '\t']).to_string(),
-            ));
+            headers.push((name.to_string(), value.trim_matches([' ', '\t']).to_string()));
         }
         WireRequest {
             method: method.to_string(),
@@ -195,10 +176,7 @@ impl WireRequest {
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn canonical_request(&self) -> CanonicalRequest<'_> {
@@ -206,11 +184,7 @@ impl WireRequest {
             method: &self.method,
             path: &self.path,
             query: &self.query,
-            headers: self
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
+            headers: self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
             payload_hash: sha256_hex(&self.body),
             excluded_query_params: &[],
         }
@@ -233,9 +207,7 @@ fn run_vector(name: &str, encoding: UriEncoding) {
     let expected_signature = read(&dir, "header-signature.txt");
     let request = WireRequest::parse(&read(&dir, "header-signed-request.txt"));
 
-    let authorization = request
-        .header("authorization")
-        .expect("signed request has an Authorization header");
+    let authorization = request.header("authorization").expect("signed request has an Authorization header");
     let auth = parse_authorization(authorization).expect("vendored Authorization header parses");
     assert_eq!(auth.credential.access_key_id, ctx.access_key_id);
     assert_eq!(auth.credential.region, ctx.region);
@@ -247,19 +219,11 @@ fn run_vector(name: &str, encoding: UriEncoding) {
     let canonical = creq.canonical_string(&auth.signed_headers, encoding);
     assert_eq!(canonical, expected_creq, "{name}: canonical request");
     let amz_date = request.header("x-amz-date").expect("X-Amz-Date");
-    assert_eq!(
-        string_to_sign(amz_date, &auth.credential.scope(), &canonical),
-        expected_sts,
-        "{name}: string to sign"
-    );
+    assert_eq!(string_to_sign(amz_date, &auth.credential.scope(), &canonical), expected_sts, "{name}: string to sign");
 
     // (a) The verifier accepts the vendored signature.
-    let expect = Expectations {
-        now: ctx.time,
-        service: Some(&ctx.service),
-        region: Some(&ctx.region),
-        uri_encoding: encoding,
-    };
+    let expect =
+        Expectations { now: ctx.time, service: Some(&ctx.service), region: Some(&ctx.region), uri_encoding: encoding };
     let verifier = Verifier::new();
     let verified = verifier
         .verify(&auth, &creq, &ctx.secret_access_key, &expect)
@@ -275,16 +239,11 @@ fn run_vector(name: &str, encoding: UriEncoding) {
         let header = authorization.replace(&auth.signature, &forged);
         let forged_auth = parse_authorization(&header).expect("forged header still parses");
         match verifier.verify(&forged_auth, &creq, &ctx.secret_access_key, &expect) {
-            Err(SigV4Error::SignatureMismatch {
-                canonical_request,
-                string_to_sign,
-            }) => {
+            Err(SigV4Error::SignatureMismatch { canonical_request, string_to_sign }) => {
                 assert_eq!(canonical_request, expected_creq);
                 assert_eq!(string_to_sign, expected_sts);
             }
-            other => {
-                panic!("{name}: digit {index} flipped: expected SignatureMismatch, got {other:?}")
-            }
+            other => panic!("{name}: digit {index} flipped: expected SignatureMismatch, got {other:?}"),
         }
     }
 }
@@ -293,13 +252,7 @@ fn run_vector(name: &str, encoding: UriEncoding) {
 #[test]
 fn wire_parser_unfolds_headers_and_keeps_body() {
     let r = WireRequest::parse("POST /a?b=c HTTP/1.1\nHost: h \nX:v1\n  v2\n\nbody");
-    assert_eq!(
-        (r.method.as_str(), r.path.as_str(), r.query.as_str()),
-        ("POST", "/a", "b=c")
-    );
-    assert_eq!(
-        r.headers,
-        vec![("Host".into(), "h".into()), ("X".into(), "v1   v2".into())]
-    );
+    assert_eq!((r.method.as_str(), r.path.as_str(), r.query.as_str()), ("POST", "/a", "b=c"));
+    assert_eq!(r.headers, vec![("Host".into(), "h".into()), ("X".into(), "v1   v2".into())]);
     assert_eq!(r.body, b"body");
 }

@@ -7,9 +7,8 @@
 //! as well. Each test then changes one thing and checks the error it gets.
 
 use otatrail_sigv4::{
-    AuthorizationHeader, CanonicalRequest, Expectations, SigV4Error, UriEncoding,
-    VerifiedSignature, Verifier, derive_signing_key, format_amz_date, parse_amz_date,
-    parse_authorization, sha256_hex, sign, string_to_sign,
+    AuthorizationHeader, CanonicalRequest, Expectations, SigV4Error, UriEncoding, VerifiedSignature, Verifier,
+    derive_signing_key, format_amz_date, parse_amz_date, parse_authorization, sha256_hex, sign, string_to_sign,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -46,11 +45,7 @@ impl Request {
             method: "GET",
             path: "/",
             query: "",
-            headers: self
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
+            headers: self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
             payload_hash: sha256_hex(b""),
             excluded_query_params: &[],
         }
@@ -58,32 +53,12 @@ impl Request {
 
     /// Signs the request as a client would, for the given headers and credential scope.
     /// `date` is the credential scope's date (normally the day of `X-Amz-Date`).
-    fn sign(
-        &self,
-        signed_headers: &[&str],
-        date: &str,
-        region: &str,
-        service: &str,
-    ) -> AuthorizationHeader {
+    fn sign(&self, signed_headers: &[&str], date: &str, region: &str, service: &str) -> AuthorizationHeader {
         let signed: Vec<String> = signed_headers.iter().map(|h| h.to_string()).collect();
-        let amz_date = &self
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-date"))
-            .expect("X-Amz-Date")
-            .1;
-        let creq = self
-            .canonical()
-            .canonical_string(&signed, UriEncoding::Double);
-        let sts = string_to_sign(
-            amz_date,
-            &format!("{date}/{region}/{service}/aws4_request"),
-            &creq,
-        );
-        let signature = hex::encode(sign(
-            &derive_signing_key(SECRET, date, region, service),
-            &sts,
-        ));
+        let amz_date = &self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-amz-date")).expect("X-Amz-Date").1;
+        let creq = self.canonical().canonical_string(&signed, UriEncoding::Double);
+        let sts = string_to_sign(amz_date, &format!("{date}/{region}/{service}/aws4_request"), &creq);
+        let signature = hex::encode(sign(&derive_signing_key(SECRET, date, region, service), &sts));
         parse_authorization(&format!(
             "AWS4-HMAC-SHA256 Credential={ACCESS_KEY_ID}/{date}/{region}/{service}/aws4_request, SignedHeaders={}, Signature={signature}",
             signed_headers.join(";")
@@ -93,22 +68,14 @@ impl Request {
 
     /// Signs `host;x-amz-date` (plus the lowercase names of the extra headers) in the default scope.
     fn sign_default(&self) -> AuthorizationHeader {
-        let mut names: Vec<String> = self
-            .headers
-            .iter()
-            .map(|(k, _)| k.to_ascii_lowercase())
-            .collect();
+        let mut names: Vec<String> = self.headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();
         names.sort();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let date = &self.headers[1].1[..8];
         self.sign(&names, date, REGION, SERVICE)
     }
 
-    fn verify(
-        &self,
-        auth: &AuthorizationHeader,
-        now: OffsetDateTime,
-    ) -> Result<VerifiedSignature, SigV4Error> {
+    fn verify(&self, auth: &AuthorizationHeader, now: OffsetDateTime) -> Result<VerifiedSignature, SigV4Error> {
         self.verify_expecting(auth, now, Some(SERVICE), Some(REGION))
     }
 
@@ -119,12 +86,7 @@ impl Request {
         service: Option<&str>,
         region: Option<&str>,
     ) -> Result<VerifiedSignature, SigV4Error> {
-        let expect = Expectations {
-            now,
-            service,
-            region,
-            uri_encoding: UriEncoding::Double,
-        };
+        let expect = Expectations { now, service, region, uri_encoding: UriEncoding::Double };
         Verifier::new().verify(auth, &self.canonical(), SECRET, &expect)
     }
 }
@@ -182,10 +144,7 @@ fn parses_a_well_formed_header_in_any_layout() {
     assert_eq!(expected.credential.date, "20150830");
     assert_eq!(expected.credential.region, "us-east-1");
     assert_eq!(expected.credential.service, "service");
-    assert_eq!(
-        expected.credential.scope(),
-        "20150830/us-east-1/service/aws4_request"
-    );
+    assert_eq!(expected.credential.scope(), "20150830/us-east-1/service/aws4_request");
     assert_eq!(expected.signed_headers, ["host", "x-amz-date"]);
     assert_eq!(expected.signature, SIG);
 
@@ -205,28 +164,14 @@ fn missing_components_are_named() {
     let signed = "SignedHeaders=host;x-amz-date";
     let signature = format!("Signature={SIG}");
     for (header, missing) in [
-        (
-            format!("AWS4-HMAC-SHA256 {signed}, {signature}"),
-            "'Credential'",
-        ),
-        (
-            format!("AWS4-HMAC-SHA256 {credential}, {signed}"),
-            "'Signature'",
-        ),
-        (
-            format!("AWS4-HMAC-SHA256 {credential}, {signature}"),
-            "'SignedHeaders'",
-        ),
-        (
-            "AWS4-HMAC-SHA256".to_string(),
-            "'Credential', 'Signature', 'SignedHeaders'",
-        ),
+        (format!("AWS4-HMAC-SHA256 {signed}, {signature}"), "'Credential'"),
+        (format!("AWS4-HMAC-SHA256 {credential}, {signed}"), "'Signature'"),
+        (format!("AWS4-HMAC-SHA256 {credential}, {signature}"), "'SignedHeaders'"),
+        ("AWS4-HMAC-SHA256".to_string(), "'Credential', 'Signature', 'SignedHeaders'"),
     ] {
         let message = incomplete(parse_authorization(&header));
         assert!(
-            message.starts_with(&format!(
-                "Authorization header requires {missing} parameter"
-            )),
+            message.starts_with(&format!("Authorization header requires {missing} parameter")),
             "{header}: {message}"
         );
     }
@@ -234,23 +179,11 @@ fn missing_components_are_named() {
 
 #[test]
 fn unsupported_algorithms_are_rejected() {
-    let rest = format!(
-        "Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host, Signature={SIG}"
-    );
-    for algorithm in [
-        "AWS4-HMAC-SHA1",
-        "AWS4-ECDSA-P256-SHA256",
-        "aws4-hmac-sha256",
-        "AWS",
-        "Bearer",
-    ] {
+    let rest =
+        format!("Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host, Signature={SIG}");
+    for algorithm in ["AWS4-HMAC-SHA1", "AWS4-ECDSA-P256-SHA256", "aws4-hmac-sha256", "AWS", "Bearer"] {
         let message = incomplete(parse_authorization(&format!("{algorithm} {rest}")));
-        assert_eq!(
-            message,
-            format!(
-                "Unsupported AWS 'algorithm': '{algorithm}'. Only AWS4-HMAC-SHA256 is supported."
-            )
-        );
+        assert_eq!(message, format!("Unsupported AWS 'algorithm': '{algorithm}'. Only AWS4-HMAC-SHA256 is supported."));
     }
     // An empty header names an empty algorithm.
     assert!(incomplete(parse_authorization("")).starts_with("Unsupported AWS 'algorithm': ''"));
@@ -275,14 +208,9 @@ fn bad_credential_scopes_are_rejected() {
         "AKIDEXAMPLE/2015083/us-east-1/service/aws4_request",
         "AKIDEXAMPLE/20150830T123600Z/us-east-1/service/aws4_request",
     ] {
-        let header = format!(
-            "AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host, Signature={SIG}"
-        );
+        let header = format!("AWS4-HMAC-SHA256 Credential={credential}, SignedHeaders=host, Signature={SIG}");
         let message = incomplete(parse_authorization(&header));
-        assert!(
-            message.contains(&format!("Credential={credential}")),
-            "{credential}: {message}"
-        );
+        assert!(message.contains(&format!("Credential={credential}")), "{credential}: {message}");
     }
 }
 
@@ -291,15 +219,9 @@ fn malformed_components_are_rejected() {
     let credential = "Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request";
     for header in [
         // Signature not 64 hex digits.
-        format!(
-            "AWS4-HMAC-SHA256 {credential}, SignedHeaders=host, Signature={}",
-            &SIG[1..]
-        ),
+        format!("AWS4-HMAC-SHA256 {credential}, SignedHeaders=host, Signature={}", &SIG[1..]),
         format!("AWS4-HMAC-SHA256 {credential}, SignedHeaders=host, Signature={SIG}0"),
-        format!(
-            "AWS4-HMAC-SHA256 {credential}, SignedHeaders=host, Signature={}g",
-            &SIG[1..]
-        ),
+        format!("AWS4-HMAC-SHA256 {credential}, SignedHeaders=host, Signature={}g", &SIG[1..]),
         // No signed headers at all.
         format!("AWS4-HMAC-SHA256 {credential}, SignedHeaders=, Signature={SIG}"),
         format!("AWS4-HMAC-SHA256 {credential}, SignedHeaders=;, Signature={SIG}"),
@@ -329,10 +251,7 @@ fn a_request_signed_20_minutes_ahead_is_not_yet_current() {
     let signed_at = now() + Duration::minutes(20);
     let request = Request::new(signed_at, &[]);
     let message = expired(request.verify(&request.sign_default(), now()));
-    assert!(
-        message.starts_with("Signature not yet current:"),
-        "{message}"
-    );
+    assert!(message.starts_with("Signature not yet current:"), "{message}");
     assert_eq!(
         message,
         "Signature not yet current: 20150830T125600Z is still later than 20150830T125100Z (20150830T123600Z + 15 min.)"
@@ -344,9 +263,7 @@ fn a_skew_of_14_minutes_either_way_is_accepted() {
     for skew in [Duration::minutes(-14), Duration::minutes(14)] {
         let signed_at = now() + skew;
         let request = Request::new(signed_at, &[]);
-        let verified = request
-            .verify(&request.sign_default(), now())
-            .unwrap_or_else(|e| panic!("{skew}: {e}"));
+        let verified = request.verify(&request.sign_default(), now()).unwrap_or_else(|e| panic!("{skew}: {e}"));
         assert_eq!(verified.signed_at, signed_at);
     }
 }
@@ -357,12 +274,7 @@ fn skew_is_checked_across_midnight() {
     // the 30th. Ten minutes apart: accepted, although the days differ.
     let signed_at = parse_amz_date("20150829T235500Z").unwrap();
     let request = Request::new(signed_at, &[]);
-    request
-        .verify(
-            &request.sign_default(),
-            parse_amz_date("20150830T000500Z").unwrap(),
-        )
-        .expect("accepted");
+    request.verify(&request.sign_default(), parse_amz_date("20150830T000500Z").unwrap()).expect("accepted");
 }
 
 // --- credential scope ----------------------------------------------------------------------
@@ -372,14 +284,9 @@ fn service_mismatch_is_a_scope_error() {
     let request = Request::new(now(), &[]);
     let auth = request.sign(&["host", "x-amz-date"], "20150830", REGION, "iam");
     let message = scope_mismatch(request.verify(&auth, now()));
-    assert_eq!(
-        message,
-        "Credential should be scoped to correct service: 'service'."
-    );
+    assert_eq!(message, "Credential should be scoped to correct service: 'service'.");
     // The signature itself is good: without an expected service the request verifies.
-    request
-        .verify_expecting(&auth, now(), None, Some(REGION))
-        .expect("valid for its own scope");
+    request.verify_expecting(&auth, now(), None, Some(REGION)).expect("valid for its own scope");
 }
 
 #[test]
@@ -387,13 +294,8 @@ fn region_mismatch_is_a_scope_error() {
     let request = Request::new(now(), &[]);
     let auth = request.sign(&["host", "x-amz-date"], "20150830", "eu-west-1", SERVICE);
     let message = scope_mismatch(request.verify(&auth, now()));
-    assert_eq!(
-        message,
-        "Credential should be scoped to a valid region. Got 'eu-west-1', expected 'us-east-1'."
-    );
-    request
-        .verify_expecting(&auth, now(), Some(SERVICE), None)
-        .expect("valid for its own scope");
+    assert_eq!(message, "Credential should be scoped to a valid region. Got 'eu-west-1', expected 'us-east-1'.");
+    request.verify_expecting(&auth, now(), Some(SERVICE), None).expect("valid for its own scope");
 }
 
 #[test]
@@ -401,10 +303,7 @@ fn credential_date_must_match_x_amz_date() {
     let request = Request::new(now(), &[]);
     let auth = request.sign(&["host", "x-amz-date"], "20150829", REGION, SERVICE);
     let message = scope_mismatch(request.verify(&auth, now()));
-    assert!(
-        message.starts_with("Date in Credential scope does not match YYYYMMDD"),
-        "{message}"
-    );
+    assert!(message.starts_with("Date in Credential scope does not match YYYYMMDD"), "{message}");
 }
 
 // --- what the signature claims to cover ----------------------------------------------------
@@ -414,17 +313,12 @@ fn a_signed_header_missing_from_the_request_is_rejected() {
     let request = Request::new(now(), &[("X-Custom", "v")]);
     let auth = request.sign_default();
     assert_eq!(auth.signed_headers, ["host", "x-amz-date", "x-custom"]);
-    request
-        .verify(&auth, now())
-        .expect("complete request verifies");
+    request.verify(&auth, now()).expect("complete request verifies");
 
     let mut stripped = request.clone();
     stripped.headers.retain(|(k, _)| k != "X-Custom");
     let message = incomplete_verify(stripped.verify(&auth, now()));
-    assert_eq!(
-        message,
-        "The request signature includes header 'x-custom', which is missing from the request."
-    );
+    assert_eq!(message, "The request signature includes header 'x-custom', which is missing from the request.");
 }
 
 #[test]
@@ -433,10 +327,7 @@ fn host_must_be_signed() {
     // A correct signature over x-amz-date alone: still refused, since the host is not bound.
     let auth = request.sign(&["x-amz-date"], "20150830", REGION, SERVICE);
     let message = incomplete_verify(request.verify(&auth, now()));
-    assert_eq!(
-        message,
-        "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."
-    );
+    assert_eq!(message, "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.");
 }
 
 #[test]
@@ -449,19 +340,11 @@ fn x_amz_date_must_be_present_and_well_formed() {
     let message = incomplete_verify(without.verify(&auth, now()));
     assert!(message.contains("'X-Amz-Date'"), "{message}");
 
-    for bad in [
-        "2015-08-30T12:36:00Z",
-        "20150830T123600",
-        "20150830",
-        "Sun, 30 Aug 2015 12:36:00 GMT",
-    ] {
+    for bad in ["2015-08-30T12:36:00Z", "20150830T123600", "20150830", "Sun, 30 Aug 2015 12:36:00 GMT"] {
         let mut malformed = request.clone();
         malformed.headers[1].1 = bad.to_string();
         let message = incomplete_verify(malformed.verify(&auth, now()));
-        assert!(
-            message.starts_with("Date must be in ISO-8601 'basic format'"),
-            "{bad}: {message}"
-        );
+        assert!(message.starts_with("Date must be in ISO-8601 'basic format'"), "{bad}: {message}");
     }
 }
 
@@ -469,20 +352,10 @@ fn x_amz_date_must_be_present_and_well_formed() {
 fn a_wrong_secret_is_a_mismatch_that_shows_the_expected_strings() {
     let request = Request::new(now(), &[]);
     let auth = request.sign_default();
-    let expect = Expectations {
-        now: now(),
-        service: Some(SERVICE),
-        region: Some(REGION),
-        uri_encoding: UriEncoding::Double,
-    };
-    let error = Verifier::new()
-        .verify(&auth, &request.canonical(), "not-the-secret", &expect)
-        .unwrap_err();
-    let SigV4Error::SignatureMismatch {
-        canonical_request,
-        string_to_sign,
-    } = &error
-    else {
+    let expect =
+        Expectations { now: now(), service: Some(SERVICE), region: Some(REGION), uri_encoding: UriEncoding::Double };
+    let error = Verifier::new().verify(&auth, &request.canonical(), "not-the-secret", &expect).unwrap_err();
+    let SigV4Error::SignatureMismatch { canonical_request, string_to_sign } = &error else {
         panic!("expected SignatureMismatch, got {error:?}");
     };
     // The strings of the suite's get-vanilla vector: what the client should have signed.
@@ -495,15 +368,11 @@ fn a_wrong_secret_is_a_mismatch_that_shows_the_expected_strings() {
         "AWS4-HMAC-SHA256\n20150830T123600Z\n20150830/us-east-1/service/aws4_request\nbb579772317eb040ac9ed261061d46c1f17a8133879d6129b6e1c25292927e63"
     );
     let message = error.to_string();
-    assert!(message.starts_with(
-        "The request signature we calculated does not match the signature you provided."
-    ));
-    assert!(message.contains(&format!(
-        "The Canonical String for this request should have been\n'{canonical_request}'"
-    )));
-    assert!(message.contains(&format!(
-        "The String-to-Sign should have been\n'{string_to_sign}'"
-    )));
+    assert!(message.starts_with("The request signature we calculated does not match the signature you provided."));
+    assert!(
+        message.contains(&format!("The Canonical String for this request should have been\n'{canonical_request}'"))
+    );
+    assert!(message.contains(&format!("The String-to-Sign should have been\n'{string_to_sign}'")));
 }
 
 /// The verifier caches signing keys per (secret, scope): a key derived for the right secret must
@@ -512,22 +381,14 @@ fn a_wrong_secret_is_a_mismatch_that_shows_the_expected_strings() {
 fn cached_signing_keys_are_bound_to_their_secret() {
     let request = Request::new(now(), &[]);
     let auth = request.sign_default();
-    let expect = Expectations {
-        now: now(),
-        service: Some(SERVICE),
-        region: Some(REGION),
-        uri_encoding: UriEncoding::Double,
-    };
+    let expect =
+        Expectations { now: now(), service: Some(SERVICE), region: Some(REGION), uri_encoding: UriEncoding::Double };
     let verifier = Verifier::new();
     let canonical = request.canonical();
-    verifier
-        .verify(&auth, &canonical, SECRET, &expect)
-        .expect("right secret");
+    verifier.verify(&auth, &canonical, SECRET, &expect).expect("right secret");
     assert!(matches!(
         verifier.verify(&auth, &canonical, "not-the-secret", &expect),
         Err(SigV4Error::SignatureMismatch { .. })
     ));
-    verifier
-        .verify(&auth, &canonical, SECRET, &expect)
-        .expect("right secret again");
+    verifier.verify(&auth, &canonical, SECRET, &expect).expect("right secret again");
 }

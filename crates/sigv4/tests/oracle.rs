@@ -10,14 +10,14 @@ use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode, sign,
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings, UriPathNormalizationMode,
+    sign,
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use otatrail_sigv4::{
-    CanonicalRequest, Expectations, SigV4Error, UriEncoding, VerifiedSignature, Verifier,
-    format_amz_date, parse_amz_date, parse_authorization, sha256_hex,
+    CanonicalRequest, Expectations, SigV4Error, UriEncoding, VerifiedSignature, Verifier, format_amz_date,
+    parse_amz_date, parse_authorization, sha256_hex,
 };
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use proptest::prelude::*;
@@ -29,11 +29,7 @@ const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const HOST: &str = "example.amazonaws.com";
 
 /// What the AWS SDKs encode: everything but the RFC 3986 unreserved characters.
-const STRICT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const STRICT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 /// What a less careful client may leave raw: sub-delimiters that are legal in a path segment
 /// and a query component and carry no meaning there (`&`, `=`, `+` stay encoded). The server
 /// must reach the same canonical form either way.
@@ -79,11 +75,7 @@ impl ClientRequest {
 
     /// The path as sent: each segment percent-encoded once (`a:b` → `a%3Ab`).
     fn wire_path(&self) -> String {
-        let segments: Vec<String> = self
-            .segments
-            .iter()
-            .map(|s| self.encode(s).to_string())
-            .collect();
+        let segments: Vec<String> = self.segments.iter().map(|s| self.encode(s).to_string()).collect();
         let slash = if self.trailing_slash { "/" } else { "" };
         format!("/{}{slash}", segments.join("/"))
     }
@@ -118,19 +110,11 @@ struct Wire {
 
 impl Wire {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn header_mut(&mut self, name: &str) -> &mut String {
-        &mut self
-            .headers
-            .iter_mut()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .expect("header present")
-            .1
+        &mut self.headers.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)).expect("header present").1
     }
 
     /// Parses the `Authorization` header and verifies the request, as the API layer does.
@@ -141,17 +125,12 @@ impl Wire {
         encoding: UriEncoding,
         verifier: &Verifier,
     ) -> Result<VerifiedSignature, SigV4Error> {
-        let auth =
-            parse_authorization(self.header("authorization").expect("Authorization header"))?;
+        let auth = parse_authorization(self.header("authorization").expect("Authorization header"))?;
         let request = CanonicalRequest {
             method: &self.method,
             path: &self.path,
             query: &self.query,
-            headers: self
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
+            headers: self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
             payload_hash: self.payload_hash.clone(),
             excluded_query_params: &[],
         };
@@ -165,16 +144,13 @@ impl Wire {
     }
 
     fn signed_headers(&self) -> Vec<String> {
-        parse_authorization(self.header("authorization").expect("Authorization header"))
-            .expect("parses")
-            .signed_headers
+        parse_authorization(self.header("authorization").expect("Authorization header")).expect("parses").signed_headers
     }
 }
 
 /// Signs `req` with `aws-sigv4` and returns what the server receives.
 fn sign_with_aws(req: &ClientRequest, settings: SigningSettings, body: SignableBody<'_>) -> Wire {
-    let identity: Identity =
-        Credentials::from_keys(ACCESS_KEY_ID, SECRET, req.session_token.clone()).into();
+    let identity: Identity = Credentials::from_keys(ACCESS_KEY_ID, SECRET, req.session_token.clone()).into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(req.region)
@@ -185,42 +161,21 @@ fn sign_with_aws(req: &ClientRequest, settings: SigningSettings, body: SignableB
         .expect("signing params")
         .into();
     let (path, query) = (req.wire_path(), req.wire_query());
-    let uri = if query.is_empty() {
-        format!("https://{HOST}{path}")
-    } else {
-        format!("https://{HOST}{path}?{query}")
-    };
-    let signable = SignableRequest::new(
-        req.method,
-        uri,
-        req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        body,
-    )
-    .expect("signable request");
-    let (instructions, _signature) = sign(signable, &params)
-        .expect("aws-sigv4 signs")
-        .into_parts();
-    assert!(
-        instructions.params().is_empty(),
-        "header signing adds no query parameters"
-    );
+    let uri = if query.is_empty() { format!("https://{HOST}{path}") } else { format!("https://{HOST}{path}?{query}") };
+    let signable =
+        SignableRequest::new(req.method, uri, req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())), body)
+            .expect("signable request");
+    let (instructions, _signature) = sign(signable, &params).expect("aws-sigv4 signs").into_parts();
+    assert!(instructions.params().is_empty(), "header signing adds no query parameters");
 
     // Host is not given to the signer: it takes it from the URI, as the HTTP client later
     // writes it into the Host header.
     let mut headers = vec![("Host".to_string(), HOST.to_string())];
     for (name, value) in &req.headers {
-        let value = if req.server_trims_ows {
-            value.trim_matches(' ')
-        } else {
-            value.as_str()
-        };
+        let value = if req.server_trims_ows { value.trim_matches(' ') } else { value.as_str() };
         headers.push((name.clone(), value.to_string()));
     }
-    headers.extend(
-        instructions
-            .headers()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
+    headers.extend(instructions.headers().map(|(k, v)| (k.to_string(), v.to_string())));
     Wire {
         method: req.method.to_string(),
         path,
@@ -239,8 +194,8 @@ fn sign_with_aws(req: &ClientRequest, settings: SigningSettings, body: SignableB
 fn text(len: std::ops::Range<usize>) -> impl Strategy<Value = String> {
     let tricky = select(vec![':', ' ', '$', '%', 'é', 'ሴ', '😀']);
     let other = select(vec![
-        '-', '.', '_', '~', '+', '@', '!', '\'', '(', ')', '*', ',', ';', '=', '&', '/', '?', '#',
-        '[', ']', '"', '<', '>', '\\', '^', '`', '{', '|', '}', '\t',
+        '-', '.', '_', '~', '+', '@', '!', '\'', '(', ')', '*', ',', ';', '=', '&', '/', '?', '#', '[', ']', '"', '<',
+        '>', '\\', '^', '`', '{', '|', '}', '\t',
     ]);
     prop::collection::vec(
         prop_oneof![
@@ -270,36 +225,19 @@ fn query_param() -> impl Strategy<Value = (String, Option<String>)> {
 }
 
 fn header() -> impl Strategy<Value = (String, String)> {
-    let name = select(vec![
-        "Content-Type",
-        "X-Amz-Target",
-        "X-Custom",
-        "My-Header1",
-        "Accept",
-        "X-Amz-Meta-Thing",
-    ])
-    .prop_flat_map(|n| {
-        // Random case per letter: header names are case-insensitive.
-        prop::collection::vec(any::<bool>(), n.len()).prop_map(move |upper| {
-            n.chars()
-                .zip(upper)
-                .map(|(c, u)| {
-                    if u {
-                        c.to_ascii_uppercase()
-                    } else {
-                        c.to_ascii_lowercase()
-                    }
-                })
-                .collect()
-        })
-    });
+    let name = select(vec!["Content-Type", "X-Amz-Target", "X-Custom", "My-Header1", "Accept", "X-Amz-Meta-Thing"])
+        .prop_flat_map(|n| {
+            // Random case per letter: header names are case-insensitive.
+            prop::collection::vec(any::<bool>(), n.len()).prop_map(move |upper| {
+                n.chars()
+                    .zip(upper)
+                    .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+                    .collect()
+            })
+        });
     // Visible ASCII words separated by runs of spaces, with optional leading and trailing spaces.
-    let value = (
-        " {0,2}",
-        prop::collection::vec(("[!-~]{1,6}", " {1,3}"), 0..4),
-        " {0,2}",
-    )
-        .prop_map(|(lead, words, trail)| {
+    let value =
+        (" {0,2}", prop::collection::vec(("[!-~]{1,6}", " {1,3}"), 0..4), " {0,2}").prop_map(|(lead, words, trail)| {
             let mut v = lead;
             for (i, (word, gap)) in words.iter().enumerate() {
                 if i > 0 {
@@ -315,23 +253,11 @@ fn header() -> impl Strategy<Value = (String, String)> {
 
 fn client_request(services: &'static [&'static str]) -> impl Strategy<Value = ClientRequest> {
     (
-        (
-            select(vec!["GET", "POST", "PUT", "DELETE"]),
-            prop::collection::vec(segment(), 1..=4),
-            any::<bool>(),
-        ),
+        (select(vec!["GET", "POST", "PUT", "DELETE"]), prop::collection::vec(segment(), 1..=4), any::<bool>()),
         prop::collection::vec(query_param(), 0..5),
         prop::collection::vec(header(), 0..5),
         prop::collection::vec(any::<u8>(), 0..64),
-        (
-            select(services),
-            select(vec![
-                "us-east-1",
-                "eu-west-1",
-                "ap-southeast-2",
-                "us-gov-west-1",
-            ]),
-        ),
+        (select(services), select(vec!["us-east-1", "eu-west-1", "ap-southeast-2", "us-gov-west-1"])),
         // 2014 .. 2033
         1_400_000_000i64..2_000_000_000,
         prop::option::weighted(0.25, "[A-Za-z0-9+/]{16,40}={0,2}"),
@@ -374,10 +300,7 @@ fn double_encoding_settings() -> SigningSettings {
 }
 
 /// Asserts that `result` is a `SignatureMismatch`, naming the tampering on failure.
-fn assert_mismatch(
-    what: &str,
-    result: Result<VerifiedSignature, SigV4Error>,
-) -> Result<(), TestCaseError> {
+fn assert_mismatch(what: &str, result: Result<VerifiedSignature, SigV4Error>) -> Result<(), TestCaseError> {
     prop_assert!(
         matches!(result, Err(SigV4Error::SignatureMismatch { .. })),
         "{what}: expected SignatureMismatch, got {result:?}"
@@ -526,21 +449,11 @@ fn trailing_dot_segments_keep_their_slash() {
         (&["a", ".."][..], "/"),
         (&["a", "b", "..."][..], "/a/b/..."),
     ] {
-        let wire = sign_with_aws(
-            &plain_request("iot", segments),
-            double_encoding_settings(),
-            SignableBody::Bytes(&[]),
-        );
+        let wire = sign_with_aws(&plain_request("iot", segments), double_encoding_settings(), SignableBody::Bytes(&[]));
         // Verify with a wrong secret to read the canonical request the verifier built.
         match wire.verify("wrong", "us-east-1", UriEncoding::Double, &verifier) {
-            Err(SigV4Error::SignatureMismatch {
-                canonical_request, ..
-            }) => {
-                assert_eq!(
-                    canonical_request.lines().nth(1),
-                    Some(canonical_path),
-                    "{segments:?}"
-                );
+            Err(SigV4Error::SignatureMismatch { canonical_request, .. }) => {
+                assert_eq!(canonical_request.lines().nth(1), Some(canonical_path), "{segments:?}");
             }
             other => panic!("{segments:?}: {other:?}"),
         }
@@ -561,8 +474,7 @@ fn s3_paths_are_not_normalized() {
     let wire = sign_with_aws(&req, settings, SignableBody::Bytes(&[]));
     assert_eq!(wire.path, "/bucket//./a%20b/..");
     let verifier = Verifier::new();
-    wire.verify(SECRET, "us-east-1", UriEncoding::Single, &verifier)
-        .expect("S3 form verifies");
+    wire.verify(SECRET, "us-east-1", UriEncoding::Single, &verifier).expect("S3 form verifies");
     assert!(matches!(
         wire.verify(SECRET, "us-east-1", UriEncoding::Double, &verifier),
         Err(SigV4Error::SignatureMismatch { .. })
@@ -574,29 +486,18 @@ fn s3_paths_are_not_normalized() {
 #[test]
 fn colon_in_path_is_double_encoded() {
     let wire = sign_with_aws(
-        &plain_request(
-            "iot",
-            &["things", "arn:aws:iot:us-east-1:123456789012:thing/dev 1"],
-        ),
+        &plain_request("iot", &["things", "arn:aws:iot:us-east-1:123456789012:thing/dev 1"]),
         double_encoding_settings(),
         SignableBody::Bytes(&[]),
     );
-    assert_eq!(
-        wire.path,
-        "/things/arn%3Aaws%3Aiot%3Aus-east-1%3A123456789012%3Athing%2Fdev%201"
-    );
+    assert_eq!(wire.path, "/things/arn%3Aaws%3Aiot%3Aus-east-1%3A123456789012%3Athing%2Fdev%201");
     let verifier = Verifier::new();
     match wire.verify("wrong", "us-east-1", UriEncoding::Double, &verifier) {
-        Err(SigV4Error::SignatureMismatch {
-            canonical_request, ..
-        }) => assert_eq!(
+        Err(SigV4Error::SignatureMismatch { canonical_request, .. }) => assert_eq!(
             canonical_request.lines().nth(1),
-            Some(
-                "/things/arn%253Aaws%253Aiot%253Aus-east-1%253A123456789012%253Athing%252Fdev%25201"
-            )
+            Some("/things/arn%253Aaws%253Aiot%253Aus-east-1%253A123456789012%253Athing%252Fdev%25201")
         ),
         other => panic!("{other:?}"),
     }
-    wire.verify(SECRET, "us-east-1", UriEncoding::Double, &verifier)
-        .expect("verifies");
+    wire.verify(SECRET, "us-east-1", UriEncoding::Double, &verifier).expect("verifies");
 }

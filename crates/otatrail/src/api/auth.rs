@@ -1,9 +1,7 @@
 //! Authentication: turns a signed request into a [`VerifiedRequest`] (the principal, and the
 //! region and service it signed for), or says why it cannot.
 
-use otatrail_sigv4::{
-    self as sigv4, CanonicalRequest, Expectations, SigV4Error, UriEncoding, Verifier,
-};
+use otatrail_sigv4::{self as sigv4, CanonicalRequest, Expectations, SigV4Error, UriEncoding, Verifier};
 use std::sync::LazyLock;
 use subtle::ConstantTimeEq;
 
@@ -30,29 +28,14 @@ pub struct VerifiedRequest {
 pub enum AuthFailure {
     Missing,
     Incomplete(String),
-    UnknownKey {
-        access_key_id: String,
-    },
-    InactiveKey {
-        key: KnownKey,
-    },
+    UnknownKey { access_key_id: String },
+    InactiveKey { key: KnownKey },
     /// Temporary credentials without their session token, or with another one.
-    InvalidToken {
-        key: KnownKey,
-    },
-    ExpiredToken {
-        key: KnownKey,
-    },
-    Signature {
-        key: KnownKey,
-        error: SigV4Error,
-    },
-    UnknownService {
-        service: String,
-    },
-    InvalidRegion {
-        region: String,
-    },
+    InvalidToken { key: KnownKey },
+    ExpiredToken { key: KnownKey },
+    Signature { key: KnownKey, error: SigV4Error },
+    UnknownService { service: String },
+    InvalidRegion { region: String },
     Internal,
 }
 
@@ -94,21 +77,14 @@ pub fn authorization(incoming: &Incoming) -> Result<sigv4::AuthorizationHeader, 
     let Some(value) = incoming.headers.get(http::header::AUTHORIZATION) else {
         return Err(AuthFailure::Missing);
     };
-    let value = value.to_str().map_err(|_| {
-        AuthFailure::Incomplete("The Authorization header is not valid ASCII.".into())
-    })?;
-    let auth =
-        sigv4::parse_authorization(value).map_err(|e| AuthFailure::Incomplete(e.message()))?;
+    let value = value.to_str().map_err(|_| AuthFailure::Incomplete("The Authorization header is not valid ASCII.".into()))?;
+    let auth = sigv4::parse_authorization(value).map_err(|e| AuthFailure::Incomplete(e.message()))?;
     let cred = &auth.credential;
     if !SERVICES.contains(&cred.service.as_str()) {
-        return Err(AuthFailure::UnknownService {
-            service: cred.service.clone(),
-        });
+        return Err(AuthFailure::UnknownService { service: cred.service.clone() });
     }
     if !is_region(&cred.region) {
-        return Err(AuthFailure::InvalidRegion {
-            region: cred.region.clone(),
-        });
+        return Err(AuthFailure::InvalidRegion { region: cred.region.clone() });
     }
     Ok(auth)
 }
@@ -119,11 +95,7 @@ pub fn canonical_request(incoming: &Incoming) -> CanonicalRequest<'_> {
     let headers: Vec<(&str, &str)> = incoming
         .headers
         .iter()
-        .filter_map(|(k, v)| {
-            std::str::from_utf8(v.as_bytes())
-                .ok()
-                .map(|v| (k.as_str(), v))
-        })
+        .filter_map(|(k, v)| std::str::from_utf8(v.as_bytes()).ok().map(|v| (k.as_str(), v)))
         .collect();
     CanonicalRequest {
         method: incoming.method.as_str(),
@@ -136,11 +108,7 @@ pub fn canonical_request(incoming: &Incoming) -> CanonicalRequest<'_> {
     }
 }
 
-pub async fn authenticate(
-    app: &App,
-    verifier: &Verifier,
-    incoming: &Incoming,
-) -> Result<VerifiedRequest, AuthFailure> {
+pub async fn authenticate(app: &App, verifier: &Verifier, incoming: &Incoming) -> Result<VerifiedRequest, AuthFailure> {
     let auth = authorization(incoming)?;
     let cred = &auth.credential;
     let access_key_id = cred.access_key_id.clone();
@@ -160,28 +128,17 @@ pub async fn authenticate(
         service: cred.service.clone(),
     };
     let now = app.clock.now().to_offset_datetime();
-    let expect = Expectations {
-        now,
-        service: None,
-        region: None,
-        uri_encoding: UriEncoding::Double,
-    };
+    let expect = Expectations { now, service: None, region: None, uri_encoding: UriEncoding::Double };
     verifier
         .verify(&auth, &request, key.secret.expose(), &expect)
-        .map_err(|error| AuthFailure::Signature {
-            key: known.clone(),
-            error,
-        })?;
+        .map_err(|error| AuthFailure::Signature { key: known.clone(), error })?;
     // The signature is checked first, so an inactive key answers only to its owner's secret.
     if key.status != KeyStatus::Active {
         return Err(AuthFailure::InactiveKey { key: known });
     }
     if let Some(session) = &key.session {
-        let presented = incoming
-            .header("x-amz-security-token")
-            .map(|t| sigv4::sha256_hex(t.as_bytes()));
-        let matches = presented
-            .is_some_and(|h| bool::from(h.as_bytes().ct_eq(session.token_sha256.as_bytes())));
+        let presented = incoming.header("x-amz-security-token").map(|t| sigv4::sha256_hex(t.as_bytes()));
+        let matches = presented.is_some_and(|h| bool::from(h.as_bytes().ct_eq(session.token_sha256.as_bytes())));
         if !matches {
             return Err(AuthFailure::InvalidToken { key: known });
         }
@@ -189,9 +146,5 @@ pub async fn authenticate(
             return Err(AuthFailure::ExpiredToken { key: known });
         }
     }
-    Ok(VerifiedRequest {
-        principal: key.principal,
-        region: cred.region.clone(),
-        service: cred.service.clone(),
-    })
+    Ok(VerifiedRequest { principal: key.principal, region: cred.region.clone(), service: cred.service.clone() })
 }

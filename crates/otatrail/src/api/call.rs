@@ -27,21 +27,11 @@ pub struct OpMeta {
 
 impl OpMeta {
     pub const fn read(name: &'static str) -> Self {
-        Self {
-            name,
-            read_only: true,
-            records_in_tx: false,
-            keep_response_elements: false,
-        }
+        Self { name, read_only: true, records_in_tx: false, keep_response_elements: false }
     }
 
     pub const fn write(name: &'static str) -> Self {
-        Self {
-            name,
-            read_only: false,
-            records_in_tx: true,
-            keep_response_elements: false,
-        }
+        Self { name, read_only: false, records_in_tx: true, keep_response_elements: false }
     }
 }
 
@@ -65,30 +55,13 @@ impl<'a> CallContext<'a> {
         event_source: &'static str,
         api_version: Option<&'static str>,
     ) -> Self {
-        Self {
-            app,
-            incoming,
-            verified,
-            event_source,
-            api_version,
-            started: None,
-            response_elements: None,
-            resources: Vec::new(),
-        }
+        Self { app, incoming, verified, event_source, api_version, started: None, response_elements: None, resources: Vec::new() }
     }
 
     /// Names the operation; from here on the call is recorded whatever happens.
     pub fn start(&mut self, meta: OpMeta, request_parameters: Option<Value>) -> Arc<Call> {
         let call = Arc::new(Call {
-            info: call_info(
-                self.app,
-                self.incoming,
-                &self.verified.region,
-                self.event_source,
-                meta,
-                request_parameters,
-                self.api_version,
-            ),
+            info: call_info(self.app, self.incoming, &self.verified.region, self.event_source, meta, request_parameters, self.api_version),
             principal: self.verified.principal.clone(),
         });
         self.started = Some((call.clone(), meta));
@@ -129,9 +102,7 @@ pub fn client_ip(app: &App, incoming: &Incoming) -> String {
     if !app.trusted_proxies.contains(&peer) {
         return peer.to_string();
     }
-    let Some(xff) = incoming.header("x-forwarded-for") else {
-        return peer.to_string();
-    };
+    let Some(xff) = incoming.header("x-forwarded-for") else { return peer.to_string() };
     xff.split(',')
         .rev()
         .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
@@ -142,28 +113,12 @@ pub fn client_ip(app: &App, incoming: &Incoming) -> String {
 
 /// Records what the application layer did not. An outcome whose record cannot be made
 /// durable is not reported as a success: the client gets ServiceUnavailable instead.
-pub async fn finish<T>(
-    ctx: CallContext<'_>,
-    result: Result<T, ServiceError>,
-) -> Result<T, ServiceError> {
-    let Some((call, meta)) = ctx.started else {
-        return result;
-    };
+pub async fn finish<T>(ctx: CallContext<'_>, result: Result<T, ServiceError>) -> Result<T, ServiceError> {
+    let Some((call, meta)) = ctx.started else { return result };
     let event = match &result {
         Ok(_) if meta.records_in_tx => return result,
-        Ok(_) => call.event(
-            Outcome::Success {
-                response_elements: ctx.response_elements,
-            },
-            ctx.resources,
-        ),
-        Err(e) => call.event(
-            Outcome::Failure {
-                code: e.code,
-                message: &e.message,
-            },
-            ctx.resources,
-        ),
+        Ok(_) => call.event(Outcome::Success { response_elements: ctx.response_elements }, ctx.resources),
+        Err(e) => call.event(Outcome::Failure { code: e.code, message: &e.message }, ctx.resources),
     };
     match ctx.app.record(event).await {
         Ok(()) => result,
@@ -176,16 +131,11 @@ pub async fn finish<T>(
 
 /// Query parameters as CloudTrail shows them: lowerCamel names, `X.member.N[.Y]` lists as
 /// arrays (of objects), numbers for the given numeric members.
-pub fn query_request_parameters(
-    params: &std::collections::HashMap<String, String>,
-    numeric: &[&str],
-) -> Option<Value> {
+pub fn query_request_parameters(params: &std::collections::HashMap<String, String>, numeric: &[&str]) -> Option<Value> {
     use serde_json::Map;
     fn lower_first(s: &str) -> String {
         let mut c = s.chars();
-        c.next()
-            .map(|f| f.to_lowercase().chain(c).collect())
-            .unwrap_or_default()
+        c.next().map(|f| f.to_lowercase().chain(c).collect()).unwrap_or_default()
     }
     let mut out = Map::new();
     let mut keys: Vec<&String> = params.keys().collect();
@@ -196,18 +146,14 @@ pub fn query_request_parameters(
         match parts.as_slice() {
             [name] => {
                 let value = if numeric.contains(name) {
-                    v.parse::<i64>()
-                        .map(Value::from)
-                        .unwrap_or_else(|_| Value::String(v.clone()))
+                    v.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(v.clone()))
                 } else {
                     Value::String(v.clone())
                 };
                 out.insert(lower_first(name), value);
             }
             [name, "member", idx, rest @ ..] => {
-                let Ok(i) = idx.parse::<usize>() else {
-                    continue;
-                };
+                let Ok(i) = idx.parse::<usize>() else { continue };
                 // Found by fuzzing (tests/hostile_input.rs): `member.0` underflowed `i - 1` (a
                 // panic), and a huge N padded the list with N nulls (a caller-chosen allocation
                 // that could exhaust memory). Members are numbered from 1, and a list cannot have
@@ -217,9 +163,7 @@ pub fn query_request_parameters(
                     out.insert(lower_first(k), Value::String(v.clone()));
                     continue;
                 }
-                let list = out
-                    .entry(lower_first(name))
-                    .or_insert_with(|| Value::Array(Vec::new()));
+                let list = out.entry(lower_first(name)).or_insert_with(|| Value::Array(Vec::new()));
                 let Value::Array(items) = list else { continue };
                 while items.len() < i {
                     items.push(Value::Null);
@@ -241,11 +185,7 @@ pub fn query_request_parameters(
             }
         }
     }
-    if out.is_empty() {
-        None
-    } else {
-        Some(Value::Object(out))
-    }
+    if out.is_empty() { None } else { Some(Value::Object(out)) }
 }
 
 #[cfg(test)]

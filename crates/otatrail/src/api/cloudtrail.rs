@@ -7,10 +7,10 @@ use serde_json::{Value, json};
 
 use super::call::{CallContext, OpMeta};
 use super::json_response;
-use crate::app::trails::{TrailSettings, trail_json};
 use crate::domain::ServiceError;
 use crate::domain::error::codes;
 use crate::domain::history::LookupInput;
+use crate::app::trails::{TrailSettings, trail_json};
 use crate::domain::time::Millis;
 use crate::domain::trails::{AdvancedEventSelector, EventSelector, Trail};
 
@@ -18,33 +18,14 @@ pub const TARGET_PREFIX: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_2
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 pub fn meta(operation: &str) -> Option<OpMeta> {
-    const WRITES: &[&str] = &[
-        "CreateTrail",
-        "UpdateTrail",
-        "DeleteTrail",
-        "StartLogging",
-        "StopLogging",
-        "PutEventSelectors",
-    ];
-    const READS: &[&str] = &[
-        "LookupEvents",
-        "DescribeTrails",
-        "GetTrail",
-        "ListTrails",
-        "GetTrailStatus",
-        "GetEventSelectors",
-        "ListPublicKeys",
-    ];
+    const WRITES: &[&str] = &["CreateTrail", "UpdateTrail", "DeleteTrail", "StartLogging", "StopLogging", "PutEventSelectors"];
+    const READS: &[&str] =
+        &["LookupEvents", "DescribeTrails", "GetTrail", "ListTrails", "GetTrailStatus", "GetEventSelectors", "ListPublicKeys"];
     WRITES
         .iter()
         .find(|o| **o == operation)
         .map(|o| OpMeta::write(o))
-        .or_else(|| {
-            READS
-                .iter()
-                .find(|o| **o == operation)
-                .map(|o| OpMeta::read(o))
-        })
+        .or_else(|| READS.iter().find(|o| **o == operation).map(|o| OpMeta::read(o)))
 }
 
 #[derive(Deserialize, Default)]
@@ -76,23 +57,13 @@ struct TrailRequest {
 impl TrailRequest {
     fn settings(self) -> Result<TrailSettings, ServiceError> {
         if self.kms_key_id.is_some() {
-            return Err(ServiceError::new(
-                "UnsupportedOperationException",
-                "KMS encryption of log files is not available in otatrail; objects are encrypted at rest with SSE (AES256).",
-            ));
+            return Err(ServiceError::new("UnsupportedOperationException", "KMS encryption of log files is not available in otatrail; objects are encrypted at rest with SSE (AES256)."));
         }
-        if self.cloud_watch_logs_log_group_arn.is_some() || self.cloud_watch_logs_role_arn.is_some()
-        {
-            return Err(ServiceError::new(
-                "UnsupportedOperationException",
-                "CloudWatch Logs delivery is not available in otatrail.",
-            ));
+        if self.cloud_watch_logs_log_group_arn.is_some() || self.cloud_watch_logs_role_arn.is_some() {
+            return Err(ServiceError::new("UnsupportedOperationException", "CloudWatch Logs delivery is not available in otatrail."));
         }
         if self.tags_list.len() > 50 {
-            return Err(ServiceError::new(
-                "TagsLimitExceededException",
-                "A trail can have at most 50 tags.",
-            ));
+            return Err(ServiceError::new("TagsLimitExceededException", "A trail can have at most 50 tags."));
         }
         Ok(TrailSettings {
             s3_bucket: self.s3_bucket_name,
@@ -102,11 +73,7 @@ impl TrailRequest {
             log_file_validation: self.enable_log_file_validation,
             is_organization_trail: self.is_organization_trail,
             sns_topic: self.sns_topic_name,
-            tags: self
-                .tags_list
-                .into_iter()
-                .map(|t| (t.key, t.value.unwrap_or_default()))
-                .collect(),
+            tags: self.tags_list.into_iter().map(|t| (t.key, t.value.unwrap_or_default())).collect(),
         })
     }
 }
@@ -142,25 +109,18 @@ struct SelectorsRequest {
 }
 
 fn required_name(n: Option<String>) -> Result<String, ServiceError> {
-    n.filter(|n| !n.is_empty()).ok_or_else(|| {
-        ServiceError::new(
-            "TrailNotProvidedException",
-            "A trail name or ARN is required.",
-        )
-    })
+    n.filter(|n| !n.is_empty()).ok_or_else(|| ServiceError::new("TrailNotProvidedException", "A trail name or ARN is required."))
 }
 
 fn epoch(t: Option<Millis>) -> Value {
-    t.map(|t| json!(t.as_epoch_seconds()))
-        .unwrap_or(Value::Null)
+    t.map(|t| json!(t.as_epoch_seconds())).unwrap_or(Value::Null)
 }
 
 /// The `Trail` shape of GetTrail and DescribeTrails.
 fn trail_shape(t: &Trail) -> Value {
     let mut v = trail_json(t);
     v["HomeRegion"] = json!(t.home_region);
-    v["HasCustomEventSelectors"] =
-        json!(t.event_selectors.is_some() || t.advanced_event_selectors.is_some());
+    v["HasCustomEventSelectors"] = json!(t.event_selectors.is_some() || t.advanced_event_selectors.is_some());
     v["HasInsightSelectors"] = json!(false);
     v
 }
@@ -169,10 +129,7 @@ fn trail_shape(t: &Trail) -> Value {
 pub fn operation(incoming: &super::Incoming) -> Result<&str, ServiceError> {
     let target = incoming.header("x-amz-target").unwrap_or_default();
     if incoming.method != http::Method::POST || incoming.raw_path != "/" {
-        return Err(ServiceError::new(
-            codes::UNKNOWN_OPERATION,
-            "CloudTrail operations are POST / with an X-Amz-Target header.",
-        ));
+        return Err(ServiceError::new(codes::UNKNOWN_OPERATION, "CloudTrail operations are POST / with an X-Amz-Target header."));
     }
     target.strip_prefix(TARGET_PREFIX).ok_or_else(|| {
         ServiceError::new(
@@ -183,10 +140,7 @@ pub fn operation(incoming: &super::Incoming) -> Result<&str, ServiceError> {
 }
 
 fn serialization(e: serde_json::Error) -> ServiceError {
-    ServiceError::new(
-        "SerializationException",
-        format!("The request body does not match the operation's input: {e}"),
-    )
+    ServiceError::new("SerializationException", format!("The request body does not match the operation's input: {e}"))
 }
 
 /// A botocore timestamp: epoch seconds as an integer or a float.
@@ -224,68 +178,31 @@ pub struct Targeted<'a> {
 /// `X-Amz-Target` to a supported operation, and the body as JSON (`{}` when empty).
 pub fn target(incoming: &super::Incoming) -> Result<Targeted<'_>, ServiceError> {
     let op = operation(incoming)?;
-    let meta = meta(op).ok_or_else(|| {
-        ServiceError::new(
-            codes::UNKNOWN_OPERATION,
-            format!("Operation {op} is not supported."),
-        )
-    })?;
+    let meta = meta(op).ok_or_else(|| ServiceError::new(codes::UNKNOWN_OPERATION, format!("Operation {op} is not supported.")))?;
     let body: Value = if incoming.body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&incoming.body).map_err(|e| {
-            ServiceError::new(
-                "SerializationException",
-                format!("The request body is not valid JSON: {e}"),
-            )
-        })?
+        serde_json::from_slice(&incoming.body)
+            .map_err(|e| ServiceError::new("SerializationException", format!("The request body is not valid JSON: {e}")))?
     };
-    Ok(Targeted {
-        operation: op,
-        meta,
-        body,
-    })
+    Ok(Targeted { operation: op, meta, body })
 }
 
 /// A CloudTrail request with its members decoded: everything the handler needs before it calls
 /// the application layer.
 pub enum CloudTrailRequest {
     LookupEvents(LookupInput),
-    CreateTrail {
-        name: String,
-        settings: TrailSettings,
-    },
-    UpdateTrail {
-        name: String,
-        settings: TrailSettings,
-    },
-    DeleteTrail {
-        name: String,
-    },
-    StartLogging {
-        name: String,
-    },
-    StopLogging {
-        name: String,
-    },
-    ListPublicKeys {
-        start: Option<Millis>,
-        end: Option<Millis>,
-    },
-    GetTrail {
-        name: String,
-    },
-    DescribeTrails {
-        include_shadow: bool,
-        names: Option<Vec<String>>,
-    },
+    CreateTrail { name: String, settings: TrailSettings },
+    UpdateTrail { name: String, settings: TrailSettings },
+    DeleteTrail { name: String },
+    StartLogging { name: String },
+    StopLogging { name: String },
+    ListPublicKeys { start: Option<Millis>, end: Option<Millis> },
+    GetTrail { name: String },
+    DescribeTrails { include_shadow: bool, names: Option<Vec<String>> },
     ListTrails,
-    GetTrailStatus {
-        name: String,
-    },
-    GetEventSelectors {
-        trail_name: String,
-    },
+    GetTrailStatus { name: String },
+    GetEventSelectors { trail_name: String },
     PutEventSelectors {
         trail_name: String,
         event_selectors: Option<Vec<EventSelector>>,
@@ -306,8 +223,7 @@ impl Targeted<'_> {
         let body = self.body;
         Ok(match self.operation {
             "LookupEvents" => {
-                let req: LookupEventsRequest =
-                    serde_json::from_value(body).map_err(serialization)?;
+                let req: LookupEventsRequest = serde_json::from_value(body).map_err(serialization)?;
                 let mut attributes = Vec::new();
                 for a in req.lookup_attributes {
                     match (a.attribute_key, a.attribute_value) {
@@ -349,35 +265,25 @@ impl Targeted<'_> {
                 }
             }
             "ListPublicKeys" => {
-                let req: ListPublicKeysRequest =
-                    serde_json::from_value(body).map_err(serialization)?;
+                let req: ListPublicKeysRequest = serde_json::from_value(body).map_err(serialization)?;
                 if req.next_token.as_deref().is_some_and(|t| !t.is_empty()) {
                     // Every key fits in one page, so no token is ever issued.
-                    return Err(ServiceError::new(
-                        "InvalidTokenException",
-                        "The NextToken is not valid.",
-                    ));
+                    return Err(ServiceError::new("InvalidTokenException", "The NextToken is not valid."));
                 }
                 let (start, end) = (millis(&req.start_time), millis(&req.end_time));
                 if let (Some(s), Some(e)) = (start, end)
                     && s > e
                 {
-                    return Err(ServiceError::new(
-                        "InvalidTimeRangeException",
-                        "StartTime must not be after EndTime.",
-                    ));
+                    return Err(ServiceError::new("InvalidTimeRangeException", "StartTime must not be after EndTime."));
                 }
                 CloudTrailRequest::ListPublicKeys { start, end }
             }
             "GetTrail" => {
                 let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;
-                CloudTrailRequest::GetTrail {
-                    name: required_name(req.name)?,
-                }
+                CloudTrailRequest::GetTrail { name: required_name(req.name)? }
             }
             "DescribeTrails" => {
-                let req: DescribeTrailsRequest =
-                    serde_json::from_value(body).map_err(serialization)?;
+                let req: DescribeTrailsRequest = serde_json::from_value(body).map_err(serialization)?;
                 CloudTrailRequest::DescribeTrails {
                     include_shadow: req.include_shadow_trails.unwrap_or(true),
                     names: req.trail_name_list.filter(|n| !n.is_empty()),
@@ -386,15 +292,11 @@ impl Targeted<'_> {
             "ListTrails" => CloudTrailRequest::ListTrails,
             "GetTrailStatus" => {
                 let req: NameRequest = serde_json::from_value(body).map_err(serialization)?;
-                CloudTrailRequest::GetTrailStatus {
-                    name: required_name(req.name)?,
-                }
+                CloudTrailRequest::GetTrailStatus { name: required_name(req.name)? }
             }
             "GetEventSelectors" => {
                 let req: SelectorsRequest = serde_json::from_value(body).map_err(serialization)?;
-                CloudTrailRequest::GetEventSelectors {
-                    trail_name: required_name(req.trail_name)?,
-                }
+                CloudTrailRequest::GetEventSelectors { trail_name: required_name(req.trail_name)? }
             }
             "PutEventSelectors" => {
                 let req: SelectorsRequest = serde_json::from_value(body).map_err(serialization)?;
@@ -404,12 +306,7 @@ impl Targeted<'_> {
                     advanced_event_selectors: req.advanced_event_selectors,
                 }
             }
-            op => {
-                return Err(ServiceError::new(
-                    codes::UNKNOWN_OPERATION,
-                    format!("Operation {op} is not supported."),
-                ));
-            }
+            op => return Err(ServiceError::new(codes::UNKNOWN_OPERATION, format!("Operation {op} is not supported."))),
         })
     }
 }
@@ -417,10 +314,7 @@ impl Targeted<'_> {
 pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
     let (app, incoming) = (ctx.app, ctx.incoming);
     let targeted = target(incoming)?;
-    let call = ctx.start(
-        targeted.meta,
-        Some(targeted.body.clone()).filter(|b| b.as_object().is_some_and(|m| !m.is_empty())),
-    );
+    let call = ctx.start(targeted.meta, Some(targeted.body.clone()).filter(|b| b.as_object().is_some_and(|m| !m.is_empty())));
     // Members that do not decode fail the named (and so recorded) operation.
     let out = match targeted.decode()? {
         CloudTrailRequest::LookupEvents(input) => {
@@ -448,12 +342,8 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             }
             out
         }
-        CloudTrailRequest::CreateTrail { name, settings } => {
-            trail_json(&app.create_trail(&call, &name, settings).await?)
-        }
-        CloudTrailRequest::UpdateTrail { name, settings } => {
-            trail_json(&app.update_trail(&call, &name, settings).await?)
-        }
+        CloudTrailRequest::CreateTrail { name, settings } => trail_json(&app.create_trail(&call, &name, settings).await?),
+        CloudTrailRequest::UpdateTrail { name, settings } => trail_json(&app.update_trail(&call, &name, settings).await?),
         CloudTrailRequest::DeleteTrail { name } => {
             app.delete_trail(&call, &name).await?;
             json!({})
@@ -469,10 +359,7 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
         CloudTrailRequest::ListPublicKeys { start, end } => {
             use base64::Engine;
             let keys = app.signing_keys(&call.info.region).await?;
-            let (start, end) = (
-                start.unwrap_or(Millis(i64::MIN)),
-                end.unwrap_or(Millis(i64::MAX)),
-            );
+            let (start, end) = (start.unwrap_or(Millis(i64::MIN)), end.unwrap_or(Millis(i64::MAX)));
             let list: Vec<Value> = keys
                 .iter()
                 .filter(|k| k.overlaps(start, end))
@@ -489,14 +376,10 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
         }
         CloudTrailRequest::GetTrail { name } => {
             let (t, _) = app.get_trail(&call, &name).await?;
-            ctx.resources
-                .push(call.resource(t.arn(), "AWS::CloudTrail::Trail"));
+            ctx.resources.push(call.resource(t.arn(), "AWS::CloudTrail::Trail"));
             json!({ "Trail": trail_shape(&t) })
         }
-        CloudTrailRequest::DescribeTrails {
-            include_shadow,
-            names,
-        } => {
+        CloudTrailRequest::DescribeTrails { include_shadow, names } => {
             let mut trails = app.trails_in_region(&call).await?;
             trails.retain(|(_, shadow)| include_shadow || !shadow);
             if let Some(names) = names {
@@ -531,11 +414,8 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             }
             if t.sns_topic_arn.is_some() {
                 v["LatestNotificationTime"] = epoch(t.latest_notification_time);
-                v["LatestNotificationAttemptSucceeded"] = json!(
-                    t.latest_notification_time
-                        .map(crate::domain::audit::event_time_text)
-                        .unwrap_or_default()
-                );
+                v["LatestNotificationAttemptSucceeded"] =
+                    json!(t.latest_notification_time.map(crate::domain::audit::event_time_text).unwrap_or_default());
             }
             if let Some(e) = &t.latest_notification_error {
                 v["LatestNotificationError"] = json!(e);
@@ -546,32 +426,14 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             let (t, _) = app.get_trail(&call, &trail_name).await?;
             let mut v = json!({ "TrailARN": t.arn() });
             match (&t.event_selectors, &t.advanced_event_selectors) {
-                (_, Some(a)) => {
-                    v["AdvancedEventSelectors"] = serde_json::to_value(a).unwrap_or_default()
-                }
-                (Some(b), None) => {
-                    v["EventSelectors"] = serde_json::to_value(b).unwrap_or_default()
-                }
-                (None, None) => {
-                    v["EventSelectors"] =
-                        serde_json::to_value(vec![EventSelector::default()]).unwrap_or_default()
-                }
+                (_, Some(a)) => v["AdvancedEventSelectors"] = serde_json::to_value(a).unwrap_or_default(),
+                (Some(b), None) => v["EventSelectors"] = serde_json::to_value(b).unwrap_or_default(),
+                (None, None) => v["EventSelectors"] = serde_json::to_value(vec![EventSelector::default()]).unwrap_or_default(),
             }
             v
         }
-        CloudTrailRequest::PutEventSelectors {
-            trail_name,
-            event_selectors,
-            advanced_event_selectors,
-        } => {
-            let t = app
-                .put_event_selectors(
-                    &call,
-                    &trail_name,
-                    event_selectors,
-                    advanced_event_selectors,
-                )
-                .await?;
+        CloudTrailRequest::PutEventSelectors { trail_name, event_selectors, advanced_event_selectors } => {
+            let t = app.put_event_selectors(&call, &trail_name, event_selectors, advanced_event_selectors).await?;
             let mut v = json!({ "TrailARN": t.arn() });
             if let Some(b) = &t.event_selectors {
                 v["EventSelectors"] = serde_json::to_value(b).unwrap_or_default();

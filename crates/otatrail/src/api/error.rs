@@ -20,40 +20,25 @@ use otatrail_sigv4::SigV4Error;
 fn status(protocol: Protocol, code: &str) -> StatusCode {
     let s = match code {
         "ResourceNotFoundException" => 404,
-        "ResourceAlreadyExistsException"
-        | "DeleteConflictException"
-        | "VersionConflictException"
-        | "InvalidStateTransitionException"
-        | "ConflictException" => 409,
+        "ResourceAlreadyExistsException" | "DeleteConflictException" | "VersionConflictException"
+        | "InvalidStateTransitionException" | "ConflictException" => 409,
         "LimitExceededException" => 410,
         "UnauthorizedException" => 401,
         "InternalFailureException" | "InternalFailure" | "ServiceFailure" => 500,
         "ServiceUnavailableException" | "ServiceUnavailable" => 503,
-        "MissingAuthenticationTokenException"
-        | "MissingAuthenticationToken"
-        | "UnrecognizedClientException"
-        | "InvalidSignatureException"
-        | "InvalidClientTokenId"
-        | "SignatureDoesNotMatch"
-        | "ExpiredTokenException"
-        | "ExpiredToken"
-        | "AccessDeniedException"
-        | "AccessDenied" => 403,
+        "MissingAuthenticationTokenException" | "MissingAuthenticationToken" | "UnrecognizedClientException"
+        | "InvalidSignatureException" | "InvalidClientTokenId" | "SignatureDoesNotMatch"
+        | "ExpiredTokenException" | "ExpiredToken" | "AccessDeniedException" | "AccessDenied" => 403,
         "RequestEntityTooLargeException" | "RequestEntityTooLarge" => 413,
         // IAM and STS (query protocol).
         "NoSuchEntity" => 404,
-        "EntityAlreadyExists" | "DeleteConflict" | "LimitExceeded" | "ConcurrentModification" => {
-            409
-        }
+        "EntityAlreadyExists" | "DeleteConflict" | "LimitExceeded" | "ConcurrentModification" => 409,
         "UnknownOperationException" if protocol == Protocol::RestJson => 404,
         "TrailNotFoundException" | "TrailNotProvidedException" => 404,
         "InsufficientS3BucketPolicyException" | "InsufficientSnsTopicPolicyException" => 403,
         // SNS (query protocol).
         "NotFound" => 404,
-        "AuthorizationError"
-        | "TopicLimitExceeded"
-        | "SubscriptionLimitExceeded"
-        | "InvalidSecurity" => 403,
+        "AuthorizationError" | "TopicLimitExceeded" | "SubscriptionLimitExceeded" | "InvalidSecurity" => 403,
         "InternalError" => 500,
         "Throttled" => 429,
         _ => 400,
@@ -74,9 +59,7 @@ fn query_code(code: &'static str) -> &'static str {
 
 pub fn render(protocol: Protocol, err: &ServiceError, request_id: &str) -> Response {
     let status = status(protocol, err.code);
-    let builder = Response::builder()
-        .status(status)
-        .header("x-amzn-RequestId", request_id);
+    let builder = Response::builder().status(status).header("x-amzn-RequestId", request_id);
     let built = match protocol {
         Protocol::RestJson => {
             let mut body = Map::new();
@@ -101,11 +84,7 @@ pub fn render(protocol: Protocol, err: &ServiceError, request_id: &str) -> Respo
                 .body(Body::from(Value::Object(body).to_string()))
         }
         Protocol::Query(service) => {
-            let kind = if status.is_server_error() {
-                "Receiver"
-            } else {
-                "Sender"
-            };
+            let kind = if status.is_server_error() { "Receiver" } else { "Sender" };
             let xml = format!(
                 "<ErrorResponse xmlns=\"{}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
                 service.xmlns(),
@@ -113,9 +92,7 @@ pub fn render(protocol: Protocol, err: &ServiceError, request_id: &str) -> Respo
                 xml_escape(&err.message),
                 xml_escape(request_id)
             );
-            builder
-                .header(http::header::CONTENT_TYPE, "text/xml")
-                .body(Body::from(xml))
+            builder.header(http::header::CONTENT_TYPE, "text/xml").body(Body::from(xml))
         }
     };
     built.unwrap_or_else(|_| Response::new(Body::empty()))
@@ -128,41 +105,29 @@ pub fn auth_error(protocol: Protocol, failure: &AuthFailure) -> ServiceError {
     let invalid_token = "The security token included in the request is invalid.";
     match failure {
         AuthFailure::Missing => ServiceError::new(
-            pick(
-                "MissingAuthenticationTokenException",
-                "MissingAuthenticationToken",
-            ),
-            if query {
-                "Request is missing Authentication Token"
-            } else {
-                "Missing Authentication Token"
-            },
+            pick("MissingAuthenticationTokenException", "MissingAuthenticationToken"),
+            if query { "Request is missing Authentication Token" } else { "Missing Authentication Token" },
         ),
-        AuthFailure::Incomplete(m) => ServiceError::new(
-            pick("IncompleteSignatureException", "IncompleteSignature"),
-            m.clone(),
-        ),
-        AuthFailure::UnknownKey { .. } => ServiceError::new(
-            pick("UnrecognizedClientException", "InvalidClientTokenId"),
-            invalid_token,
-        ),
+        AuthFailure::Incomplete(m) => {
+            ServiceError::new(pick("IncompleteSignatureException", "IncompleteSignature"), m.clone())
+        }
+        AuthFailure::UnknownKey { .. } => {
+            ServiceError::new(pick("UnrecognizedClientException", "InvalidClientTokenId"), invalid_token)
+        }
         AuthFailure::InactiveKey { .. } => ServiceError::new(
             pick("UnrecognizedClientException", "InvalidClientTokenId"),
             "The security token included in the request is invalid: the access key is inactive.",
         ),
-        AuthFailure::InvalidToken { .. } => ServiceError::new(
-            pick("UnrecognizedClientException", "InvalidClientTokenId"),
-            invalid_token,
-        ),
+        AuthFailure::InvalidToken { .. } => {
+            ServiceError::new(pick("UnrecognizedClientException", "InvalidClientTokenId"), invalid_token)
+        }
         AuthFailure::ExpiredToken { .. } => ServiceError::new(
             pick("ExpiredTokenException", "ExpiredToken"),
             "The security token included in the request is expired",
         ),
         AuthFailure::Signature { error, .. } => {
             let code = match error {
-                SigV4Error::IncompleteSignature(_) => {
-                    pick("IncompleteSignatureException", "IncompleteSignature")
-                }
+                SigV4Error::IncompleteSignature(_) => pick("IncompleteSignatureException", "IncompleteSignature"),
                 _ => pick("InvalidSignatureException", "SignatureDoesNotMatch"),
             };
             ServiceError::new(code, error.message())
@@ -196,33 +161,17 @@ mod tests {
     async fn generic_failures_use_each_protocols_names() {
         // A full disk answers ServiceUnavailable: in IAM's and STS's words on the query protocol…
         for service in [QueryService::Iam, QueryService::Sts] {
-            let r = render(
-                Protocol::Query(service),
-                &ServiceError::unavailable(),
-                "rid",
-            );
+            let r = render(Protocol::Query(service), &ServiceError::unavailable(), "rid");
             assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
             let b = body(r).await;
-            assert!(
-                b.contains(
-                    "<Type>Receiver</Type><Code>ServiceUnavailable</Code><Message>The service"
-                ),
-                "{b}"
-            );
+            assert!(b.contains("<Type>Receiver</Type><Code>ServiceUnavailable</Code><Message>The service"), "{b}");
         }
-        let r = render(
-            Protocol::Query(QueryService::Iam),
-            &ServiceError::internal(),
-            "rid",
-        );
+        let r = render(Protocol::Query(QueryService::Iam), &ServiceError::internal(), "rid");
         assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(body(r).await.contains("<Code>InternalFailure</Code>"));
         // …and in the models' words on rest-json.
         let r = render(Protocol::RestJson, &ServiceError::unavailable(), "rid");
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(
-            r.headers()["x-amzn-ErrorType"],
-            "ServiceUnavailableException"
-        );
+        assert_eq!(r.headers()["x-amzn-ErrorType"], "ServiceUnavailableException");
     }
 }

@@ -117,11 +117,7 @@ fn with_request_id(mut r: Response, request_id: &str) -> Response {
 }
 
 /// The main port's single entry point.
-pub async fn handle(
-    State(state): State<Arc<ApiState>>,
-    ConnectInfo(source): ConnectInfo<SocketAddr>,
-    req: Request,
-) -> Response {
+pub async fn handle(State(state): State<Arc<ApiState>>, ConnectInfo(source): ConnectInfo<SocketAddr>, req: Request) -> Response {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     if req.uri().path() == HEALTH_PATH && req.method() == Method::GET {
@@ -158,22 +154,14 @@ pub async fn handle(
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n > limit as u64);
-    let body = if declared_too_large {
-        Err(())
-    } else {
-        axum::body::to_bytes(body, limit).await.map_err(|_| ())
-    };
+    let body = if declared_too_large { Err(()) } else { axum::body::to_bytes(body, limit).await.map_err(|_| ()) };
     let (response, service, principal) = match body {
         Err(()) => {
             let err = ServiceError::new(
                 "RequestEntityTooLargeException",
                 format!("The request body exceeds the limit of {limit} bytes."),
             );
-            (
-                error::render(guess_protocol(&incoming), &err, &request_id),
-                None,
-                None,
-            )
+            (error::render(guess_protocol(&incoming), &err, &request_id), None, None)
         }
         Ok(b) => {
             incoming.body = b;
@@ -184,8 +172,7 @@ pub async fn handle(
                     let err = error::auth_error(protocol, &failure);
                     // Attempts with an existing key are recorded in its account, so that
                     // guessing and replay show up in the trail.
-                    let err = match record_auth_failure(&state.app, &incoming, &failure, &err).await
-                    {
+                    let err = match record_auth_failure(&state.app, &incoming, &failure, &err).await {
                         Ok(()) => err,
                         Err(e) => e,
                     };
@@ -218,21 +205,11 @@ pub async fn handle(
 /// The operation a request names, found without trusting it (for failed authentication).
 fn identify(incoming: &Incoming, service: &str) -> Option<call::OpMeta> {
     match service {
-        "iot" => iot::segments(&incoming.raw_path)
-            .and_then(|s| iot::route(&incoming.method, &s))
-            .map(|op| op.meta()),
-        "sts" => query::parse(QueryService::Sts, incoming)
-            .ok()
-            .and_then(|p| sts::meta(&p.action)),
-        "iam" => query::parse(QueryService::Iam, incoming)
-            .ok()
-            .and_then(|p| iam::meta(&p.action)),
-        "sns" => query::parse(QueryService::Sns, incoming)
-            .ok()
-            .and_then(|p| sns::meta(&p.action)),
-        "cloudtrail" => cloudtrail::operation(incoming)
-            .ok()
-            .and_then(cloudtrail::meta),
+        "iot" => iot::segments(&incoming.raw_path).and_then(|s| iot::route(&incoming.method, &s)).map(|op| op.meta()),
+        "sts" => query::parse(QueryService::Sts, incoming).ok().and_then(|p| sts::meta(&p.action)),
+        "iam" => query::parse(QueryService::Iam, incoming).ok().and_then(|p| iam::meta(&p.action)),
+        "sns" => query::parse(QueryService::Sns, incoming).ok().and_then(|p| sns::meta(&p.action)),
+        "cloudtrail" => cloudtrail::operation(incoming).ok().and_then(cloudtrail::meta),
         _ => None,
     }
 }
@@ -244,28 +221,14 @@ async fn record_auth_failure(
     err: &ServiceError,
 ) -> Result<(), ServiceError> {
     use crate::domain::audit::{Actor, Outcome};
-    let Some(key) = failure.known_key() else {
-        return Ok(());
-    };
-    let Some(meta) = identify(incoming, &key.service) else {
-        return Ok(());
-    };
+    let Some(key) = failure.known_key() else { return Ok(()) };
+    let Some(meta) = identify(incoming, &key.service) else { return Ok(()) };
     let (source, api_version) = event_source(&key.service);
     let info = call::call_info(app, incoming, &key.region, source, meta, None, api_version);
-    let actor = Actor::Unknown {
-        account_id: key.account_id.clone(),
-        access_key_id: key.access_key_id.clone(),
-    };
+    let actor = Actor::Unknown { account_id: key.account_id.clone(), access_key_id: key.access_key_id.clone() };
     // Only the first paragraph: the canonical request that follows may hold a session token.
     let message = err.message.split("\n\n").next().unwrap_or_default();
-    let event = info.finish(
-        &actor,
-        Outcome::Failure {
-            code: err.code,
-            message,
-        },
-        vec![],
-    );
+    let event = info.finish(&actor, Outcome::Failure { code: err.code, message }, vec![]);
     app.record(event).await.map_err(|e| {
         tracing::error!(error = %e, "could not record a failed authentication");
         ServiceError::unavailable()
@@ -314,9 +277,7 @@ async fn dispatch(app: &App, incoming: &Incoming, verified: &auth::VerifiedReque
         "sns" => sns::handle(&mut ctx).await,
         _ => Err(iot::unknown_operation(incoming)),
     };
-    call::finish(ctx, result)
-        .await
-        .unwrap_or_else(|e| error::render(protocol, &e, &incoming.request_id))
+    call::finish(ctx, result).await.unwrap_or_else(|e| error::render(protocol, &e, &incoming.request_id))
 }
 
 /// A 200 JSON response.

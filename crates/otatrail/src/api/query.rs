@@ -41,9 +41,7 @@ pub struct QueryParams {
 }
 
 pub fn parse(service: QueryService, incoming: &Incoming) -> Result<QueryParams, ServiceError> {
-    let mut params: HashMap<String, String> = form_urlencoded::parse(incoming.raw_query.as_bytes())
-        .into_owned()
-        .collect();
+    let mut params: HashMap<String, String> = form_urlencoded::parse(incoming.raw_query.as_bytes()).into_owned().collect();
     let is_form = incoming
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -73,9 +71,7 @@ impl QueryParams {
 
     /// `Name.member.1`, `Name.member.2`, … in order.
     pub fn list(&self, name: &str) -> Vec<String> {
-        (1..)
-            .map_while(|i| self.params.get(&format!("{name}.member.{i}")).cloned())
-            .collect()
+        (1..).map_while(|i| self.params.get(&format!("{name}.member.{i}")).cloned()).collect()
     }
 
     /// `Name.member.N.Field` structures, in order.
@@ -98,22 +94,11 @@ impl QueryParams {
 }
 
 pub fn unknown_action(service: QueryService, action: &str) -> ServiceError {
-    ServiceError::new(
-        "InvalidAction",
-        format!(
-            "Could not find operation {action} for version {}",
-            service.version()
-        ),
-    )
+    ServiceError::new("InvalidAction", format!("Could not find operation {action} for version {}", service.version()))
 }
 
 /// `<{action}Response xmlns=…><{action}Result>{result}</{action}Result><ResponseMetadata>…`
-pub fn response(
-    service: QueryService,
-    action: &str,
-    result_xml: &str,
-    request_id: &str,
-) -> Response {
+pub fn response(service: QueryService, action: &str, result_xml: &str, request_id: &str) -> Response {
     let xml = format!(
         "<{action}Response xmlns=\"{}\"><{action}Result>{result_xml}</{action}Result><ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
         service.xmlns(),

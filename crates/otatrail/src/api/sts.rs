@@ -14,12 +14,7 @@ const SERVICE: QueryService = QueryService::Sts;
 /// CloudTrail, but store the credentials they issue, so they record in that unit of work and
 /// keep their response elements (less secrets).
 pub fn meta(action: &str) -> Option<OpMeta> {
-    let issuing = |name| OpMeta {
-        name,
-        read_only: true,
-        records_in_tx: true,
-        keep_response_elements: true,
-    };
+    let issuing = |name| OpMeta { name, read_only: true, records_in_tx: true, keep_response_elements: true };
     Some(match action {
         "GetCallerIdentity" => OpMeta::read("GetCallerIdentity"),
         "GetSessionToken" => issuing("GetSessionToken"),
@@ -33,14 +28,8 @@ pub fn meta(action: &str) -> Option<OpMeta> {
 /// the application layer.
 pub enum StsRequest<'a> {
     GetCallerIdentity,
-    GetSessionToken {
-        duration_seconds: Option<i64>,
-    },
-    GetFederationToken {
-        name: &'a str,
-        duration_seconds: Option<i64>,
-        policy: Option<&'a str>,
-    },
+    GetSessionToken { duration_seconds: Option<i64> },
+    GetFederationToken { name: &'a str, duration_seconds: Option<i64>, policy: Option<&'a str> },
     AssumeRole(AssumeRoleRequest),
 }
 
@@ -49,9 +38,7 @@ pub enum StsRequest<'a> {
 pub fn decode(p: &QueryParams) -> Result<StsRequest<'_>, ServiceError> {
     Ok(match p.action.as_str() {
         "GetCallerIdentity" => StsRequest::GetCallerIdentity,
-        "GetSessionToken" => StsRequest::GetSessionToken {
-            duration_seconds: int(p, "DurationSeconds")?,
-        },
+        "GetSessionToken" => StsRequest::GetSessionToken { duration_seconds: int(p, "DurationSeconds")? },
         "GetFederationToken" => StsRequest::GetFederationToken {
             name: required(p, "Name")?,
             duration_seconds: int(p, "DurationSeconds")?,
@@ -77,32 +64,17 @@ pub fn request_parameters(p: &QueryParams) -> Option<serde_json::Value> {
 pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError> {
     let (app, incoming) = (ctx.app, ctx.incoming);
     let p = query::parse(SERVICE, incoming)?;
-    let Some(op) = meta(&p.action) else {
-        return Err(query::unknown_action(SERVICE, &p.action));
-    };
+    let Some(op) = meta(&p.action) else { return Err(query::unknown_action(SERVICE, &p.action)) };
     let call = ctx.start(op, request_parameters(&p));
     let caller = &call;
     let xml = match decode(&p)? {
         StsRequest::GetCallerIdentity => {
             let who = &call.principal;
-            format!(
-                "{}{}{}",
-                element("Arn", &who.arn),
-                element("UserId", &who.principal_id),
-                element("Account", &who.account_id)
-            )
+            format!("{}{}{}", element("Arn", &who.arn), element("UserId", &who.principal_id), element("Account", &who.account_id))
         }
-        StsRequest::GetSessionToken { duration_seconds } => {
-            credentials_xml(&app.sts_get_session_token(caller, duration_seconds).await?)
-        }
-        StsRequest::GetFederationToken {
-            name,
-            duration_seconds,
-            policy,
-        } => {
-            let c = app
-                .sts_get_federation_token(caller, name, duration_seconds, policy)
-                .await?;
+        StsRequest::GetSessionToken { duration_seconds } => credentials_xml(&app.sts_get_session_token(caller, duration_seconds).await?),
+        StsRequest::GetFederationToken { name, duration_seconds, policy } => {
+            let c = app.sts_get_federation_token(caller, name, duration_seconds, policy).await?;
             format!(
                 "{}<FederatedUser>{}{}</FederatedUser><PackedPolicySize>0</PackedPolicySize>",
                 credentials_xml(&c),
@@ -127,12 +99,7 @@ pub async fn handle(ctx: &mut CallContext<'_>) -> Result<Response, ServiceError>
             )
         }
     };
-    Ok(query::response(
-        SERVICE,
-        &p.action,
-        &xml,
-        &incoming.request_id,
-    ))
+    Ok(query::response(SERVICE, &p.action, &xml, &incoming.request_id))
 }
 
 fn credentials_xml(c: &TemporaryCredentials) -> String {
@@ -146,23 +113,11 @@ fn credentials_xml(c: &TemporaryCredentials) -> String {
 }
 
 fn required<'a>(p: &'a QueryParams, name: &str) -> Result<&'a str, ServiceError> {
-    p.get(name).ok_or_else(|| {
-        ServiceError::new(
-            VALIDATION_ERROR,
-            format!("The parameter {name} is required."),
-        )
-    })
+    p.get(name).ok_or_else(|| ServiceError::new(VALIDATION_ERROR, format!("The parameter {name} is required.")))
 }
 
 fn int(p: &QueryParams, name: &str) -> Result<Option<i64>, ServiceError> {
     p.get(name)
-        .map(|v| {
-            v.parse().map_err(|_| {
-                ServiceError::new(
-                    VALIDATION_ERROR,
-                    format!("{name} must be an integer, got '{v}'."),
-                )
-            })
-        })
+        .map(|v| v.parse().map_err(|_| ServiceError::new(VALIDATION_ERROR, format!("{name} must be an integer, got '{v}'."))))
         .transpose()
 }

@@ -20,14 +20,7 @@ pub struct Call {
 
 impl Call {
     /// A call the server makes itself (or a test makes in-process): no client, no request.
-    pub fn internal(
-        principal: Principal,
-        region: &str,
-        event_source: &str,
-        event_name: &str,
-        read_only: bool,
-        now: crate::domain::time::Millis,
-    ) -> Self {
+    pub fn internal(principal: Principal, region: &str, event_source: &str, event_name: &str, read_only: bool, now: crate::domain::time::Millis) -> Self {
         Call {
             info: CallInfo {
                 request_id: uuid::Uuid::new_v4().to_string(),
@@ -53,11 +46,7 @@ impl Call {
     }
 
     pub fn event(&self, outcome: Outcome<'_>, resources: Vec<Resource>) -> AuditEvent {
-        self.info.finish(
-            &Actor::Principal(self.principal.clone()),
-            outcome,
-            resources,
-        )
+        self.info.finish(&Actor::Principal(self.principal.clone()), outcome, resources)
     }
 
     /// Appends the success record inside the caller's unit of work.
@@ -67,18 +56,13 @@ impl Call {
         response_elements: Option<Value>,
         resources: Vec<Resource>,
     ) -> StoreResult<()> {
-        tx.append_event(&self.event(Outcome::Success { response_elements }, resources))
-            .await?;
+        tx.append_event(&self.event(Outcome::Success { response_elements }, resources)).await?;
         Ok(())
     }
 
     /// `{ARN, accountId, type}` of a resource of this call's account.
     pub fn resource(&self, arn: String, resource_type: &str) -> Resource {
-        Resource {
-            arn,
-            account_id: self.principal.account_id.clone(),
-            resource_type: resource_type.to_string(),
-        }
+        Resource { arn, account_id: self.principal.account_id.clone(), resource_type: resource_type.to_string() }
     }
 }
 

@@ -55,24 +55,15 @@ pub const MIN_PART: u64 = 5 * 1024 * 1024;
 
 fn blob_err(e: BlobError) -> ServiceError {
     tracing::error!(error = %e, "blob store failure");
-    ServiceError::new(
-        "InternalError",
-        "We encountered an internal error. Please try again.",
-    )
+    ServiceError::new("InternalError", "We encountered an internal error. Please try again.")
 }
 
 fn no_such_bucket(name: &str) -> ServiceError {
-    ServiceError::new(
-        codes::NO_SUCH_BUCKET,
-        format!("The specified bucket does not exist: {name}"),
-    )
+    ServiceError::new(codes::NO_SUCH_BUCKET, format!("The specified bucket does not exist: {name}"))
 }
 
 fn no_such_key(key: &str) -> ServiceError {
-    ServiceError::new(
-        codes::NO_SUCH_KEY,
-        format!("The specified key does not exist: {key}"),
-    )
+    ServiceError::new(codes::NO_SUCH_KEY, format!("The specified key does not exist: {key}"))
 }
 
 /// The bucket, if `who` may perform `action` on it (or on `key` in it): its own account's
@@ -84,10 +75,7 @@ async fn owned_bucket(
     action: &str,
     key: Option<&str>,
 ) -> Result<Bucket, ServiceError> {
-    let b = tx
-        .get_bucket(name)
-        .await?
-        .ok_or_else(|| no_such_bucket(name))?;
+    let b = tx.get_bucket(name).await?.ok_or_else(|| no_such_bucket(name))?;
     if b.account_id == who.account_id || policy_allows(&b, who, action, key) {
         return Ok(b);
     }
@@ -96,12 +84,8 @@ async fn owned_bucket(
 
 /// Whether the bucket policy grants `who` the action on the bucket or object ARN.
 pub fn policy_allows(bucket: &Bucket, who: &Principal, action: &str, key: Option<&str>) -> bool {
-    let Some(doc) = bucket.policy.as_deref() else {
-        return false;
-    };
-    let Ok(policy) = crate::domain::policy::parse(doc, false) else {
-        return false;
-    };
+    let Some(doc) = bucket.policy.as_deref() else { return false };
+    let Ok(policy) = crate::domain::policy::parse(doc, false) else { return false };
     let mut arns = vec![who.arn.clone()];
     if let Some(issuer) = who.session.as_ref().and_then(|s| s.session_issuer.as_ref()) {
         arns.push(issuer.arn.clone());
@@ -114,19 +98,13 @@ pub fn policy_allows(bucket: &Bucket, who: &Principal, action: &str, key: Option
         ("aws:principalaccount".to_string(), who.account_id.clone()),
         ("aws:principalarn".to_string(), who.arn.clone()),
     ]);
-    let caller = crate::domain::policy::Caller::Aws {
-        account_id: &who.account_id,
-        arns,
-    };
+    let caller = crate::domain::policy::Caller::Aws { account_id: &who.account_id, arns };
     policy.allows(&caller, action, Some(&resource), &context)
 }
 
 pub(crate) fn check_key(key: &str) -> Result<(), ServiceError> {
     if key.is_empty() || key.len() > 1024 {
-        return Err(ServiceError::new(
-            codes::KEY_TOO_LONG,
-            "Your key is too long or empty (1 to 1024 bytes).",
-        ));
+        return Err(ServiceError::new(codes::KEY_TOO_LONG, "Your key is too long or empty (1 to 1024 bytes)."));
     }
     Ok(())
 }
@@ -134,10 +112,7 @@ pub(crate) fn check_key(key: &str) -> Result<(), ServiceError> {
 /// UploadPart's part number: 1 to 10,000, as S3.
 pub(crate) fn check_part_number(part_number: i64) -> Result<(), ServiceError> {
     if !(1..=10_000).contains(&part_number) {
-        return Err(ServiceError::new(
-            codes::INVALID_ARGUMENT,
-            "Part number must be an integer between 1 and 10000, inclusive",
-        ));
+        return Err(ServiceError::new(codes::INVALID_ARGUMENT, "Part number must be an integer between 1 and 10000, inclusive"));
     }
     Ok(())
 }
@@ -145,16 +120,10 @@ pub(crate) fn check_part_number(part_number: i64) -> Result<(), ServiceError> {
 /// CompleteMultipartUpload's `(part number, etag)` list: not empty, part numbers ascending.
 pub(crate) fn check_part_list(chosen: &[(i64, String)]) -> Result<(), ServiceError> {
     if chosen.is_empty() {
-        return Err(ServiceError::new(
-            "MalformedXML",
-            "You must specify at least one part.",
-        ));
+        return Err(ServiceError::new("MalformedXML", "You must specify at least one part."));
     }
     if chosen.windows(2).any(|w| w[0].0 >= w[1].0) {
-        return Err(ServiceError::new(
-            codes::INVALID_PART_ORDER,
-            "The list of parts was not in ascending order.",
-        ));
+        return Err(ServiceError::new(codes::INVALID_PART_ORDER, "The list of parts was not in ascending order."));
     }
     Ok(())
 }
@@ -177,18 +146,10 @@ pub struct ObjectProps {
 }
 
 impl App {
-    pub async fn s3_create_bucket(
-        &self,
-        call: &Arc<Call>,
-        name: &str,
-        region: &str,
-    ) -> Result<Bucket, ServiceError> {
+    pub async fn s3_create_bucket(&self, call: &Arc<Call>, name: &str, region: &str) -> Result<Bucket, ServiceError> {
         let p = &call.principal;
         if !is_valid_bucket_name(name) {
-            return Err(ServiceError::new(
-                codes::INVALID_BUCKET_NAME,
-                "The specified bucket is not valid.",
-            ));
+            return Err(ServiceError::new(codes::INVALID_BUCKET_NAME, "The specified bucket is not valid."));
         }
         let bucket = Bucket {
             name: name.to_string(),
@@ -217,25 +178,14 @@ impl App {
     }
 
     /// The bucket, if `p` may perform `action` on it.
-    pub async fn s3_bucket(
-        &self,
-        p: &Principal,
-        name: &str,
-        action: &'static str,
-    ) -> Result<Bucket, ServiceError> {
+    pub async fn s3_bucket(&self, p: &Principal, name: &str, action: &'static str) -> Result<Bucket, ServiceError> {
         let (name, who) = (name.to_string(), p.clone());
-        store::read(&*self.store, move |tx| {
-            Box::pin(async move { owned_bucket(tx, &name, &who, action, None).await })
-        })
-        .await
+        store::read(&*self.store, move |tx| Box::pin(async move { owned_bucket(tx, &name, &who, action, None).await })).await
     }
 
     pub async fn s3_list_buckets(&self, p: &Principal) -> Result<Vec<Bucket>, ServiceError> {
         let acct = p.account_id.clone();
-        store::read::<_, ServiceError, _>(&*self.store, move |tx| {
-            Box::pin(async move { Ok(tx.list_buckets(&acct).await?) })
-        })
-        .await
+        store::read::<_, ServiceError, _>(&*self.store, move |tx| Box::pin(async move { Ok(tx.list_buckets(&acct).await?) })).await
     }
 
     pub async fn s3_delete_bucket(&self, call: &Arc<Call>, name: &str) -> Result<(), ServiceError> {
@@ -244,18 +194,10 @@ impl App {
             Box::pin(async move {
                 owned_bucket(tx, &name, &who, "s3:DeleteBucket", None).await?;
                 if !tx.list_objects(&name, "", None, 1).await?.is_empty() {
-                    return Err(ServiceError::new(
-                        codes::BUCKET_NOT_EMPTY,
-                        "The bucket you tried to delete is not empty.",
-                    ));
+                    return Err(ServiceError::new(codes::BUCKET_NOT_EMPTY, "The bucket you tried to delete is not empty."));
                 }
                 tx.delete_bucket(&name).await?;
-                call.record_success(
-                    tx,
-                    None,
-                    vec![call.resource(format!("arn:aws:s3:::{name}"), BUCKET)],
-                )
-                .await?;
+                call.record_success(tx, None, vec![call.resource(format!("arn:aws:s3:::{name}"), BUCKET)]).await?;
                 Ok(())
             })
         })
@@ -264,26 +206,16 @@ impl App {
 
     /// Sets (`Some`) or removes (`None`) a bucket's policy or lifecycle configuration. Only the
     /// owner may; a policy must parse (`MalformedPolicy` otherwise).
-    pub async fn s3_set_bucket_config(
-        &self,
-        call: &Arc<Call>,
-        name: &str,
-        which: BucketConfig,
-        value: Option<String>,
-    ) -> Result<(), ServiceError> {
+    pub async fn s3_set_bucket_config(&self, call: &Arc<Call>, name: &str, which: BucketConfig, value: Option<String>) -> Result<(), ServiceError> {
         if which == BucketConfig::Policy
             && let Some(doc) = &value
         {
-            crate::domain::policy::parse(doc, false)
-                .map_err(|e| ServiceError::new("MalformedPolicy", e.message))?;
+            crate::domain::policy::parse(doc, false).map_err(|e| ServiceError::new("MalformedPolicy", e.message))?;
         }
         let (name, call) = (name.to_string(), call.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                let b = tx
-                    .get_bucket(&name)
-                    .await?
-                    .ok_or_else(|| no_such_bucket(&name))?;
+                let b = tx.get_bucket(&name).await?.ok_or_else(|| no_such_bucket(&name))?;
                 if b.account_id != call.principal.account_id {
                     return Err(ServiceError::new(codes::ACCESS_DENIED, "Access Denied"));
                 }
@@ -291,14 +223,8 @@ impl App {
                     BucketConfig::Policy => (value, b.lifecycle),
                     BucketConfig::Lifecycle => (b.policy, value),
                 };
-                tx.set_bucket_config(&name, policy.as_deref(), lifecycle.as_deref())
-                    .await?;
-                call.record_success(
-                    tx,
-                    None,
-                    vec![call.resource(format!("arn:aws:s3:::{name}"), BUCKET)],
-                )
-                .await?;
+                tx.set_bucket_config(&name, policy.as_deref(), lifecycle.as_deref()).await?;
+                call.record_success(tx, None, vec![call.resource(format!("arn:aws:s3:::{name}"), BUCKET)]).await?;
                 Ok(())
             })
         })
@@ -306,26 +232,16 @@ impl App {
     }
 
     /// A bucket's policy or lifecycle configuration (owner only).
-    pub async fn s3_bucket_config(
-        &self,
-        p: &Principal,
-        name: &str,
-        which: BucketConfig,
-    ) -> Result<String, ServiceError> {
+    pub async fn s3_bucket_config(&self, p: &Principal, name: &str, which: BucketConfig) -> Result<String, ServiceError> {
         let b = self.s3_bucket(p, name, "s3:GetBucketPolicy").await?;
         if b.account_id != p.account_id {
             return Err(ServiceError::new(codes::ACCESS_DENIED, "Access Denied"));
         }
         match which {
-            BucketConfig::Policy => b.policy.ok_or_else(|| {
-                ServiceError::new("NoSuchBucketPolicy", "The bucket policy does not exist")
-            }),
-            BucketConfig::Lifecycle => b.lifecycle.ok_or_else(|| {
-                ServiceError::new(
-                    "NoSuchLifecycleConfiguration",
-                    "The lifecycle configuration does not exist",
-                )
-            }),
+            BucketConfig::Policy => b.policy.ok_or_else(|| ServiceError::new("NoSuchBucketPolicy", "The bucket policy does not exist")),
+            BucketConfig::Lifecycle => b
+                .lifecycle
+                .ok_or_else(|| ServiceError::new("NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist")),
         }
     }
 
@@ -340,37 +256,22 @@ impl App {
     ) -> Result<(), ServiceError> {
         if self.external_buckets.contains(&trail.s3_bucket) {
             use crate::objects::external_bucket::ExternalPutError;
-            return match self
-                .external_buckets
-                .put_new(&trail.s3_bucket, key, body, &metadata)
-                .await
-            {
+            return match self.external_buckets.put_new(&trail.s3_bucket, key, body, &metadata).await {
                 Ok(()) => Ok(()),
-                Err(ExternalPutError::Exists) => Err(ServiceError::new(
-                    "PreconditionFailed",
-                    "The object already exists.",
-                )),
+                Err(ExternalPutError::Exists) => Err(ServiceError::new("PreconditionFailed", "The object already exists.")),
                 // GetTrailStatus shows the S3 error code, as for a bucket of our own.
                 Err(e) => {
                     tracing::warn!(bucket = %trail.s3_bucket, key, code = e.s3_code(), error = %e, "external bucket write failed");
-                    Err(ServiceError::new(
-                        e.s3_code(),
-                        format!("external bucket {}: {e}", trail.s3_bucket),
-                    ))
+                    Err(ServiceError::new(e.s3_code(), format!("external bucket {}: {e}", trail.s3_bucket)))
                 }
             };
         }
         let (name, t) = (trail.s3_bucket.clone(), trail.clone());
-        let bucket = store::read::<_, ServiceError, _>(&*self.store, move |tx| {
-            Box::pin(async move { Ok(tx.get_bucket(&name).await?) })
-        })
-        .await?
-        .ok_or_else(|| no_such_bucket(&trail.s3_bucket))?;
+        let bucket = store::read::<_, ServiceError, _>(&*self.store, move |tx| Box::pin(async move { Ok(tx.get_bucket(&name).await?) }))
+            .await?
+            .ok_or_else(|| no_such_bucket(&trail.s3_bucket))?;
         if !super::trails::may_deliver(&bucket, &t, key) {
-            return Err(ServiceError::new(
-                codes::ACCESS_DENIED,
-                format!("CloudTrail may not write to bucket {}", bucket.name),
-            ));
+            return Err(ServiceError::new(codes::ACCESS_DENIED, format!("CloudTrail may not write to bucket {}", bucket.name)));
         }
         let size = body.len();
         let stream = futures::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(body))]);
@@ -396,10 +297,7 @@ impl App {
                     return Err(no_such_bucket(&meta.bucket));
                 }
                 if tx.get_object(&meta.bucket, &meta.key).await?.is_some() {
-                    return Err(ServiceError::new(
-                        "PreconditionFailed",
-                        "The object already exists.",
-                    ));
+                    return Err(ServiceError::new("PreconditionFailed", "The object already exists."));
                 }
                 tx.put_object(&meta).await?;
                 Ok(())
@@ -425,19 +323,13 @@ impl App {
                 Ok(c) => c,
                 Err(e) => {
                     w.abort().await;
-                    return Err(ServiceError::new(
-                        "IncompleteBody",
-                        format!("The request body could not be read: {e}"),
-                    ));
+                    return Err(ServiceError::new("IncompleteBody", format!("The request body could not be read: {e}")));
                 }
             };
             total += chunk.len() as u64;
             if total > limit {
                 w.abort().await;
-                return Err(ServiceError::new(
-                    codes::ENTITY_TOO_LARGE,
-                    "Your proposed upload exceeds the maximum allowed object size.",
-                ));
+                return Err(ServiceError::new(codes::ENTITY_TOO_LARGE, "Your proposed upload exceeds the maximum allowed object size."));
             }
             if let Err(e) = w.write(&chunk).await {
                 w.abort().await;
@@ -454,22 +346,14 @@ impl App {
     }
 
     /// Commits an object's metadata for a written blob; `create_only` refuses to replace.
-    async fn commit_object(
-        &self,
-        p: &Principal,
-        meta: ObjectMeta,
-        create_only: bool,
-    ) -> Result<ObjectMeta, ServiceError> {
+    async fn commit_object(&self, p: &Principal, meta: ObjectMeta, create_only: bool) -> Result<ObjectMeta, ServiceError> {
         let who = p.clone();
         let blobs: Vec<String> = meta.blobs.iter().map(|b| b.id.clone()).collect();
         let result = store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 owned_bucket(tx, &meta.bucket, &who, "s3:PutObject", Some(&meta.key)).await?;
                 if create_only && tx.get_object(&meta.bucket, &meta.key).await?.is_some() {
-                    return Err(ServiceError::new(
-                        "PreconditionFailed",
-                        "At least one of the pre-conditions you specified did not hold",
-                    ));
+                    return Err(ServiceError::new("PreconditionFailed", "At least one of the pre-conditions you specified did not hold"));
                 }
                 let old = tx.put_object(&meta).await?;
                 Ok((meta, old))
@@ -509,10 +393,7 @@ impl App {
         let mut body = body;
         drain_on_error(
             &mut body,
-            store::read(&*self.store, move |tx| {
-                Box::pin(async move { owned_bucket(tx, &b, &who, "s3:PutObject", Some(&k)).await })
-            })
-            .await,
+            store::read(&*self.store, move |tx| Box::pin(async move { owned_bucket(tx, &b, &who, "s3:PutObject", Some(&k)).await })).await,
         )
         .await?;
         let w = self.write_blob(body, MAX_PUT).await?;
@@ -534,41 +415,25 @@ impl App {
         self.commit_object(p, meta, create_only).await
     }
 
-    pub async fn s3_head_object(
-        &self,
-        p: &Principal,
-        bucket: &str,
-        key: &str,
-    ) -> Result<ObjectMeta, ServiceError> {
+    pub async fn s3_head_object(&self, p: &Principal, bucket: &str, key: &str) -> Result<ObjectMeta, ServiceError> {
         let (bucket, key, who) = (bucket.to_string(), key.to_string(), p.clone());
         store::read(&*self.store, move |tx| {
             Box::pin(async move {
                 owned_bucket(tx, &bucket, &who, "s3:GetObject", Some(&key)).await?;
-                tx.get_object(&bucket, &key)
-                    .await?
-                    .ok_or_else(|| no_such_key(&key))
+                tx.get_object(&bucket, &key).await?.ok_or_else(|| no_such_key(&key))
             })
         })
         .await
     }
 
     /// Plaintext `[start, end)` of an object, decrypted.
-    pub async fn s3_read(
-        &self,
-        meta: &ObjectMeta,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<Bytes>, ServiceError> {
+    pub async fn s3_read(&self, meta: &ObjectMeta, start: u64, end: u64) -> Result<Vec<Bytes>, ServiceError> {
         let mut out = Vec::new();
         let mut offset = 0u64;
         for b in &meta.blobs {
             let (bs, be) = (offset, offset + b.size);
             if end > bs && start < be {
-                let chunks = self
-                    .blobs
-                    .read(&b.id, b.size, start.max(bs) - bs, end.min(be) - bs)
-                    .await
-                    .map_err(blob_err)?;
+                let chunks = self.blobs.read(&b.id, b.size, start.max(bs) - bs, end.min(be) - bs).await.map_err(blob_err)?;
                 out.extend(chunks);
             }
             offset = be;
@@ -584,8 +449,7 @@ impl App {
         meta: ObjectMeta,
         start: u64,
         end: u64,
-    ) -> std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ServiceError>> + Send + Sync + 'static>>
-    {
+    ) -> std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ServiceError>> + Send + Sync + 'static>> {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, ServiceError>>(2);
         let app = Arc::clone(self);
         tokio::spawn(async move {
@@ -608,9 +472,7 @@ impl App {
                 pos = to;
             }
         });
-        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        }))
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
     }
 
     /// Hex SHA-256 of an object's bytes: noted at upload for a one-blob object, otherwise
@@ -640,12 +502,7 @@ impl App {
         Ok(hex::encode(hasher.finalize()))
     }
 
-    pub async fn s3_delete_object(
-        &self,
-        p: &Principal,
-        bucket: &str,
-        key: &str,
-    ) -> Result<(), ServiceError> {
+    pub async fn s3_delete_object(&self, p: &Principal, bucket: &str, key: &str) -> Result<(), ServiceError> {
         let (bucket, key, who) = (bucket.to_string(), key.to_string(), p.clone());
         let old = store::write(&*self.store, move |tx| {
             Box::pin(async move {
@@ -671,12 +528,7 @@ impl App {
         max: usize,
     ) -> Result<Listing, ServiceError> {
         self.s3_bucket(p, bucket, "s3:ListBucket").await?;
-        let mut listing = Listing {
-            objects: vec![],
-            common_prefixes: vec![],
-            truncated: false,
-            last: None,
-        };
+        let mut listing = Listing { objects: vec![], common_prefixes: vec![], truncated: false, last: None };
         let mut cursor = after.map(str::to_string);
         if max == 0 {
             return Ok(listing);
@@ -690,16 +542,11 @@ impl App {
             let exhausted = batch.len() < 1000;
             for o in batch {
                 let rest = &o.key[prefix.len()..];
-                let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
-                    rest.find(d)
-                        .map(|i| format!("{prefix}{}", &rest[..i + d.len()]))
-                });
+                let rolled = delimiter.filter(|d| !d.is_empty()).and_then(|d| rest.find(d).map(|i| format!("{prefix}{}", &rest[..i + d.len()])));
                 let entry_key = rolled.clone().unwrap_or_else(|| o.key.clone());
                 // Entries (keys or rolled-up prefixes) come strictly after the marker, and
                 // each prefix once.
-                if listing.last.as_deref() == Some(entry_key.as_str())
-                    || after.is_some_and(|a| entry_key.as_str() <= a)
-                {
+                if listing.last.as_deref() == Some(entry_key.as_str()) || after.is_some_and(|a| entry_key.as_str() <= a) {
                     cursor = Some(o.key.clone());
                     continue;
                 }
@@ -720,13 +567,7 @@ impl App {
         }
     }
 
-    pub async fn s3_create_upload(
-        &self,
-        p: &Principal,
-        bucket: &str,
-        key: &str,
-        props: ObjectProps,
-    ) -> Result<Upload, ServiceError> {
+    pub async fn s3_create_upload(&self, p: &Principal, bucket: &str, key: &str, props: ObjectProps) -> Result<Upload, ServiceError> {
         check_key(key)?;
         let upload = Upload {
             upload_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -747,13 +588,7 @@ impl App {
         .await
     }
 
-    async fn upload(
-        &self,
-        p: &Principal,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<Upload, ServiceError> {
+    async fn upload(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> Result<Upload, ServiceError> {
         let (id, who) = (upload_id.to_string(), p.clone());
         let (bucket, key) = (bucket.to_string(), key.to_string());
         store::read(&*self.store, move |tx| {
@@ -762,12 +597,7 @@ impl App {
                 tx.get_upload(&id)
                     .await?
                     .filter(|u| u.bucket == bucket && u.key == key)
-                    .ok_or_else(|| {
-                        ServiceError::new(
-                            codes::NO_SUCH_UPLOAD,
-                            "The specified multipart upload does not exist.",
-                        )
-                    })
+                    .ok_or_else(|| ServiceError::new(codes::NO_SUCH_UPLOAD, "The specified multipart upload does not exist."))
             })
         })
         .await
@@ -790,21 +620,12 @@ impl App {
         let mut body = body;
         drain_on_error(&mut body, self.upload(p, bucket, key, upload_id).await).await?;
         let w = self.write_blob(body, MAX_PUT).await?;
-        let part = Part {
-            upload_id: upload_id.to_string(),
-            part_number,
-            size: w.size,
-            etag: w.md5_hex,
-            blob: w.id.clone(),
-        };
+        let part = Part { upload_id: upload_id.to_string(), part_number, size: w.size, etag: w.md5_hex, blob: w.id.clone() };
         let pt = part.clone();
         let replaced = store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 if tx.get_upload(&pt.upload_id).await?.is_none() {
-                    return Err(ServiceError::new(
-                        codes::NO_SUCH_UPLOAD,
-                        "The specified multipart upload does not exist.",
-                    ));
+                    return Err(ServiceError::new(codes::NO_SUCH_UPLOAD, "The specified multipart upload does not exist."));
                 }
                 Ok(tx.put_part(&pt).await?)
             })
@@ -824,35 +645,17 @@ impl App {
         }
     }
 
-    pub async fn s3_list_parts(
-        &self,
-        p: &Principal,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<(Upload, Vec<Part>), ServiceError> {
+    pub async fn s3_list_parts(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> Result<(Upload, Vec<Part>), ServiceError> {
         let upload = self.upload(p, bucket, key, upload_id).await?;
         let id = upload_id.to_string();
-        let parts = store::read::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move { tx.list_parts(&id).await })
-        })
-        .await?;
+        let parts = store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.list_parts(&id).await })).await?;
         Ok((upload, parts))
     }
 
-    pub async fn s3_abort_upload(
-        &self,
-        p: &Principal,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<(), ServiceError> {
+    pub async fn s3_abort_upload(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> Result<(), ServiceError> {
         self.upload(p, bucket, key, upload_id).await?;
         let id = upload_id.to_string();
-        let parts = store::write::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move { tx.delete_upload(&id).await })
-        })
-        .await?;
+        let parts = store::write::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.delete_upload(&id).await })).await?;
         self.remove_blobs(parts.into_iter().map(|p| p.blob)).await;
         Ok(())
     }
@@ -875,17 +678,9 @@ impl App {
             let part = stored
                 .iter()
                 .find(|s| s.part_number == *n && s.etag == etag.trim_matches('"'))
-                .ok_or_else(|| {
-                    ServiceError::new(
-                        codes::INVALID_PART,
-                        format!("One or more of the specified parts could not be found: part {n}."),
-                    )
-                })?;
+                .ok_or_else(|| ServiceError::new(codes::INVALID_PART, format!("One or more of the specified parts could not be found: part {n}.")))?;
             if i + 1 < chosen.len() && part.size < MIN_PART {
-                return Err(ServiceError::new(
-                    codes::ENTITY_TOO_SMALL,
-                    "Your proposed upload is smaller than the minimum allowed size.",
-                ));
+                return Err(ServiceError::new(codes::ENTITY_TOO_SMALL, "Your proposed upload is smaller than the minimum allowed size."));
             }
             used.push(part.clone());
         }
@@ -919,11 +714,7 @@ impl App {
                 let parts = tx.delete_upload(&id).await?;
                 let old = tx.put_object(&m).await?;
                 let kept: Vec<&str> = m.blobs.iter().map(|b| b.id.as_str()).collect();
-                let leftover: Vec<String> = parts
-                    .into_iter()
-                    .map(|p| p.blob)
-                    .filter(|b| !kept.contains(&b.as_str()))
-                    .collect();
+                let leftover: Vec<String> = parts.into_iter().map(|p| p.blob).filter(|b| !kept.contains(&b.as_str())).collect();
                 Ok::<_, ServiceError>((old, leftover))
             })
         })
@@ -961,27 +752,18 @@ impl App {
     /// Applies every bucket's lifecycle rules once; returns (expired, transitioned) counts.
     pub async fn apply_lifecycle(&self) -> Result<(usize, usize), ServiceError> {
         use crate::domain::buckets::{LifecycleAction, LifecycleRule};
-        let buckets = store::read::<_, StoreError, _>(&*self.store, |tx| {
-            Box::pin(async move { tx.buckets_with_lifecycle().await })
-        })
-        .await?;
+        let buckets = store::read::<_, StoreError, _>(&*self.store, |tx| Box::pin(async move { tx.buckets_with_lifecycle().await })).await?;
         let now = self.clock.now();
         let day_ms = self.lifecycle_day_seconds * 1000;
         let (mut expired, mut moved) = (0, 0);
         for b in buckets {
-            let Ok(rules) =
-                serde_json::from_str::<Vec<LifecycleRule>>(b.lifecycle.as_deref().unwrap_or("[]"))
-            else {
-                continue;
-            };
+            let Ok(rules) = serde_json::from_str::<Vec<LifecycleRule>>(b.lifecycle.as_deref().unwrap_or("[]")) else { continue };
             for rule in rules.iter().filter(|r| r.enabled) {
                 let mut after: Option<String> = None;
                 loop {
                     let (name, prefix, cur) = (b.name.clone(), rule.prefix.clone(), after.clone());
                     let batch = store::read::<_, StoreError, _>(&*self.store, move |tx| {
-                        Box::pin(async move {
-                            tx.list_objects(&name, &prefix, cur.as_deref(), 500).await
-                        })
+                        Box::pin(async move { tx.list_objects(&name, &prefix, cur.as_deref(), 500).await })
                     })
                     .await?;
                     let done = batch.len() < 500;
@@ -991,11 +773,10 @@ impl App {
                         match rule.action(&o.key, age_days, &o.storage_class) {
                             Some(LifecycleAction::Expire) => {
                                 let (bn, k) = (o.bucket.clone(), o.key.clone());
-                                let old =
-                                    store::write::<_, StoreError, _>(&*self.store, move |tx| {
-                                        Box::pin(async move { tx.delete_object(&bn, &k).await })
-                                    })
-                                    .await?;
+                                let old = store::write::<_, StoreError, _>(&*self.store, move |tx| {
+                                    Box::pin(async move { tx.delete_object(&bn, &k).await })
+                                })
+                                .await?;
                                 if let Some(old) = old {
                                     self.remove_blobs(old.blobs.into_iter().map(|b| b.id)).await;
                                     expired += 1;
@@ -1023,10 +804,7 @@ impl App {
     }
 
     /// Runs [`App::apply_lifecycle`] every `interval`.
-    pub fn spawn_lifecycle(
-        self: &Arc<Self>,
-        interval: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_lifecycle(self: &Arc<Self>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
@@ -1034,9 +812,7 @@ impl App {
                 tick.tick().await;
                 match app.apply_lifecycle().await {
                     Ok((0, 0)) => {}
-                    Ok((expired, transitioned)) => {
-                        tracing::info!(expired, transitioned, "lifecycle rules applied")
-                    }
+                    Ok((expired, transitioned)) => tracing::info!(expired, transitioned, "lifecycle rules applied"),
                     Err(e) => tracing::warn!(error = %e, "lifecycle sweep failed"),
                 }
             }
@@ -1050,10 +826,7 @@ impl App {
 /// send those after `Expect: 100-continue`, which the error answers.
 const DRAIN_LIMIT: usize = 1 << 20;
 
-async fn drain_on_error<T, S, E>(
-    body: &mut S,
-    r: Result<T, ServiceError>,
-) -> Result<T, ServiceError>
+async fn drain_on_error<T, S, E>(body: &mut S, r: Result<T, ServiceError>) -> Result<T, ServiceError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
@@ -1068,3 +841,4 @@ where
     }
     r
 }
+

@@ -46,76 +46,39 @@ pub struct SigningProfile {
 
 impl std::fmt::Debug for SigningProfile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningProfile")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("SigningProfile").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
 /// The scheme profiles sign with.
-pub const PROFILE_SCHEME: SignatureScheme = SignatureScheme {
-    hash: codesign::HashAlg::Sha256,
-    key: codesign::KeyAlg::Ecdsa,
-};
+pub const PROFILE_SCHEME: SignatureScheme = SignatureScheme { hash: codesign::HashAlg::Sha256, key: codesign::KeyAlg::Ecdsa };
 
 impl SigningProfile {
     /// Reads the key and certificate, and checks that they belong together.
     pub fn load(c: &SigningProfileConfig) -> Result<Self, String> {
-        let read = |p: &PathBuf| {
-            std::fs::read_to_string(p)
-                .map_err(|e| format!("signing profile {}: {}: {e}", c.name, p.display()))
-        };
+        let read = |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("signing profile {}: {}: {e}", c.name, p.display()));
         let key_pem = read(&c.private_key_file)?;
         let certificate_pem = read(&c.certificate_file)?;
         let der = codesign::pem_blocks(&key_pem, "PRIVATE KEY")
             .into_iter()
             .chain(codesign::pem_blocks(&key_pem, "EC PRIVATE KEY"))
             .next()
-            .ok_or_else(|| {
-                format!(
-                    "signing profile {}: {} holds no PEM private key",
-                    c.name,
-                    c.private_key_file.display()
-                )
-            })?;
+            .ok_or_else(|| format!("signing profile {}: {} holds no PEM private key", c.name, c.private_key_file.display()))?;
         let key = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, &der)
-            .map_err(|e| {
-                format!(
-                    "signing profile {}: the key is not an ECDSA P-256 key: {e}",
-                    c.name
-                )
-            })?;
-        let profile = Self {
-            name: c.name.clone(),
-            certificate_pem,
-            certificate_path_on_device: c.certificate_path_on_device.clone(),
-            key,
-        };
+            .map_err(|e| format!("signing profile {}: the key is not an ECDSA P-256 key: {e}", c.name))?;
+        let profile = Self { name: c.name.clone(), certificate_pem, certificate_path_on_device: c.certificate_path_on_device.clone(), key };
         // A probe signature must verify with the certificate: a mismatched pair would make
         // every device reject every image.
-        let probe = digest::digest(
-            PROFILE_SCHEME.digest_algorithm(),
-            b"otatrail signing profile check",
-        );
-        let sig = profile
-            .sign_digest(&probe)
-            .map_err(|e| format!("signing profile {}: {e}", c.name))?;
-        codesign::verify(PROFILE_SCHEME, &profile.certificate_pem, &probe, &sig).map_err(|_| {
-            format!(
-                "signing profile {}: the certificate in {} is not the key's",
-                c.name,
-                c.certificate_file.display()
-            )
-        })?;
+        let probe = digest::digest(PROFILE_SCHEME.digest_algorithm(), b"otatrail signing profile check");
+        let sig = profile.sign_digest(&probe).map_err(|e| format!("signing profile {}: {e}", c.name))?;
+        codesign::verify(PROFILE_SCHEME, &profile.certificate_pem, &probe, &sig)
+            .map_err(|_| format!("signing profile {}: the certificate in {} is not the key's", c.name, c.certificate_file.display()))?;
         Ok(profile)
     }
 
     /// A base64 ASN.1 DER ECDSA signature over the image with this digest.
     pub fn sign_digest(&self, d: &digest::Digest) -> Result<String, String> {
-        let sig = self
-            .key
-            .sign_digest(d)
-            .map_err(|_| "signing failed".to_string())?;
+        let sig = self.key.sign_digest(d).map_err(|_| "signing failed".to_string())?;
         Ok(base64::engine::general_purpose::STANDARD.encode(sig.as_ref()))
     }
 }
@@ -128,10 +91,7 @@ impl SigningProfiles {
     pub fn load(configs: &[SigningProfileConfig]) -> Result<Self, String> {
         let mut map = HashMap::new();
         for c in configs {
-            if map
-                .insert(c.name.clone(), SigningProfile::load(c)?)
-                .is_some()
-            {
+            if map.insert(c.name.clone(), SigningProfile::load(c)?).is_some() {
                 return Err(format!("signing profile {} is declared twice", c.name));
             }
         }
@@ -151,11 +111,7 @@ impl SigningProfiles {
 
 impl App {
     /// The digest of an object's bytes, read window by window.
-    pub async fn image_digest(
-        &self,
-        meta: &ObjectMeta,
-        alg: &'static digest::Algorithm,
-    ) -> Result<digest::Digest, ServiceError> {
+    pub async fn image_digest(&self, meta: &ObjectMeta, alg: &'static digest::Algorithm) -> Result<digest::Digest, ServiceError> {
         let mut ctx = digest::Context::new(alg);
         let mut pos = 0;
         while pos < meta.size {
@@ -182,11 +138,7 @@ impl App {
     }
 
     /// Signs an image with a configured profile; the base64 signature.
-    pub async fn sign_image(
-        &self,
-        profile: &str,
-        meta: &ObjectMeta,
-    ) -> Result<String, ServiceError> {
+    pub async fn sign_image(&self, profile: &str, meta: &ObjectMeta) -> Result<String, ServiceError> {
         let p = self.signing_profiles.get(profile).ok_or_else(|| {
             let known = self.signing_profiles.names();
             ServiceError::new(
@@ -197,9 +149,7 @@ impl App {
                 ),
             )
         })?;
-        let d = self
-            .image_digest(meta, PROFILE_SCHEME.digest_algorithm())
-            .await?;
+        let d = self.image_digest(meta, PROFILE_SCHEME.digest_algorithm()).await?;
         p.sign_digest(&d).map_err(|_| ServiceError::internal())
     }
 }
@@ -209,10 +159,7 @@ mod tests {
     use super::*;
 
     fn pem(label: &str, der: &[u8]) -> String {
-        format!(
-            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-            base64::engine::general_purpose::STANDARD.encode(der)
-        )
+        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", base64::engine::general_purpose::STANDARD.encode(der))
     }
 
     /// Writes a P-256 key and a certificate (of `cert_key`, or of the key itself).
@@ -220,22 +167,11 @@ mod tests {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let signer = if mismatched { &other } else { &key };
-        let cert = rcgen::CertificateParams::new(vec!["signer".into()])
-            .unwrap()
-            .self_signed(signer)
-            .unwrap();
-        let (k, c) = (
-            dir.join(format!("{name}.key")),
-            dir.join(format!("{name}.crt")),
-        );
+        let cert = rcgen::CertificateParams::new(vec!["signer".into()]).unwrap().self_signed(signer).unwrap();
+        let (k, c) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.crt")));
         std::fs::write(&k, pem("PRIVATE KEY", &key.serialize_der())).unwrap();
         std::fs::write(&c, pem("CERTIFICATE", cert.der())).unwrap();
-        SigningProfileConfig {
-            name: name.into(),
-            private_key_file: k,
-            certificate_file: c,
-            certificate_path_on_device: default_path_on_device(),
-        }
+        SigningProfileConfig { name: name.into(), private_key_file: k, certificate_file: c, certificate_path_on_device: default_path_on_device() }
     }
 
     #[test]
@@ -246,19 +182,12 @@ mod tests {
         let p = profiles.get("good").unwrap();
         let d = digest::digest(PROFILE_SCHEME.digest_algorithm(), b"image bytes");
         let sig = p.sign_digest(&d).unwrap();
-        assert_eq!(
-            codesign::verify(PROFILE_SCHEME, &p.certificate_pem, &d, &sig),
-            Ok(())
-        );
+        assert_eq!(codesign::verify(PROFILE_SCHEME, &p.certificate_pem, &d, &sig), Ok(()));
         assert!(!format!("{p:?}").contains("PRIVATE"));
 
         let bad = files(dir.path(), "bad", true);
         let err = SigningProfiles::load(&[bad]).unwrap_err();
         assert!(err.contains("is not the key's"), "{err}");
-        assert!(
-            SigningProfiles::load(&[good.clone(), good])
-                .unwrap_err()
-                .contains("twice")
-        );
+        assert!(SigningProfiles::load(&[good.clone(), good]).unwrap_err().contains("twice"));
     }
 }

@@ -38,9 +38,7 @@ struct Pending {
 pub fn log_file_key(trail: &Trail, lane: &Lane, now: Millis) -> String {
     const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let unique: String = (0..16)
-        .map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char)
-        .collect();
+    let unique: String = (0..16).map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char).collect();
     let t = now.to_offset_datetime();
     let (y, m, d, hh, mm) = (t.year(), t.month() as u8, t.day(), t.hour(), t.minute());
     let (root, acct, region) = (trail.lane_root(lane), &lane.account, &lane.region);
@@ -61,10 +59,7 @@ pub fn log_file(records: &[&str]) -> (Vec<u8>, String) {
         json.push_str(r);
     }
     json.push_str("]}");
-    (
-        gzip(json.as_bytes()),
-        otatrail_sigv4::sha256_hex(json.as_bytes()),
-    )
+    (gzip(json.as_bytes()), otatrail_sigv4::sha256_hex(json.as_bytes()))
 }
 
 /// One gzip member (validate-logs refuses concatenated members).
@@ -75,20 +70,13 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn facts(e: &StoredEvent) -> RecordFacts<'_> {
-    RecordFacts {
-        event_name: &e.event_name,
-        event_source: &e.event_source,
-        read_only: e.read_only,
-    }
+    RecordFacts { event_name: &e.event_name, event_source: &e.event_source, read_only: e.read_only }
 }
 
 impl App {
     /// One pass over every logging trail; returns how many files were delivered.
     pub async fn deliver_once(&self) -> Result<usize, ServiceError> {
-        let trails = store::read::<_, StoreError, _>(&*self.store, |tx| {
-            Box::pin(async move { tx.logging_trails().await })
-        })
-        .await?;
+        let trails = store::read::<_, StoreError, _>(&*self.store, |tx| Box::pin(async move { tx.logging_trails().await })).await?;
         let mut delivered = 0;
         for trail in trails {
             for lane in self.lanes(&trail, false).await? {
@@ -110,42 +98,23 @@ impl App {
 
     /// The lanes of a trail: its account's (or, for an organization trail, every member
     /// account's) regions with records, and the home region too when `with_home`.
-    pub(super) async fn lanes(
-        &self,
-        trail: &Trail,
-        with_home: bool,
-    ) -> Result<Vec<Lane>, ServiceError> {
-        let accounts: Vec<String> = match trail
-            .organization_id
-            .as_deref()
-            .and_then(|id| self.organizations.iter().find(|o| o.id == id))
-        {
+    pub(super) async fn lanes(&self, trail: &Trail, with_home: bool) -> Result<Vec<Lane>, ServiceError> {
+        let accounts: Vec<String> = match trail.organization_id.as_deref().and_then(|id| self.organizations.iter().find(|o| o.id == id)) {
             Some(org) => org.accounts().map(str::to_string).collect(),
             None => vec![trail.account_id.clone()],
         };
         let mut lanes = Vec::new();
         for account in accounts {
-            let mut regions = if with_home || !trail.multi_region {
-                vec![trail.home_region.clone()]
-            } else {
-                vec![]
-            };
+            let mut regions = if with_home || !trail.multi_region { vec![trail.home_region.clone()] } else { vec![] };
             if trail.multi_region {
                 let acct = account.clone();
-                for r in store::read::<_, StoreError, _>(&*self.store, move |tx| {
-                    Box::pin(async move { tx.event_regions(&acct).await })
-                })
-                .await?
-                {
+                for r in store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.event_regions(&acct).await })).await? {
                     if !regions.contains(&r) {
                         regions.push(r);
                     }
                 }
             }
-            lanes.extend(regions.into_iter().map(|region| Lane {
-                account: account.clone(),
-                region,
-            }));
+            lanes.extend(regions.into_iter().map(|region| Lane { account: account.clone(), region }));
         }
         Ok(lanes)
     }
@@ -153,10 +122,7 @@ impl App {
     /// Delivers at most one file of `trail` for `lane`; `Ok(true)` when it did.
     async fn deliver_lane(&self, trail: &Trail, lane: &Lane) -> Result<bool, ServiceError> {
         let (t, r) = (trail.clone(), trail.lane_key(lane));
-        let cursor = store::read::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move { tx.get_cursor(&t, &r).await })
-        })
-        .await?;
+        let cursor = store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.get_cursor(&t, &r).await })).await?;
         let (last_seq, pending) = cursor.unwrap_or((0, None));
         let last_seq = last_seq.max(trail.logging_since_seq);
         if pending.is_none() && !trail.has_work(last_seq) {
@@ -167,18 +133,12 @@ impl App {
             self.finish_pending(trail, lane, last_seq, p, None).await?;
             return Ok(true);
         }
-        let (acct, r, batch) = (
-            lane.account.clone(),
-            lane.region.clone(),
-            self.log_file_max_records as i64 * 2,
-        );
+        let (acct, r, batch) = (lane.account.clone(), lane.region.clone(), self.log_file_max_records as i64 * 2);
         let events = store::read::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move { tx.events_since(&acct, &r, last_seq, batch).await })
         })
         .await?;
-        let Some(last) = events.last() else {
-            return Ok(false);
-        };
+        let Some(last) = events.last() else { return Ok(false) };
         let mut seqs = Vec::new();
         let mut bytes = 0usize;
         let mut through = last.seq;
@@ -199,10 +159,8 @@ impl App {
         if seqs.is_empty() {
             // Nothing selected: move past what was looked at.
             let (t, r) = (trail.clone(), trail.lane_key(lane));
-            store::write::<_, StoreError, _>(&*self.store, move |tx| {
-                Box::pin(async move { tx.set_cursor(&t, &r, through, None).await })
-            })
-            .await?;
+            store::write::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.set_cursor(&t, &r, through, None).await }))
+                .await?;
             return Ok(false);
         }
         let oldest = oldest.unwrap_or(self.clock.now());
@@ -211,23 +169,14 @@ impl App {
         if !full && waited < self.delivery_interval_seconds * 1000 {
             return Ok(false);
         }
-        let pending = Pending {
-            key: log_file_key(trail, lane, self.clock.now()),
-            seqs,
-            last_seq: through,
-        };
-        let (t, r, text) = (
-            trail.clone(),
-            trail.lane_key(lane),
-            serde_json::to_string(&pending).map_err(|_| ServiceError::internal())?,
-        );
+        let pending = Pending { key: log_file_key(trail, lane, self.clock.now()), seqs, last_seq: through };
+        let (t, r, text) = (trail.clone(), trail.lane_key(lane), serde_json::to_string(&pending).map_err(|_| ServiceError::internal())?);
         store::write::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move { tx.set_cursor(&t, &r, last_seq, Some(&text)).await })
         })
         .await?;
         // The records just read are the file's: no need to read them again.
-        self.finish_pending(trail, lane, last_seq, pending, Some(events))
-            .await?;
+        self.finish_pending(trail, lane, last_seq, pending, Some(events)).await?;
         Ok(true)
     }
 
@@ -244,11 +193,7 @@ impl App {
         let events = match read {
             Some(events) => events,
             None => {
-                let (acct, r, count) = (
-                    lane.account.clone(),
-                    lane.region.clone(),
-                    (p.last_seq - from_seq).max(1),
-                );
+                let (acct, r, count) = (lane.account.clone(), lane.region.clone(), (p.last_seq - from_seq).max(1));
                 store::read::<_, StoreError, _>(&*self.store, move |tx| {
                     Box::pin(async move { tx.events_since(&acct, &r, from_seq, count).await })
                 })
@@ -256,10 +201,7 @@ impl App {
             }
         };
         let wanted: std::collections::HashSet<i64> = p.seqs.iter().copied().collect();
-        let chosen: Vec<StoredEvent> = events
-            .into_iter()
-            .filter(|e| wanted.contains(&e.seq))
-            .collect();
+        let chosen: Vec<StoredEvent> = events.into_iter().filter(|e| wanted.contains(&e.seq)).collect();
         let count = chosen.len();
         // Compressing a file takes milliseconds of CPU: on a blocking thread, not on one that
         // serves requests.
@@ -271,14 +213,8 @@ impl App {
         .await
         .map_err(|_| ServiceError::internal())?;
         // The trail may have changed bucket since; the file goes where the trail says now.
-        let current = self
-            .current_trail(trail)
-            .await?
-            .unwrap_or_else(|| trail.clone());
-        match self
-            .deliver_object(&current, &p.key, body, Default::default())
-            .await
-        {
+        let current = self.current_trail(trail).await?.unwrap_or_else(|| trail.clone());
+        match self.deliver_object(&current, &p.key, body, Default::default()).await {
             Ok(()) => {}
             Err(e) if e.code == "PreconditionFailed" => {} // written before a crash: same bytes
             Err(e) => return Err(e),
@@ -288,39 +224,21 @@ impl App {
             bucket: current.s3_bucket.clone(),
             key: p.key.clone(),
             sha256,
-            oldest_event: chosen
-                .iter()
-                .map(|e| e.event_time)
-                .min()
-                .unwrap_or(self.clock.now()),
-            newest_event: chosen
-                .iter()
-                .map(|e| e.event_time)
-                .max()
-                .unwrap_or(self.clock.now()),
+            oldest_event: chosen.iter().map(|e| e.event_time).min().unwrap_or(self.clock.now()),
+            newest_event: chosen.iter().map(|e| e.event_time).max().unwrap_or(self.clock.now()),
             delivered_at: self.clock.now(),
         };
         // Notify before the cursor moves: a crash in between notifies again after the restart
         // (SNS is at-least-once) rather than never.
         if let Some(topic) = &current.sns_topic_arn {
-            let message =
-                serde_json::json!({"s3Bucket": current.s3_bucket, "s3ObjectKey": [p.key]})
-                    .to_string();
+            let message = serde_json::json!({"s3Bucket": current.s3_bucket, "s3ObjectKey": [p.key]}).to_string();
             let outcome = self
-                .sns_publish_as_service_from(
-                    topic,
-                    "cloudtrail.amazonaws.com",
-                    &trail.account_id,
-                    Some(&trail.arn()),
-                    message,
-                    None,
-                )
+                .sns_publish_as_service_from(topic, "cloudtrail.amazonaws.com", &trail.account_id, Some(&trail.arn()), message, None)
                 .await;
             if let Err(e) = &outcome {
                 tracing::warn!(trail = %trail.arn(), topic = %topic, error = %e.message, "could not notify the trail's SNS topic");
             }
-            self.note_notification(trail, outcome.err().map(|e| e.code.to_string()))
-                .await;
+            self.note_notification(trail, outcome.err().map(|e| e.code.to_string())).await;
         }
         let (t, r, last) = (trail.clone(), trail.lane_key(lane), p.last_seq);
         store::write::<_, StoreError, _>(&*self.store, move |tx| {
@@ -345,12 +263,7 @@ impl App {
 
     /// Changes the stored trail's status fields (delivery, notification, digest outcomes);
     /// a failure to do so is logged, never fatal to the delivery it describes.
-    pub(super) async fn note_trail_status(
-        &self,
-        t: &Trail,
-        what: &'static str,
-        change: impl FnOnce(&mut Trail) + Send + 'static,
-    ) {
+    pub(super) async fn note_trail_status(&self, t: &Trail, what: &'static str, change: impl FnOnce(&mut Trail) + Send + 'static) {
         let t = t.clone();
         let r = store::write::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move {

@@ -43,15 +43,7 @@ struct ChainState {
 
 fn stamp(t: Millis) -> String {
     let d = t.to_offset_datetime();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        d.year(),
-        d.month() as u8,
-        d.day(),
-        d.hour(),
-        d.minute(),
-        d.second()
-    )
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", d.year(), d.month() as u8, d.day(), d.hour(), d.minute(), d.second())
 }
 
 /// `[prefix/]AWSLogs/[<o-id>/]<acct>/CloudTrail-Digest/<region>/YYYY/MM/DD/<acct>_CloudTrail-Digest_<region>_<trail>_<home>_<end>.json.gz`
@@ -76,10 +68,7 @@ fn whole_seconds(t: Millis) -> Millis {
 impl App {
     /// One pass: writes every digest that is due. Returns how many.
     pub async fn digest_once(&self) -> Result<usize, ServiceError> {
-        let trails = store::read::<_, StoreError, _>(&*self.store, |tx| {
-            Box::pin(async move { tx.logging_trails().await })
-        })
-        .await?;
+        let trails = store::read::<_, StoreError, _>(&*self.store, |tx| Box::pin(async move { tx.logging_trails().await })).await?;
         let mut written = 0;
         for trail in trails.into_iter().filter(|t| t.log_file_validation) {
             for lane in self.lanes(&trail, true).await? {
@@ -97,20 +86,10 @@ impl App {
     }
 
     /// Writes the region's next digest when due; returns its end time when it did.
-    async fn digest_lane(
-        &self,
-        trail: &Trail,
-        lane: &Lane,
-    ) -> Result<Option<Millis>, ServiceError> {
+    async fn digest_lane(&self, trail: &Trail, lane: &Lane) -> Result<Option<Millis>, ServiceError> {
         let (t, r) = (trail.clone(), trail.lane_key(lane));
-        let saved = store::read::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move { tx.get_digest_state(&t, &r).await })
-        })
-        .await?;
-        let mut state: ChainState = saved
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
+        let saved = store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.get_digest_state(&t, &r).await })).await?;
+        let mut state: ChainState = saved.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
         let now = whole_seconds(self.clock.now());
         if state.pending.is_none() && state.logging_started != trail.start_logging_time {
             // A new logging session (or the first): a starting digest, with no previous.
@@ -118,15 +97,10 @@ impl App {
             state.prev = None;
             state.logging_started = trail.start_logging_time;
         }
-        let Some(start) = state.start else {
-            return Ok(None);
-        };
+        let Some(start) = state.start else { return Ok(None) };
         let (t, r, after) = (trail.clone(), trail.lane_key(lane), state.last_file_seq);
         let mut files: Vec<DeliveredFile> =
-            store::read::<_, StoreError, _>(&*self.store, move |tx| {
-                Box::pin(async move { tx.delivered_files(&t, &r, after).await })
-            })
-            .await?;
+            store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.delivered_files(&t, &r, after).await })).await?;
         let (end, max_seq) = match state.pending {
             Some((end, max)) => {
                 files.retain(|f| f.seq <= max);
@@ -148,25 +122,16 @@ impl App {
                 files.retain(|f| f.delivered_at <= end);
                 let max = files.last().map(|f| f.seq).unwrap_or(state.last_file_seq);
                 state.pending = Some((end, max));
-                let (t, r, text) = (
-                    trail.clone(),
-                    trail.lane_key(lane),
-                    serde_json::to_string(&state).map_err(|_| ServiceError::internal())?,
-                );
-                store::write::<_, StoreError, _>(&*self.store, move |tx| {
-                    Box::pin(async move { tx.set_digest_state(&t, &r, &text).await })
-                })
-                .await?;
+                let (t, r, text) = (trail.clone(), trail.lane_key(lane), serde_json::to_string(&state).map_err(|_| ServiceError::internal())?);
+                store::write::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.set_digest_state(&t, &r, &text).await }))
+                    .await?;
                 (end, max)
             }
         };
         let region = lane.region.as_str();
         let key = digest_key(trail, lane, end);
         let keys = self.signing_keys(region).await?;
-        let fingerprint = keys
-            .last()
-            .map(|k| k.fingerprint.clone())
-            .ok_or_else(ServiceError::internal)?;
+        let fingerprint = keys.last().map(|k| k.fingerprint.clone()).ok_or_else(ServiceError::internal)?;
         let prev = state.prev.clone();
         let log_files: Vec<Value> = files
             .iter()
@@ -206,9 +171,7 @@ impl App {
             trail.s3_bucket,
             key,
             sha256,
-            prev.as_ref()
-                .map(|p| p.signature.as_str())
-                .unwrap_or("null")
+            prev.as_ref().map(|p| p.signature.as_str()).unwrap_or("null")
         );
         let (signed_with, signature) = self.sign_digest(region, to_sign.as_bytes()).await?;
         if signed_with != fingerprint {
@@ -217,36 +180,19 @@ impl App {
         }
         let signature = hex::encode(signature);
         let gz = super::delivery::gzip(text.as_bytes());
-        let metadata = BTreeMap::from([
-            ("signature".to_string(), signature.clone()),
-            (
-                "signature-algorithm".to_string(),
-                "SHA256withRSA".to_string(),
-            ),
-        ]);
+        let metadata =
+            BTreeMap::from([("signature".to_string(), signature.clone()), ("signature-algorithm".to_string(), "SHA256withRSA".to_string())]);
         match self.deliver_object(trail, &key, gz, metadata).await {
             Ok(()) => {}
             Err(e) if e.code == "PreconditionFailed" => {} // written before a crash
             Err(e) => return Err(e),
         }
-        state.prev = Some(Previous {
-            bucket: trail.s3_bucket.clone(),
-            key: key.clone(),
-            sha256,
-            signature,
-        });
+        state.prev = Some(Previous { bucket: trail.s3_bucket.clone(), key: key.clone(), sha256, signature });
         state.start = Some(end);
         state.last_file_seq = max_seq;
         state.pending = None;
-        let (t, r, text) = (
-            trail.clone(),
-            trail.lane_key(lane),
-            serde_json::to_string(&state).map_err(|_| ServiceError::internal())?,
-        );
-        store::write::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move { tx.set_digest_state(&t, &r, &text).await })
-        })
-        .await?;
+        let (t, r, text) = (trail.clone(), trail.lane_key(lane), serde_json::to_string(&state).map_err(|_| ServiceError::internal())?);
+        store::write::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.set_digest_state(&t, &r, &text).await })).await?;
         tracing::info!(trail = %trail.arn(), account = %lane.account, region, key = %key, files = files.len(), "delivered a digest file");
         Ok(Some(end))
     }

@@ -16,31 +16,13 @@ pub struct HistoryPage {
 }
 
 impl App {
-    pub async fn lookup_events(
-        &self,
-        call: &Arc<Call>,
-        input: LookupInput,
-    ) -> Result<HistoryPage, ServiceError> {
+    pub async fn lookup_events(&self, call: &Arc<Call>, input: LookupInput) -> Result<HistoryPage, ServiceError> {
         let lookup = history::validate(input)?;
-        self.lookup_in(&call.principal.account_id, &call.info.region, lookup)
-            .await
+        self.lookup_in(&call.principal.account_id, &call.info.region, lookup).await
     }
 
-    pub async fn lookup_in(
-        &self,
-        account_id: &str,
-        region: &str,
-        lookup: Lookup,
-    ) -> Result<HistoryPage, ServiceError> {
-        lookup_page(
-            &*self.store,
-            self.clock.now(),
-            self.event_retention_days,
-            account_id,
-            region,
-            lookup,
-        )
-        .await
+    pub async fn lookup_in(&self, account_id: &str, region: &str, lookup: Lookup) -> Result<HistoryPage, ServiceError> {
+        lookup_page(&*self.store, self.clock.now(), self.event_retention_days, account_id, region, lookup).await
     }
 }
 
@@ -57,10 +39,7 @@ pub async fn lookup_page(
     {
         if lookup.insight {
             // otatrail produces no Insights events.
-            return Ok(HistoryPage {
-                events: vec![],
-                next_token: None,
-            });
+            return Ok(HistoryPage { events: vec![], next_token: None });
         }
         let oldest = Millis(now.0 - retention_days * 86_400_000);
         let query = EventQuery {
@@ -72,15 +51,12 @@ pub async fn lookup_page(
             before: lookup.after,
             limit: lookup.max_results + 1,
         };
-        let mut events = store::read::<_, ServiceError, _>(store, move |tx| {
-            Box::pin(async move { Ok(tx.lookup_events(&query).await?) })
-        })
-        .await?;
+        let mut events =
+            store::read::<_, ServiceError, _>(store, move |tx| Box::pin(async move { Ok(tx.lookup_events(&query).await?) }))
+                .await?;
         let next_token = if events.len() as i64 > lookup.max_results {
             events.truncate(lookup.max_results as usize);
-            events
-                .last()
-                .map(|e| history::encode_token(&lookup, (e.event_time, e.seq)))
+            events.last().map(|e| history::encode_token(&lookup, (e.event_time, e.seq)))
         } else {
             None
         };

@@ -7,8 +7,7 @@ use std::sync::{Arc, RwLock};
 use crate::config::AccountConfig;
 use crate::crypto::MasterKey;
 use crate::domain::identity::{
-    AccessKeyRecord, Account, KeyStatus, Secret, User, new_access_key_id, new_account_id,
-    new_secret, new_user_id,
+    AccessKeyRecord, Account, KeyStatus, Secret, User, new_access_key_id, new_account_id, new_secret, new_user_id,
 };
 use crate::domain::time::SharedClock;
 use crate::domain::{Principal, ServiceError};
@@ -66,25 +65,12 @@ impl From<IdentityError> for ServiceError {
 
 impl Identities {
     pub fn new(store: Arc<dyn Store>, master: Arc<MasterKey>, clock: SharedClock) -> Self {
-        Self {
-            store,
-            master,
-            clock,
-            cache: RwLock::new(HashMap::new()),
-        }
+        Self { store, master, clock, cache: RwLock::new(HashMap::new()) }
     }
 
     /// Resolves an access key ID; `None` when no such key exists.
-    pub async fn lookup(
-        &self,
-        access_key_id: &str,
-    ) -> Result<Option<KeyCredential>, IdentityError> {
-        if let Some(c) = self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(access_key_id)
-        {
+    pub async fn lookup(&self, access_key_id: &str) -> Result<Option<KeyCredential>, IdentityError> {
+        if let Some(c) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(access_key_id) {
             return Ok(Some(c.clone()));
         }
         let id = access_key_id.to_string();
@@ -110,50 +96,27 @@ impl Identities {
                     principal: session.principal,
                     secret,
                     status: KeyStatus::Active,
-                    session: Some(SessionAuth {
-                        token_sha256: session.token_sha256,
-                        expires_at: session.expires_at,
-                    }),
+                    session: Some(SessionAuth { token_sha256: session.token_sha256, expires_at: session.expires_at }),
                 };
-                self.cache
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(access_key_id.to_string(), cred.clone());
+                self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(access_key_id.to_string(), cred.clone());
                 return Ok(Some(cred));
             }
         };
         let secret = self.open(&key.access_key_id, &key.sealed_secret)?;
         let principal = match (&key.user_name, user) {
             (None, _) => Principal::root(&key.account_id, &key.access_key_id),
-            (Some(_), Some(u)) => Principal::iam_user(
-                &key.account_id,
-                &u.user_id,
-                &u.name,
-                &u.path,
-                &key.access_key_id,
-            ),
+            (Some(_), Some(u)) => Principal::iam_user(&key.account_id, &u.user_id, &u.name, &u.path, &key.access_key_id),
             // A key whose user is gone cannot sign anything.
             (Some(_), None) => return Ok(None),
         };
-        let cred = KeyCredential {
-            principal,
-            secret,
-            status: key.status,
-            session: None,
-        };
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(access_key_id.to_string(), cred.clone());
+        let cred = KeyCredential { principal, secret, status: key.status, session: None };
+        self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(access_key_id.to_string(), cred.clone());
         Ok(Some(cred))
     }
 
     /// Forgets a cached key, after it changed.
     pub fn invalidate(&self, access_key_id: &str) {
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(access_key_id);
+        self.cache.write().unwrap_or_else(|e| e.into_inner()).remove(access_key_id);
     }
 
     /// Seals a secret for storage, bound to its access key ID.
@@ -170,13 +133,7 @@ impl Identities {
             .ok_or_else(|| IdentityError::Unseal(access_key_id.to_string()))
     }
 
-    fn seal_key(
-        &self,
-        account_id: &str,
-        user: Option<&str>,
-        id: &str,
-        secret: &str,
-    ) -> AccessKeyRecord {
+    fn seal_key(&self, account_id: &str, user: Option<&str>, id: &str, secret: &str) -> AccessKeyRecord {
         AccessKeyRecord {
             access_key_id: id.to_string(),
             account_id: account_id.to_string(),
@@ -210,10 +167,7 @@ impl Identities {
                     keys.push(self.seal_key(&a.id, Some(&u.name), &k.id, &k.secret));
                 }
             }
-            let account = Account {
-                id: a.id.clone(),
-                created_at: now,
-            };
+            let account = Account { id: a.id.clone(), created_at: now };
             store::write::<_, IdentityError, _>(&*self.store, move |tx| {
                 Box::pin(async move {
                     if tx.get_account(&account.id).await?.is_none() {
@@ -228,8 +182,7 @@ impl Identities {
                         match tx.get_access_key(&k.access_key_id).await? {
                             None => tx.insert_access_key(k).await?,
                             Some(existing)
-                                if existing.account_id != k.account_id
-                                    || existing.user_name != k.user_name =>
+                                if existing.account_id != k.account_id || existing.user_name != k.user_name =>
                             {
                                 return Err(IdentityError::Config(format!(
                                     "access key {} already belongs to another user or account",
@@ -263,34 +216,21 @@ impl Identities {
         .await?;
         let Some(k) = found else { return Ok(None) };
         let secret = self.open(&k.access_key_id, &k.sealed_secret)?;
-        Ok(Some(RootCredentials {
-            account_id: k.account_id,
-            access_key_id: k.access_key_id,
-            secret,
-        }))
+        Ok(Some(RootCredentials { account_id: k.account_id, access_key_id: k.access_key_id, secret }))
     }
 
     pub async fn has_accounts(&self) -> Result<bool, IdentityError> {
-        Ok(store::read::<_, StoreError, _>(&*self.store, |tx| {
-            Box::pin(async move { Ok(!tx.list_accounts().await?.is_empty()) })
-        })
-        .await?)
+        Ok(store::read::<_, StoreError, _>(&*self.store, |tx| Box::pin(async move { Ok(!tx.list_accounts().await?.is_empty()) }))
+            .await?)
     }
 
     /// Creates a new account with a root access key.
     pub async fn create_account_with_root_key(&self) -> Result<RootCredentials, IdentityError> {
         let (account_id, access_key_id, secret) = {
             let mut rng = rand::rng();
-            (
-                new_account_id(&mut rng),
-                new_access_key_id(&mut rng),
-                new_secret(&mut rng),
-            )
+            (new_account_id(&mut rng), new_access_key_id(&mut rng), new_secret(&mut rng))
         };
-        let account = Account {
-            id: account_id.clone(),
-            created_at: self.clock.now(),
-        };
+        let account = Account { id: account_id.clone(), created_at: self.clock.now() };
         let key = self.seal_key(&account_id, None, &access_key_id, secret.expose());
         store::write::<_, IdentityError, _>(&*self.store, move |tx| {
             Box::pin(async move {
@@ -300,11 +240,7 @@ impl Identities {
             })
         })
         .await?;
-        Ok(RootCredentials {
-            account_id,
-            access_key_id,
-            secret,
-        })
+        Ok(RootCredentials { account_id, access_key_id, secret })
     }
 }
 

@@ -23,9 +23,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::domain::jobs::{
-    self, Advance, CancelJobBody, CancelJobExecutionBody, Counts, CreateJobBody, ExecStatus,
-    ExecutionPage, JOB_RESOURCE_TYPE, Job, JobExecution, JobPage, ListJobsRequest, UpdateJobBody,
-    ValidCreateJob, job_arn,
+    self, Advance, CancelJobBody, CancelJobExecutionBody, Counts, CreateJobBody, ExecStatus, ExecutionPage, JOB_RESOURCE_TYPE, Job,
+    JobExecution, JobPage, ListJobsRequest, UpdateJobBody, ValidCreateJob, job_arn,
 };
 use crate::domain::{Scope, ServiceError};
 use crate::store;
@@ -53,28 +52,18 @@ pub struct TickReport {
 
 impl App {
     /// Reads a `documentSource` object from the caller's buckets.
-    async fn read_document_source(
-        &self,
-        call: &Call,
-        source: &str,
-    ) -> Result<String, ServiceError> {
-        let (bucket, key) = jobs::parse_document_source(source).ok_or_else(|| {
-            ServiceError::invalid_request(format!(
-                "The documentSource {source} is not an S3 object URL."
-            ))
-        })?;
+    async fn read_document_source(&self, call: &Call, source: &str) -> Result<String, ServiceError> {
+        let (bucket, key) = jobs::parse_document_source(source)
+            .ok_or_else(|| ServiceError::invalid_request(format!("The documentSource {source} is not an S3 object URL.")))?;
         let missing = || {
             ServiceError::invalid_request(format!(
                 "The documentSource {source} does not name an object in this account's buckets (s3://{bucket}/{key})."
             ))
         };
-        let meta = self
-            .s3_head_object(&call.principal, &bucket, &key)
-            .await
-            .map_err(|e| match e.code {
-                "NoSuchBucket" | "NoSuchKey" | "AccessDenied" | "KeyTooLongError" => missing(),
-                _ => e,
-            })?;
+        let meta = self.s3_head_object(&call.principal, &bucket, &key).await.map_err(|e| match e.code {
+            "NoSuchBucket" | "NoSuchKey" | "AccessDenied" | "KeyTooLongError" => missing(),
+            _ => e,
+        })?;
         if meta.size > (jobs::MAX_DOCUMENT as u64) * 4 {
             return Err(ServiceError::invalid_request(format!(
                 "The job document at {source} is larger than {} characters.",
@@ -87,21 +76,13 @@ impl App {
                 bytes.extend_from_slice(&chunk);
             }
         }
-        let doc = String::from_utf8(bytes).map_err(|_| {
-            ServiceError::invalid_request(format!(
-                "The job document at {source} is not UTF-8 text."
-            ))
-        })?;
+        let doc = String::from_utf8(bytes)
+            .map_err(|_| ServiceError::invalid_request(format!("The job document at {source} is not UTF-8 text.")))?;
         jobs::validate_document("documentSource", &doc)?;
         Ok(doc)
     }
 
-    pub async fn create_job(
-        &self,
-        call: &Arc<Call>,
-        job_id: &str,
-        body: &CreateJobBody,
-    ) -> Result<Job, ServiceError> {
+    pub async fn create_job(&self, call: &Arc<Call>, job_id: &str, body: &CreateJobBody) -> Result<Job, ServiceError> {
         let mut valid = jobs::validate_create_job(job_id, body)?;
         if let Some(source) = valid.document_source.clone() {
             valid.document = self.read_document_source(call, &source).await?;
@@ -113,60 +94,34 @@ impl App {
     /// `CreateJob` for `call` in the same unit of work. For CreateOTAUpdate, which builds
     /// job `AFR_OTA-<id>` and passes a `Call::internal` whose principal is the OTA update's
     /// role as assumed by `iot.amazonaws.com`.
-    pub async fn create_job_as_service(
-        &self,
-        call: &Arc<Call>,
-        job: ValidCreateJob,
-    ) -> Result<Job, ServiceError> {
+    pub async fn create_job_as_service(&self, call: &Arc<Call>, job: ValidCreateJob) -> Result<Job, ServiceError> {
         jobs::validate_job_id(&job.job_id)?;
         jobs::validate_document("document", &job.document)?;
         let (call, now) = (call.clone(), self.clock.now());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let j = jobs::create_job(tx, &call.scope(), job, now).await?;
-                call.record_success(
-                    tx,
-                    Some(j.summary_output()),
-                    vec![call.resource(j.arn(), JOB_RESOURCE_TYPE)],
-                )
-                .await?;
+                call.record_success(tx, Some(j.summary_output()), vec![call.resource(j.arn(), JOB_RESOURCE_TYPE)]).await?;
                 Ok(j)
             })
         })
         .await
     }
 
-    pub async fn describe_job(
-        &self,
-        call: &Arc<Call>,
-        job_id: &str,
-    ) -> Result<(Job, Counts), ServiceError> {
+    pub async fn describe_job(&self, call: &Arc<Call>, job_id: &str) -> Result<(Job, Counts), ServiceError> {
         let (scope, id) = (call.scope(), job_id.to_string());
-        store::read(&*self.store, move |tx| {
-            Box::pin(async move { jobs::describe_job(tx, &scope, &id).await })
-        })
-        .await
+        store::read(&*self.store, move |tx| Box::pin(async move { jobs::describe_job(tx, &scope, &id).await })).await
     }
 
     /// GetJobDocument: the job and so its document.
     pub async fn get_job(&self, call: &Arc<Call>, job_id: &str) -> Result<Job, ServiceError> {
         let (scope, id) = (call.scope(), job_id.to_string());
-        store::read(&*self.store, move |tx| {
-            Box::pin(async move { jobs::get_job(tx, &scope, &id).await })
-        })
-        .await
+        store::read(&*self.store, move |tx| Box::pin(async move { jobs::get_job(tx, &scope, &id).await })).await
     }
 
-    pub async fn list_jobs(
-        &self,
-        call: &Arc<Call>,
-        req: ListJobsRequest,
-    ) -> Result<JobPage, ServiceError> {
+    pub async fn list_jobs(&self, call: &Arc<Call>, req: ListJobsRequest) -> Result<JobPage, ServiceError> {
         let scope = call.scope();
-        store::read(&*self.store, move |tx| {
-            Box::pin(async move { jobs::list_jobs(tx, &scope, req).await })
-        })
-        .await
+        store::read(&*self.store, move |tx| Box::pin(async move { jobs::list_jobs(tx, &scope, req).await })).await
     }
 
     pub async fn update_job(
@@ -179,47 +134,27 @@ impl App {
         let (call, id, now) = (call.clone(), job_id.to_string(), self.clock.now());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                let j =
-                    jobs::update_job(tx, &call.scope(), &id, &body, namespace_id.as_deref(), now)
-                        .await?;
-                call.record_success(tx, None, vec![call.resource(j.arn(), JOB_RESOURCE_TYPE)])
-                    .await?;
+                let j = jobs::update_job(tx, &call.scope(), &id, &body, namespace_id.as_deref(), now).await?;
+                call.record_success(tx, None, vec![call.resource(j.arn(), JOB_RESOURCE_TYPE)]).await?;
                 Ok(j)
             })
         })
         .await
     }
 
-    pub async fn cancel_job(
-        &self,
-        call: &Arc<Call>,
-        job_id: &str,
-        body: CancelJobBody,
-        force: bool,
-    ) -> Result<Job, ServiceError> {
+    pub async fn cancel_job(&self, call: &Arc<Call>, job_id: &str, body: CancelJobBody, force: bool) -> Result<Job, ServiceError> {
         let (call, id, now) = (call.clone(), job_id.to_string(), self.clock.now());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let j = jobs::cancel_job(tx, &call.scope(), &id, &body, force, now).await?;
-                call.record_success(
-                    tx,
-                    Some(j.summary_output()),
-                    vec![call.resource(j.arn(), JOB_RESOURCE_TYPE)],
-                )
-                .await?;
+                call.record_success(tx, Some(j.summary_output()), vec![call.resource(j.arn(), JOB_RESOURCE_TYPE)]).await?;
                 Ok(j)
             })
         })
         .await
     }
 
-    pub async fn delete_job(
-        &self,
-        call: &Arc<Call>,
-        job_id: &str,
-        force: bool,
-        namespace_id: Option<&str>,
-    ) -> Result<(), ServiceError> {
+    pub async fn delete_job(&self, call: &Arc<Call>, job_id: &str, force: bool, namespace_id: Option<&str>) -> Result<(), ServiceError> {
         jobs::validate_job_id(job_id)?;
         if let Some(n) = namespace_id {
             jobs::validate_namespace("namespaceId", n)?;
@@ -229,12 +164,7 @@ impl App {
             Box::pin(async move {
                 let scope = call.scope();
                 jobs::delete_job(tx, &scope, &id, force).await?;
-                call.record_success(
-                    tx,
-                    None,
-                    vec![call.resource(job_arn(&scope, &id), JOB_RESOURCE_TYPE)],
-                )
-                .await?;
+                call.record_success(tx, None, vec![call.resource(job_arn(&scope, &id), JOB_RESOURCE_TYPE)]).await?;
                 Ok(())
             })
         })
@@ -243,20 +173,13 @@ impl App {
 
     /// Deletes a job and its executions without a record of its own (for DeleteOTAUpdate,
     /// whose own call is recorded). Returns whether the job existed.
-    pub async fn delete_job_internal(
-        &self,
-        scope: &Scope,
-        job_id: &str,
-        force: bool,
-    ) -> Result<bool, ServiceError> {
+    pub async fn delete_job_internal(&self, scope: &Scope, job_id: &str, force: bool) -> Result<bool, ServiceError> {
         let (scope, id) = (scope.clone(), job_id.to_string());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 match jobs::delete_job(tx, &scope, &id, force).await {
                     Ok(_) => Ok(true),
-                    Err(e) if e.code == crate::domain::error::codes::RESOURCE_NOT_FOUND => {
-                        Ok(false)
-                    }
+                    Err(e) if e.code == crate::domain::error::codes::RESOURCE_NOT_FOUND => Ok(false),
                     Err(e) => Err(e),
                 }
             })
@@ -275,15 +198,7 @@ impl App {
         let (scope, id) = (call.scope(), job_id.to_string());
         store::read(&*self.store, move |tx| {
             Box::pin(async move {
-                jobs::list_executions_for_job(
-                    tx,
-                    &scope,
-                    &id,
-                    status.as_deref(),
-                    max_results,
-                    next_token.as_deref(),
-                )
-                .await
+                jobs::list_executions_for_job(tx, &scope, &id, status.as_deref(), max_results, next_token.as_deref()).await
             })
         })
         .await
@@ -346,22 +261,12 @@ impl App {
         force: bool,
         body: CancelJobExecutionBody,
     ) -> Result<JobExecution, ServiceError> {
-        let (call, id, thing, now) = (
-            call.clone(),
-            job_id.to_string(),
-            thing.to_string(),
-            self.clock.now(),
-        );
+        let (call, id, thing, now) = (call.clone(), job_id.to_string(), thing.to_string(), self.clock.now());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let scope = call.scope();
                 let e = jobs::cancel_execution(tx, &scope, &id, &thing, force, &body, now).await?;
-                call.record_success(
-                    tx,
-                    None,
-                    vec![call.resource(job_arn(&scope, &id), JOB_RESOURCE_TYPE)],
-                )
-                .await?;
+                call.record_success(tx, None, vec![call.resource(job_arn(&scope, &id), JOB_RESOURCE_TYPE)]).await?;
                 Ok(e)
             })
         })
@@ -385,12 +290,7 @@ impl App {
             Box::pin(async move {
                 let scope = call.scope();
                 jobs::delete_execution(tx, &scope, &id, &thing, execution_number, force).await?;
-                call.record_success(
-                    tx,
-                    None,
-                    vec![call.resource(job_arn(&scope, &id), JOB_RESOURCE_TYPE)],
-                )
-                .await?;
+                call.record_success(tx, None, vec![call.resource(job_arn(&scope, &id), JOB_RESOURCE_TYPE)]).await?;
                 Ok(())
             })
         })
@@ -410,25 +310,10 @@ impl App {
         status_details: Option<BTreeMap<String, String>>,
         expected_version: Option<i64>,
     ) -> Result<JobExecution, ServiceError> {
-        let (scope, thing, id, now) = (
-            scope.clone(),
-            thing.to_string(),
-            job_id.to_string(),
-            self.clock.now(),
-        );
+        let (scope, thing, id, now) = (scope.clone(), thing.to_string(), job_id.to_string(), self.clock.now());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                jobs::update_execution(
-                    tx,
-                    &scope,
-                    &thing,
-                    &id,
-                    new_status,
-                    status_details.as_ref(),
-                    expected_version,
-                    now,
-                )
-                .await
+                jobs::update_execution(tx, &scope, &thing, &id, new_status, status_details.as_ref(), expected_version, now).await
             })
         })
         .await
@@ -457,9 +342,7 @@ impl App {
                     let r: Result<Advance, ServiceError> = store::write(&*self.store, move |tx| {
                         Box::pin(async move {
                             // Re-read inside the unit: an API call may have changed it since.
-                            let Some(mut job) = tx.get_job(&scope, &id).await? else {
-                                return Ok(Advance::default());
-                            };
+                            let Some(mut job) = tx.get_job(&scope, &id).await? else { return Ok(Advance::default()) };
                             jobs::advance(tx, &mut job, now).await
                         })
                     })
@@ -478,19 +361,14 @@ impl App {
                     report.aborted += a.aborted as usize;
                     report.completed += a.completed as usize;
                 }
-                Err(e) => {
-                    tracing::warn!(job = %job.job_id, error = %e, "job engine pass failed for a job")
-                }
+                Err(e) => tracing::warn!(job = %job.job_id, error = %e, "job engine pass failed for a job"),
             }
         }
         Ok(report)
     }
 
     /// Runs [`App::jobs_tick`] every `interval`.
-    pub fn spawn_job_engine(
-        self: &Arc<Self>,
-        interval: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_job_engine(self: &Arc<Self>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);

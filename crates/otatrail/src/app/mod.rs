@@ -76,10 +76,7 @@ pub struct App {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("master key {path}: {message}")]
     MasterKey { path: PathBuf, message: String },
     #[error("state store: {0}")]
@@ -100,29 +97,19 @@ impl App {
         let master = Arc::new(load_or_create_master_key(&dir.join("keys"))?);
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("otatrail.db")).await?);
         let blobs = match &config.external_store {
-            None => BlobStore::open(&dir.join("objects"), master.clone()).map_err(|source| {
-                StartError::DataDir {
-                    path: dir.join("objects"),
-                    source,
-                }
-            })?,
+            None => BlobStore::open(&dir.join("objects"), master.clone())
+                .map_err(|source| StartError::DataDir { path: dir.join("objects"), source })?,
             Some(ext) => {
                 let b = BlobStore::external(ext).map_err(|e| StartError::Blobs(e.to_string()))?;
                 b.check().await.map_err(|e| {
-                    StartError::Blobs(format!(
-                        "external store {} bucket {} does not answer: {e}",
-                        ext.endpoint, ext.bucket
-                    ))
+                    StartError::Blobs(format!("external store {} bucket {} does not answer: {e}", ext.endpoint, ext.bucket))
                 })?;
                 b
             }
         };
         let clock: SharedClock = Arc::new(SystemClock);
         let identities = Identities::new(store.clone(), master.clone(), clock.clone());
-        identities
-            .apply_config(&config.accounts)
-            .await
-            .map_err(|e| StartError::Identities(e.to_string()))?;
+        identities.apply_config(&config.accounts).await.map_err(|e| StartError::Identities(e.to_string()))?;
         Ok(Arc::new(App {
             store,
             blobs,
@@ -142,12 +129,8 @@ impl App {
             digest_interval_seconds: config.digest_interval_seconds,
             log_file_max_records: config.log_file_max_records,
             organizations: config.organizations.clone(),
-            signing_profiles: codesign::SigningProfiles::load(&config.signing_profiles)
-                .map_err(StartError::SigningProfiles)?,
-            external_buckets: crate::objects::external_bucket::ExternalBuckets::open(
-                &config.external_buckets,
-            )
-            .map_err(StartError::Blobs)?,
+            signing_profiles: codesign::SigningProfiles::load(&config.signing_profiles).map_err(StartError::SigningProfiles)?,
+            external_buckets: crate::objects::external_bucket::ExternalBuckets::open(&config.external_buckets).map_err(StartError::Blobs)?,
             sns: sns::SnsRuntime::new(
                 crate::domain::sns::RetryPolicy {
                     first_delay_ms: 1000,
@@ -164,10 +147,7 @@ impl App {
 }
 
 fn create_private_dir(path: &Path) -> Result<(), StartError> {
-    let err = |source| StartError::DataDir {
-        path: path.to_path_buf(),
-        source,
-    };
+    let err = |source| StartError::DataDir { path: path.to_path_buf(), source };
     std::fs::create_dir_all(path).map_err(err)?;
     Ok(())
 }
@@ -178,11 +158,7 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -191,21 +167,15 @@ pub fn write_private_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
 fn load_or_create_master_key(dir: &Path) -> Result<MasterKey, StartError> {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("master.key");
-    let err = |message: String| StartError::MasterKey {
-        path: path.clone(),
-        message,
-    };
+    let err = |message: String| StartError::MasterKey { path: path.clone(), message };
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| err(e.to_string()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| err(e.to_string()))?;
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                err(format!(
-                    "expected 32 bytes, found {}; restore the original file",
-                    bytes.len()
-                ))
-            })?;
+            let key: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| err(format!("expected 32 bytes, found {}; restore the original file", bytes.len())))?;
             Ok(MasterKey::from_bytes(&key))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -227,19 +197,14 @@ impl App {
             loop {
                 tick.tick().await;
                 let cutoff = crate::domain::time::Millis(app.clock.now().0 - 86_400_000);
-                let r =
-                    crate::store::write::<_, crate::store::StoreError, _>(&*app.store, move |tx| {
-                        Box::pin(async move { tx.delete_expired_sessions(cutoff).await })
-                    })
-                    .await;
+                let r = crate::store::write::<_, crate::store::StoreError, _>(&*app.store, move |tx| {
+                    Box::pin(async move { tx.delete_expired_sessions(cutoff).await })
+                })
+                .await;
                 match r {
-                    Ok(n) if n > 0 => {
-                        tracing::info!(removed = n, "removed expired temporary credentials")
-                    }
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "removed expired temporary credentials"),
                     Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not remove expired temporary credentials")
-                    }
+                    Err(e) => tracing::warn!(error = %e, "could not remove expired temporary credentials"),
                 }
             }
         })

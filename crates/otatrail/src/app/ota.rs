@@ -33,8 +33,7 @@ use serde_json::{Value, json};
 use crate::domain::buckets::ObjectMeta;
 use crate::domain::error::codes;
 use crate::domain::ota::{
-    self, DeleteRequest, DocumentFile, ErrorInfo, FileSource, OtaPage, OtaStatus, OtaUpdate,
-    Signing, ValidOtaUpdate,
+    self, DeleteRequest, DocumentFile, ErrorInfo, FileSource, OtaPage, OtaStatus, OtaUpdate, Signing, ValidOtaUpdate,
 };
 use crate::domain::streams::{self, FileRef, StreamFile};
 use crate::domain::{Principal, Scope, ServiceError};
@@ -70,22 +69,12 @@ fn transient(e: &ServiceError) -> bool {
 
 impl From<ServiceError> for Stop {
     fn from(e: ServiceError) -> Self {
-        if transient(&e) {
-            Stop::Retry(e)
-        } else {
-            Stop::Failed(ErrorInfo {
-                code: e.code.to_string(),
-                message: e.message,
-            })
-        }
+        if transient(&e) { Stop::Retry(e) } else { Stop::Failed(ErrorInfo { code: e.code.to_string(), message: e.message }) }
     }
 }
 
 fn failed(code: &str, message: impl Into<String>) -> Stop {
-    Stop::Failed(ErrorInfo {
-        code: code.to_string(),
-        message: message.into(),
-    })
+    Stop::Failed(ErrorInfo { code: code.to_string(), message: message.into() })
 }
 
 /// One file as the state machine resolved it.
@@ -106,25 +95,14 @@ fn session_name(id: &str) -> String {
 }
 
 impl App {
-    pub async fn create_ota_update(
-        &self,
-        call: &Arc<Call>,
-        id: &str,
-        body: &ota::CreateOtaUpdateBody,
-    ) -> Result<OtaUpdate, ServiceError> {
+    pub async fn create_ota_update(&self, call: &Arc<Call>, id: &str, body: &ota::CreateOtaUpdateBody) -> Result<OtaUpdate, ServiceError> {
         let valid = ota::validate_create(id, body)?;
         let scope = call.scope();
         for t in &valid.targets {
             ota::parse_target(&scope, t)?;
         }
         // The role must exist here and trust the service (InvalidRequestException otherwise).
-        self.assume_role_as_service(
-            SERVICE,
-            &scope.account_id,
-            &valid.role_arn,
-            &session_name(id),
-        )
-        .await?;
+        self.assume_role_as_service(SERVICE, &scope.account_id, &valid.role_arn, &session_name(id)).await?;
         for (i, f) in valid.files.iter().enumerate() {
             if let Signing::Profile { profile, .. } = &f.signing
                 && self.signing_profiles.get(profile).is_none()
@@ -132,42 +110,23 @@ impl App {
                 let known = self.signing_profiles.names();
                 return Err(ServiceError::not_found(format!(
                     "files[{i}]: signing profile {profile} does not exist; profiles are declared in the server configuration ({})",
-                    if known.is_empty() {
-                        "none is".to_string()
-                    } else {
-                        format!("known: {}", known.join(", "))
-                    }
+                    if known.is_empty() { "none is".to_string() } else { format!("known: {}", known.join(", ")) }
                 )));
             }
         }
-        let generated = valid
-            .needs_stream
-            .then(|| ota::generated_stream_id(&uuid::Uuid::new_v4().to_string()));
+        let generated = valid.needs_stream.then(|| ota::generated_stream_id(&uuid::Uuid::new_v4().to_string()));
         let update = OtaUpdate::new(&scope, &valid, body.clone(), generated, self.clock.now());
         let (call2, u, user_stream) = (call.clone(), update.clone(), valid.user_stream.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                ota::check_targets(
-                    tx,
-                    &u.scope,
-                    u.spec.request.targets.as_deref().unwrap_or_default(),
-                )
-                .await?;
+                ota::check_targets(tx, &u.scope, u.spec.request.targets.as_deref().unwrap_or_default()).await?;
                 if let Some(s) = &user_stream
                     && tx.get_stream(&u.scope, s).await?.is_none()
                 {
-                    return Err(ServiceError::not_found(format!(
-                        "Stream {s} does not exist."
-                    )));
+                    return Err(ServiceError::not_found(format!("Stream {s} does not exist.")));
                 }
                 ota::create(tx, &u, user_stream.as_deref()).await?;
-                call2
-                    .record_success(
-                        tx,
-                        Some(u.created()),
-                        vec![call2.resource(u.arn(), ota::RESOURCE_TYPE)],
-                    )
-                    .await?;
+                call2.record_success(tx, Some(u.created()), vec![call2.resource(u.arn(), ota::RESOURCE_TYPE)]).await?;
                 Ok(())
             })
         })
@@ -176,16 +135,9 @@ impl App {
         Ok(update)
     }
 
-    pub async fn get_ota_update(
-        &self,
-        call: &Arc<Call>,
-        id: &str,
-    ) -> Result<OtaUpdate, ServiceError> {
+    pub async fn get_ota_update(&self, call: &Arc<Call>, id: &str) -> Result<OtaUpdate, ServiceError> {
         let (scope, id) = (call.scope(), id.to_string());
-        store::read(&*self.store, move |tx| {
-            Box::pin(async move { ota::get(tx, &scope, &id).await })
-        })
-        .await
+        store::read(&*self.store, move |tx| Box::pin(async move { ota::get(tx, &scope, &id).await })).await
     }
 
     pub async fn list_ota_updates(
@@ -197,28 +149,14 @@ impl App {
     ) -> Result<OtaPage, ServiceError> {
         let scope = call.scope();
         store::read(&*self.store, move |tx| {
-            Box::pin(async move {
-                ota::list(
-                    tx,
-                    &scope,
-                    status.as_deref(),
-                    max_results,
-                    next_token.as_deref(),
-                )
-                .await
-            })
+            Box::pin(async move { ota::list(tx, &scope, status.as_deref(), max_results, next_token.as_deref()).await })
         })
         .await
     }
 
     /// DeleteOTAUpdate: DELETE_IN_PROGRESS (recorded with the call), then the deletion.
     /// An update still being created is refused (VersionConflictException).
-    pub async fn delete_ota_update(
-        &self,
-        call: &Arc<Call>,
-        id: &str,
-        req: DeleteRequest,
-    ) -> Result<(), ServiceError> {
+    pub async fn delete_ota_update(&self, call: &Arc<Call>, id: &str, req: DeleteRequest) -> Result<(), ServiceError> {
         ota::job_id_for(id)?;
         let (call2, id2, now) = (call.clone(), id.to_string(), self.clock.now());
         let u = store::write(&*self.store, move |tx| {
@@ -250,10 +188,8 @@ impl App {
     /// One pass of the state machine over every unfinished update; how many it looked at.
     pub async fn ota_tick(&self) -> Result<usize, ServiceError> {
         let _pass = self.ota.lock.lock().await;
-        let pending = store::read::<_, ServiceError, _>(&*self.store, |tx| {
-            Box::pin(async move { Ok(tx.unfinished_ota_updates().await?) })
-        })
-        .await?;
+        let pending =
+            store::read::<_, ServiceError, _>(&*self.store, |tx| Box::pin(async move { Ok(tx.unfinished_ota_updates().await?) })).await?;
         use futures::StreamExt;
         let n = pending.len();
         // Updates are independent of each other: several advance at once, so their steps
@@ -277,10 +213,7 @@ impl App {
     }
 
     /// Runs [`App::ota_tick`] every `interval` and whenever an update is created.
-    pub fn spawn_ota_engine(
-        self: &Arc<Self>,
-        interval: std::time::Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_ota_engine(self: &Arc<Self>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let app = Arc::clone(self);
         tokio::spawn(async move {
             loop {
@@ -293,23 +226,11 @@ impl App {
     }
 
     /// Saves the update (if it still exists), with a record of a call made on its behalf.
-    async fn save_ota(
-        &self,
-        u: &OtaUpdate,
-        event: Option<(
-            Arc<Call>,
-            Option<Value>,
-            Vec<crate::domain::audit::Resource>,
-        )>,
-    ) -> Result<(), Stop> {
+    async fn save_ota(&self, u: &OtaUpdate, event: Option<(Arc<Call>, Option<Value>, Vec<crate::domain::audit::Resource>)>) -> Result<(), Stop> {
         let u2 = u.clone();
         let saved = store::write::<_, ServiceError, _>(&*self.store, move |tx| {
             Box::pin(async move {
-                if tx
-                    .get_ota_update(&u2.scope, &u2.ota_update_id)
-                    .await?
-                    .is_none()
-                {
+                if tx.get_ota_update(&u2.scope, &u2.ota_update_id).await?.is_none() {
                     return Ok(false);
                 }
                 tx.update_ota_update(&u2).await?;
@@ -325,22 +246,8 @@ impl App {
     }
 
     /// A call the service makes as the update's role, recorded like the user's own calls.
-    fn service_call(
-        &self,
-        principal: &Principal,
-        region: &str,
-        source: &str,
-        name: &str,
-        params: Value,
-    ) -> Arc<Call> {
-        let mut c = Call::internal(
-            principal.clone(),
-            region,
-            source,
-            name,
-            false,
-            self.clock.now(),
-        );
+    fn service_call(&self, principal: &Principal, region: &str, source: &str, name: &str, params: Value) -> Arc<Call> {
+        let mut c = Call::internal(principal.clone(), region, source, name, false, self.clock.now());
         c.info.source_ip = SERVICE.to_string();
         c.info.user_agent = Some(SERVICE.to_string());
         c.info.request_parameters = Some(params);
@@ -377,14 +284,7 @@ impl App {
     async fn build(&self, u: &mut OtaUpdate) -> Result<(), Stop> {
         let scope = u.scope.clone();
         let valid: ValidOtaUpdate = ota::validate_create(&u.ota_update_id, &u.spec.request)?;
-        let principal = self
-            .assume_role_as_service(
-                SERVICE,
-                &scope.account_id,
-                &valid.role_arn,
-                &session_name(&u.ota_update_id),
-            )
-            .await?;
+        let principal = self.assume_role_as_service(SERVICE, &scope.account_id, &valid.role_arn, &session_name(&u.ota_update_id)).await?;
         let files = self.resolve_ota_files(&scope, &principal, &valid).await?;
 
         // Signatures: checked, or made with a signing profile.
@@ -393,12 +293,7 @@ impl App {
         for (i, (f, r)) in valid.files.iter().zip(&files).enumerate() {
             let (cert_file, signature) = match &f.signing {
                 Signing::None => (None, None),
-                Signing::Custom {
-                    scheme,
-                    signature_b64,
-                    certificate_name,
-                    certificate_pem,
-                } => {
+                Signing::Custom { scheme, signature_b64, certificate_name, certificate_pem } => {
                     let known = certificate_pem.clone().or_else(|| {
                         self.signing_profiles
                             .names()
@@ -408,43 +303,23 @@ impl App {
                             .map(|p| p.certificate_pem.clone())
                     });
                     if let Some(cert) = known
-                        && let Err(p) = self
-                            .verify_image_signature(&r.meta, *scheme, &cert, signature_b64)
-                            .await?
+                        && let Err(p) = self.verify_image_signature(&r.meta, *scheme, &cert, signature_b64).await?
                     {
                         return Err(failed(
                             "SignatureVerificationFailed",
-                            format!(
-                                "The code signature does not verify over the image: {}",
-                                p.message(&format!("files[{i}]"))
-                            ),
+                            format!("The code signature does not verify over the image: {}", p.message(&format!("files[{i}]"))),
                         ));
                     }
-                    (
-                        Some(certificate_name.clone()),
-                        Some((scheme.document_key(), signature_b64.clone())),
-                    )
+                    (Some(certificate_name.clone()), Some((scheme.document_key(), signature_b64.clone())))
                 }
-                Signing::Profile {
-                    profile,
-                    path_on_device,
-                    destination,
-                } => {
+                Signing::Profile { profile, path_on_device, destination } => {
                     let Some(p) = self.signing_profiles.get(profile) else {
-                        return Err(failed(
-                            codes::RESOURCE_NOT_FOUND,
-                            format!("files[{i}]: signing profile {profile} does not exist"),
-                        ));
+                        return Err(failed(codes::RESOURCE_NOT_FOUND, format!("files[{i}]: signing profile {profile} does not exist")));
                     };
-                    let cert_file = path_on_device
-                        .clone()
-                        .unwrap_or_else(|| p.certificate_path_on_device.clone());
+                    let cert_file = path_on_device.clone().unwrap_or_else(|| p.certificate_path_on_device.clone());
                     let sig = match u.spec.progress.signatures.get(&i) {
                         Some(s) => s.clone(),
-                        None => {
-                            self.sign_for_update(u, i, profile, r, destination.as_ref(), &principal)
-                                .await?
-                        }
+                        None => self.sign_for_update(u, i, profile, r, destination.as_ref(), &principal).await?,
                     };
                     (Some(cert_file), Some((PROFILE_SCHEME.document_key(), sig)))
                 }
@@ -465,8 +340,7 @@ impl App {
         let stream_name = match (u.spec.progress.generated_stream.clone(), &valid.user_stream) {
             (Some(g), _) => {
                 if !u.spec.progress.stream_created {
-                    self.create_update_stream(u, &g, &files, &principal, &valid.role_arn)
-                        .await?;
+                    self.create_update_stream(u, &g, &files, &principal, &valid.role_arn).await?;
                 }
                 Some(g)
             }
@@ -480,17 +354,12 @@ impl App {
         let job_id = u.job_id();
         let existing = {
             let (scope, id) = (scope.clone(), job_id.clone());
-            store::read::<_, ServiceError, _>(&*self.store, move |tx| {
-                Box::pin(async move { Ok(tx.get_job(&scope, &id).await?.is_some()) })
-            })
-            .await
-            .map_err(Stop::Retry)?
+            store::read::<_, ServiceError, _>(&*self.store, move |tx| Box::pin(async move { Ok(tx.get_job(&scope, &id).await?.is_some()) }))
+                .await
+                .map_err(Stop::Retry)?
         };
         if existing && !u.spec.progress.job_requested {
-            return Err(failed(
-                codes::RESOURCE_ALREADY_EXISTS,
-                format!("Job {job_id} already exists; the update cannot create its job."),
-            ));
+            return Err(failed(codes::RESOURCE_ALREADY_EXISTS, format!("Job {job_id} already exists; the update cannot create its job.")));
         }
         if !existing {
             if !u.spec.progress.job_requested {
@@ -516,21 +385,12 @@ impl App {
     }
 
     /// Every file's object, read as the update's role.
-    async fn resolve_ota_files(
-        &self,
-        scope: &Scope,
-        principal: &Principal,
-        valid: &ValidOtaUpdate,
-    ) -> Result<Vec<Resolved>, Stop> {
+    async fn resolve_ota_files(&self, scope: &Scope, principal: &Principal, valid: &ValidOtaUpdate) -> Result<Vec<Resolved>, Stop> {
         let mut out = Vec::with_capacity(valid.files.len());
         let mut next_s3_id = 0u8;
         for (i, f) in valid.files.iter().enumerate() {
             let (bucket, key, version, file_id, from_s3) = match &f.source {
-                FileSource::S3 {
-                    bucket,
-                    key,
-                    version,
-                } => {
+                FileSource::S3 { bucket, key, version } => {
                     let id = next_s3_id;
                     next_s3_id = next_s3_id.saturating_add(1);
                     (bucket.clone(), key.clone(), version.clone(), id, true)
@@ -542,22 +402,11 @@ impl App {
                     })
                     .await
                     .map_err(Stop::Retry)?
-                    .ok_or_else(|| {
-                        failed(
-                            codes::RESOURCE_NOT_FOUND,
-                            format!("files[{i}]: stream {stream_id} does not exist"),
-                        )
-                    })?;
+                    .ok_or_else(|| failed(codes::RESOURCE_NOT_FOUND, format!("files[{i}]: stream {stream_id} does not exist")))?;
                     let sf = stream.files.iter().find(|s| s.file_id == *file_id).ok_or_else(|| {
                         failed(codes::INVALID_REQUEST, format!("files[{i}]: stream {stream_id} has no file with fileId {file_id}"))
                     })?;
-                    (
-                        sf.bucket.clone(),
-                        sf.key.clone(),
-                        sf.version.clone(),
-                        *file_id,
-                        false,
-                    )
+                    (sf.bucket.clone(), sf.key.clone(), sf.version.clone(), *file_id, false)
                 }
             };
             let meta = self.s3_head_object(principal, &bucket, &key).await.map_err(|e| match e.code {
@@ -567,14 +416,7 @@ impl App {
                 ),
                 _ => Stop::from(e),
             })?;
-            out.push(Resolved {
-                meta,
-                bucket,
-                key,
-                version,
-                file_id,
-                from_s3,
-            });
+            out.push(Resolved { meta, bucket, key, version, file_id, from_s3 });
         }
         Ok(out)
     }
@@ -607,22 +449,15 @@ impl App {
                 "payload": base64::engine::general_purpose::STANDARD.encode(&payload),
             })
             .to_string();
-            let props = super::buckets::ObjectProps {
-                content_type: Some("application/json".into()),
-                ..Default::default()
-            };
-            let stream =
-                futures::stream::iter(vec![Ok::<Bytes, std::io::Error>(Bytes::from(body))]);
+            let props = super::buckets::ObjectProps { content_type: Some("application/json".into()), ..Default::default() };
+            let stream = futures::stream::iter(vec![Ok::<Bytes, std::io::Error>(Bytes::from(body))]);
             self.s3_put_object(principal, bucket, &key, stream, props, false).await.map_err(|e| match e.code {
                 "NoSuchBucket" | "AccessDenied" => {
                     failed(codes::INVALID_REQUEST, format!("files[{i}]: the signed image cannot be written to s3://{bucket}/{key}: {}", e.message))
                 }
                 _ => Stop::from(e),
             })?;
-            u.spec
-                .progress
-                .signed_outputs
-                .insert(i, (bucket.clone(), key));
+            u.spec.progress.signed_outputs.insert(i, (bucket.clone(), key));
         }
         u.spec.progress.signatures.insert(i, sig.clone());
         let mut params = json!({
@@ -632,40 +467,18 @@ impl App {
         if let Some((b, p)) = destination {
             params["destination"] = json!({ "s3": { "bucketName": b, "prefix": p } });
         }
-        let call = self.service_call(
-            principal,
-            &u.scope.region,
-            "signer.amazonaws.com",
-            "StartSigningJob",
-            params,
-        );
-        self.save_ota(
-            u,
-            Some((call, Some(json!({ "jobId": signing_job_id })), vec![])),
-        )
-        .await?;
+        let call = self.service_call(principal, &u.scope.region, "signer.amazonaws.com", "StartSigningJob", params);
+        self.save_ota(u, Some((call, Some(json!({ "jobId": signing_job_id })), vec![]))).await?;
         Ok(sig)
     }
 
     /// Creates the update's stream of its S3 files, with its `CreateStream` record, the
     /// stream's use by the update and the progress in one unit of work.
-    async fn create_update_stream(
-        &self,
-        u: &mut OtaUpdate,
-        stream_id: &str,
-        files: &[Resolved],
-        principal: &Principal,
-        role_arn: &str,
-    ) -> Result<(), Stop> {
+    async fn create_update_stream(&self, u: &mut OtaUpdate, stream_id: &str, files: &[Resolved], principal: &Principal, role_arn: &str) -> Result<(), Stop> {
         let mut refs = Vec::new();
         let mut stream_files = Vec::new();
         for r in files.iter().filter(|r| r.from_s3) {
-            let fr = FileRef {
-                file_id: r.file_id,
-                bucket: r.bucket.clone(),
-                key: r.key.clone(),
-                version: r.version.clone(),
-            };
+            let fr = FileRef { file_id: r.file_id, bucket: r.bucket.clone(), key: r.key.clone(), version: r.version.clone() };
             let sha = self.s3_sha256(&r.meta).await?;
             stream_files.push(StreamFile::from_ref(fr.clone(), r.meta.size, sha));
             refs.push(fr);
@@ -688,15 +501,9 @@ impl App {
         store::write::<_, ServiceError, _>(&*self.store, move |tx| {
             Box::pin(async move {
                 let s = streams::create(tx, &u2.scope, valid, stream_files, now).await?;
-                tx.add_ota_stream_use(&u2.scope, &u2.ota_update_id, &s.stream_id)
-                    .await?;
+                tx.add_ota_stream_use(&u2.scope, &u2.ota_update_id, &s.stream_id).await?;
                 tx.update_ota_update(&u2).await?;
-                call.record_success(
-                    tx,
-                    Some(s.summary()),
-                    vec![call.resource(s.arn(), streams::RESOURCE_TYPE)],
-                )
-                .await?;
+                call.record_success(tx, Some(s.summary()), vec![call.resource(s.arn(), streams::RESOURCE_TYPE)]).await?;
                 Ok(())
             })
         })
@@ -712,20 +519,13 @@ impl App {
     async fn finish_delete(&self, mut u: OtaUpdate) -> Result<(), ServiceError> {
         let req = u.spec.progress.delete.unwrap_or_default();
         if u.spec.progress.job_requested || u.spec.progress.job_created {
-            if let Err(e) = self
-                .delete_job_internal(&u.scope, &u.job_id(), req.force_delete_aws_job)
-                .await
-            {
+            if let Err(e) = self.delete_job_internal(&u.scope, &u.job_id(), req.force_delete_aws_job).await {
                 if transient(&e) {
                     return Err(e);
                 }
                 let info = ErrorInfo {
                     code: e.code.to_string(),
-                    message: format!(
-                        "The job {} was not deleted: {} (delete again with forceDeleteAWSJob to delete an active job).",
-                        u.job_id(),
-                        e.message
-                    ),
+                    message: format!("The job {} was not deleted: {} (delete again with forceDeleteAWSJob to delete an active job).", u.job_id(), e.message),
                 };
                 u.set_status(OtaStatus::DeleteFailed, Some(info), self.clock.now());
                 return match self.save_ota(&u, None).await {
@@ -736,12 +536,7 @@ impl App {
             u.spec.progress.job_created = false;
             u.spec.progress.job_requested = false;
         }
-        let stream = u
-            .spec
-            .progress
-            .generated_stream
-            .clone()
-            .filter(|_| req.delete_stream && u.spec.progress.stream_created);
+        let stream = u.spec.progress.generated_stream.clone().filter(|_| req.delete_stream && u.spec.progress.stream_created);
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 tx.delete_ota_update(&u.scope, &u.ota_update_id).await?;

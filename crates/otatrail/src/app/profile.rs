@@ -16,20 +16,11 @@ pub struct AwsFiles {
 impl AwsFiles {
     pub fn in_dir(data_dir: &Path) -> Self {
         let dir = data_dir.join("aws");
-        Self {
-            credentials: dir.join("credentials"),
-            config: dir.join("config"),
-        }
+        Self { credentials: dir.join("credentials"), config: dir.join("config") }
     }
 
     /// Writes `config` (endpoint and region) and, when given, `credentials`, both mode 0600.
-    pub fn write(
-        &self,
-        endpoint_url: &str,
-        s3_endpoint_url: &str,
-        region: &str,
-        root: Option<&RootCredentials>,
-    ) -> std::io::Result<()> {
+    pub fn write(&self, endpoint_url: &str, s3_endpoint_url: &str, region: &str, root: Option<&RootCredentials>) -> std::io::Result<()> {
         if let Some(parent) = self.config.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -54,10 +45,7 @@ impl AwsFiles {
     /// The shell lines that point the aws CLI and boto3 at these files.
     pub fn env_lines(&self) -> [String; 3] {
         [
-            format!(
-                "export AWS_SHARED_CREDENTIALS_FILE={}",
-                self.credentials.display()
-            ),
+            format!("export AWS_SHARED_CREDENTIALS_FILE={}", self.credentials.display()),
             format!("export AWS_CONFIG_FILE={}", self.config.display()),
             format!("export AWS_PROFILE={PROFILE}"),
         ]

@@ -20,16 +20,10 @@ impl App {
     /// The region's keys, creating the first or the next one when due.
     pub async fn signing_keys(&self, region: &str) -> Result<Vec<SigningKey>, ServiceError> {
         let r = region.to_string();
-        let keys = store::read::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move { tx.signing_keys(&r).await })
-        })
-        .await?;
+        let keys = store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.signing_keys(&r).await })).await?;
         let now = self.clock.now();
         let rotation_ms = self.signing_key_rotation_seconds * 1000;
-        if keys
-            .last()
-            .is_some_and(|k| !k.due_for_rotation(now, rotation_ms))
-        {
+        if keys.last().is_some_and(|k| !k.due_for_rotation(now, rotation_ms)) {
             return Ok(keys);
         }
         let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| ServiceError::internal())?;
@@ -51,10 +45,7 @@ impl App {
             Box::pin(async move {
                 // Another request may have created the key meanwhile.
                 let current = tx.signing_keys(&key.region).await?;
-                if current
-                    .last()
-                    .is_none_or(|k| k.due_for_rotation(key.valid_from, rotation_ms))
-                {
+                if current.last().is_none_or(|k| k.due_for_rotation(key.valid_from, rotation_ms)) {
                     tx.insert_signing_key(&key).await?;
                 }
                 tx.signing_keys(&r).await
@@ -66,26 +57,13 @@ impl App {
 
     /// Signs `message` (RSASSA-PKCS1-v1_5, SHA-256: `SHA256withRSA`) with the region's current
     /// key; returns the key's fingerprint and the signature.
-    pub async fn sign_digest(
-        &self,
-        region: &str,
-        message: &[u8],
-    ) -> Result<(String, Vec<u8>), ServiceError> {
+    pub async fn sign_digest(&self, region: &str, message: &[u8]) -> Result<(String, Vec<u8>), ServiceError> {
         let keys = self.signing_keys(region).await?;
         let key = keys.last().ok_or_else(ServiceError::internal)?;
-        let pkcs8 = self
-            .master
-            .open(&context(region, &key.fingerprint), &key.sealed_private)
-            .map_err(|_| ServiceError::internal())?;
+        let pkcs8 = self.master.open(&context(region, &key.fingerprint), &key.sealed_private).map_err(|_| ServiceError::internal())?;
         let pair = KeyPair::from_pkcs8(&pkcs8).map_err(|_| ServiceError::internal())?;
         let mut sig = vec![0u8; pair.public_modulus_len()];
-        pair.sign(
-            &RSA_PKCS1_SHA256,
-            &aws_lc_rs::rand::SystemRandom::new(),
-            message,
-            &mut sig,
-        )
-        .map_err(|_| ServiceError::internal())?;
+        pair.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), message, &mut sig).map_err(|_| ServiceError::internal())?;
         Ok((key.fingerprint.clone(), sig))
     }
 }

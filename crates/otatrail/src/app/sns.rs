@@ -24,8 +24,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::audit::{Actor, CallInfo, Outcome, Resource};
 use crate::domain::policy::Caller;
 use crate::domain::sns::{
-    self, Delivery, Message, MessageKind, PAGE_SIZE, RetryPolicy, SigningCert, SnsTag,
-    Subscription, Topic, TopicArn, invalid,
+    self, Delivery, Message, MessageKind, PAGE_SIZE, RetryPolicy, SigningCert, SnsTag, Subscription, Topic, TopicArn, invalid,
 };
 use crate::domain::time::Millis;
 use crate::domain::{Principal, ServiceError};
@@ -78,23 +77,13 @@ pub struct SnsRuntime {
 }
 
 impl SnsRuntime {
-    pub fn new(
-        retry: RetryPolicy,
-        configured_url: Option<String>,
-        default_url: String,
-        transport: Arc<dyn SnsTransport>,
-    ) -> Self {
+    pub fn new(retry: RetryPolicy, configured_url: Option<String>, default_url: String, transport: Arc<dyn SnsTransport>) -> Self {
         Self {
             retry,
             transport,
             wake: tokio::sync::Notify::new(),
             configured_url: configured_url.is_some(),
-            public_url: RwLock::new(
-                configured_url
-                    .unwrap_or(default_url)
-                    .trim_end_matches('/')
-                    .to_string(),
-            ),
+            public_url: RwLock::new(configured_url.unwrap_or(default_url).trim_end_matches('/').to_string()),
             signers: Mutex::new(HashMap::new()),
         }
     }
@@ -109,10 +98,7 @@ impl SnsRuntime {
     }
 
     pub fn public_url(&self) -> String {
-        self.public_url
-            .read()
-            .map(|u| u.clone())
-            .unwrap_or_default()
+        self.public_url.read().map(|u| u.clone()).unwrap_or_default()
     }
 
     /// Makes the worker look at the queue now.
@@ -133,12 +119,7 @@ impl Signer {
         use base64::Engine;
         let mut sig = vec![0u8; self.key.public_modulus_len()];
         self.key
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                m.string_to_sign().as_bytes(),
-                &mut sig,
-            )
+            .sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), m.string_to_sign().as_bytes(), &mut sig)
             .map_err(|_| ServiceError::internal())?;
         Ok(base64::engine::general_purpose::STANDARD.encode(sig))
     }
@@ -199,11 +180,7 @@ fn new_token() -> String {
 }
 
 fn topic_resource(topic_arn: &str, account_id: &str) -> Resource {
-    Resource {
-        arn: topic_arn.to_string(),
-        account_id: account_id.to_string(),
-        resource_type: TOPIC.to_string(),
-    }
+    Resource { arn: topic_arn.to_string(), account_id: account_id.to_string(), resource_type: TOPIC.to_string() }
 }
 
 /// A topic ARN of the request's region.
@@ -216,9 +193,7 @@ fn topic_arn_in(arn: &str, region: &str) -> Result<TopicArn, ServiceError> {
 }
 
 async fn get_topic(tx: &mut dyn StateTx, arn: &TopicArn) -> Result<Topic, ServiceError> {
-    tx.get_sns_topic(&arn.account_id, &arn.region, &arn.name)
-        .await?
-        .ok_or_else(sns::topic_not_found)
+    tx.get_sns_topic(&arn.account_id, &arn.region, &arn.name).await?.ok_or_else(sns::topic_not_found)
 }
 
 /// Whether `who` may perform `SNS:<action>` on the topic: its own account's principals always,
@@ -235,14 +210,7 @@ fn authorize(topic: &Topic, who: &Principal, action: &str) -> Result<(), Service
         ("aws:principalaccount".to_string(), who.account_id.clone()),
         ("aws:principalarn".to_string(), who.arn.clone()),
     ]);
-    if topic.policy_allows(
-        &Caller::Aws {
-            account_id: &who.account_id,
-            arns,
-        },
-        action,
-        &context,
-    ) {
+    if topic.policy_allows(&Caller::Aws { account_id: &who.account_id, arns }, action, &context) {
         Ok(())
     } else {
         Err(sns::not_authorized(&who.arn, action, &topic.arn()))
@@ -251,10 +219,7 @@ fn authorize(topic: &Topic, who: &Principal, action: &str) -> Result<(), Service
 
 /// The context a service principal's request carries for `aws:SourceAccount`/`aws:SourceArn`
 /// conditions (and SNS's `AWS:SourceOwner`).
-fn service_context(
-    source_account: Option<&str>,
-    source_arn: Option<&str>,
-) -> HashMap<String, String> {
+fn service_context(source_account: Option<&str>, source_arn: Option<&str>) -> HashMap<String, String> {
     let mut c = HashMap::new();
     if let Some(a) = source_account {
         c.insert("aws:sourceaccount".to_string(), a.to_string());
@@ -270,65 +235,29 @@ fn seal_context(message_id: &str, subscription_arn: &str) -> String {
     format!("sns-delivery:{message_id}:{subscription_arn}")
 }
 
-async fn record(
-    tx: &mut dyn StateTx,
-    who: &Requester,
-    account_id: &str,
-    response: Option<Value>,
-    resources: Vec<Resource>,
-) -> StoreResult<()> {
+async fn record(tx: &mut dyn StateTx, who: &Requester, account_id: &str, response: Option<Value>, resources: Vec<Resource>) -> StoreResult<()> {
     match who {
         Requester::Signed(call) => call.record_success(tx, response, resources).await,
         Requester::Anonymous(info) => {
-            let actor = Actor::Anonymous {
-                account_id: account_id.to_string(),
-            };
-            tx.append_event(&info.finish(
-                &actor,
-                Outcome::Success {
-                    response_elements: response,
-                },
-                resources,
-            ))
-            .await?;
+            let actor = Actor::Anonymous { account_id: account_id.to_string() };
+            tx.append_event(&info.finish(&actor, Outcome::Success { response_elements: response }, resources)).await?;
             Ok(())
         }
     }
 }
 
 /// The attributes GetTopicAttributes returns, in SNS's order.
-fn topic_attributes(
-    topic: &Topic,
-    confirmed: i64,
-    pending: i64,
-    retry: &RetryPolicy,
-) -> Vec<(String, String)> {
+fn topic_attributes(topic: &Topic, confirmed: i64, pending: i64, retry: &RetryPolicy) -> Vec<(String, String)> {
     let mut out = vec![
         ("Policy".to_string(), topic.policy()),
         ("Owner".to_string(), topic.account_id.clone()),
         ("SubscriptionsPending".to_string(), pending.to_string()),
         ("TopicArn".to_string(), topic.arn()),
-        (
-            "EffectiveDeliveryPolicy".to_string(),
-            retry.effective_delivery_policy(),
-        ),
+        ("EffectiveDeliveryPolicy".to_string(), retry.effective_delivery_policy()),
         ("SubscriptionsConfirmed".to_string(), confirmed.to_string()),
-        (
-            "DisplayName".to_string(),
-            topic
-                .attributes
-                .get("DisplayName")
-                .cloned()
-                .unwrap_or_default(),
-        ),
-        (
-            "SubscriptionsDeleted".to_string(),
-            topic.subscriptions_deleted.to_string(),
-        ),
-        (
-            "SignatureVersion".to_string(),
-            sns::SIGNATURE_VERSION.to_string(),
-        ),
+        ("DisplayName".to_string(), topic.attributes.get("DisplayName").cloned().unwrap_or_default()),
+        ("SubscriptionsDeleted".to_string(), topic.subscriptions_deleted.to_string()),
+        ("SignatureVersion".to_string(), sns::SIGNATURE_VERSION.to_string()),
     ];
     for k in ["DeliveryPolicy", "TracingConfig"] {
         if let Some(v) = topic.attributes.get(k) {
@@ -351,10 +280,7 @@ impl Notification {
     fn body(&self, protocol: &str, subscription_arn: &str) -> Option<String> {
         let (_, m, sig) = self.signed.iter().find(|(p, _, _)| *p == protocol)?;
         let mut m = m.clone();
-        if let MessageKind::Notification {
-            unsubscribe_url, ..
-        } = &mut m.kind
-        {
+        if let MessageKind::Notification { unsubscribe_url, .. } = &mut m.kind {
             *unsubscribe_url = sns::unsubscribe_url(&self.public_url, subscription_arn);
         }
         Some(m.to_json(sig, &self.cert_url))
@@ -365,29 +291,16 @@ impl App {
     // ----- signing certificates -----------------------------------------------------------
 
     fn cert_url(&self, fingerprint: &str) -> String {
-        format!(
-            "{}{CERT_PATH}{}",
-            self.sns.public_url(),
-            sns::cert_file_name(fingerprint)
-        )
+        format!("{}{CERT_PATH}{}", self.sns.public_url(), sns::cert_file_name(fingerprint))
     }
 
     /// The region's signer, creating its key and certificate the first time.
     async fn sns_signer(&self, region: &str) -> Result<Arc<Signer>, ServiceError> {
-        if let Some(s) = self
-            .sns
-            .signers
-            .lock()
-            .ok()
-            .and_then(|m| m.get(region).cloned())
-        {
+        if let Some(s) = self.sns.signers.lock().ok().and_then(|m| m.get(region).cloned()) {
             return Ok(s);
         }
         let r = region.to_string();
-        let existing = store::read::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move { tx.sns_signing_cert(&r).await })
-        })
-        .await?;
+        let existing = store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.sns_signing_cert(&r).await })).await?;
         let cert = match existing {
             Some(c) => c,
             None => {
@@ -410,10 +323,7 @@ impl App {
             ServiceError::internal()
         })?;
         let key = KeyPair::from_pkcs8(&pkcs8).map_err(|_| ServiceError::internal())?;
-        let signer = Arc::new(Signer {
-            fingerprint: cert.fingerprint.clone(),
-            key,
-        });
+        let signer = Arc::new(Signer { fingerprint: cert.fingerprint.clone(), key });
         if let Ok(mut m) = self.sns.signers.lock() {
             m.insert(region.to_string(), signer.clone());
         }
@@ -427,24 +337,16 @@ impl App {
             tracing::error!(error = %e, region, "{what}");
             ServiceError::internal()
         };
-        let pair = KeyPair::generate(KeySize::Rsa2048)
-            .map_err(|e| fail("cannot generate an RSA key", &e))?;
-        let pkcs8 = pair
-            .as_der()
-            .map_err(|e| fail("cannot encode the RSA key", &e))?;
+        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|e| fail("cannot generate an RSA key", &e))?;
+        let pkcs8 = pair.as_der().map_err(|e| fail("cannot encode the RSA key", &e))?;
         let signing = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
             &rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_ref()),
             &rcgen::PKCS_RSA_SHA256,
         )
         .map_err(|e| fail("rcgen cannot use the RSA key", &e))?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
-            .map_err(|e| fail("certificate parameters", &e))?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("sns.{region}.otatrail"));
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "otatrail");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| fail("certificate parameters", &e))?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, format!("sns.{region}.otatrail"));
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "otatrail");
         let now = self.clock.now().to_offset_datetime();
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(30 * 365);
@@ -452,9 +354,7 @@ impl App {
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut serial);
         serial[0] &= 0x7f;
         params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-        let cert = params
-            .self_signed(&signing)
-            .map_err(|e| fail("cannot sign the certificate", &e))?;
+        let cert = params.self_signed(&signing).map_err(|e| fail("cannot sign the certificate", &e))?;
         let cert_der = cert.der().to_vec();
         let mut c = SigningCert {
             region: region.to_string(),
@@ -468,10 +368,7 @@ impl App {
     }
 
     /// The PEM certificate a `SigningCertURL` names, by fingerprint.
-    pub async fn sns_certificate_pem(
-        &self,
-        fingerprint: &str,
-    ) -> Result<Option<String>, ServiceError> {
+    pub async fn sns_certificate_pem(&self, fingerprint: &str) -> Result<Option<String>, ServiceError> {
         let fp = fingerprint.to_string();
         let cert = store::read::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move { tx.sns_signing_cert_by_fingerprint(&fp).await })
@@ -483,13 +380,7 @@ impl App {
     // ----- topics ------------------------------------------------------------------------
 
     /// CreateTopic: idempotent by name (same attributes and tags answer the same topic).
-    pub async fn sns_create_topic(
-        &self,
-        call: &Arc<Call>,
-        name: &str,
-        attributes: Vec<(String, String)>,
-        tags: Vec<SnsTag>,
-    ) -> Result<Topic, ServiceError> {
+    pub async fn sns_create_topic(&self, call: &Arc<Call>, name: &str, attributes: Vec<(String, String)>, tags: Vec<SnsTag>) -> Result<Topic, ServiceError> {
         sns::check_topic_name(name)?;
         for (k, v) in &attributes {
             sns::check_topic_attribute(k, v)?;
@@ -500,10 +391,7 @@ impl App {
             account_id: scope.account_id,
             region: scope.region,
             name: name.to_string(),
-            attributes: attributes
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .collect::<BTreeMap<_, _>>(),
+            attributes: attributes.into_iter().filter(|(_, v)| !v.is_empty()).collect::<BTreeMap<_, _>>(),
             tags,
             subscriptions_deleted: 0,
             created_at: self.clock.now(),
@@ -513,24 +401,13 @@ impl App {
             Box::pin(async move {
                 let arn = topic.arn();
                 let resources = vec![topic_resource(&arn, &topic.account_id)];
-                let result = match tx
-                    .get_sns_topic(&topic.account_id, &topic.region, &topic.name)
-                    .await?
-                {
+                let result = match tx.get_sns_topic(&topic.account_id, &topic.region, &topic.name).await? {
                     Some(existing) => {
-                        if topic
-                            .attributes
-                            .iter()
-                            .any(|(k, v)| existing.attributes.get(k) != Some(v))
-                        {
-                            return Err(invalid(
-                                "Attributes Reason: Topic already exists with different attributes",
-                            ));
+                        if topic.attributes.iter().any(|(k, v)| existing.attributes.get(k) != Some(v)) {
+                            return Err(invalid("Attributes Reason: Topic already exists with different attributes"));
                         }
                         if !topic.tags.is_empty() && topic.tags != existing.tags {
-                            return Err(invalid(
-                                "Tags Reason: Topic already exists with different tags",
-                            ));
+                            return Err(invalid("Tags Reason: Topic already exists with different tags"));
                         }
                         existing
                     }
@@ -539,8 +416,7 @@ impl App {
                         topic
                     }
                 };
-                call.record_success(tx, Some(json!({"topicArn": arn})), resources)
-                    .await?;
+                call.record_success(tx, Some(json!({"topicArn": arn})), resources).await?;
                 Ok(result)
             })
         })
@@ -549,25 +425,16 @@ impl App {
 
     /// DeleteTopic: removes the topic, its subscriptions and undelivered messages. Deleting a
     /// topic that does not exist is not an error (SNS documents the call as idempotent).
-    pub async fn sns_delete_topic(
-        &self,
-        call: &Arc<Call>,
-        topic_arn: &str,
-    ) -> Result<(), ServiceError> {
+    pub async fn sns_delete_topic(&self, call: &Arc<Call>, topic_arn: &str) -> Result<(), ServiceError> {
         let arn = topic_arn_in(topic_arn, &call.info.region)?;
         let call = call.clone();
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                if let Some(topic) = tx
-                    .get_sns_topic(&arn.account_id, &arn.region, &arn.name)
-                    .await?
-                {
+                if let Some(topic) = tx.get_sns_topic(&arn.account_id, &arn.region, &arn.name).await? {
                     authorize(&topic, &call.principal, "DeleteTopic")?;
-                    tx.delete_sns_topic(&arn.account_id, &arn.region, &arn.name)
-                        .await?;
+                    tx.delete_sns_topic(&arn.account_id, &arn.region, &arn.name).await?;
                 }
-                call.record_success(tx, None, vec![topic_resource(&arn.arn(), &arn.account_id)])
-                    .await?;
+                call.record_success(tx, None, vec![topic_resource(&arn.arn(), &arn.account_id)]).await?;
                 Ok(())
             })
         })
@@ -575,23 +442,11 @@ impl App {
     }
 
     /// ListTopics: the caller's topics in the region, 100 per page.
-    pub async fn sns_list_topics(
-        &self,
-        call: &Arc<Call>,
-        next_token: Option<&str>,
-    ) -> Result<SnsPage<Topic>, ServiceError> {
+    pub async fn sns_list_topics(&self, call: &Arc<Call>, next_token: Option<&str>) -> Result<SnsPage<Topic>, ServiceError> {
         let after = decode_token(next_token)?;
         let scope = call.scope();
         let topics = store::read::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move {
-                tx.list_sns_topics(
-                    &scope.account_id,
-                    &scope.region,
-                    after.as_deref(),
-                    PAGE_SIZE + 1,
-                )
-                .await
-            })
+            Box::pin(async move { tx.list_sns_topics(&scope.account_id, &scope.region, after.as_deref(), PAGE_SIZE + 1).await })
         })
         .await?;
         Ok(paged(topics, |t| &t.name))
@@ -599,11 +454,7 @@ impl App {
 
     /// GetTopicAttributes, with the derived ones (Owner, counts, EffectiveDeliveryPolicy, the
     /// default Policy when none was set).
-    pub async fn sns_get_topic_attributes(
-        &self,
-        call: &Arc<Call>,
-        topic_arn: &str,
-    ) -> Result<Vec<(String, String)>, ServiceError> {
+    pub async fn sns_get_topic_attributes(&self, call: &Arc<Call>, topic_arn: &str) -> Result<Vec<(String, String)>, ServiceError> {
         let arn = topic_arn_in(topic_arn, &call.info.region)?;
         let who = call.principal.clone();
         let retry = self.sns.retry;
@@ -621,13 +472,7 @@ impl App {
     /// SetTopicAttributes: `DisplayName`, `Policy` (a policy document of SNS actions),
     /// `DeliveryPolicy`, `SignatureVersion` (2), `TracingConfig`. An empty value removes the
     /// attribute.
-    pub async fn sns_set_topic_attributes(
-        &self,
-        call: &Arc<Call>,
-        topic_arn: &str,
-        name: &str,
-        value: Option<&str>,
-    ) -> Result<(), ServiceError> {
+    pub async fn sns_set_topic_attributes(&self, call: &Arc<Call>, topic_arn: &str, name: &str, value: Option<&str>) -> Result<(), ServiceError> {
         let arn = topic_arn_in(topic_arn, &call.info.region)?;
         let value = value.unwrap_or_default().to_string();
         sns::check_topic_attribute(name, &value)?;
@@ -642,12 +487,7 @@ impl App {
                     topic.attributes.insert(name, value);
                 }
                 tx.update_sns_topic(&topic).await?;
-                call.record_success(
-                    tx,
-                    None,
-                    vec![topic_resource(&topic.arn(), &topic.account_id)],
-                )
-                .await?;
+                call.record_success(tx, None, vec![topic_resource(&topic.arn(), &topic.account_id)]).await?;
                 Ok(())
             })
         })
@@ -672,19 +512,14 @@ impl App {
         let endpoint = sns::check_subscription_target(protocol, endpoint)?;
         for (k, v) in &attributes {
             if !(k == "RawMessageDelivery" && v.eq_ignore_ascii_case("false")) {
-                return Err(invalid(format!(
-                    "Attributes Reason: the subscription attribute {k} is not supported"
-                )));
+                return Err(invalid(format!("Attributes Reason: the subscription attribute {k} is not supported")));
             }
         }
         let signer = self.sns_signer(&arn.region).await?;
         let now = self.clock.now();
         let token = new_token();
         let confirmation = Message::confirmation(&arn.arn(), &token, &self.sns.public_url(), now);
-        let body = confirmation.to_json(
-            &signer.sign(&confirmation)?,
-            &self.cert_url(&signer.fingerprint),
-        );
+        let body = confirmation.to_json(&signer.sign(&confirmation)?, &self.cert_url(&signer.fingerprint));
         let (call, master, protocol) = (call.clone(), self.master.clone(), protocol.to_string());
         let token_sha256 = sha256_hex(&token);
         let (answer, queued) = store::write(&*self.store, move |tx| {
@@ -693,10 +528,7 @@ impl App {
                 authorize(&topic, &call.principal, "Subscribe")?;
                 let topic_arn = topic.arn();
                 let mut queued = false;
-                let sub = match tx
-                    .find_sns_subscription(&topic_arn, &protocol, &endpoint)
-                    .await?
-                {
+                let sub = match tx.find_sns_subscription(&topic_arn, &protocol, &endpoint).await? {
                     Some(s) if s.confirmed => s,
                     found => {
                         let sub = match found {
@@ -733,10 +565,7 @@ impl App {
                             subscription_arn: sub.arn.clone(),
                             endpoint: sub.endpoint.clone(),
                             message_type: confirmation.type_name().to_string(),
-                            sealed_body: master.seal(
-                                &seal_context(&confirmation.message_id, &sub.arn),
-                                body.as_bytes(),
-                            ),
+                            sealed_body: master.seal(&seal_context(&confirmation.message_id, &sub.arn), body.as_bytes()),
                             message_id: confirmation.message_id.clone(),
                             attempts: 0,
                             next_attempt_at: now,
@@ -747,17 +576,9 @@ impl App {
                         sub
                     }
                 };
-                let answer = if sub.confirmed || return_arn {
-                    sub.arn.clone()
-                } else {
-                    sns::PENDING_CONFIRMATION_SUBSCRIBE.to_string()
-                };
-                call.record_success(
-                    tx,
-                    Some(json!({"subscriptionArn": answer})),
-                    vec![topic_resource(&topic_arn, &topic.account_id)],
-                )
-                .await?;
+                let answer = if sub.confirmed || return_arn { sub.arn.clone() } else { sns::PENDING_CONFIRMATION_SUBSCRIBE.to_string() };
+                call.record_success(tx, Some(json!({"subscriptionArn": answer})), vec![topic_resource(&topic_arn, &topic.account_id)])
+                    .await?;
                 Ok::<_, ServiceError>((answer, queued))
             })
         })
@@ -790,10 +611,7 @@ impl App {
             Box::pin(async move {
                 let topic = get_topic(tx, &arn).await?;
                 let topic_arn = topic.arn();
-                let mut sub = tx
-                    .find_sns_subscription_by_token(&topic_arn, &token_sha256)
-                    .await?
-                    .ok_or_else(|| invalid("Token"))?;
+                let mut sub = tx.find_sns_subscription_by_token(&topic_arn, &token_sha256).await?.ok_or_else(|| invalid("Token"))?;
                 if !sub.confirmed && sub.token_expires_at < now {
                     return Err(invalid("Token"));
                 }
@@ -802,14 +620,8 @@ impl App {
                     sub.authenticate_on_unsubscribe = a;
                 }
                 tx.update_sns_subscription(&sub).await?;
-                record(
-                    tx,
-                    &who,
-                    &topic.account_id,
-                    Some(json!({"subscriptionArn": sub.arn})),
-                    vec![topic_resource(&topic_arn, &topic.account_id)],
-                )
-                .await?;
+                record(tx, &who, &topic.account_id, Some(json!({"subscriptionArn": sub.arn})), vec![topic_resource(&topic_arn, &topic.account_id)])
+                    .await?;
                 Ok(sub.arn)
             })
         })
@@ -819,11 +631,7 @@ impl App {
     /// Unsubscribe: by the subscription's or the topic's owner, or unsigned through a
     /// message's UnsubscribeURL unless the subscription was confirmed with
     /// `AuthenticateOnUnsubscribe`.
-    pub async fn sns_unsubscribe(
-        &self,
-        who: Requester,
-        subscription_arn: &str,
-    ) -> Result<(), ServiceError> {
+    pub async fn sns_unsubscribe(&self, who: Requester, subscription_arn: &str) -> Result<(), ServiceError> {
         let topic_arn = sns::subscription_topic(subscription_arn)?;
         if let Requester::Signed(call) = &who
             && topic_arn.region != call.info.region
@@ -833,10 +641,7 @@ impl App {
         let arn = subscription_arn.to_string();
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                let sub = tx
-                    .get_sns_subscription(&arn)
-                    .await?
-                    .ok_or_else(sns::subscription_not_found)?;
+                let sub = tx.get_sns_subscription(&arn).await?.ok_or_else(sns::subscription_not_found)?;
                 match &who {
                     Requester::Signed(call) => {
                         let p = &call.principal;
@@ -853,21 +658,11 @@ impl App {
                     Requester::Anonymous(_) => {}
                 }
                 tx.delete_sns_subscription(&arn).await?;
-                if let Some(mut topic) = tx
-                    .get_sns_topic(&topic_arn.account_id, &topic_arn.region, &topic_arn.name)
-                    .await?
-                {
+                if let Some(mut topic) = tx.get_sns_topic(&topic_arn.account_id, &topic_arn.region, &topic_arn.name).await? {
                     topic.subscriptions_deleted += 1;
                     tx.update_sns_topic(&topic).await?;
                 }
-                record(
-                    tx,
-                    &who,
-                    &topic_arn.account_id,
-                    None,
-                    vec![topic_resource(&topic_arn.arn(), &topic_arn.account_id)],
-                )
-                .await?;
+                record(tx, &who, &topic_arn.account_id, None, vec![topic_resource(&topic_arn.arn(), &topic_arn.account_id)]).await?;
                 Ok(())
             })
         })
@@ -875,12 +670,7 @@ impl App {
     }
 
     /// ListSubscriptionsByTopic, 100 per page.
-    pub async fn sns_list_subscriptions_by_topic(
-        &self,
-        call: &Arc<Call>,
-        topic_arn: &str,
-        next_token: Option<&str>,
-    ) -> Result<SnsPage<Subscription>, ServiceError> {
+    pub async fn sns_list_subscriptions_by_topic(&self, call: &Arc<Call>, topic_arn: &str, next_token: Option<&str>) -> Result<SnsPage<Subscription>, ServiceError> {
         let arn = topic_arn_in(topic_arn, &call.info.region)?;
         let after = decode_token(next_token)?;
         let who = call.principal.clone();
@@ -888,14 +678,7 @@ impl App {
             Box::pin(async move {
                 let topic = get_topic(tx, &arn).await?;
                 authorize(&topic, &who, "ListSubscriptionsByTopic")?;
-                Ok::<_, ServiceError>(
-                    tx.list_sns_subscriptions_by_topic(
-                        &topic.arn(),
-                        after.as_deref(),
-                        PAGE_SIZE + 1,
-                    )
-                    .await?,
-                )
+                Ok::<_, ServiceError>(tx.list_sns_subscriptions_by_topic(&topic.arn(), after.as_deref(), PAGE_SIZE + 1).await?)
             })
         })
         .await?;
@@ -903,23 +686,11 @@ impl App {
     }
 
     /// ListSubscriptions: the subscriptions the caller's account made in the region.
-    pub async fn sns_list_subscriptions(
-        &self,
-        call: &Arc<Call>,
-        next_token: Option<&str>,
-    ) -> Result<SnsPage<Subscription>, ServiceError> {
+    pub async fn sns_list_subscriptions(&self, call: &Arc<Call>, next_token: Option<&str>) -> Result<SnsPage<Subscription>, ServiceError> {
         let after = decode_token(next_token)?;
         let scope = call.scope();
         let subs = store::read::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move {
-                tx.list_sns_subscriptions_by_owner(
-                    &scope.account_id,
-                    &scope.region,
-                    after.as_deref(),
-                    PAGE_SIZE + 1,
-                )
-                .await
-            })
+            Box::pin(async move { tx.list_sns_subscriptions_by_owner(&scope.account_id, &scope.region, after.as_deref(), PAGE_SIZE + 1).await })
         })
         .await?;
         Ok(paged(subs, |s| &s.arn))
@@ -939,10 +710,7 @@ impl App {
     ) -> Result<String, ServiceError> {
         let arn = topic_arn_in(topic_arn, &call.info.region)?;
         let who = call.principal.clone();
-        self.publish(arn, message, subject, message_structure, move |topic| {
-            authorize(topic, &who, "Publish")
-        })
-        .await
+        self.publish(arn, message, subject, message_structure, move |topic| authorize(topic, &who, "Publish")).await
     }
 
     /// Publishes to a topic on behalf of an AWS service (e.g. `cloudtrail.amazonaws.com`
@@ -958,8 +726,7 @@ impl App {
         message: String,
         subject: Option<String>,
     ) -> Result<String, ServiceError> {
-        self.sns_publish_as_service_from(topic_arn, service, source_account, None, message, subject)
-            .await
+        self.sns_publish_as_service_from(topic_arn, service, source_account, None, message, subject).await
     }
 
     /// [`Self::sns_publish_as_service`], with the `aws:SourceArn` the service acts for (a trail's
@@ -989,13 +756,8 @@ impl App {
     /// Whether the topic (by ARN) allows the service principal `SNS:Publish`; `NotFound` when
     /// there is no such topic. Conditions on `aws:SourceAccount`/`aws:SourceArn` do not hold
     /// here; see [`Self::sns_topic_allows_service_from`].
-    pub async fn sns_topic_allows_service(
-        &self,
-        topic_arn: &str,
-        service: &str,
-    ) -> Result<bool, ServiceError> {
-        self.sns_topic_allows_service_from(topic_arn, service, None, None)
-            .await
+    pub async fn sns_topic_allows_service(&self, topic_arn: &str, service: &str) -> Result<bool, ServiceError> {
+        self.sns_topic_allows_service_from(topic_arn, service, None, None).await
     }
 
     /// [`Self::sns_topic_allows_service`] for a request carrying `aws:SourceAccount` and
@@ -1008,40 +770,21 @@ impl App {
         source_arn: Option<&str>,
     ) -> Result<bool, ServiceError> {
         let arn = TopicArn::parse(topic_arn)?;
-        let topic = store::read(&*self.store, move |tx| {
-            Box::pin(async move { get_topic(tx, &arn).await })
-        })
-        .await?;
-        Ok(topic.policy_allows(
-            &Caller::Service(service),
-            "Publish",
-            &service_context(source_account, source_arn),
-        ))
+        let topic = store::read(&*self.store, move |tx| Box::pin(async move { get_topic(tx, &arn).await })).await?;
+        Ok(topic.policy_allows(&Caller::Service(service), "Publish", &service_context(source_account, source_arn)))
     }
 
     /// The topic named by `name_or_arn`: a topic name of `account` in `region`, or a topic ARN
     /// (of any account and region). `NotFound` when it does not exist, `InvalidParameter` when
     /// it is neither a valid name nor a topic ARN.
-    pub async fn sns_resolve_topic(
-        &self,
-        account: &str,
-        region: &str,
-        name_or_arn: &str,
-    ) -> Result<Topic, ServiceError> {
+    pub async fn sns_resolve_topic(&self, account: &str, region: &str, name_or_arn: &str) -> Result<Topic, ServiceError> {
         let arn = if name_or_arn.starts_with("arn:") {
             TopicArn::parse(name_or_arn)?
         } else {
             sns::check_topic_name(name_or_arn)?;
-            TopicArn {
-                region: region.to_string(),
-                account_id: account.to_string(),
-                name: name_or_arn.to_string(),
-            }
+            TopicArn { region: region.to_string(), account_id: account.to_string(), name: name_or_arn.to_string() }
         };
-        store::read(&*self.store, move |tx| {
-            Box::pin(async move { get_topic(tx, &arn).await })
-        })
-        .await
+        store::read(&*self.store, move |tx| Box::pin(async move { get_topic(tx, &arn).await })).await
     }
 
     async fn publish(
@@ -1062,10 +805,7 @@ impl App {
         let mut signed = Vec::new();
         for protocol in ["http", "https"] {
             let m = Message {
-                kind: MessageKind::Notification {
-                    subject: subject.map(str::to_string),
-                    unsubscribe_url: String::new(),
-                },
+                kind: MessageKind::Notification { subject: subject.map(str::to_string), unsubscribe_url: String::new() },
                 message_id: message_id.clone(),
                 topic_arn: arn.arn(),
                 message: sns::message_for_http(message, structure, protocol)?,
@@ -1074,12 +814,7 @@ impl App {
             let sig = signer.sign(&m)?;
             signed.push((protocol, m, sig));
         }
-        let n = Notification {
-            message_id: message_id.clone(),
-            signed,
-            cert_url: self.cert_url(&signer.fingerprint),
-            public_url,
-        };
+        let n = Notification { message_id: message_id.clone(), signed, cert_url: self.cert_url(&signer.fingerprint), public_url };
         let master = self.master.clone();
         let queued = store::write(&*self.store, move |tx| {
             Box::pin(async move {
@@ -1089,13 +824,9 @@ impl App {
                 let mut queued = 0usize;
                 let mut after: Option<String> = None;
                 loop {
-                    let batch = tx
-                        .list_sns_subscriptions_by_topic(&topic_arn, after.as_deref(), 500)
-                        .await?;
+                    let batch = tx.list_sns_subscriptions_by_topic(&topic_arn, after.as_deref(), 500).await?;
                     for sub in batch.iter().filter(|s| s.confirmed) {
-                        let Some(body) = n.body(&sub.protocol, &sub.arn) else {
-                            continue;
-                        };
+                        let Some(body) = n.body(&sub.protocol, &sub.arn) else { continue };
                         tx.insert_sns_delivery(&Delivery {
                             id: 0,
                             region: topic.region.clone(),
@@ -1105,8 +836,7 @@ impl App {
                             endpoint: sub.endpoint.clone(),
                             message_type: "Notification".to_string(),
                             message_id: n.message_id.clone(),
-                            sealed_body: master
-                                .seal(&seal_context(&n.message_id, &sub.arn), body.as_bytes()),
+                            sealed_body: master.seal(&seal_context(&n.message_id, &sub.arn), body.as_bytes()),
                             attempts: 0,
                             next_attempt_at: now,
                             created_at: now,
@@ -1139,8 +869,7 @@ impl App {
             Box::pin(async move {
                 let due = tx.due_sns_deliveries(now, limit).await?;
                 for d in &due {
-                    tx.reschedule_sns_delivery(d.id, d.attempts, Millis(now.0 + LEASE_MS))
-                        .await?;
+                    tx.reschedule_sns_delivery(d.id, d.attempts, Millis(now.0 + LEASE_MS)).await?;
                 }
                 Ok(due)
             })
@@ -1152,10 +881,7 @@ impl App {
     /// Sends one delivery and records the outcome: removed after a 2xx answer, else tried
     /// again after the back-off (or dropped once the retry period is over).
     async fn sns_attempt(&self, d: Delivery) {
-        let body = match self.master.open(
-            &seal_context(&d.message_id, &d.subscription_arn),
-            &d.sealed_body,
-        ) {
+        let body = match self.master.open(&seal_context(&d.message_id, &d.subscription_arn), &d.sealed_body) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, subscription = %d.subscription_arn, message_id = %d.message_id, "SNS delivery cannot be opened; dropped");
@@ -1184,11 +910,7 @@ impl App {
             Ok(status) => format!("HTTP {status}"),
             Err(e) => e.clone(),
         };
-        match self
-            .sns
-            .retry
-            .next_attempt(d.created_at, failed, self.clock.now())
-        {
+        match self.sns.retry.next_attempt(d.created_at, failed, self.clock.now()) {
             Some(next) => {
                 tracing::info!(subscription = %d.subscription_arn, message_id = %d.message_id, attempt = failed, error = %why, "SNS delivery failed; will retry");
                 self.sns_finish(d.id, Some((failed, next))).await;
@@ -1230,15 +952,9 @@ impl App {
     /// Removes pending subscriptions whose confirmation token expired (three days).
     async fn sns_expire_pending(&self) {
         let now = self.clock.now();
-        let r = store::write::<_, StoreError, _>(&*self.store, move |tx| {
-            Box::pin(async move { tx.delete_expired_sns_subscriptions(now).await })
-        })
-        .await;
+        let r = store::write::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.delete_expired_sns_subscriptions(now).await })).await;
         match r {
-            Ok(gone) if !gone.is_empty() => tracing::info!(
-                removed = gone.len(),
-                "removed SNS subscriptions never confirmed"
-            ),
+            Ok(gone) if !gone.is_empty() => tracing::info!(removed = gone.len(), "removed SNS subscriptions never confirmed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not remove expired SNS subscriptions"),
         }
@@ -1267,9 +983,7 @@ impl App {
                 };
                 let full = claimed.len() as i64 == CLAIM_BATCH;
                 for d in claimed {
-                    let Ok(permit) = permits.clone().acquire_owned().await else {
-                        return;
-                    };
+                    let Ok(permit) = permits.clone().acquire_owned().await else { return };
                     let app = app.clone();
                     tokio::spawn(async move {
                         app.sns_attempt(d).await;
@@ -1279,14 +993,9 @@ impl App {
                 if full {
                     continue;
                 }
-                let next = store::read::<_, StoreError, _>(&*app.store, |tx| {
-                    Box::pin(async move { tx.next_sns_delivery_at().await })
-                })
-                .await;
+                let next = store::read::<_, StoreError, _>(&*app.store, |tx| Box::pin(async move { tx.next_sns_delivery_at().await })).await;
                 let wait = match next {
-                    Ok(Some(t)) => Duration::from_millis(
-                        (t.0 - app.clock.now().0).clamp(0, MAX_IDLE.as_millis() as i64) as u64,
-                    ),
+                    Ok(Some(t)) => Duration::from_millis((t.0 - app.clock.now().0).clamp(0, MAX_IDLE.as_millis() as i64) as u64),
                     Ok(None) => MAX_IDLE,
                     Err(_) => Duration::from_secs(1),
                 };

@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::domain::ServiceError;
 use crate::domain::streams::{
-    self, CreateStreamBody, FileRef, ListPage, ListRequest, RESOURCE_TYPE, Stream, StreamFile,
-    UpdateStreamBody, stream_arn,
+    self, CreateStreamBody, FileRef, ListPage, ListRequest, RESOURCE_TYPE, Stream, StreamFile, UpdateStreamBody, stream_arn,
 };
+use crate::domain::ServiceError;
 use crate::store;
 
 use super::App;
@@ -14,11 +13,7 @@ use super::audit::Call;
 
 impl App {
     /// Looks every file's object up in the caller's buckets, recording its size and SHA-256.
-    async fn resolve_files(
-        &self,
-        call: &Call,
-        refs: &[FileRef],
-    ) -> Result<Vec<StreamFile>, ServiceError> {
+    async fn resolve_files(&self, call: &Call, refs: &[FileRef]) -> Result<Vec<StreamFile>, ServiceError> {
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             let meta = self.s3_head_object(&call.principal, &r.bucket, &r.key).await.map_err(|e| match e.code {
@@ -34,12 +29,7 @@ impl App {
         Ok(out)
     }
 
-    pub async fn create_stream(
-        &self,
-        call: &Arc<Call>,
-        stream_id: &str,
-        body: &CreateStreamBody,
-    ) -> Result<Stream, ServiceError> {
+    pub async fn create_stream(&self, call: &Arc<Call>, stream_id: &str, body: &CreateStreamBody) -> Result<Stream, ServiceError> {
         let valid = streams::validate_create(stream_id, body)?;
         let files = self.resolve_files(call, &valid.files).await?;
         let (call, now) = (call.clone(), self.clock.now());
@@ -47,36 +37,19 @@ impl App {
             Box::pin(async move {
                 let scope = call.scope();
                 let s = streams::create(tx, &scope, valid, files, now).await?;
-                call.record_success(
-                    tx,
-                    Some(s.summary()),
-                    vec![call.resource(s.arn(), RESOURCE_TYPE)],
-                )
-                .await?;
+                call.record_success(tx, Some(s.summary()), vec![call.resource(s.arn(), RESOURCE_TYPE)]).await?;
                 Ok(s)
             })
         })
         .await
     }
 
-    pub async fn describe_stream(
-        &self,
-        call: &Arc<Call>,
-        stream_id: &str,
-    ) -> Result<Stream, ServiceError> {
+    pub async fn describe_stream(&self, call: &Arc<Call>, stream_id: &str) -> Result<Stream, ServiceError> {
         let (scope, id) = (call.scope(), stream_id.to_string());
-        store::read(&*self.store, move |tx| {
-            Box::pin(async move { streams::describe(tx, &scope, &id).await })
-        })
-        .await
+        store::read(&*self.store, move |tx| Box::pin(async move { streams::describe(tx, &scope, &id).await })).await
     }
 
-    pub async fn update_stream(
-        &self,
-        call: &Arc<Call>,
-        stream_id: &str,
-        body: &UpdateStreamBody,
-    ) -> Result<Stream, ServiceError> {
+    pub async fn update_stream(&self, call: &Arc<Call>, stream_id: &str, body: &UpdateStreamBody) -> Result<Stream, ServiceError> {
         let valid = streams::validate_update(stream_id, body)?;
         let files = match &valid.files {
             Some(refs) => Some(self.resolve_files(call, refs).await?),
@@ -86,49 +59,28 @@ impl App {
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let s = streams::update(tx, &call.scope(), valid, files, now).await?;
-                call.record_success(
-                    tx,
-                    Some(s.summary()),
-                    vec![call.resource(s.arn(), RESOURCE_TYPE)],
-                )
-                .await?;
+                call.record_success(tx, Some(s.summary()), vec![call.resource(s.arn(), RESOURCE_TYPE)]).await?;
                 Ok(s)
             })
         })
         .await
     }
 
-    pub async fn delete_stream(
-        &self,
-        call: &Arc<Call>,
-        stream_id: &str,
-    ) -> Result<(), ServiceError> {
+    pub async fn delete_stream(&self, call: &Arc<Call>, stream_id: &str) -> Result<(), ServiceError> {
         let (call, id) = (call.clone(), stream_id.to_string());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let scope = call.scope();
                 streams::delete(tx, &scope, &id).await?;
-                call.record_success(
-                    tx,
-                    None,
-                    vec![call.resource(stream_arn(&scope, &id), RESOURCE_TYPE)],
-                )
-                .await?;
+                call.record_success(tx, None, vec![call.resource(stream_arn(&scope, &id), RESOURCE_TYPE)]).await?;
                 Ok(())
             })
         })
         .await
     }
 
-    pub async fn list_streams(
-        &self,
-        call: &Arc<Call>,
-        req: ListRequest,
-    ) -> Result<ListPage, ServiceError> {
+    pub async fn list_streams(&self, call: &Arc<Call>, req: ListRequest) -> Result<ListPage, ServiceError> {
         let scope = call.scope();
-        store::read(&*self.store, move |tx| {
-            Box::pin(async move { streams::list(tx, &scope, req).await })
-        })
-        .await
+        store::read(&*self.store, move |tx| Box::pin(async move { streams::list(tx, &scope, req).await })).await
     }
 }

@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 use crate::domain::iam::{self, VALIDATION_ERROR, check_name, not_authorized, parse_role_arn};
-use crate::domain::identity::{
-    IamTag, Secret, SessionRecord, new_secret, new_session_token, new_temporary_key_id,
-};
+use crate::domain::identity::{IamTag, Secret, SessionRecord, new_secret, new_session_token, new_temporary_key_id};
 use crate::domain::policy::{self, Caller};
 use crate::domain::principal::{SessionContext, SessionIssuer};
 use crate::domain::time::Millis;
@@ -74,11 +72,7 @@ impl App {
     ) -> Result<TemporaryCredentials, ServiceError> {
         let (id, secret, token) = {
             let mut rng = rand::rng();
-            (
-                new_temporary_key_id(&mut rng),
-                new_secret(&mut rng),
-                new_session_token(&mut rng),
-            )
+            (new_temporary_key_id(&mut rng), new_secret(&mut rng), new_session_token(&mut rng))
         };
         principal.access_key_id = id.clone();
         let now = self.clock.now();
@@ -92,8 +86,7 @@ impl App {
             expires_at: expiration,
             created_at: now,
         };
-        let mut elements =
-            json!({"credentials": {"accessKeyId": id, "expiration": iso8601(expiration)}});
+        let mut elements = json!({"credentials": {"accessKeyId": id, "expiration": iso8601(expiration)}});
         if let (Some(e), Some(x)) = (elements.as_object_mut(), extra.as_object()) {
             e.extend(x.clone());
         }
@@ -106,20 +99,10 @@ impl App {
             })
         })
         .await?;
-        Ok(TemporaryCredentials {
-            access_key_id: id,
-            secret,
-            session_token: token,
-            expiration,
-            principal,
-        })
+        Ok(TemporaryCredentials { access_key_id: id, secret, session_token: token, expiration, principal })
     }
 
-    fn session_context(
-        &self,
-        issuer: Option<SessionIssuer>,
-        source_identity: Option<String>,
-    ) -> SessionContext {
+    fn session_context(&self, issuer: Option<SessionIssuer>, source_identity: Option<String>) -> SessionContext {
         SessionContext {
             session_issuer: issuer,
             creation_date: iso8601(self.clock.now()),
@@ -128,62 +111,30 @@ impl App {
         }
     }
 
-    pub async fn sts_get_session_token(
-        &self,
-        call: &Arc<Call>,
-        duration: Option<i64>,
-    ) -> Result<TemporaryCredentials, ServiceError> {
+    pub async fn sts_get_session_token(&self, call: &Arc<Call>, duration: Option<i64>) -> Result<TemporaryCredentials, ServiceError> {
         let caller = &call.principal;
         if caller.is_temporary() {
-            return Err(ServiceError::new(
-                iam::ACCESS_DENIED,
-                "Cannot call GetSessionToken with session credentials",
-            ));
+            return Err(ServiceError::new(iam::ACCESS_DENIED, "Cannot call GetSessionToken with session credentials"));
         }
-        let max = if caller.identity_type == IdentityType::Root {
-            ROOT_MAX
-        } else {
-            129_600
-        };
-        let duration = duration.unwrap_or(if caller.identity_type == IdentityType::Root {
-            ROOT_MAX
-        } else {
-            43_200
-        });
+        let max = if caller.identity_type == IdentityType::Root { ROOT_MAX } else { 129_600 };
+        let duration = duration.unwrap_or(if caller.identity_type == IdentityType::Root { ROOT_MAX } else { 43_200 });
         self.check_duration("durationSeconds", duration, max)?;
         let mut p = caller.clone();
         p.session = Some(self.session_context(None, None));
         self.issue(call, p, duration, json!({})).await
     }
 
-    pub async fn sts_get_federation_token(
-        &self,
-        call: &Arc<Call>,
-        name: &str,
-        duration: Option<i64>,
-        policy_doc: Option<&str>,
-    ) -> Result<TemporaryCredentials, ServiceError> {
+    pub async fn sts_get_federation_token(&self, call: &Arc<Call>, name: &str, duration: Option<i64>, policy_doc: Option<&str>) -> Result<TemporaryCredentials, ServiceError> {
         let caller = &call.principal;
         check_name("name", name, 2, 32)?;
         if caller.is_temporary() {
-            return Err(ServiceError::new(
-                iam::ACCESS_DENIED,
-                "Cannot call GetFederationToken with session credentials",
-            ));
+            return Err(ServiceError::new(iam::ACCESS_DENIED, "Cannot call GetFederationToken with session credentials"));
         }
         if let Some(doc) = policy_doc {
             policy::parse(doc, false)?;
         }
-        let max = if caller.identity_type == IdentityType::Root {
-            ROOT_MAX
-        } else {
-            129_600
-        };
-        let duration = duration.unwrap_or(if caller.identity_type == IdentityType::Root {
-            ROOT_MAX
-        } else {
-            43_200
-        });
+        let max = if caller.identity_type == IdentityType::Root { ROOT_MAX } else { 129_600 };
+        let duration = duration.unwrap_or(if caller.identity_type == IdentityType::Root { ROOT_MAX } else { 43_200 });
         self.check_duration("durationSeconds", duration, max)?;
         let acct = &caller.account_id;
         let p = Principal {
@@ -200,106 +151,66 @@ impl App {
         self.issue(call, p, duration, extra).await
     }
 
-    pub async fn sts_assume_role(
-        &self,
-        call: &Arc<Call>,
-        req: AssumeRoleRequest,
-    ) -> Result<TemporaryCredentials, ServiceError> {
+    pub async fn sts_assume_role(&self, call: &Arc<Call>, req: AssumeRoleRequest) -> Result<TemporaryCredentials, ServiceError> {
         let caller = &call.principal;
         if req.role_arn.chars().count() < 20 || req.role_arn.len() > 2048 {
-            return Err(iam::validation(
-                "roleArn",
-                &req.role_arn,
-                "Member must have length between 20 and 2048, inclusive",
-            ));
+            return Err(iam::validation("roleArn", &req.role_arn, "Member must have length between 20 and 2048, inclusive"));
         }
         check_name("roleSessionName", &req.session_name, 2, 64)?;
         if let Some(si) = &req.source_identity {
             check_name("sourceIdentity", si, 2, 64)?;
             if si.to_ascii_lowercase().starts_with("aws:") {
-                return Err(ServiceError::new(
-                    VALIDATION_ERROR,
-                    "SourceIdentity must not begin with 'aws:'.",
-                ));
+                return Err(ServiceError::new(VALIDATION_ERROR, "SourceIdentity must not begin with 'aws:'."));
             }
         }
         iam::check_tags(&req.tags)?;
         let Some((role_account, role_name)) = parse_role_arn(&req.role_arn) else {
-            return Err(ServiceError::new(
-                VALIDATION_ERROR,
-                format!("{} is invalid", req.role_arn),
-            ));
+            return Err(ServiceError::new(VALIDATION_ERROR, format!("{} is invalid", req.role_arn)));
         };
         let denied = not_authorized(&caller.arn, "sts:AssumeRole", &req.role_arn);
         let role = {
             let (a, n) = (role_account.clone(), role_name.clone());
-            store::read::<_, ServiceError, _>(&*self.store, move |tx| {
-                Box::pin(async move { Ok(tx.get_role(&a, &n).await?) })
-            })
-            .await?
+            store::read::<_, ServiceError, _>(&*self.store, move |tx| Box::pin(async move { Ok(tx.get_role(&a, &n).await?) }))
+                .await?
         };
         // A missing role and an untrusting one look the same to the caller, as in AWS.
         let role = role.ok_or(denied.clone())?;
         let trust = policy::parse(&role.assume_role_policy, true)?;
         let mut arns = vec![caller.arn.clone()];
-        if let Some(issuer) = caller
-            .session
-            .as_ref()
-            .and_then(|s| s.session_issuer.as_ref())
-        {
+        if let Some(issuer) = caller.session.as_ref().and_then(|s| s.session_issuer.as_ref()) {
             if caller.identity_type == IdentityType::AssumedRole {
                 arns.push(issuer.arn.clone());
             }
         }
         let mut context = HashMap::new();
         context.insert("aws:principalarn".to_string(), caller.arn.clone());
-        context.insert(
-            "aws:principalaccount".to_string(),
-            caller.account_id.clone(),
-        );
+        context.insert("aws:principalaccount".to_string(), caller.account_id.clone());
         if let Some(e) = &req.external_id {
             context.insert("sts:externalid".to_string(), e.clone());
         }
-        let inherited = caller
-            .session
-            .as_ref()
-            .and_then(|s| s.source_identity.clone());
+        let inherited = caller.session.as_ref().and_then(|s| s.source_identity.clone());
         if let (Some(old), Some(new)) = (&inherited, &req.source_identity)
             && old != new
         {
-            return Err(ServiceError::new(
-                iam::ACCESS_DENIED,
-                "SourceIdentity cannot be changed once set in a role session chain.",
-            ));
+            return Err(ServiceError::new(iam::ACCESS_DENIED, "SourceIdentity cannot be changed once set in a role session chain."));
         }
         let source_identity = req.source_identity.clone().or(inherited);
         if let Some(si) = &source_identity {
             context.insert("sts:sourceidentity".to_string(), si.clone());
         }
-        let who = Caller::Aws {
-            account_id: &caller.account_id,
-            arns,
-        };
+        let who = Caller::Aws { account_id: &caller.account_id, arns };
         if !trust.allows(&who, "sts:AssumeRole", None, &context) {
             return Err(denied);
         }
         let chained = caller.identity_type == IdentityType::AssumedRole;
-        let max = if chained {
-            CHAINED_MAX.min(role.max_session_duration)
-        } else {
-            role.max_session_duration
-        };
+        let max = if chained { CHAINED_MAX.min(role.max_session_duration) } else { role.max_session_duration };
         let duration = req.duration_seconds.unwrap_or(3600);
         if duration > max {
             return Err(ServiceError::new(
                 VALIDATION_ERROR,
                 format!(
                     "The requested DurationSeconds exceeds the {} set for this role.",
-                    if chained {
-                        "1 hour session limit for roles assumed by role chaining"
-                    } else {
-                        "MaxSessionDuration"
-                    }
+                    if chained { "1 hour session limit for roles assumed by role chaining" } else { "MaxSessionDuration" }
                 ),
             ));
         }
@@ -313,12 +224,7 @@ impl App {
     }
 
     /// The principal of a session of `role`.
-    pub fn assumed_role_principal(
-        &self,
-        role: &crate::domain::identity::Role,
-        session_name: &str,
-        source_identity: Option<String>,
-    ) -> Principal {
+    pub fn assumed_role_principal(&self, role: &crate::domain::identity::Role, session_name: &str, source_identity: Option<String>) -> Principal {
         let issuer = SessionIssuer {
             issuer_type: "Role".into(),
             principal_id: role.role_id.clone(),
@@ -329,10 +235,7 @@ impl App {
         Principal {
             identity_type: IdentityType::AssumedRole,
             principal_id: format!("{}:{session_name}", role.role_id),
-            arn: format!(
-                "arn:aws:sts::{}:assumed-role/{}/{session_name}",
-                role.account_id, role.name
-            ),
+            arn: format!("arn:aws:sts::{}:assumed-role/{}/{session_name}", role.account_id, role.name),
             account_id: role.account_id.clone(),
             access_key_id: String::new(),
             user_name: None,
@@ -357,14 +260,10 @@ impl App {
         let denied = || {
             ServiceError::new(
                 crate::domain::error::codes::INVALID_REQUEST,
-                format!(
-                    "The role {role_arn} does not exist or does not trust {service} to assume it (sts:AssumeRole)."
-                ),
+                format!("The role {role_arn} does not exist or does not trust {service} to assume it (sts:AssumeRole)."),
             )
         };
-        let Some((role_account, role_name)) = parse_role_arn(role_arn) else {
-            return Err(denied());
-        };
+        let Some((role_account, role_name)) = parse_role_arn(role_arn) else { return Err(denied()) };
         if role_account != account_id {
             return Err(denied());
         }

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::domain::buckets::Bucket;
-use crate::domain::organization::{self, Organization};
 use crate::domain::policy::{self, Caller};
+use crate::domain::organization::{self, Organization};
 use crate::domain::sns::codes as sns_codes;
+use crate::objects::external_bucket::ExternalBuckets;
 use crate::domain::trails::{self, AdvancedEventSelector, EventSelector, Trail};
 use crate::domain::{Principal, ServiceError};
-use crate::objects::external_bucket::ExternalBuckets;
 use crate::store::{self, StateTx};
 
 use super::App;
@@ -20,10 +20,7 @@ const TRAIL: &str = "AWS::CloudTrail::Trail";
 const CLOUDTRAIL: &str = "cloudtrail.amazonaws.com";
 
 fn not_found(name: &str) -> ServiceError {
-    ServiceError::new(
-        "TrailNotFoundException",
-        format!("Unknown trail: {name} for the account and region of the request."),
-    )
+    ServiceError::new("TrailNotFoundException", format!("Unknown trail: {name} for the account and region of the request."))
 }
 
 /// The settings CreateTrail and UpdateTrail take.
@@ -48,79 +45,41 @@ pub fn may_deliver(bucket: &Bucket, trail: &Trail, key: &str) -> bool {
     if bucket.account_id == trail.account_id {
         return true;
     }
-    let Some(doc) = bucket.policy.as_deref() else {
-        return false;
-    };
-    let Ok(p) = policy::parse(doc, false) else {
-        return false;
-    };
+    let Some(doc) = bucket.policy.as_deref() else { return false };
+    let Ok(p) = policy::parse(doc, false) else { return false };
     let resource = format!("arn:aws:s3:::{}/{key}", bucket.name);
     // What CloudTrail's PutObject carries, for the conditions of the documented policy.
     let context = HashMap::from([
         ("aws:sourcearn".to_string(), trail.arn()),
         ("aws:sourceaccount".to_string(), trail.account_id.clone()),
-        (
-            "s3:x-amz-acl".to_string(),
-            "bucket-owner-full-control".to_string(),
-        ),
+        ("s3:x-amz-acl".to_string(), "bucket-owner-full-control".to_string()),
     ]);
-    p.allows(
-        &Caller::Service("cloudtrail.amazonaws.com"),
-        "s3:PutObject",
-        Some(&resource),
-        &context,
-    )
+    p.allows(&Caller::Service("cloudtrail.amazonaws.com"), "s3:PutObject", Some(&resource), &context)
 }
 
-async fn check_bucket(
-    tx: &mut dyn StateTx,
-    external: &ExternalBuckets,
-    trail: &Trail,
-) -> Result<(), ServiceError> {
+async fn check_bucket(tx: &mut dyn StateTx, external: &ExternalBuckets, trail: &Trail) -> Result<(), ServiceError> {
     if external.contains(&trail.s3_bucket) {
         return Ok(()); // declared by the operator, for this server to write into
     }
     let bucket = tx.get_bucket(&trail.s3_bucket).await?.ok_or_else(|| {
-        ServiceError::new(
-            "S3BucketDoesNotExistException",
-            format!("S3 bucket {} does not exist.", trail.s3_bucket),
-        )
+        ServiceError::new("S3BucketDoesNotExistException", format!("S3 bucket {} does not exist.", trail.s3_bucket))
     })?;
     // A key like the trail's own files: its account's lane.
-    let own = trails::Lane {
-        account: trail.account_id.clone(),
-        region: trail.home_region.clone(),
-    };
+    let own = trails::Lane { account: trail.account_id.clone(), region: trail.home_region.clone() };
     let sample = format!("{}CloudTrail/{}/x", trail.lane_root(&own), own.region);
     if !may_deliver(&bucket, trail, &sample) {
         return Err(ServiceError::new(
             "InsufficientS3BucketPolicyException",
-            format!(
-                "Incorrect S3 bucket policy is detected for bucket: {}",
-                trail.s3_bucket
-            ),
+            format!("Incorrect S3 bucket policy is detected for bucket: {}", trail.s3_bucket),
         ));
     }
     Ok(())
 }
 
 /// The organization trails `account` sees as a member (not those it owns).
-async fn member_org_trails(
-    tx: &mut dyn StateTx,
-    orgs: &[Organization],
-    account: &str,
-) -> Result<Vec<Trail>, ServiceError> {
-    let Some(org) =
-        organization::of_account(orgs, account).filter(|o| o.management_account != account)
-    else {
-        return Ok(vec![]);
-    };
-    Ok(tx
-        .list_trails(&org.management_account)
-        .await?
-        .into_iter()
-        .filter(|t| t.organization_id.as_deref() == Some(org.id.as_str()))
-        .collect())
+async fn member_org_trails(tx: &mut dyn StateTx, orgs: &[Organization], account: &str) -> Result<Vec<Trail>, ServiceError> {
+    let Some(org) = organization::of_account(orgs, account).filter(|o| o.management_account != account) else { return Ok(vec![]) };
+    Ok(tx.list_trails(&org.management_account).await?.into_iter().filter(|t| t.organization_id.as_deref() == Some(org.id.as_str())).collect())
 }
 
 /// Finds the trail a `Name` argument means for `who` in `region`: the region's own trail, or
@@ -177,18 +136,12 @@ fn owner_only(t: &Trail, who: &Principal) -> Result<(), ServiceError> {
 /// Checks that `account` may make (`on`) an organization trail, and returns the organization.
 fn organization_for(orgs: &[Organization], account: &str) -> Result<String, ServiceError> {
     let org = organization::of_account(orgs, account).ok_or_else(|| {
-        ServiceError::new(
-            "OrganizationsNotInUseException",
-            format!("Account {account} is not a member of an organization."),
-        )
+        ServiceError::new("OrganizationsNotInUseException", format!("Account {account} is not a member of an organization."))
     })?;
     if org.management_account != account {
         return Err(ServiceError::new(
             "NotOrganizationMasterAccountException",
-            format!(
-                "Account {account} is not the management account of organization {}; only {} can create organization trails.",
-                org.id, org.management_account
-            ),
+            format!("Account {account} is not the management account of organization {}; only {} can create organization trails.", org.id, org.management_account),
         ));
     }
     Ok(org.id.clone())
@@ -198,10 +151,7 @@ fn home_region_only(t: &Trail, shadow: bool) -> Result<(), ServiceError> {
     if shadow {
         return Err(ServiceError::new(
             "InvalidHomeRegionException",
-            format!(
-                "This operation must be called from the trail's home region, {}.",
-                t.home_region
-            ),
+            format!("This operation must be called from the trail's home region, {}.", t.home_region),
         ));
     }
     Ok(())
@@ -210,67 +160,35 @@ fn home_region_only(t: &Trail, shadow: bool) -> Result<(), ServiceError> {
 impl App {
     /// The topic a trail's `SnsTopicName` names, checked as CloudTrail checks it: it exists
     /// and its policy lets `cloudtrail.amazonaws.com` publish for this trail. `None` clears it.
-    async fn trail_topic(
-        &self,
-        account: &str,
-        region: &str,
-        trail_arn: &str,
-        name: &str,
-    ) -> Result<Option<String>, ServiceError> {
+    async fn trail_topic(&self, account: &str, region: &str, trail_arn: &str, name: &str) -> Result<Option<String>, ServiceError> {
         if name.is_empty() {
             return Ok(None);
         }
         // A missing or malformed topic is the caller's mistake; anything else (the store
         // failing) stays what it is.
-        let topic = self
-            .sns_resolve_topic(account, region, name)
-            .await
-            .map_err(|e| match e.code {
-                sns_codes::NOT_FOUND | sns_codes::INVALID_PARAMETER => ServiceError::new(
-                    "InvalidSnsTopicNameException",
-                    format!(
-                        "SNS topic {name} is invalid or does not exist: {}",
-                        e.message
-                    ),
-                ),
-                _ => e,
-            })?;
+        let topic = self.sns_resolve_topic(account, region, name).await.map_err(|e| match e.code {
+            sns_codes::NOT_FOUND | sns_codes::INVALID_PARAMETER => {
+                ServiceError::new("InvalidSnsTopicNameException", format!("SNS topic {name} is invalid or does not exist: {}", e.message))
+            }
+            _ => e,
+        })?;
         let arn = topic.arn();
-        if !self
-            .sns_topic_allows_service_from(&arn, CLOUDTRAIL, Some(account), Some(trail_arn))
-            .await?
-        {
-            return Err(ServiceError::new(
-                "InsufficientSnsTopicPolicyException",
-                format!("Incorrect SNS topic policy is detected for topic: {arn}"),
-            ));
+        if !self.sns_topic_allows_service_from(&arn, CLOUDTRAIL, Some(account), Some(trail_arn)).await? {
+            return Err(ServiceError::new("InsufficientSnsTopicPolicyException", format!("Incorrect SNS topic policy is detected for topic: {arn}")));
         }
         Ok(Some(arn))
     }
 
-    pub async fn create_trail(
-        &self,
-        call: &Arc<Call>,
-        name: &str,
-        s: TrailSettings,
-    ) -> Result<Trail, ServiceError> {
+    pub async fn create_trail(&self, call: &Arc<Call>, name: &str, s: TrailSettings) -> Result<Trail, ServiceError> {
         trails::validate_name(name)?;
-        let bucket = s.s3_bucket.clone().ok_or_else(|| {
-            ServiceError::new("InvalidParameterException", "S3BucketName is required.")
-        })?;
+        let bucket = s.s3_bucket.clone().ok_or_else(|| ServiceError::new("InvalidParameterException", "S3BucketName is required."))?;
         if let Some(p) = &s.s3_key_prefix {
             trails::validate_prefix(p)?;
         }
         let scope = call.scope();
-        let arn = format!(
-            "arn:aws:cloudtrail:{}:{}:trail/{name}",
-            scope.region, scope.account_id
-        );
+        let arn = format!("arn:aws:cloudtrail:{}:{}:trail/{name}", scope.region, scope.account_id);
         let sns_topic_arn = match &s.sns_topic {
-            Some(topic) => {
-                self.trail_topic(&scope.account_id, &scope.region, &arn, topic)
-                    .await?
-            }
+            Some(topic) => self.trail_topic(&scope.account_id, &scope.region, &arn, topic).await?,
             None => None,
         };
         let organization_id = match s.is_organization_trail {
@@ -282,10 +200,7 @@ impl App {
             home_region: scope.region.clone(),
             name: name.to_string(),
             s3_bucket: bucket,
-            s3_key_prefix: s
-                .s3_key_prefix
-                .filter(|p| !p.is_empty())
-                .map(|p| p.trim_end_matches('/').to_string()),
+            s3_key_prefix: s.s3_key_prefix.filter(|p| !p.is_empty()).map(|p| p.trim_end_matches('/').to_string()),
             include_global_service_events: s.include_global_service_events.unwrap_or(true),
             multi_region: s.multi_region.unwrap_or(false),
             log_file_validation: s.log_file_validation.unwrap_or(false),
@@ -312,51 +227,23 @@ impl App {
         let (call, external) = (call.clone(), self.external_buckets.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                if tx
-                    .get_trail(&trail.account_id, &trail.home_region, &trail.name)
-                    .await?
-                    .is_some()
-                {
-                    return Err(ServiceError::new(
-                        "TrailAlreadyExistsException",
-                        format!(
-                            "Trail {} already exists for customer: {}",
-                            trail.name, trail.account_id
-                        ),
-                    ));
+                if tx.get_trail(&trail.account_id, &trail.home_region, &trail.name).await?.is_some() {
+                    return Err(ServiceError::new("TrailAlreadyExistsException", format!("Trail {} already exists for customer: {}", trail.name, trail.account_id)));
                 }
-                let same_region = tx
-                    .list_trails(&trail.account_id)
-                    .await?
-                    .into_iter()
-                    .filter(|t| t.home_region == trail.home_region)
-                    .count();
+                let same_region = tx.list_trails(&trail.account_id).await?.into_iter().filter(|t| t.home_region == trail.home_region).count();
                 if same_region >= trails::MAX_TRAILS_PER_REGION {
-                    return Err(ServiceError::new(
-                        "MaximumNumberOfTrailsExceededException",
-                        "A region can have at most 5 trails.",
-                    ));
+                    return Err(ServiceError::new("MaximumNumberOfTrailsExceededException", "A region can have at most 5 trails."));
                 }
                 check_bucket(tx, &external, &trail).await?;
                 tx.insert_trail(&trail).await?;
-                call.record_success(
-                    tx,
-                    Some(trail_json(&trail)),
-                    vec![call.resource(trail.arn(), TRAIL)],
-                )
-                .await?;
+                call.record_success(tx, Some(trail_json(&trail)), vec![call.resource(trail.arn(), TRAIL)]).await?;
                 Ok(trail)
             })
         })
         .await
     }
 
-    pub async fn update_trail(
-        &self,
-        call: &Arc<Call>,
-        name: &str,
-        s: TrailSettings,
-    ) -> Result<Trail, ServiceError> {
+    pub async fn update_trail(&self, call: &Arc<Call>, name: &str, s: TrailSettings) -> Result<Trail, ServiceError> {
         if let Some(p) = &s.s3_key_prefix {
             trails::validate_prefix(p)?;
         }
@@ -366,27 +253,15 @@ impl App {
             Some(t) => {
                 let (arn_region, _, trail_name) = trails::parse_name_or_arn(name)?;
                 let region = arn_region.unwrap_or_else(|| call.info.region.clone());
-                let arn = format!(
-                    "arn:aws:cloudtrail:{region}:{}:trail/{trail_name}",
-                    call.principal.account_id
-                );
-                Some(
-                    self.trail_topic(&call.principal.account_id, &call.info.region, &arn, t)
-                        .await?,
-                )
+                let arn = format!("arn:aws:cloudtrail:{region}:{}:trail/{trail_name}", call.principal.account_id);
+                Some(self.trail_topic(&call.principal.account_id, &call.info.region, &arn, t).await?)
             }
             None => None,
         };
-        let (call, name, orgs, external) = (
-            call.clone(),
-            name.to_string(),
-            self.organizations.clone(),
-            self.external_buckets.clone(),
-        );
+        let (call, name, orgs, external) = (call.clone(), name.to_string(), self.organizations.clone(), self.external_buckets.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                let (mut t, shadow) =
-                    resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
+                let (mut t, shadow) = resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
                 owner_only(&t, &call.principal)?;
                 home_region_only(&t, shadow)?;
                 if let Some(b) = s.s3_bucket {
@@ -408,20 +283,13 @@ impl App {
                     t.sns_topic_arn = topic;
                 }
                 match s.is_organization_trail {
-                    Some(true) if t.organization_id.is_none() => {
-                        t.organization_id = Some(organization_for(&orgs, &t.account_id)?)
-                    }
+                    Some(true) if t.organization_id.is_none() => t.organization_id = Some(organization_for(&orgs, &t.account_id)?),
                     Some(false) => t.organization_id = None,
                     _ => {}
                 }
                 check_bucket(tx, &external, &t).await?;
                 tx.update_trail(&t).await?;
-                call.record_success(
-                    tx,
-                    Some(trail_json(&t)),
-                    vec![call.resource(t.arn(), TRAIL)],
-                )
-                .await?;
+                call.record_success(tx, Some(trail_json(&t)), vec![call.resource(t.arn(), TRAIL)]).await?;
                 Ok(t)
             })
         })
@@ -432,14 +300,11 @@ impl App {
         let (call, name, orgs) = (call.clone(), name.to_string(), self.organizations.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                let (t, shadow) =
-                    resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
+                let (t, shadow) = resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
                 owner_only(&t, &call.principal)?;
                 home_region_only(&t, shadow)?;
-                tx.delete_trail(&t.account_id, &t.home_region, &t.name)
-                    .await?;
-                call.record_success(tx, None, vec![call.resource(t.arn(), TRAIL)])
-                    .await?;
+                tx.delete_trail(&t.account_id, &t.home_region, &t.name).await?;
+                call.record_success(tx, None, vec![call.resource(t.arn(), TRAIL)]).await?;
                 Ok(())
             })
         })
@@ -447,29 +312,17 @@ impl App {
     }
 
     /// StartLogging (`on`) or StopLogging.
-    pub async fn set_logging(
-        &self,
-        call: &Arc<Call>,
-        name: &str,
-        on: bool,
-    ) -> Result<(), ServiceError> {
-        let (call, name, now, orgs) = (
-            call.clone(),
-            name.to_string(),
-            self.clock.now(),
-            self.organizations.clone(),
-        );
+    pub async fn set_logging(&self, call: &Arc<Call>, name: &str, on: bool) -> Result<(), ServiceError> {
+        let (call, name, now, orgs) = (call.clone(), name.to_string(), self.clock.now(), self.organizations.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                let (mut t, shadow) =
-                    resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
+                let (mut t, shadow) = resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
                 owner_only(&t, &call.principal)?;
                 home_region_only(&t, shadow)?;
                 // The Start/StopLogging record itself is logged: StartLogging's is the first
                 // delivered after a start, StopLogging's the last before a stop.
                 let before = tx.last_event_seq().await?;
-                call.record_success(tx, None, vec![call.resource(t.arn(), TRAIL)])
-                    .await?;
+                call.record_success(tx, None, vec![call.resource(t.arn(), TRAIL)]).await?;
                 let after = tx.last_event_seq().await?;
                 if on && !t.is_logging {
                     // Records made while logging was off are never delivered; those made
@@ -502,15 +355,13 @@ impl App {
         let (call, name, orgs) = (call.clone(), name.to_string(), self.organizations.clone());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
-                let (mut t, shadow) =
-                    resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
+                let (mut t, shadow) = resolve(tx, &orgs, &call.principal, &call.info.region, &name).await?;
                 owner_only(&t, &call.principal)?;
                 home_region_only(&t, shadow)?;
                 t.event_selectors = basic;
                 t.advanced_event_selectors = advanced;
                 tx.update_trail(&t).await?;
-                call.record_success(tx, None, vec![call.resource(t.arn(), TRAIL)])
-                    .await?;
+                call.record_success(tx, None, vec![call.resource(t.arn(), TRAIL)]).await?;
                 Ok(t)
             })
         })
@@ -518,54 +369,24 @@ impl App {
     }
 
     /// A trail by name or ARN, and whether it is a shadow of another region's trail.
-    pub async fn get_trail(
-        &self,
-        call: &Arc<Call>,
-        name: &str,
-    ) -> Result<(Trail, bool), ServiceError> {
-        let (who, region, name, orgs) = (
-            call.principal.clone(),
-            call.info.region.clone(),
-            name.to_string(),
-            self.organizations.clone(),
-        );
-        store::read(&*self.store, move |tx| {
-            Box::pin(async move { resolve(tx, &orgs, &who, &region, &name).await })
-        })
-        .await
+    pub async fn get_trail(&self, call: &Arc<Call>, name: &str) -> Result<(Trail, bool), ServiceError> {
+        let (who, region, name, orgs) = (call.principal.clone(), call.info.region.clone(), name.to_string(), self.organizations.clone());
+        store::read(&*self.store, move |tx| Box::pin(async move { resolve(tx, &orgs, &who, &region, &name).await })).await
     }
 
     /// The trails a region sees: its own, and multi-region trails of other home regions.
-    pub async fn trails_in_region(
-        &self,
-        call: &Arc<Call>,
-    ) -> Result<Vec<(Trail, bool)>, ServiceError> {
-        let (acct, region, orgs) = (
-            call.principal.account_id.clone(),
-            call.info.region.clone(),
-            self.organizations.clone(),
-        );
+    pub async fn trails_in_region(&self, call: &Arc<Call>) -> Result<Vec<(Trail, bool)>, ServiceError> {
+        let (acct, region, orgs) = (call.principal.account_id.clone(), call.info.region.clone(), self.organizations.clone());
         let (own, theirs) = store::read::<_, ServiceError, _>(&*self.store, move |tx| {
-            Box::pin(async move {
-                Ok((
-                    tx.list_trails(&acct).await?,
-                    member_org_trails(tx, &orgs, &acct).await?,
-                ))
-            })
+            Box::pin(async move { Ok((tx.list_trails(&acct).await?, member_org_trails(tx, &orgs, &acct).await?)) })
         })
         .await?;
-        let own = own
-            .into_iter()
-            .filter(|t| t.home_region == region || t.multi_region)
-            .map(|t| {
-                let shadow = t.home_region != region;
-                (t, shadow)
-            });
+        let own = own.into_iter().filter(|t| t.home_region == region || t.multi_region).map(|t| {
+            let shadow = t.home_region != region;
+            (t, shadow)
+        });
         // A member account sees its organization's trails as shadows.
-        let theirs = theirs
-            .into_iter()
-            .filter(|t| t.home_region == region || t.multi_region)
-            .map(|t| (t, true));
+        let theirs = theirs.into_iter().filter(|t| t.home_region == region || t.multi_region).map(|t| (t, true));
         Ok(own.chain(theirs).collect())
     }
 }

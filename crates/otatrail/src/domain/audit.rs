@@ -19,15 +19,10 @@ const MAX_ELEMENTS: usize = 100 * 1024;
 pub enum Actor {
     Principal(Principal),
     /// A request that named an existing access key but failed authentication.
-    Unknown {
-        account_id: String,
-        access_key_id: String,
-    },
+    Unknown { account_id: String, access_key_id: String },
     /// An unsigned request that acts on `account_id`'s resource, as SNS allows for the
     /// SubscribeURL and UnsubscribeURL of its messages (`userIdentity` of an anonymous caller).
-    Anonymous {
-        account_id: String,
-    },
+    Anonymous { account_id: String },
 }
 
 impl Actor {
@@ -61,15 +56,10 @@ impl Actor {
     /// The `userIdentity` element.
     pub fn user_identity(&self) -> Value {
         let p = match self {
-            Actor::Unknown {
-                account_id,
-                access_key_id,
-            } => {
+            Actor::Unknown { account_id, access_key_id } => {
                 return json!({"type": "Unknown", "principalId": "", "accountId": account_id, "accessKeyId": access_key_id});
             }
-            Actor::Anonymous { .. } => {
-                return json!({"type": "AWSAccount", "principalId": "", "accountId": "anonymous"});
-            }
+            Actor::Anonymous { .. } => return json!({"type": "AWSAccount", "principalId": "", "accountId": "anonymous"}),
             Actor::Principal(p) => p,
         };
         let mut m = Map::new();
@@ -89,10 +79,7 @@ impl Actor {
         if let Some(s) = &p.session {
             let mut ctx = Map::new();
             if let Some(i) = &s.session_issuer {
-                ctx.insert(
-                    "sessionIssuer".into(),
-                    serde_json::to_value(i).unwrap_or(Value::Null),
-                );
+                ctx.insert("sessionIssuer".into(), serde_json::to_value(i).unwrap_or(Value::Null));
             }
             ctx.insert("webIdFederationData".into(), json!({}));
             ctx.insert(
@@ -204,12 +191,7 @@ pub enum Outcome<'a> {
 
 impl CallInfo {
     /// Builds the record. `response_elements` is dropped for read-only calls, as CloudTrail does.
-    pub fn finish(
-        &self,
-        actor: &Actor,
-        outcome: Outcome<'_>,
-        resources: Vec<Resource>,
-    ) -> AuditEvent {
+    pub fn finish(&self, actor: &Actor, outcome: Outcome<'_>, resources: Vec<Resource>) -> AuditEvent {
         let event_id = uuid::Uuid::new_v4().to_string();
         let mut r = Map::new();
         r.insert("eventVersion".into(), json!(EVENT_VERSION));
@@ -225,20 +207,14 @@ impl CallInfo {
         let response_elements = match outcome {
             Outcome::Failure { code, message } => {
                 r.insert("errorCode".into(), json!(truncate(code, MAX_SHORT_FIELD)));
-                r.insert(
-                    "errorMessage".into(),
-                    json!(truncate(message, MAX_SHORT_FIELD)),
-                );
+                r.insert("errorMessage".into(), json!(truncate(message, MAX_SHORT_FIELD)));
                 None
             }
             Outcome::Success { response_elements } => {
                 response_elements.filter(|_| !self.read_only || self.keep_response_elements)
             }
         };
-        r.insert(
-            "requestParameters".into(),
-            bounded(&self.request_parameters),
-        );
+        r.insert("requestParameters".into(), bounded(&self.request_parameters));
         r.insert("responseElements".into(), bounded(&response_elements));
         r.insert("requestID".into(), json!(self.request_id));
         r.insert("eventID".into(), json!(event_id));
@@ -307,20 +283,8 @@ mod tests {
 
     #[test]
     fn records_have_whole_second_times_and_identity() {
-        let actor = Actor::Principal(Principal::iam_user(
-            "111122223333",
-            "AIDAX",
-            "alice",
-            "/",
-            "AKIAX",
-        ));
-        let e = call(false).finish(
-            &actor,
-            Outcome::Success {
-                response_elements: Some(json!({"streamVersion": 1})),
-            },
-            vec![],
-        );
+        let actor = Actor::Principal(Principal::iam_user("111122223333", "AIDAX", "alice", "/", "AKIAX"));
+        let e = call(false).finish(&actor, Outcome::Success { response_elements: Some(json!({"streamVersion": 1})) }, vec![]);
         let v: Value = serde_json::from_str(&e.record).unwrap();
         assert_eq!(v["eventTime"], "2023-11-14T22:13:20Z");
         assert_eq!(v["userIdentity"]["type"], "IAMUser");
@@ -335,23 +299,10 @@ mod tests {
     #[test]
     fn read_only_and_failed_calls_have_no_response_elements() {
         let actor = Actor::Principal(Principal::root("111122223333", "AKIAX"));
-        let e = call(true).finish(
-            &actor,
-            Outcome::Success {
-                response_elements: Some(json!({"x": 1})),
-            },
-            vec![],
-        );
+        let e = call(true).finish(&actor, Outcome::Success { response_elements: Some(json!({"x": 1})) }, vec![]);
         let v: Value = serde_json::from_str(&e.record).unwrap();
         assert!(v["responseElements"].is_null());
-        let e = call(false).finish(
-            &actor,
-            Outcome::Failure {
-                code: "InvalidRequestException",
-                message: "no",
-            },
-            vec![],
-        );
+        let e = call(false).finish(&actor, Outcome::Failure { code: "InvalidRequestException", message: "no" }, vec![]);
         let v: Value = serde_json::from_str(&e.record).unwrap();
         assert!(v["responseElements"].is_null());
         assert_eq!(v["errorCode"], "InvalidRequestException");
@@ -359,18 +310,8 @@ mod tests {
 
     #[test]
     fn unknown_actor_keeps_the_presented_key() {
-        let actor = Actor::Unknown {
-            account_id: "111122223333".into(),
-            access_key_id: "AKIAX".into(),
-        };
-        let e = call(true).finish(
-            &actor,
-            Outcome::Failure {
-                code: "InvalidSignatureException",
-                message: "bad",
-            },
-            vec![],
-        );
+        let actor = Actor::Unknown { account_id: "111122223333".into(), access_key_id: "AKIAX".into() };
+        let e = call(true).finish(&actor, Outcome::Failure { code: "InvalidSignatureException", message: "bad" }, vec![]);
         let v: Value = serde_json::from_str(&e.record).unwrap();
         assert_eq!(v["userIdentity"]["type"], "Unknown");
         assert_eq!(v["userIdentity"]["accessKeyId"], "AKIAX");

@@ -82,12 +82,7 @@ impl LifecycleRule {
         if self.expiration_days.is_some_and(|d| age_days >= d) {
             return Some(LifecycleAction::Expire);
         }
-        let class = self
-            .transitions
-            .iter()
-            .filter(|(d, _)| age_days >= *d)
-            .max_by_key(|(d, _)| *d)
-            .map(|(_, c)| c.clone())?;
+        let class = self.transitions.iter().filter(|(d, _)| age_days >= *d).max_by_key(|(d, _)| *d).map(|(_, c)| c.clone())?;
         (class != current_class).then_some(LifecycleAction::Transition(class))
     }
 }
@@ -103,8 +98,7 @@ pub enum LifecycleAction {
 pub fn is_valid_bucket_name(name: &str) -> bool {
     let b = name.as_bytes();
     (3..=63).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && !name.contains("..")
@@ -128,19 +122,10 @@ mod tests {
         };
         assert_eq!(r.action("other/x", 100, "STANDARD"), None);
         assert_eq!(r.action("AWSLogs/x", 3, "STANDARD"), None);
-        assert_eq!(
-            r.action("AWSLogs/x", 8, "STANDARD"),
-            Some(LifecycleAction::Transition("STANDARD_IA".into()))
-        );
-        assert_eq!(
-            r.action("AWSLogs/x", 15, "STANDARD_IA"),
-            Some(LifecycleAction::Transition("GLACIER".into()))
-        );
+        assert_eq!(r.action("AWSLogs/x", 8, "STANDARD"), Some(LifecycleAction::Transition("STANDARD_IA".into())));
+        assert_eq!(r.action("AWSLogs/x", 15, "STANDARD_IA"), Some(LifecycleAction::Transition("GLACIER".into())));
         assert_eq!(r.action("AWSLogs/x", 15, "GLACIER"), None);
-        assert_eq!(
-            r.action("AWSLogs/x", 30, "GLACIER"),
-            Some(LifecycleAction::Expire)
-        );
+        assert_eq!(r.action("AWSLogs/x", 30, "GLACIER"), Some(LifecycleAction::Expire));
     }
 
     #[test]
@@ -148,15 +133,7 @@ mod tests {
         for ok in ["fw", "firmware-2026", "a.b.c", "abc"] {
             assert_eq!(is_valid_bucket_name(ok), ok.len() >= 3, "{ok}");
         }
-        for bad in [
-            "Firmware",
-            "-abc",
-            "abc-",
-            "a..b",
-            "192.168.1.1",
-            "a_b",
-            &"a".repeat(64),
-        ] {
+        for bad in ["Firmware", "-abc", "abc-", "a..b", "192.168.1.1", "a_b", &"a".repeat(64)] {
             assert!(!is_valid_bucket_name(bad), "{bad}");
         }
     }

@@ -38,20 +38,12 @@ impl SignatureScheme {
         let hash = match hash.to_ascii_lowercase().replace('-', "").as_str() {
             "sha256" => HashAlg::Sha256,
             "sha1" => HashAlg::Sha1,
-            other => {
-                return Err(format!(
-                    "hashAlgorithm {other} is not supported; FreeRTOS devices use SHA256 or SHA1"
-                ));
-            }
+            other => return Err(format!("hashAlgorithm {other} is not supported; FreeRTOS devices use SHA256 or SHA1")),
         };
         let key = match signature.to_ascii_lowercase().as_str() {
             "ecdsa" => KeyAlg::Ecdsa,
             "rsa" => KeyAlg::Rsa,
-            other => {
-                return Err(format!(
-                    "signatureAlgorithm {other} is not supported; FreeRTOS devices use ECDSA or RSA"
-                ));
-            }
+            other => return Err(format!("signatureAlgorithm {other} is not supported; FreeRTOS devices use ECDSA or RSA")),
         };
         if key == KeyAlg::Ecdsa && hash == HashAlg::Sha1 {
             return Err("ECDSA signatures of OTA images use SHA256".into());
@@ -84,19 +76,14 @@ impl SignatureScheme {
         match (self.key, self.hash) {
             (KeyAlg::Ecdsa, _) => &signature::ECDSA_P256_SHA256_ASN1,
             (KeyAlg::Rsa, HashAlg::Sha256) => &signature::RSA_PKCS1_2048_8192_SHA256,
-            (KeyAlg::Rsa, HashAlg::Sha1) => {
-                &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY
-            }
+            (KeyAlg::Rsa, HashAlg::Sha1) => &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
         }
     }
 }
 
 /// The DER bodies of the PEM blocks labelled `label` (e.g. `CERTIFICATE`), in order.
 pub fn pem_blocks(pem: &str, label: &str) -> Vec<Vec<u8>> {
-    let (begin, end) = (
-        format!("-----BEGIN {label}-----"),
-        format!("-----END {label}-----"),
-    );
+    let (begin, end) = (format!("-----BEGIN {label}-----"), format!("-----END {label}-----"));
     let mut out = Vec::new();
     let mut rest = pem;
     while let Some(i) = rest.find(&begin) {
@@ -122,12 +109,7 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        (
-            rest[..n]
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | *b as usize),
-            &rest[n..],
-        )
+        (rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize), &rest[n..])
     };
     (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
@@ -178,13 +160,9 @@ pub enum SignatureProblem {
 impl SignatureProblem {
     pub fn message(&self, file: &str) -> String {
         match self {
-            SignatureProblem::NoCertificate => {
-                format!("file {file}: the certificate chain holds no readable X.509 certificate")
-            }
+            SignatureProblem::NoCertificate => format!("file {file}: the certificate chain holds no readable X.509 certificate"),
             SignatureProblem::NotBase64 => format!("file {file}: the signature is not base64"),
-            SignatureProblem::TooLong(n) => format!(
-                "file {file}: the signature is {n} bytes; devices accept at most {MAX_SIGNATURE_BYTES}"
-            ),
+            SignatureProblem::TooLong(n) => format!("file {file}: the signature is {n} bytes; devices accept at most {MAX_SIGNATURE_BYTES}"),
             SignatureProblem::Mismatch => format!(
                 "file {file}: the signature does not verify with the certificate's public key over the image; devices would reject it"
             ),
@@ -194,9 +172,7 @@ impl SignatureProblem {
 
 /// Decodes a base64 signature as devices do, refusing what they would refuse.
 pub fn decode_signature(b64: &str) -> Result<Vec<u8>, SignatureProblem> {
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|_| SignatureProblem::NotBase64)?;
+    let sig = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| SignatureProblem::NotBase64)?;
     if sig.len() > MAX_SIGNATURE_BYTES {
         return Err(SignatureProblem::TooLong(sig.len()));
     }
@@ -205,22 +181,12 @@ pub fn decode_signature(b64: &str) -> Result<Vec<u8>, SignatureProblem> {
 
 /// Checks `signature_b64` over the image whose digest (by `scheme.digest_algorithm()`) is
 /// `image_digest`, with the first certificate of `certificate_pem`.
-pub fn verify(
-    scheme: SignatureScheme,
-    certificate_pem: &str,
-    image_digest: &digest::Digest,
-    signature_b64: &str,
-) -> Result<(), SignatureProblem> {
+pub fn verify(scheme: SignatureScheme, certificate_pem: &str, image_digest: &digest::Digest, signature_b64: &str) -> Result<(), SignatureProblem> {
     let signature = decode_signature(signature_b64)?;
-    let cert = pem_blocks(certificate_pem, "CERTIFICATE")
-        .into_iter()
-        .next()
-        .ok_or(SignatureProblem::NoCertificate)?;
+    let cert = pem_blocks(certificate_pem, "CERTIFICATE").into_iter().next().ok_or(SignatureProblem::NoCertificate)?;
     let spki = certificate_spki(&cert).ok_or(SignatureProblem::NoCertificate)?;
     let key = spki_key_bytes(&spki).ok_or(SignatureProblem::NoCertificate)?;
-    UnparsedPublicKey::new(scheme.verification(), key)
-        .verify_digest(image_digest, &signature)
-        .map_err(|_| SignatureProblem::Mismatch)
+    UnparsedPublicKey::new(scheme.verification(), key).verify_digest(image_digest, &signature).map_err(|_| SignatureProblem::Mismatch)
 }
 
 #[cfg(test)]
@@ -232,33 +198,16 @@ mod tests {
     /// A self-signed P-256 certificate and its key, made with rcgen as an operator's tooling would.
     fn cert_and_key() -> (String, EcdsaKeyPair) {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["code-signer".into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &key.serialize_der())
-            .unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["code-signer".into()]).unwrap().self_signed(&key).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &key.serialize_der()).unwrap();
         let b64 = base64::engine::general_purpose::STANDARD.encode(cert.der());
-        (
-            format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n"),
-            pair,
-        )
+        (format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n"), pair)
     }
 
     #[test]
     fn keys_and_schemes() {
-        assert_eq!(
-            SignatureScheme::parse("SHA256", "ECDSA")
-                .unwrap()
-                .document_key(),
-            "sig-sha256-ecdsa"
-        );
-        assert_eq!(
-            SignatureScheme::parse("sha1", "RSA")
-                .unwrap()
-                .document_key(),
-            "sig-sha1-rsa"
-        );
+        assert_eq!(SignatureScheme::parse("SHA256", "ECDSA").unwrap().document_key(), "sig-sha256-ecdsa");
+        assert_eq!(SignatureScheme::parse("sha1", "RSA").unwrap().document_key(), "sig-sha1-rsa");
         assert!(SignatureScheme::parse("MD5", "RSA").is_err());
         assert!(SignatureScheme::parse("SHA1", "ECDSA").is_err());
     }
@@ -273,23 +222,11 @@ mod tests {
         let digest = digest::digest(scheme.digest_algorithm(), &image);
         assert_eq!(verify(scheme, &pem, &digest, &b64), Ok(()));
         let other = digest::digest(scheme.digest_algorithm(), b"another image");
-        assert_eq!(
-            verify(scheme, &pem, &other, &b64),
-            Err(SignatureProblem::Mismatch)
-        );
-        assert_eq!(
-            verify(scheme, "no pem here", &digest, &b64),
-            Err(SignatureProblem::NoCertificate)
-        );
-        assert_eq!(
-            verify(scheme, &pem, &digest, "!!"),
-            Err(SignatureProblem::NotBase64)
-        );
+        assert_eq!(verify(scheme, &pem, &other, &b64), Err(SignatureProblem::Mismatch));
+        assert_eq!(verify(scheme, "no pem here", &digest, &b64), Err(SignatureProblem::NoCertificate));
+        assert_eq!(verify(scheme, &pem, &digest, "!!"), Err(SignatureProblem::NotBase64));
         let long = base64::engine::general_purpose::STANDARD.encode([0u8; 400]);
-        assert_eq!(
-            verify(scheme, &pem, &digest, &long),
-            Err(SignatureProblem::TooLong(400))
-        );
+        assert_eq!(verify(scheme, &pem, &digest, &long), Err(SignatureProblem::TooLong(400)));
         // The certificate's key is the key pair's.
         let spki = certificate_spki(&pem_blocks(&pem, "CERTIFICATE")[0]).unwrap();
         assert_eq!(spki_key_bytes(&spki).unwrap(), pair.public_key().as_ref());
@@ -303,20 +240,11 @@ mod tests {
         let image = read("image.bin");
         let ecdsa = SignatureScheme::parse("SHA256", "ECDSA").unwrap();
         let d = digest::digest(ecdsa.digest_algorithm(), &image);
-        assert_eq!(
-            verify(ecdsa, &text("cert.pem"), &d, &text("image.sig.b64")),
-            Ok(())
-        );
+        assert_eq!(verify(ecdsa, &text("cert.pem"), &d, &text("image.sig.b64")), Ok(()));
         let rsa = SignatureScheme::parse("SHA1", "RSA").unwrap();
         let d1 = digest::digest(rsa.digest_algorithm(), &image);
-        assert_eq!(
-            verify(rsa, &text("rsa-cert.pem"), &d1, &text("image.sha1-rsa.b64")),
-            Ok(())
-        );
+        assert_eq!(verify(rsa, &text("rsa-cert.pem"), &d1, &text("image.sha1-rsa.b64")), Ok(()));
         // The other certificate's key does not verify it.
-        assert_eq!(
-            verify(rsa, &text("cert.pem"), &d1, &text("image.sha1-rsa.b64")),
-            Err(SignatureProblem::Mismatch)
-        );
+        assert_eq!(verify(rsa, &text("cert.pem"), &d1, &text("image.sha1-rsa.b64")), Err(SignatureProblem::Mismatch));
     }
 }

@@ -26,11 +26,7 @@ pub struct ServiceError {
 
 impl ServiceError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            members: Vec::new(),
-        }
+        Self { code, message: message.into(), members: Vec::new() }
     }
 
     pub fn with_member(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -48,17 +44,11 @@ impl ServiceError {
 
     /// An internal failure. The details go to the log, never to the client.
     pub fn internal() -> Self {
-        Self::new(
-            codes::INTERNAL_FAILURE,
-            "An internal error occurred. Please retry the request.",
-        )
+        Self::new(codes::INTERNAL_FAILURE, "An internal error occurred. Please retry the request.")
     }
 
     pub fn unavailable() -> Self {
-        Self::new(
-            codes::SERVICE_UNAVAILABLE,
-            "The service is temporarily unavailable. Please retry the request.",
-        )
+        Self::new(codes::SERVICE_UNAVAILABLE, "The service is temporarily unavailable. Please retry the request.")
     }
 }
 

@@ -151,18 +151,10 @@ pub enum TopicError {
 impl fmt::Display for TopicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            TopicError::NotAStreamTopic => {
-                "not a $aws/things/{thing}/streams/{stream}/{action}/{format} topic"
-            }
-            TopicError::InvalidThingName => {
-                "the thing name must be 1-128 characters of [a-zA-Z0-9:_-]"
-            }
-            TopicError::InvalidStreamId => {
-                "the stream ID must be 1-128 characters of [a-zA-Z0-9_-]"
-            }
-            TopicError::UnknownAction => {
-                "the action must be get, data, describe, description or rejected"
-            }
+            TopicError::NotAStreamTopic => "not a $aws/things/{thing}/streams/{stream}/{action}/{format} topic",
+            TopicError::InvalidThingName => "the thing name must be 1-128 characters of [a-zA-Z0-9:_-]",
+            TopicError::InvalidStreamId => "the stream ID must be 1-128 characters of [a-zA-Z0-9_-]",
+            TopicError::UnknownAction => "the action must be get, data, describe, description or rejected",
             TopicError::UnknownFormat => "the format must be json or cbor",
         })
     }
@@ -175,14 +167,11 @@ const TOPIC_PREFIX: &str = "$aws/things/";
 /// Recognises a stream topic of any action (§3.1). Names are checked against the API models'
 /// patterns, so MQTT wildcards, empty segments and extra segments are all refused.
 pub fn parse_stream_topic(topic: &str) -> Result<StreamTopic<'_>, TopicError> {
-    let rest = topic
-        .strip_prefix(TOPIC_PREFIX)
-        .ok_or(TopicError::NotAStreamTopic)?;
+    let rest = topic.strip_prefix(TOPIC_PREFIX).ok_or(TopicError::NotAStreamTopic)?;
     // Five segments after the prefix; a sixth (even an empty one after a trailing `/`) is wrong.
     let mut segments = rest.split('/');
     let mut next = || segments.next().ok_or(TopicError::NotAStreamTopic);
-    let (thing_name, streams, stream_id, action, format) =
-        (next()?, next()?, next()?, next()?, next()?);
+    let (thing_name, streams, stream_id, action, format) = (next()?, next()?, next()?, next()?, next()?);
     if streams != "streams" || segments.next().is_some() {
         return Err(TopicError::NotAStreamTopic);
     }
@@ -238,16 +227,12 @@ impl fmt::Display for StreamTopic<'_> {
 
 /// `ThingName`: `[a-zA-Z0-9:_-]+`, 1–128 characters.
 fn is_valid_thing_name(name: &str) -> bool {
-    is_valid_name(name, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-')
-    })
+    is_valid_name(name, |b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
 }
 
 /// `StreamId`: `[a-zA-Z0-9_-]+`, 1–128 characters.
 fn is_valid_stream_id(id: &str) -> bool {
-    is_valid_name(id, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')
-    })
+    is_valid_name(id, |b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
 /// Both patterns are ASCII-only, so the byte length is the character count.
@@ -345,10 +330,7 @@ impl RejectError {
 
     /// A library's error text, cut so it cannot carry a large piece of the input along.
     fn from_library(code: RejectCode, error: &dyn fmt::Display) -> Self {
-        Self::new(
-            code,
-            truncate_text(error.to_string(), MAX_MESSAGE_TEXT_BYTES),
-        )
+        Self::new(code, truncate_text(error.to_string(), MAX_MESSAGE_TEXT_BYTES))
     }
 }
 
@@ -482,16 +464,8 @@ impl GetStreamRequest {
                 self.number_of_blocks
                     .map_or(Ok(()), |n| check_block_count(u64::from(n)))
             })
-            .and_then(|()| {
-                self.bitmap
-                    .as_ref()
-                    .map_or(Ok(()), |b| check_bitmap_len(b.len()))
-            })
-            .and_then(|()| {
-                self.client_token
-                    .as_ref()
-                    .map_or(Ok(()), |c| check_token_len(c))
-            });
+            .and_then(|()| self.bitmap.as_ref().map_or(Ok(()), |b| check_bitmap_len(b.len())))
+            .and_then(|()| self.client_token.as_ref().map_or(Ok(()), |c| check_token_len(c)));
         checked.map_err(|e| e.with_client_token(self.client_token.clone()))
     }
 }
@@ -568,10 +542,7 @@ fn next_set_bit(bitmap: &[u8], next_bit: &mut usize) -> Option<usize> {
 }
 
 /// Decodes a GetStream request published on `…/get/{format}`.
-pub fn decode_get_stream(
-    format: PayloadFormat,
-    payload: &[u8],
-) -> Result<GetStreamRequest, RejectError> {
+pub fn decode_get_stream(format: PayloadFormat, payload: &[u8]) -> Result<GetStreamRequest, RejectError> {
     let mut fields = read_fields(format, payload)?;
     // The token goes first: every later rejection echoes it, and a bad one is never echoed.
     let client_token = client_token(fields.take(Key::C))?;
@@ -584,16 +555,10 @@ pub fn decode_get_stream(
     }
 }
 
-fn get_stream_fields(
-    format: PayloadFormat,
-    fields: &mut Fields<'_>,
-) -> Result<GetStreamRequest, RejectError> {
+fn get_stream_fields(format: PayloadFormat, fields: &mut Fields<'_>) -> Result<GetStreamRequest, RejectError> {
     let stream_version = stream_version(fields.take(Key::S))?;
     let file_id = required(Key::F, bounded(Key::F, fields.take(Key::F), check_file_id)?)?;
-    let block_size = required(
-        Key::L,
-        bounded(Key::L, fields.take(Key::L), check_block_size)?,
-    )?;
+    let block_size = required(Key::L, bounded(Key::L, fields.take(Key::L), check_block_size)?)?;
     let block_offset = bounded(Key::O, fields.take(Key::O), check_block_offset)?;
     let number_of_blocks = bounded(Key::N, fields.take(Key::N), check_block_count)?;
     let bitmap = bitmap(format, fields.take(Key::B))?;
@@ -642,12 +607,7 @@ fn stream_version(value: Option<FieldValue<'_>>) -> Result<Option<u64>, RejectEr
 /// An unknown file is `ResourceNotFound` (the data plane's call), but an id no file can have
 /// is a malformed request.
 fn check_file_id(id: u64) -> Result<(), RejectError> {
-    check_range(
-        id,
-        0..=MAX_FILE_ID,
-        RejectCode::InvalidRequest,
-        "the file id f",
-    )
+    check_range(id, 0..=MAX_FILE_ID, RejectCode::InvalidRequest, "the file id f")
 }
 
 fn check_block_size(size: u64) -> Result<(), RejectError> {
@@ -679,12 +639,7 @@ fn check_block_count(count: u64) -> Result<(), RejectError> {
 
 /// Data messages only: block ids are u32 (the largest real one is below 2 * 98304).
 fn check_block_id(id: u64) -> Result<(), RejectError> {
-    check_range(
-        id,
-        0..=u32::MAX,
-        RejectCode::InvalidRequest,
-        "the block id i",
-    )
+    check_range(id, 0..=u32::MAX, RejectCode::InvalidRequest, "the block id i")
 }
 
 /// Data messages only: a block is at most the largest block size.
@@ -710,12 +665,7 @@ fn check_bitmap_len(len: usize) -> Result<(), RejectError> {
     Ok(())
 }
 
-fn check_range(
-    value: u64,
-    bounds: RangeInclusive<u32>,
-    code: RejectCode,
-    what: &str,
-) -> Result<(), RejectError> {
+fn check_range(value: u64, bounds: RangeInclusive<u32>, code: RejectCode, what: &str) -> Result<(), RejectError> {
     if value < u64::from(*bounds.start()) || value > u64::from(*bounds.end()) {
         return Err(RejectError::new(
             code,
@@ -777,10 +727,7 @@ fn integer(key: Key, value: Option<FieldValue<'_>>) -> Result<Option<Integer>, R
 }
 
 /// `b`: a byte string in CBOR, a hex string such as `"0x130080"` in JSON (§3.2).
-fn bitmap(
-    format: PayloadFormat,
-    value: Option<FieldValue<'_>>,
-) -> Result<Option<Vec<u8>>, RejectError> {
+fn bitmap(format: PayloadFormat, value: Option<FieldValue<'_>>) -> Result<Option<Vec<u8>>, RejectError> {
     match (format, value) {
         (_, None) => Ok(None),
         (PayloadFormat::Cbor, Some(FieldValue::Bytes(bytes))) => {
@@ -806,9 +753,8 @@ fn hex_bitmap(text: &str) -> Result<Vec<u8>, RejectError> {
         .unwrap_or(text);
     // The limit is checked on the text, before anything is allocated for it.
     check_bitmap_len(digits.len().div_ceil(2))?;
-    hex::decode(digits).map_err(|_| {
-        RejectError::invalid_request("b must be an even number of hex digits, optionally after 0x")
-    })
+    hex::decode(digits)
+        .map_err(|_| RejectError::invalid_request("b must be an even number of hex digits, optionally after 0x"))
 }
 
 /// Encodes a GetStream request as a device does. CBOR keys follow the OTA agent's order
@@ -921,11 +867,7 @@ pub fn plan_blocks(request: &GetStreamRequest, file_len: u64) -> Result<BlockPla
 
 /// [`plan_blocks`], leaving out requested blocks below `first_block`: the continuation of a
 /// request whose earlier responses already sent those.
-pub fn plan_blocks_from(
-    request: &GetStreamRequest,
-    file_len: u64,
-    first_block: u32,
-) -> Result<BlockPlan, RejectError> {
+pub fn plan_blocks_from(request: &GetStreamRequest, file_len: u64, first_block: u32) -> Result<BlockPlan, RejectError> {
     request.check_bounds()?;
     let block_size = u64::from(request.block_size);
     let file_blocks = file_len.div_ceil(block_size);
@@ -1026,10 +968,7 @@ pub struct ReceivedBlock {
 /// and `l`, `p` a byte string (base64 text in JSON), extra keys tolerated, and `l` equal to
 /// the payload's length. For device-side tools and tests; the error's code says what was wrong,
 /// it is never published.
-pub fn decode_data_block(
-    format: PayloadFormat,
-    payload: &[u8],
-) -> Result<ReceivedBlock, RejectError> {
+pub fn decode_data_block(format: PayloadFormat, payload: &[u8]) -> Result<ReceivedBlock, RejectError> {
     let mut fields = read_fields(format, payload)?;
     let client_token = match fields.take(Key::C) {
         None => None,
@@ -1042,25 +981,14 @@ pub fn decode_data_block(
         }
     };
     let file_id = required(Key::F, bounded(Key::F, fields.take(Key::F), check_file_id)?)?;
-    let block_id = required(
-        Key::I,
-        bounded(Key::I, fields.take(Key::I), check_block_id)?,
-    )?;
-    let length = required(
-        Key::L,
-        bounded(Key::L, fields.take(Key::L), check_block_length)?,
-    )?;
+    let block_id = required(Key::I, bounded(Key::I, fields.take(Key::I), check_block_id)?)?;
+    let length = required(Key::L, bounded(Key::L, fields.take(Key::L), check_block_length)?)?;
     let data = match (format, required(Key::P, fields.take(Key::P))?) {
         (PayloadFormat::Cbor, FieldValue::Bytes(bytes)) => bytes.into_owned(),
         (PayloadFormat::Json, FieldValue::Text(text)) => BASE64
             .decode(text.as_bytes())
             .map_err(|e| RejectError::from_library(RejectCode::InvalidRequest, &e))?,
-        (_, other) => {
-            return Err(RejectError::invalid_request(format!(
-                "p cannot be {}",
-                other.kind()
-            )));
-        }
+        (_, other) => return Err(RejectError::invalid_request(format!("p cannot be {}", other.kind()))),
     };
     if data.len() != length as usize {
         return Err(RejectError::invalid_request(format!(
@@ -1088,10 +1016,7 @@ pub struct DescribeStreamRequest {
 
 /// Decodes `…/describe/{fmt}`. Other keys are ignored, and an empty payload counts as `{}`
 /// (inferred: the request has no required field, so a device may send nothing).
-pub fn decode_describe_stream(
-    format: PayloadFormat,
-    payload: &[u8],
-) -> Result<DescribeStreamRequest, RejectError> {
+pub fn decode_describe_stream(format: PayloadFormat, payload: &[u8]) -> Result<DescribeStreamRequest, RejectError> {
     if payload.is_empty() {
         return Ok(DescribeStreamRequest::default());
     }
@@ -1139,9 +1064,8 @@ pub fn encode_description(format: PayloadFormat, description: &StreamDescription
             json_bytes(body)
         }
         PayloadFormat::Cbor => {
-            let pairs = 2
-                + u64::from(description.client_token.is_some())
-                + u64::from(description.description.is_some());
+            let pairs =
+                2 + u64::from(description.client_token.is_some()) + u64::from(description.description.is_some());
             let text_len = description.description.map_or(0, str::len);
             cbor_bytes(64 + text_len + 16 * description.files.len(), |e| {
                 e.map(pairs)?;
@@ -1154,11 +1078,7 @@ pub fn encode_description(format: PayloadFormat, description: &StreamDescription
                 }
                 e.str("r")?.array(description.files.len() as u64)?;
                 for file in description.files {
-                    e.map(2)?
-                        .str("f")?
-                        .u8(file.file_id)?
-                        .str("z")?
-                        .u64(file.size)?;
+                    e.map(2)?.str("f")?.u8(file.file_id)?.str("z")?.u64(file.size)?;
                 }
                 Ok(())
             })
@@ -1185,17 +1105,7 @@ enum Key {
 }
 
 impl Key {
-    const ALL: [Key; 9] = [
-        Key::C,
-        Key::S,
-        Key::F,
-        Key::L,
-        Key::O,
-        Key::N,
-        Key::B,
-        Key::I,
-        Key::P,
-    ];
+    const ALL: [Key; 9] = [Key::C, Key::S, Key::F, Key::L, Key::O, Key::N, Key::B, Key::I, Key::P];
 
     fn name(self) -> &'static str {
         match self {
@@ -1301,9 +1211,7 @@ fn read_cbor_fields(payload: &[u8]) -> Result<Fields<'_>, RejectError> {
         let key = cbor_key(&mut decoder)?;
         let value = cbor_value(&mut decoder).map_err(invalid_cbor)?;
         if let Some(key) = key {
-            fields
-                .put(key, value)
-                .map_err(RejectError::invalid_request)?;
+            fields.put(key, value).map_err(RejectError::invalid_request)?;
         }
     }
     if decoder.position() != payload.len() {
@@ -1316,10 +1224,7 @@ fn read_cbor_fields(payload: &[u8]) -> Result<Fields<'_>, RejectError> {
 }
 
 /// Counts down a definite map, or looks for the break byte that ends an indefinite one.
-fn more_cbor_entries(
-    decoder: &mut Decoder<'_>,
-    remaining: &mut Option<u64>,
-) -> Result<bool, RejectError> {
+fn more_cbor_entries(decoder: &mut Decoder<'_>, remaining: &mut Option<u64>) -> Result<bool, RejectError> {
     match remaining {
         Some(0) => Ok(false),
         Some(n) => {
@@ -1360,11 +1265,7 @@ fn cbor_value<'b>(decoder: &mut Decoder<'b>) -> Result<FieldValue<'b>, minicbor:
         Type::String => FieldValue::Text(Cow::Borrowed(decoder.str()?)),
         Type::Bytes => FieldValue::Bytes(Cow::Borrowed(decoder.bytes()?)),
         // skip() would take a lone break as a value; it is malformed here.
-        Type::Break => {
-            return Err(minicbor::decode::Error::message(
-                "a break byte where a value belongs",
-            ));
-        }
+        Type::Break => return Err(minicbor::decode::Error::message("a break byte where a value belongs")),
         other => {
             // Iterative and bounded by the input: nested containers cannot exhaust the stack.
             decoder.skip()?;
@@ -1398,9 +1299,7 @@ fn invalid_cbor(error: minicbor::decode::Error) -> RejectError {
 /// serde_json's recursion limit.
 fn read_json_fields(payload: &[u8]) -> Result<Fields<'static>, RejectError> {
     let mut deserializer = serde_json::Deserializer::from_slice(payload);
-    let fields = deserializer
-        .deserialize_map(JsonFieldsVisitor)
-        .map_err(json_error)?;
+    let fields = deserializer.deserialize_map(JsonFieldsVisitor).map_err(json_error)?;
     deserializer.end().map_err(json_error)?;
     Ok(fields)
 }
@@ -1467,9 +1366,7 @@ struct JsonFieldValue(FieldValue<'static>);
 
 impl<'de> de::Deserialize<'de> for JsonFieldValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(JsonFieldValueVisitor)
-            .map(JsonFieldValue)
+        deserializer.deserialize_any(JsonFieldValueVisitor).map(JsonFieldValue)
     }
 }
 
@@ -1545,10 +1442,7 @@ fn json_bytes(body: Map<String, Value>) -> Vec<u8> {
 
 type CborResult = Result<(), minicbor::encode::Error<Infallible>>;
 
-fn cbor_bytes(
-    capacity: usize,
-    build: impl FnOnce(&mut Encoder<&mut Vec<u8>>) -> CborResult,
-) -> Vec<u8> {
+fn cbor_bytes(capacity: usize, build: impl FnOnce(&mut Encoder<&mut Vec<u8>>) -> CborResult) -> Vec<u8> {
     let mut out = Vec::with_capacity(capacity);
     let written = build(&mut Encoder::new(&mut out));
     // Writing to a Vec is infallible, and the builders only call primitive encoders, which
@@ -1586,17 +1480,12 @@ pub fn fuzz_get_stream(data: &[u8]) {
     } else {
         PayloadFormat::Cbor
     };
-    let file_len =
-        SYNTHETIC_FILE_LENGTHS[usize::from(selector >> 1) % SYNTHETIC_FILE_LENGTHS.len()];
+    let file_len = SYNTHETIC_FILE_LENGTHS[usize::from(selector >> 1) % SYNTHETIC_FILE_LENGTHS.len()];
     let (topic, payload) = split_topic(rest);
 
     fuzz_topic(&String::from_utf8_lossy(topic));
     if let Ok(describe) = decode_describe_stream(format, payload) {
-        assert!(
-            describe
-                .client_token
-                .is_none_or(|c| c.len() <= MAX_CLIENT_TOKEN_BYTES)
-        );
+        assert!(describe.client_token.is_none_or(|c| c.len() <= MAX_CLIENT_TOKEN_BYTES));
     }
     let _ = decode_data_block(format, payload);
     match decode_get_stream(format, payload) {
@@ -1614,11 +1503,7 @@ fn split_topic(data: &[u8]) -> (&[u8], &[u8]) {
 
 fn fuzz_topic(topic: &str) {
     if let Ok(parsed) = parse_stream_topic(topic) {
-        assert_eq!(
-            parsed.to_string(),
-            topic,
-            "a parsed topic prints back as itself"
-        );
+        assert_eq!(parsed.to_string(), topic, "a parsed topic prints back as itself");
         let reply = parsed.with_action(StreamAction::Rejected).to_string();
         assert_eq!(
             parse_stream_topic(&reply),
@@ -1629,11 +1514,7 @@ fn fuzz_topic(topic: &str) {
 
 fn fuzz_reject(format: PayloadFormat, rejection: &RejectError) {
     let body = encode_rejection(format, rejection);
-    assert!(
-        body.len() <= MAX_REJECTION_BYTES,
-        "rejection of {} bytes",
-        body.len()
-    );
+    assert!(body.len() <= MAX_REJECTION_BYTES, "rejection of {} bytes", body.len());
 }
 
 fn fuzz_answer(format: PayloadFormat, request: &GetStreamRequest, file_len: u64) {
@@ -1648,10 +1529,7 @@ fn fuzz_answer(format: PayloadFormat, request: &GetStreamRequest, file_len: u64)
         return fuzz_reject(format, &rejection);
     }
     if request.file_id != 0 {
-        return fuzz_reject(
-            format,
-            &request.reject(RejectCode::ResourceNotFound, "no such file"),
-        );
+        return fuzz_reject(format, &request.reject(RejectCode::ResourceNotFound, "no such file"));
     }
     match plan_blocks(request, file_len) {
         Ok(plan) => fuzz_first_block(format, request, file_len, &plan),
@@ -1662,17 +1540,8 @@ fn fuzz_answer(format: PayloadFormat, request: &GetStreamRequest, file_len: u64)
 fn assert_request_in_bounds(request: &GetStreamRequest) {
     assert!((MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&request.block_size));
     assert!(request.block_offset <= MAX_BLOCK_OFFSET);
-    assert!(
-        request
-            .number_of_blocks
-            .is_none_or(|n| n <= MAX_NUMBER_OF_BLOCKS)
-    );
-    assert!(
-        request
-            .bitmap
-            .as_ref()
-            .is_none_or(|b| b.len() <= MAX_BITMAP_BYTES)
-    );
+    assert!(request.number_of_blocks.is_none_or(|n| n <= MAX_NUMBER_OF_BLOCKS));
+    assert!(request.bitmap.as_ref().is_none_or(|b| b.len() <= MAX_BITMAP_BYTES));
     assert!(
         request
             .client_token
@@ -1681,34 +1550,19 @@ fn assert_request_in_bounds(request: &GetStreamRequest) {
     );
 }
 
-fn fuzz_first_block(
-    format: PayloadFormat,
-    request: &GetStreamRequest,
-    file_len: u64,
-    plan: &BlockPlan,
-) {
+fn fuzz_first_block(format: PayloadFormat, request: &GetStreamRequest, file_len: u64, plan: &BlockPlan) {
     let per_response = (MAX_RESPONSE_DATA_BYTES / request.block_size) as usize;
     assert!(plan.blocks.len() <= per_response);
-    assert!(
-        plan.blocks
-            .windows(2)
-            .all(|pair| pair[0].block_id < pair[1].block_id)
-    );
+    assert!(plan.blocks.windows(2).all(|pair| pair[0].block_id < pair[1].block_id));
     for block in &plan.blocks {
-        assert!(
-            block.byte_range().end <= file_len
-                && block.length >= 1
-                && block.length <= request.block_size
-        );
+        assert!(block.byte_range().end <= file_len && block.length >= 1 && block.length <= request.block_size);
         let is_last = block.byte_range().end == file_len;
         assert!(
             is_last || block.length == request.block_size,
             "only the last block is short"
         );
     }
-    let Some(first) = plan.blocks.first() else {
-        return;
-    };
+    let Some(first) = plan.blocks.first() else { return };
     // The synthetic file's byte at offset x is x mod 251: only this block is materialized.
     let payload: Vec<u8> = first.byte_range().map(|x| (x % 251) as u8).collect();
     let block = DataBlock {
@@ -1762,12 +1616,7 @@ mod tests {
         }
     }
 
-    fn request(
-        block_size: u32,
-        offset: u32,
-        count: Option<u32>,
-        bitmap: Option<Vec<u8>>,
-    ) -> GetStreamRequest {
+    fn request(block_size: u32, offset: u32, count: Option<u32>, bitmap: Option<Vec<u8>>) -> GetStreamRequest {
         GetStreamRequest {
             client_token: None,
             stream_version: None,
@@ -1852,21 +1701,12 @@ mod tests {
             ("$aws/things//streams/s/get/json".into(), InvalidThingName),
             ("$aws/things/+/streams/s/get/json".into(), InvalidThingName),
             ("$aws/things/#/streams/s/get/json".into(), InvalidThingName),
-            (
-                "$aws/things/a b/streams/s/get/json".into(),
-                InvalidThingName,
-            ),
+            ("$aws/things/a b/streams/s/get/json".into(), InvalidThingName),
             ("$aws/things/é/streams/s/get/json".into(), InvalidThingName),
-            (
-                format!("$aws/things/{long_name}/streams/s/get/json"),
-                InvalidThingName,
-            ),
+            (format!("$aws/things/{long_name}/streams/s/get/json"), InvalidThingName),
             ("$aws/things/t/streams//get/json".into(), InvalidStreamId),
             ("$aws/things/t/streams/a:b/get/json".into(), InvalidStreamId),
-            (
-                format!("$aws/things/t/streams/{long_name}/get/json"),
-                InvalidStreamId,
-            ),
+            (format!("$aws/things/t/streams/{long_name}/get/json"), InvalidStreamId),
             ("$aws/things/t/streams/s/put/json".into(), UnknownAction),
             ("$aws/things/t/streams/s/GET/json".into(), UnknownAction),
             ("$aws/things/t/streams/s/get/JSON".into(), UnknownFormat),
@@ -1892,25 +1732,18 @@ mod tests {
 
     #[test]
     fn decodes_the_agents_cbor_request() {
-        assert_eq!(
-            decode_get_stream(CBOR, &bytes(AGENT_REQUEST)),
-            Ok(agent_request())
-        );
+        assert_eq!(decode_get_stream(CBOR, &bytes(AGENT_REQUEST)), Ok(agent_request()));
     }
 
     #[test]
     fn encodes_the_agents_cbor_request_byte_for_byte() {
-        assert_eq!(
-            encode_get_stream(CBOR, &agent_request()),
-            bytes(AGENT_REQUEST)
-        );
+        assert_eq!(encode_get_stream(CBOR, &agent_request()), bytes(AGENT_REQUEST));
     }
 
     #[test]
     fn decodes_the_file_streams_library_request_and_its_quirky_bitmap() {
         // {"c":"rdy","f":1,"l":1024,"o":3,"b":h'4D513D3D',"n":1}: b is the ASCII of "MQ==".
-        let payload =
-            bytes("a6 6163 63726479 6166 01 616c 190400 616f 03 6162 44 4d513d3d 616e 01");
+        let payload = bytes("a6 6163 63726479 6166 01 616c 190400 616f 03 6162 44 4d513d3d 616e 01");
         let request = decode_get_stream(CBOR, &payload).unwrap();
         assert_eq!(request.bitmap.as_deref(), Some(&b"MQ=="[..]));
         assert_eq!(
@@ -1924,9 +1757,7 @@ mod tests {
     fn accepts_indefinite_maps_wide_integers_and_extra_keys() {
         // {_ "x":[1,{"y":h''}], "l":4096 as a 4-byte integer, "f":0 as a 2-byte one, "z":null,
         //    "o":0, "w":1.5 as a half float }
-        let payload = bytes(
-            "bf 6178 82 01 a1 6179 40 616c 1a00001000 6166 190000 617a f6 616f 00 6177 f93e00 ff",
-        );
+        let payload = bytes("bf 6178 82 01 a1 6179 40 616c 1a00001000 6166 190000 617a f6 616f 00 6177 f93e00 ff");
         let request = decode_get_stream(CBOR, &payload).unwrap();
         assert_eq!(request, request_with(4096, None));
     }
@@ -1939,10 +1770,7 @@ mod tests {
     fn a_null_field_counts_as_absent() {
         // {"f":0,"l":256,"n":null,"c":null}
         let payload = bytes("a4 6166 00 616c 190100 616e f6 6163 f6");
-        assert_eq!(
-            decode_get_stream(CBOR, &payload),
-            Ok(request_with(256, None))
-        );
+        assert_eq!(decode_get_stream(CBOR, &payload), Ok(request_with(256, None)));
     }
 
     #[test]
@@ -2039,10 +1867,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        [
-            decode_get_stream(CBOR, &cbor_request(&cbor_pairs)),
-            json(&json_text),
-        ]
+        [decode_get_stream(CBOR, &cbor_request(&cbor_pairs)), json(&json_text)]
     }
 
     #[test]
@@ -2055,10 +1880,7 @@ mod tests {
                 assert_eq!(code_of(result), RejectCode::BlockSizeOutOfBounds, "l={bad}");
             }
         }
-        assert_eq!(
-            code_of(json(r#"{"f":0,"l":-4096}"#)),
-            RejectCode::BlockSizeOutOfBounds
-        );
+        assert_eq!(code_of(json(r#"{"f":0,"l":-4096}"#)), RejectCode::BlockSizeOutOfBounds);
     }
 
     #[test]
@@ -2116,14 +1938,8 @@ mod tests {
         );
 
         let hex_of = |b: &[u8]| format!(r#"{{"f":0,"l":256,"b":"0x{}"}}"#, hex::encode(b));
-        assert_eq!(
-            json(&hex_of(&largest)).unwrap().bitmap.map(|b| b.len()),
-            Some(12_287)
-        );
-        assert_eq!(
-            code_of(json(&hex_of(&too_large))),
-            RejectCode::BlockBitmapLimitExceeded
-        );
+        assert_eq!(json(&hex_of(&largest)).unwrap().bitmap.map(|b| b.len()), Some(12_287));
+        assert_eq!(code_of(json(&hex_of(&too_large))), RejectCode::BlockBitmapLimitExceeded);
         // The limit is judged on the text: an odd digit past the limit is still over it.
         let odd = format!(r#"{{"f":0,"l":256,"b":"0x{}f"}}"#, hex::encode(&largest));
         assert_eq!(code_of(json(&odd)), RejectCode::BlockBitmapLimitExceeded);
@@ -2140,10 +1956,7 @@ mod tests {
 
         let long = "t".repeat(65);
         let refused = json(&format!(r#"{{"c":"{long}","f":0,"l":4096}}"#)).unwrap_err();
-        assert_eq!(
-            (refused.code, refused.client_token),
-            (RejectCode::InvalidRequest, None)
-        );
+        assert_eq!((refused.code, refused.client_token), (RejectCode::InvalidRequest, None));
         let not_text = json(r#"{"c":7,"f":0,"l":4096}"#).unwrap_err();
         assert_eq!(
             (not_text.code, not_text.client_token),
@@ -2157,10 +1970,7 @@ mod tests {
     fn decodes_the_file_streams_library_json_request() {
         let request = json(r#"{"s": 1,"f": 2,"l": 1024,"o": 5,"n": 3}"#).unwrap();
         assert_eq!(request.stream_version, Some(1));
-        assert_eq!(
-            request.requested_blocks().collect::<Vec<_>>(),
-            vec![5, 6, 7]
-        );
+        assert_eq!(request.requested_blocks().collect::<Vec<_>>(), vec![5, 6, 7]);
     }
 
     #[test]
@@ -2169,10 +1979,7 @@ mod tests {
             let request = json(&format!(r#"{{"f":0,"l":256,"o":20,"b":{b}}}"#)).unwrap();
             assert_eq!(request.bitmap, Some(vec![0x13, 0x00, 0x80]));
         }
-        assert_eq!(
-            json(r#"{"f":0,"l":256,"b":"0x"}"#).unwrap().bitmap,
-            Some(vec![])
-        );
+        assert_eq!(json(r#"{"f":0,"l":256,"b":"0x"}"#).unwrap().bitmap, Some(vec![]));
         for bad in [r#""0x1""#, r#""0xzz""#, r#""MQ==""#, "[1]", "19"] {
             assert_eq!(
                 code_of(json(&format!(r#"{{"f":0,"l":256,"b":{bad}}}"#))),
@@ -2186,15 +1993,9 @@ mod tests {
     fn json_numbers_that_are_integers_count_as_integers() {
         assert_eq!(json(r#"{"f":0,"l":4096.0}"#).unwrap().block_size, 4096);
         assert_eq!(json(r#"{"f":0,"l":4.096e3}"#).unwrap().block_size, 4096);
-        assert_eq!(
-            code_of(json(r#"{"f":0,"l":4096.5}"#)),
-            RejectCode::InvalidRequest
-        );
+        assert_eq!(code_of(json(r#"{"f":0,"l":4096.5}"#)), RejectCode::InvalidRequest);
         // Beyond u64, serde_json yields a float: out of range, not a type error.
-        assert_eq!(
-            code_of(json(r#"{"f":0,"l":1e300}"#)),
-            RejectCode::BlockSizeOutOfBounds
-        );
+        assert_eq!(code_of(json(r#"{"f":0,"l":1e300}"#)), RejectCode::BlockSizeOutOfBounds);
         assert_eq!(
             code_of(json(r#"{"f":0,"l":99999999999999999999999}"#)),
             RejectCode::BlockSizeOutOfBounds
@@ -2236,9 +2037,7 @@ mod tests {
     #[test]
     fn json_tolerates_unknown_members_and_deep_nesting_in_them() {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        let text = format!(
-            r#"{{"x":{deep},"clientToken":"ignored","f":0,"l":4096,"q":{{"a":[1,2,{{}}]}}}}"#
-        );
+        let text = format!(r#"{{"x":{deep},"clientToken":"ignored","f":0,"l":4096,"q":{{"a":[1,2,{{}}]}}}}"#);
         assert_eq!(json(&text), Ok(request_with(4096, None)));
         // Under a known key, serde_json's recursion limit applies: an error, not a stack overflow.
         let under_known = format!(r#"{{"f":{deep},"l":4096}}"#);
@@ -2255,10 +2054,7 @@ mod tests {
     fn oversized_payloads_are_refused_before_parsing() {
         let huge = vec![b' '; MAX_MESSAGE_BYTES + 1];
         for format in [JSON, CBOR] {
-            assert_eq!(
-                code_of(decode_get_stream(format, &huge)),
-                RejectCode::InvalidRequest
-            );
+            assert_eq!(code_of(decode_get_stream(format, &huge)), RejectCode::InvalidRequest);
         }
     }
 
@@ -2266,11 +2062,7 @@ mod tests {
     fn rejection_messages_do_not_echo_large_inputs() {
         let text = format!("\"{}\"", "x".repeat(100_000));
         let error = json(&text).unwrap_err();
-        assert!(
-            error.message.len() <= MAX_MESSAGE_TEXT_BYTES,
-            "{}",
-            error.message.len()
-        );
+        assert!(error.message.len() <= MAX_MESSAGE_TEXT_BYTES, "{}", error.message.len());
     }
 
     // --- round trips ---
@@ -2307,10 +2099,7 @@ mod tests {
     #[test]
     fn the_doc_bitmap_example_names_blocks_20_21_24_43() {
         let request = request(256, 20, None, Some(vec![0x13, 0x00, 0x80]));
-        assert_eq!(
-            request.requested_blocks().collect::<Vec<_>>(),
-            vec![20, 21, 24, 43]
-        );
+        assert_eq!(request.requested_blocks().collect::<Vec<_>>(), vec![20, 21, 24, 43]);
     }
 
     #[test]
@@ -2327,45 +2116,23 @@ mod tests {
             .requested_blocks()
             .collect();
         assert_eq!(high_bit_only, vec![23]);
-        assert_eq!(
-            request(256, 0, Some(0), Some(vec![0xff]))
-                .requested_blocks()
-                .count(),
-            0
-        );
-        assert_eq!(
-            request(256, 0, None, Some(vec![]))
-                .requested_blocks()
-                .count(),
-            0
-        );
-        assert_eq!(
-            request(256, 0, None, Some(vec![0; 100]))
-                .requested_blocks()
-                .count(),
-            0
-        );
+        assert_eq!(request(256, 0, Some(0), Some(vec![0xff])).requested_blocks().count(), 0);
+        assert_eq!(request(256, 0, None, Some(vec![])).requested_blocks().count(), 0);
+        assert_eq!(request(256, 0, None, Some(vec![0; 100])).requested_blocks().count(), 0);
     }
 
     #[test]
     fn without_a_bitmap_n_blocks_from_o_and_n_defaults_to_128_kib() {
         assert_eq!(
-            request(4096, 7, Some(3), None)
-                .requested_blocks()
-                .collect::<Vec<_>>(),
+            request(4096, 7, Some(3), None).requested_blocks().collect::<Vec<_>>(),
             vec![7, 8, 9]
         );
         assert_eq!(request(4096, 0, None, None).requested_blocks().count(), 32);
         assert_eq!(request(256, 0, None, None).requested_blocks().count(), 512);
-        assert_eq!(
-            request(131_072, 0, None, None).requested_blocks().count(),
-            1
-        );
+        assert_eq!(request(131_072, 0, None, None).requested_blocks().count(), 1);
         // With a bitmap, the default n caps the set bits at 131072 / l too.
         assert_eq!(
-            request(4096, 0, None, Some(vec![0xff; 8]))
-                .requested_blocks()
-                .count(),
+            request(4096, 0, None, Some(vec![0xff; 8])).requested_blocks().count(),
             32
         );
     }
@@ -2391,10 +2158,7 @@ mod tests {
     #[test]
     fn a_file_of_whole_blocks_ends_with_a_full_block() {
         let plan = plan_blocks(&request(4096, 0, None, None), 3 * 4096).unwrap();
-        assert_eq!(
-            plan.blocks.iter().map(|b| b.length).collect::<Vec<_>>(),
-            vec![4096; 3]
-        );
+        assert_eq!(plan.blocks.iter().map(|b| b.length).collect::<Vec<_>>(), vec![4096; 3]);
         let one_byte = plan_blocks(&request(4096, 0, None, None), 1).unwrap();
         assert_eq!(
             one_byte.blocks,
@@ -2446,20 +2210,10 @@ mod tests {
         let file_len = 10 * 1024 * 1024;
         let first = plan_blocks(&asked, file_len).unwrap();
         assert_eq!(first.blocks.len(), 512);
-        assert_eq!(
-            first
-                .blocks
-                .iter()
-                .map(|b| u64::from(b.length))
-                .sum::<u64>(),
-            131_072
-        );
+        assert_eq!(first.blocks.iter().map(|b| u64::from(b.length)).sum::<u64>(), 131_072);
         assert_eq!(first.next_block, Some(512));
         let second = plan_blocks_from(&asked, file_len, 512).unwrap();
-        assert_eq!(
-            (second.blocks[0].block_id, second.next_block),
-            (512, Some(1024))
-        );
+        assert_eq!((second.blocks[0].block_id, second.next_block), (512, Some(1024)));
 
         let bitmap = request(131_072, 0, None, Some(vec![0b101]));
         let plan = plan_blocks(&bitmap, 3 * 131_072).unwrap();
@@ -2498,10 +2252,7 @@ mod tests {
             code_of(plan_blocks(&huge_bitmap, 100)),
             RejectCode::BlockBitmapLimitExceeded
         );
-        assert_eq!(
-            request(0, 0, None, None).block_count_limit(),
-            MAX_RESPONSE_DATA_BYTES
-        );
+        assert_eq!(request(0, 0, None, None).block_count_limit(), MAX_RESPONSE_DATA_BYTES);
     }
 
     #[test]
@@ -2597,18 +2348,14 @@ mod tests {
     fn data_decoding_checks_l_against_p() {
         // {"f":0,"l":5,"i":2,"p":h'01020304'}
         let wrong = bytes("a4 6166 00 616c 05 6169 02 6170 44 01020304");
-        assert_eq!(
-            code_of(decode_data_block(CBOR, &wrong)),
-            RejectCode::InvalidRequest
-        );
+        assert_eq!(code_of(decode_data_block(CBOR, &wrong)), RejectCode::InvalidRequest);
     }
 
     // --- rejections ---
 
     #[test]
     fn rejection_in_json_with_and_without_token() {
-        let error = RejectError::new(RejectCode::BlockSizeOutOfBounds, "bad l")
-            .with_client_token(Some("rdy".into()));
+        let error = RejectError::new(RejectCode::BlockSizeOutOfBounds, "bad l").with_client_token(Some("rdy".into()));
         let text = String::from_utf8(encode_rejection(JSON, &error)).unwrap();
         assert_eq!(
             text,
@@ -2621,15 +2368,14 @@ mod tests {
 
     #[test]
     fn rejection_in_cbor_byte_for_byte() {
-        let error =
-            RejectError::new(RejectCode::InvalidCbor, "x").with_client_token(Some("rdy".into()));
+        let error = RejectError::new(RejectCode::InvalidCbor, "x").with_client_token(Some("rdy".into()));
         let expected = bytes(concat!(
             "a5",
-            "616f 6b 496e76616c696443626f72", // "o": "InvalidCbor" (11 bytes)
-            "616d 6178",                      // "m": "x"
-            "6163 63 726479",                 // "c": "rdy"
+            "616f 6b 496e76616c696443626f72",       // "o": "InvalidCbor" (11 bytes)
+            "616d 6178",                            // "m": "x"
+            "6163 63 726479",                       // "c": "rdy"
             "64636f6465 6b 496e76616c696443626f72", // "code": "InvalidCbor"
-            "6b636c69656e74546f6b656e 63 726479", // "clientToken": "rdy"
+            "6b636c69656e74546f6b656e 63 726479",   // "clientToken": "rdy"
         ));
         assert_eq!(encode_rejection(CBOR, &error), expected);
     }
@@ -2659,10 +2405,7 @@ mod tests {
             let body = encode_rejection(CBOR, &RejectError::new(code, "m"));
             let mut decoder = Decoder::new(&body);
             assert_eq!(decoder.map().unwrap(), Some(3));
-            assert_eq!(
-                (decoder.str().unwrap(), decoder.str().unwrap()),
-                ("o", code.as_str())
-            );
+            assert_eq!((decoder.str().unwrap(), decoder.str().unwrap()), ("o", code.as_str()));
         }
     }
 
@@ -2670,10 +2413,7 @@ mod tests {
 
     #[test]
     fn describe_requests() {
-        assert_eq!(
-            decode_describe_stream(JSON, b""),
-            Ok(DescribeStreamRequest::default())
-        );
+        assert_eq!(decode_describe_stream(JSON, b""), Ok(DescribeStreamRequest::default()));
         assert_eq!(
             decode_describe_stream(JSON, br#"{"c":"x","zz":1}"#)
                 .unwrap()
@@ -2705,10 +2445,7 @@ mod tests {
                 file_id: 0,
                 size: 20_000,
             },
-            DescribedFile {
-                file_id: 1,
-                size: 5,
-            },
+            DescribedFile { file_id: 1, size: 5 },
         ];
         let description = StreamDescription {
             client_token: Some("x"),
@@ -2722,9 +2459,7 @@ mod tests {
             r#"{"c":"x","s":2,"d":"fw","r":[{"f":0,"z":20000},{"f":1,"z":5}]}"#
         );
         // {"c":"x","s":2,"d":"fw","r":[{"f":0,"z":20000},{"f":1,"z":5}]}
-        let expected = bytes(
-            "a4 6163 6178 6173 02 6164 626677 6172 82 a2 6166 00 617a 194e20 a2 6166 01 617a 05",
-        );
+        let expected = bytes("a4 6163 6178 6173 02 6164 626677 6172 82 a2 6166 00 617a 194e20 a2 6166 01 617a 05");
         assert_eq!(encode_description(CBOR, &description), expected);
     }
 
@@ -2741,12 +2476,9 @@ mod tests {
             fuzz_get_stream(data);
         }
         for selector in 0..=u8::MAX {
+            fuzz_get_stream(&[selector, 0, 0xa2, 0x61, b'f', 0, 0x61, b'l', 0x19, 0x01, 0x00]);
             fuzz_get_stream(&[
-                selector, 0, 0xa2, 0x61, b'f', 0, 0x61, b'l', 0x19, 0x01, 0x00,
-            ]);
-            fuzz_get_stream(&[
-                selector, 0, b'{', b'"', b'f', b'"', b':', b'0', b',', b'"', b'l', b'"', b':',
-                b'2', b'5', b'6', b'}',
+                selector, 0, b'{', b'"', b'f', b'"', b':', b'0', b',', b'"', b'l', b'"', b':', b'2', b'5', b'6', b'}',
             ]);
         }
     }

@@ -69,20 +69,14 @@ pub fn encode_token(l: &Lookup, last: (Millis, i64)) -> String {
 
 pub fn validate(input: LookupInput) -> Result<Lookup, ServiceError> {
     if input.attributes.len() > 1 {
-        return Err(err(
-            "InvalidLookupAttributesException",
-            "LookupAttributes may hold at most one attribute.",
-        ));
+        return Err(err("InvalidLookupAttributesException", "LookupAttributes may hold at most one attribute."));
     }
     let attribute = match input.attributes.into_iter().next() {
         None => None,
         Some((k, v)) => {
             let key = parse_key(&k)?;
             if v.is_empty() || v.chars().count() > 2000 {
-                return Err(err(
-                    "InvalidLookupAttributesException",
-                    "AttributeValue must have 1 to 2000 characters.",
-                ));
+                return Err(err("InvalidLookupAttributesException", "AttributeValue must have 1 to 2000 characters."));
             }
             Some((key, v))
         }
@@ -90,59 +84,29 @@ pub fn validate(input: LookupInput) -> Result<Lookup, ServiceError> {
     if let (Some(s), Some(e)) = (input.start, input.end)
         && s > e
     {
-        return Err(err(
-            "InvalidTimeRangeException",
-            "StartTime must not be after EndTime.",
-        ));
+        return Err(err("InvalidTimeRangeException", "StartTime must not be after EndTime."));
     }
     let insight = match input.event_category.as_deref() {
         None => false,
         Some("insight") => true,
         Some(other) => {
-            return Err(err(
-                "InvalidEventCategoryException",
-                format!("'{other}' is not an event category; the only one is 'insight'."),
-            ));
+            return Err(err("InvalidEventCategoryException", format!("'{other}' is not an event category; the only one is 'insight'.")));
         }
     };
     let max_results = input.max_results.unwrap_or(DEFAULT_MAX_RESULTS);
     if !(1..=50).contains(&max_results) {
-        return Err(err(
-            "InvalidMaxResultsException",
-            "MaxResults must be between 1 and 50.",
-        ));
+        return Err(err("InvalidMaxResultsException", "MaxResults must be between 1 and 50."));
     }
-    let mut lookup = Lookup {
-        attribute,
-        start: input.start,
-        end: input.end,
-        insight,
-        max_results,
-        after: None,
-    };
+    let mut lookup = Lookup { attribute, start: input.start, end: input.end, insight, max_results, after: None };
     if let Some(token) = input.next_token.filter(|t| !t.is_empty()) {
-        let bad = || {
-            err(
-                "InvalidNextTokenException",
-                "The NextToken is not valid for these parameters; reuse a token only with the parameters that produced it.",
-            )
-        };
-        let raw = URL_SAFE_NO_PAD
-            .decode(&token)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(bad)?;
+        let bad = || err("InvalidNextTokenException", "The NextToken is not valid for these parameters; reuse a token only with the parameters that produced it.");
+        let raw = URL_SAFE_NO_PAD.decode(&token).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
         let parts: Vec<&str> = raw.split(':').collect();
-        let [prefix, time, seq, print] = parts.as_slice() else {
-            return Err(bad());
-        };
+        let [prefix, time, seq, print] = parts.as_slice() else { return Err(bad()) };
         if *prefix != "e1" || *print != fingerprint(&lookup) {
             return Err(bad());
         }
-        lookup.after = Some((
-            Millis(time.parse().map_err(|_| bad())?),
-            seq.parse().map_err(|_| bad())?,
-        ));
+        lookup.after = Some((Millis(time.parse().map_err(|_| bad())?), seq.parse().map_err(|_| bad())?));
     }
     Ok(lookup)
 }
@@ -172,16 +136,10 @@ mod tests {
         let mut other = input();
         other.attributes = vec![("EventName".into(), "DeleteStream".into())];
         other.next_token = Some(token);
-        assert_eq!(
-            validate(other).unwrap_err().code,
-            "InvalidNextTokenException"
-        );
+        assert_eq!(validate(other).unwrap_err().code, "InvalidNextTokenException");
         let mut garbage = input();
         garbage.next_token = Some("garbage".into());
-        assert_eq!(
-            validate(garbage).unwrap_err().code,
-            "InvalidNextTokenException"
-        );
+        assert_eq!(validate(garbage).unwrap_err().code, "InvalidNextTokenException");
     }
 
     #[test]
@@ -194,15 +152,9 @@ mod tests {
         assert_eq!(validate(i).unwrap_err().code, "InvalidTimeRangeException");
         let mut i = input();
         i.attributes.push(("Username".into(), "x".into()));
-        assert_eq!(
-            validate(i).unwrap_err().code,
-            "InvalidLookupAttributesException"
-        );
+        assert_eq!(validate(i).unwrap_err().code, "InvalidLookupAttributesException");
         let mut i = input();
         i.event_category = Some("data".into());
-        assert_eq!(
-            validate(i).unwrap_err().code,
-            "InvalidEventCategoryException"
-        );
+        assert_eq!(validate(i).unwrap_err().code, "InvalidEventCategoryException");
     }
 }

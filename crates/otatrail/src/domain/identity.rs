@@ -55,10 +55,7 @@ impl User {
         if self.is_root() {
             return format!("arn:aws:iam::{}:root", self.account_id);
         }
-        format!(
-            "arn:aws:iam::{}:user{}{}",
-            self.account_id, self.path, self.name
-        )
+        format!("arn:aws:iam::{}:user{}{}", self.account_id, self.path, self.name)
     }
 }
 
@@ -80,10 +77,7 @@ pub struct Role {
 
 impl Role {
     pub fn arn(&self) -> String {
-        format!(
-            "arn:aws:iam::{}:role{}{}",
-            self.account_id, self.path, self.name
-        )
+        format!("arn:aws:iam::{}:role{}{}", self.account_id, self.path, self.name)
     }
 }
 
@@ -161,17 +155,13 @@ const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const SECRET_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 fn random_from(rng: &mut impl Rng, alphabet: &[u8], n: usize) -> String {
-    (0..n)
-        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
-        .collect()
+    (0..n).map(|_| alphabet[rng.random_range(0..alphabet.len())] as char).collect()
 }
 
 /// A 12-digit account ID that does not start with 0.
 pub fn new_account_id(rng: &mut impl Rng) -> String {
     let first = rng.random_range(1..=9);
-    let rest: String = (0..11)
-        .map(|_| char::from(b'0' + rng.random_range(0..10u8)))
-        .collect();
+    let rest: String = (0..11).map(|_| char::from(b'0' + rng.random_range(0..10u8))).collect();
     format!("{first}{rest}")
 }
 
@@ -214,10 +204,7 @@ pub fn is_account_id(s: &str) -> bool {
 
 /// IAM user names: 1–64 of `[\w+=,.@-]`.
 pub fn is_user_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
 }
 
 /// Access key IDs: 16–128 word characters.

@@ -26,26 +26,14 @@ pub struct DigestKeyInfo {
 }
 
 fn parse_stamp(s: &str, with_seconds: bool) -> Option<Millis> {
-    let digits = |r: std::ops::Range<usize>| {
-        s.get(r)
-            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|d| d.parse::<u32>().ok())
-    };
+    let digits = |r: std::ops::Range<usize>| s.get(r).filter(|d| d.bytes().all(|b| b.is_ascii_digit())).and_then(|d| d.parse::<u32>().ok());
     let want_len = if with_seconds { 16 } else { 14 };
     if s.len() != want_len || s.as_bytes()[8] != b'T' || !s.ends_with('Z') {
         return None;
     }
-    let (y, mo, d, h, mi) = (
-        digits(0..4)?,
-        digits(4..6)?,
-        digits(6..8)?,
-        digits(9..11)?,
-        digits(11..13)?,
-    );
+    let (y, mo, d, h, mi) = (digits(0..4)?, digits(4..6)?, digits(6..8)?, digits(9..11)?, digits(11..13)?);
     let sec = if with_seconds { digits(13..15)? } else { 0 };
-    let date =
-        time::Date::from_calendar_date(y as i32, time::Month::try_from(mo as u8).ok()?, d as u8)
-            .ok()?;
+    let date = time::Date::from_calendar_date(y as i32, time::Month::try_from(mo as u8).ok()?, d as u8).ok()?;
     let t = time::Time::from_hms(h as u8, mi as u8, sec as u8).ok()?;
     let dt = time::PrimitiveDateTime::new(date, t).assume_utc();
     Some(Millis((dt.unix_timestamp_nanos() / 1_000_000) as i64))
@@ -64,8 +52,7 @@ pub fn parse_digest_key(key: &str) -> Option<DigestKeyInfo> {
     let (region, rest) = rest.split_once('_')?;
     // Trail names may hold underscores; the home region is the last part.
     let (trail_name, home_region) = rest.rsplit_once('_')?;
-    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) || trail_name.is_empty()
-    {
+    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) || trail_name.is_empty() {
         return None;
     }
     Some(DigestKeyInfo {
@@ -112,9 +99,7 @@ impl InflateError {
 pub fn inflate_one_member(gz: &[u8]) -> Result<Vec<u8>, InflateError> {
     let mut decoder = flate2::bufread::GzDecoder::new(gz);
     let mut out = Vec::with_capacity(gz.len() * 8);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|_| InflateError::InvalidFormat)?;
+    decoder.read_to_end(&mut out).map_err(|_| InflateError::InvalidFormat)?;
     if !decoder.into_inner().is_empty() {
         return Err(InflateError::TrailingData);
     }
@@ -155,36 +140,21 @@ fn parse_iso(s: &str) -> Option<Millis> {
 pub fn parse_digest(json: &[u8]) -> Option<DigestContent> {
     let v: Value = serde_json::from_slice(json).ok()?;
     let o = v.as_object()?;
-    for required in [
-        "digestPublicKeyFingerprint",
-        "digestS3Bucket",
-        "digestS3Object",
-        "previousDigestSignature",
-        "digestEndTime",
-        "digestStartTime",
-        "logFiles",
-    ] {
+    for required in ["digestPublicKeyFingerprint", "digestS3Bucket", "digestS3Object", "previousDigestSignature", "digestEndTime", "digestStartTime", "logFiles"] {
         if !o.contains_key(required) {
             return None;
         }
     }
     let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_string);
     let (start_text, end_text) = (text("digestStartTime")?, text("digestEndTime")?);
-    let previous = match (
-        text("previousDigestS3Bucket"),
-        text("previousDigestS3Object"),
-    ) {
+    let previous = match (text("previousDigestS3Bucket"), text("previousDigestS3Object")) {
         (Some(b), Some(k)) => Some((b, k)),
         _ => None,
     };
     let mut log_files = Vec::new();
     for f in o.get("logFiles")?.as_array()? {
         let s = |k: &str| f.get(k).and_then(Value::as_str).map(str::to_string);
-        log_files.push(ListedLogFile {
-            bucket: s("s3Bucket")?,
-            key: s("s3Object")?,
-            sha256: s("hashValue")?,
-        });
+        log_files.push(ListedLogFile { bucket: s("s3Bucket")?, key: s("s3Object")?, sha256: s("hashValue")? });
     }
     Some(DigestContent {
         start: parse_iso(&start_text)?,
@@ -203,14 +173,7 @@ pub fn parse_digest(json: &[u8]) -> Option<DigestContent> {
 
 /// `<end>\n<bucket>/<key>\n<sha256 of the inflated digest>\n<previous signature or "null">`
 pub fn string_to_sign(d: &DigestContent, inflated_sha256: &str) -> String {
-    format!(
-        "{}\n{}/{}\n{}\n{}",
-        d.end_text,
-        d.bucket,
-        d.key,
-        inflated_sha256,
-        d.previous_signature.as_deref().unwrap_or("null")
-    )
+    format!("{}\n{}/{}\n{}\n{}", d.end_text, d.bucket, d.key, inflated_sha256, d.previous_signature.as_deref().unwrap_or("null"))
 }
 
 /// Why a digest is not valid (the first four are the AWS tool's reasons).
@@ -229,9 +192,7 @@ impl DigestProblem {
             DigestProblem::NotFound => "not found".into(),
             DigestProblem::InvalidFormat => "invalid format".into(),
             DigestProblem::Moved => "has been moved from its original location".into(),
-            DigestProblem::UnknownKey { region } => {
-                format!("public key not found in region {region}")
-            }
+            DigestProblem::UnknownKey { region } => format!("public key not found in region {region}"),
             DigestProblem::BadSignature => "signature verification failed".into(),
         }
     }
@@ -257,36 +218,20 @@ pub struct ValidDigest {
 
 /// Checks one digest as the AWS tool does: format, location, key, signature. `public_keys`
 /// maps fingerprints to PKCS#1 DER public keys.
-pub fn check_digest(
-    d: &FetchedDigest<'_>,
-    public_keys: &HashMap<String, Vec<u8>>,
-) -> Result<ValidDigest, DigestProblem> {
+pub fn check_digest(d: &FetchedDigest<'_>, public_keys: &HashMap<String, Vec<u8>>) -> Result<ValidDigest, DigestProblem> {
     let json = inflate_one_member(d.gz).map_err(|_| DigestProblem::InvalidFormat)?;
     let content = parse_digest(&json).ok_or(DigestProblem::InvalidFormat)?;
     let signature_hex = d.signature_hex.ok_or(DigestProblem::InvalidFormat)?;
     if content.bucket != d.bucket || content.key != d.key {
         return Err(DigestProblem::Moved);
     }
-    let public =
-        public_keys
-            .get(&content.fingerprint)
-            .ok_or_else(|| DigestProblem::UnknownKey {
-                region: d.region.to_string(),
-            })?;
+    let public = public_keys.get(&content.fingerprint).ok_or_else(|| DigestProblem::UnknownKey { region: d.region.to_string() })?;
     let sha256 = otatrail_sigv4::sha256_hex(&json);
     let signature = hex::decode(signature_hex).map_err(|_| DigestProblem::BadSignature)?;
-    if !super::signing::verify(
-        public,
-        string_to_sign(&content, &sha256).as_bytes(),
-        &signature,
-    ) {
+    if !super::signing::verify(public, string_to_sign(&content, &sha256).as_bytes(), &signature) {
         return Err(DigestProblem::BadSignature);
     }
-    Ok(ValidDigest {
-        content,
-        sha256,
-        signature_hex: signature_hex.to_string(),
-    })
+    Ok(ValidDigest { content, sha256, signature_hex: signature_hex.to_string() })
 }
 
 /// Why a log file listed in a digest is not valid.
@@ -319,27 +264,11 @@ pub fn check_log_file(gz: &[u8], listed_sha256: &str) -> Result<(), LogProblem> 
 /// A break in one trail's digest chain, reported against the later digest's key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChainProblem {
-    PreviousHash {
-        key: String,
-        previous: String,
-    },
-    PreviousSignature {
-        key: String,
-        previous: String,
-    },
-    Gap {
-        key: String,
-        from: String,
-        to: String,
-    },
-    Overlap {
-        key: String,
-        other: String,
-    },
-    NewestMissing {
-        newest_end: String,
-        latest_delivery: String,
-    },
+    PreviousHash { key: String, previous: String },
+    PreviousSignature { key: String, previous: String },
+    Gap { key: String, from: String, to: String },
+    Overlap { key: String, other: String },
+    NewestMissing { newest_end: String, latest_delivery: String },
 }
 
 impl ChainProblem {
@@ -359,18 +288,11 @@ impl ChainProblem {
                 format!("previousDigestHashValue does not match the previous digest {previous}")
             }
             ChainProblem::PreviousSignature { previous, .. } => {
-                format!(
-                    "previousDigestSignature does not match the signature of the previous digest {previous}"
-                )
+                format!("previousDigestSignature does not match the signature of the previous digest {previous}")
             }
             ChainProblem::Gap { from, to, .. } => format!("gap: no digest covers {from} to {to}"),
-            ChainProblem::Overlap { other, .. } => {
-                format!("overlap: this digest's interval overlaps that of {other}")
-            }
-            ChainProblem::NewestMissing {
-                newest_end,
-                latest_delivery,
-            } => format!(
+            ChainProblem::Overlap { other, .. } => format!("overlap: this digest's interval overlaps that of {other}"),
+            ChainProblem::NewestMissing { newest_end, latest_delivery } => format!(
                 "newest digest missing: the trail last delivered a digest ending {latest_delivery}, the newest found ends {newest_end}"
             ),
         }
@@ -383,33 +305,20 @@ impl ChainProblem {
 pub fn check_chain(digests: &[ValidDigest], absent: &HashSet<String>) -> Vec<ChainProblem> {
     let mut sorted: Vec<&ValidDigest> = digests.iter().collect();
     sorted.sort_by_key(|d| (d.content.end, d.content.start));
-    let by_key: HashMap<&str, &ValidDigest> = sorted
-        .iter()
-        .map(|d| (d.content.key.as_str(), *d))
-        .collect();
+    let by_key: HashMap<&str, &ValidDigest> = sorted.iter().map(|d| (d.content.key.as_str(), *d)).collect();
     let mut problems = Vec::new();
     for (i, d) in sorted.iter().enumerate() {
         let c = &d.content;
         if let Some((_, prev_key)) = &c.previous {
             if let Some(p) = by_key.get(prev_key.as_str()) {
                 if c.previous_hash.as_deref() != Some(p.sha256.as_str()) {
-                    problems.push(ChainProblem::PreviousHash {
-                        key: c.key.clone(),
-                        previous: prev_key.clone(),
-                    });
+                    problems.push(ChainProblem::PreviousHash { key: c.key.clone(), previous: prev_key.clone() });
                 }
                 if c.previous_signature.as_deref() != Some(p.signature_hex.as_str()) {
-                    problems.push(ChainProblem::PreviousSignature {
-                        key: c.key.clone(),
-                        previous: prev_key.clone(),
-                    });
+                    problems.push(ChainProblem::PreviousSignature { key: c.key.clone(), previous: prev_key.clone() });
                 }
                 if p.content.end < c.start {
-                    problems.push(ChainProblem::Gap {
-                        key: c.key.clone(),
-                        from: p.content.end_text.clone(),
-                        to: c.start_text.clone(),
-                    });
+                    problems.push(ChainProblem::Gap { key: c.key.clone(), from: p.content.end_text.clone(), to: c.start_text.clone() });
                 }
             } else if absent.contains(prev_key) {
                 continue; // reported as a digest problem already
@@ -419,10 +328,7 @@ pub fn check_chain(digests: &[ValidDigest], absent: &HashSet<String>) -> Vec<Cha
         if let Some(before) = i.checked_sub(1).map(|j| sorted[j])
             && before.content.end > c.start
         {
-            problems.push(ChainProblem::Overlap {
-                key: c.key.clone(),
-                other: before.content.key.clone(),
-            });
+            problems.push(ChainProblem::Overlap { key: c.key.clone(), other: before.content.key.clone() });
         }
     }
     problems
@@ -430,20 +336,14 @@ pub fn check_chain(digests: &[ValidDigest], absent: &HashSet<String>) -> Vec<Cha
 
 /// The AWS tool only walks back from the newest digest it finds, so deleting the newest
 /// digests goes unseen by it. The trail's status says when the last one was delivered.
-pub fn newest_missing(
-    newest_listed_end: Option<Millis>,
-    latest_delivery: Option<Millis>,
-    range: (Millis, Millis),
-) -> Option<ChainProblem> {
+pub fn newest_missing(newest_listed_end: Option<Millis>, latest_delivery: Option<Millis>, range: (Millis, Millis)) -> Option<ChainProblem> {
     let latest = latest_delivery.filter(|t| *t >= range.0 && *t <= range.1)?;
     // Digests of one pass are written within moments of each other across regions.
     const SLACK_MS: i64 = 60_000;
     match newest_listed_end {
         Some(n) if n.0 + SLACK_MS >= latest.0 => None,
         n => Some(ChainProblem::NewestMissing {
-            newest_end: n
-                .map(super::audit::event_time_text)
-                .unwrap_or_else(|| "(none)".into()),
+            newest_end: n.map(super::audit::event_time_text).unwrap_or_else(|| "(none)".into()),
             latest_delivery: super::audit::event_time_text(latest),
         }),
     }
@@ -474,12 +374,7 @@ pub fn unlisted_log_files<'a>(
 /// their keys), `valid_ends` the ends of the valid digests of the chain.
 pub fn in_absent_digest(t: Millis, absent_ends: &[Millis], valid_ends: &[Millis]) -> bool {
     absent_ends.iter().any(|end| {
-        let start = valid_ends
-            .iter()
-            .filter(|v| *v < end)
-            .max()
-            .copied()
-            .unwrap_or(Millis(i64::MIN));
+        let start = valid_ends.iter().filter(|v| *v < end).max().copied().unwrap_or(Millis(i64::MIN));
         t.0 + 60_000 > start.0 && t <= *end
     })
 }
@@ -498,11 +393,7 @@ mod tests {
         assert_eq!(i.home_region, "us-east-1");
         assert_eq!(i.end, parse_iso("2026-11-24T10:15:02Z").unwrap());
         assert!(!i.backfill);
-        assert!(
-            parse_digest_key(&k.replace(".json.gz", "_backfill.json.gz"))
-                .unwrap()
-                .backfill
-        );
+        assert!(parse_digest_key(&k.replace(".json.gz", "_backfill.json.gz")).unwrap().backfill);
         assert!(parse_digest_key("AWSLogs/1/CloudTrail-Digest/x.json.gz").is_none());
         assert!(parse_digest_key(&k.replace("T101502Z", "T1015Z")).is_none());
     }
@@ -528,18 +419,9 @@ mod tests {
         let mut two = one.clone();
         two.extend_from_slice(&one);
         assert_eq!(inflate_one_member(&two), Err(InflateError::TrailingData));
-        assert_eq!(
-            inflate_one_member(b"not gzip"),
-            Err(InflateError::InvalidFormat)
-        );
-        assert_eq!(
-            check_log_file(&one, &otatrail_sigv4::sha256_hex(b"{}")),
-            Ok(())
-        );
-        assert_eq!(
-            check_log_file(&one, &otatrail_sigv4::sha256_hex(b"{ }")),
-            Err(LogProblem::HashMismatch)
-        );
+        assert_eq!(inflate_one_member(b"not gzip"), Err(InflateError::InvalidFormat));
+        assert_eq!(check_log_file(&one, &otatrail_sigv4::sha256_hex(b"{}")), Ok(()));
+        assert_eq!(check_log_file(&one, &otatrail_sigv4::sha256_hex(b"{ }")), Err(LogProblem::HashMismatch));
     }
 
     fn digest(key: &str, start: i64, end: i64, prev: Option<&ValidDigest>) -> ValidDigest {
@@ -572,26 +454,14 @@ mod tests {
 
         let mut bad = c.clone();
         bad.content.previous_hash = Some("other".into());
-        assert_eq!(
-            check_chain(&[a.clone(), b.clone(), bad], &HashSet::new()),
-            vec![ChainProblem::PreviousHash {
-                key: "c".into(),
-                previous: "b".into()
-            }]
-        );
+        assert_eq!(check_chain(&[a.clone(), b.clone(), bad], &HashSet::new()), vec![ChainProblem::PreviousHash { key: "c".into(), previous: "b".into() }]);
 
         let mut late = c.clone();
         late.content.start = Millis(130_000);
-        assert!(matches!(
-            check_chain(&[a.clone(), b.clone(), late][..], &HashSet::new())[..],
-            [ChainProblem::Gap { .. }]
-        ));
+        assert!(matches!(check_chain(&[a.clone(), b.clone(), late][..], &HashSet::new())[..], [ChainProblem::Gap { .. }]));
 
         let early = digest("x", 100, 170, None);
-        assert!(matches!(
-            check_chain(&[a.clone(), b.clone(), early][..], &HashSet::new())[..],
-            [ChainProblem::Overlap { .. }]
-        ));
+        assert!(matches!(check_chain(&[a.clone(), b.clone(), early][..], &HashSet::new())[..], [ChainProblem::Overlap { .. }]));
 
         // A restarted chain (no previous) after a pause is fine; b missing is reported elsewhere.
         let restarted = digest("r", 300, 360, None);
@@ -602,25 +472,15 @@ mod tests {
     #[test]
     fn newest_and_unlisted() {
         let range = (Millis(0), Millis(1_000_000));
-        assert_eq!(
-            newest_missing(Some(Millis(500_000)), Some(Millis(500_500)), range),
-            None
-        );
+        assert_eq!(newest_missing(Some(Millis(500_000)), Some(Millis(500_500)), range), None);
         assert!(newest_missing(Some(Millis(300_000)), Some(Millis(500_000)), range).is_some());
         assert!(newest_missing(None, Some(Millis(500_000)), range).is_some());
         assert_eq!(newest_missing(None, Some(Millis(2_000_000)), range), None);
 
-        let files = vec![
-            ("a".to_string(), Millis(60_000)),
-            ("b".to_string(), Millis(120_000)),
-            ("c".to_string(), Millis(600_000)),
-        ];
+        let files = vec![("a".to_string(), Millis(60_000)), ("b".to_string(), Millis(120_000)), ("c".to_string(), Millis(600_000))];
         let listed = HashSet::from(["a"]);
         // c may still be waiting for its digest; b must be listed.
-        assert_eq!(
-            unlisted_log_files(&files, &listed, Millis(0), Millis(300_000)),
-            vec!["b"]
-        );
+        assert_eq!(unlisted_log_files(&files, &listed, Millis(0), Millis(300_000)), vec!["b"]);
 
         // Digests end at 100 s (valid), 200 s (missing), 300 s (valid).
         let (absent, valid) = ([Millis(200_000)], [Millis(100_000), Millis(300_000)]);

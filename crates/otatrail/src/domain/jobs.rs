@@ -68,13 +68,8 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 5] = [
-        JobStatus::InProgress,
-        JobStatus::Canceled,
-        JobStatus::Completed,
-        JobStatus::DeletionInProgress,
-        JobStatus::Scheduled,
-    ];
+    pub const ALL: [JobStatus; 5] =
+        [JobStatus::InProgress, JobStatus::Canceled, JobStatus::Completed, JobStatus::DeletionInProgress, JobStatus::Scheduled];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -159,11 +154,7 @@ impl ExecStatus {
 
     /// A stored status (`WAITING` included).
     pub fn from_stored(s: &str) -> Option<Self> {
-        if s == "WAITING" {
-            Some(ExecStatus::Waiting)
-        } else {
-            Self::parse(s)
-        }
+        if s == "WAITING" { Some(ExecStatus::Waiting) } else { Self::parse(s) }
     }
 
     /// A `JobExecutionStatus` as a caller sends it (`WAITING` is not one).
@@ -185,13 +176,7 @@ impl ExecStatus {
 
     /// The statuses a device may set (UpdateJobExecution).
     pub fn device_settable(self) -> bool {
-        matches!(
-            self,
-            ExecStatus::InProgress
-                | ExecStatus::Succeeded
-                | ExecStatus::Failed
-                | ExecStatus::Rejected
-        )
+        matches!(self, ExecStatus::InProgress | ExecStatus::Succeeded | ExecStatus::Failed | ExecStatus::Rejected)
     }
 }
 
@@ -201,14 +186,8 @@ pub fn can_transition(from: ExecStatus, to: ExecStatus) -> bool {
     use ExecStatus::*;
     match from {
         Waiting => matches!(to, Queued | Canceled | Removed),
-        Queued => matches!(
-            to,
-            InProgress | Succeeded | Failed | Rejected | Canceled | Removed
-        ),
-        InProgress => matches!(
-            to,
-            InProgress | Succeeded | Failed | Rejected | TimedOut | Canceled | Removed
-        ),
+        Queued => matches!(to, InProgress | Succeeded | Failed | Rejected | Canceled | Removed),
+        InProgress => matches!(to, InProgress | Succeeded | Failed | Rejected | TimedOut | Canceled | Removed),
         _ => false,
     }
 }
@@ -221,8 +200,7 @@ fn enum_failure(field: &str, value: &str, set: &[&str]) -> ServiceError {
 }
 
 pub fn parse_job_status(field: &str, s: &str) -> Result<JobStatus, ServiceError> {
-    JobStatus::parse(s)
-        .ok_or_else(|| enum_failure(field, s, &JobStatus::ALL.map(JobStatus::as_str)))
+    JobStatus::parse(s).ok_or_else(|| enum_failure(field, s, &JobStatus::ALL.map(JobStatus::as_str)))
 }
 
 pub fn parse_target_selection(field: &str, s: &str) -> Result<TargetSelection, ServiceError> {
@@ -230,8 +208,7 @@ pub fn parse_target_selection(field: &str, s: &str) -> Result<TargetSelection, S
 }
 
 pub fn parse_exec_status(field: &str, s: &str) -> Result<ExecStatus, ServiceError> {
-    ExecStatus::parse(s)
-        .ok_or_else(|| enum_failure(field, s, &ExecStatus::VISIBLE.map(ExecStatus::as_str)))
+    ExecStatus::parse(s).ok_or_else(|| enum_failure(field, s, &ExecStatus::VISIBLE.map(ExecStatus::as_str)))
 }
 
 // --------------------------------------------------------------------------------------
@@ -573,11 +550,7 @@ impl JobExecution {
     }
 
     /// Seconds left before an in-progress execution times out.
-    pub fn seconds_before_timeout(
-        &self,
-        timeout: Option<&TimeoutConfig>,
-        now: Millis,
-    ) -> Option<i64> {
+    pub fn seconds_before_timeout(&self, timeout: Option<&TimeoutConfig>, now: Millis) -> Option<i64> {
         let minutes = timeout?.in_progress_timeout_in_minutes?;
         if self.status != ExecStatus::InProgress {
             return None;
@@ -675,57 +648,28 @@ fn validate_presigned(p: &PresignedUrlConfig) -> Result<(), ServiceError> {
 pub fn validate_rollout(r: &JobExecutionsRolloutConfig) -> Result<(), ServiceError> {
     const F: &str = "jobExecutionsRolloutConfig";
     if let Some(m) = r.maximum_per_minute {
-        validate::int_range(
-            &format!("{F}.maximumPerMinute"),
-            m,
-            1,
-            MAX_ROLLOUT_PER_MINUTE,
-        )?;
+        validate::int_range(&format!("{F}.maximumPerMinute"), m, 1, MAX_ROLLOUT_PER_MINUTE)?;
     }
     if let Some(e) = &r.exponential_rate {
-        let base = e
-            .base_rate_per_minute
-            .ok_or_else(|| required(&format!("{F}.exponentialRate.baseRatePerMinute")))?;
-        validate::int_range(
-            &format!("{F}.exponentialRate.baseRatePerMinute"),
-            base,
-            1,
-            MAX_ROLLOUT_PER_MINUTE,
-        )?;
-        let f = e
-            .increment_factor
-            .ok_or_else(|| required(&format!("{F}.exponentialRate.incrementFactor")))?;
+        let base = e.base_rate_per_minute.ok_or_else(|| required(&format!("{F}.exponentialRate.baseRatePerMinute")))?;
+        validate::int_range(&format!("{F}.exponentialRate.baseRatePerMinute"), base, 1, MAX_ROLLOUT_PER_MINUTE)?;
+        let f = e.increment_factor.ok_or_else(|| required(&format!("{F}.exponentialRate.incrementFactor")))?;
         let field = format!("{F}.exponentialRate.incrementFactor");
         if !(f >= 1.1) {
-            return Err(double_failure(
-                &field,
-                f,
-                "Member must have value greater than or equal to 1.1",
-            ));
+            return Err(double_failure(&field, f, "Member must have value greater than or equal to 1.1"));
         }
         if f > 5.0 {
-            return Err(double_failure(
-                &field,
-                f,
-                "Member must have value less than or equal to 5",
-            ));
+            return Err(double_failure(&field, f, "Member must have value less than or equal to 5"));
         }
         let c = e
             .rate_increase_criteria
             .as_ref()
             .ok_or_else(|| required(&format!("{F}.exponentialRate.rateIncreaseCriteria")))?;
-        for (name, v) in [
-            ("numberOfNotifiedThings", c.number_of_notified_things),
-            ("numberOfSucceededThings", c.number_of_succeeded_things),
-        ] {
+        for (name, v) in [("numberOfNotifiedThings", c.number_of_notified_things), ("numberOfSucceededThings", c.number_of_succeeded_things)] {
             if let Some(v) = v
                 && v < 1
             {
-                return Err(min_failure(
-                    &format!("{F}.exponentialRate.rateIncreaseCriteria.{name}"),
-                    v,
-                    1,
-                ));
+                return Err(min_failure(&format!("{F}.exponentialRate.rateIncreaseCriteria.{name}"), v, 1));
             }
         }
         if c.number_of_notified_things.is_none() && c.number_of_succeeded_things.is_none() {
@@ -747,18 +691,12 @@ pub fn validate_rollout(r: &JobExecutionsRolloutConfig) -> Result<(), ServiceErr
 const FAILURE_TYPES: [&str; 4] = ["FAILED", "REJECTED", "TIMED_OUT", "ALL"];
 
 pub fn validate_abort(a: &AbortConfig) -> Result<(), ServiceError> {
-    let list = a
-        .criteria_list
-        .as_ref()
-        .ok_or_else(|| required("abortConfig.criteriaList"))?;
+    let list = a.criteria_list.as_ref().ok_or_else(|| required("abortConfig.criteriaList"))?;
     validate::list_len("abortConfig.criteriaList", list.len(), 1, usize::MAX)?;
     let mut seen = BTreeSet::new();
     for (i, c) in list.iter().enumerate() {
         let f = |m: &str| format!("abortConfig.criteriaList.{}.member.{m}", i + 1);
-        let ft = c
-            .failure_type
-            .as_deref()
-            .ok_or_else(|| required(&f("failureType")))?;
+        let ft = c.failure_type.as_deref().ok_or_else(|| required(&f("failureType")))?;
         if !FAILURE_TYPES.contains(&ft) {
             return Err(enum_failure(&f("failureType"), ft, &FAILURE_TYPES));
         }
@@ -766,26 +704,14 @@ pub fn validate_abort(a: &AbortConfig) -> Result<(), ServiceError> {
         if action != "CANCEL" {
             return Err(enum_failure(&f("action"), action, &["CANCEL"]));
         }
-        let p = c
-            .threshold_percentage
-            .ok_or_else(|| required(&f("thresholdPercentage")))?;
+        let p = c.threshold_percentage.ok_or_else(|| required(&f("thresholdPercentage")))?;
         if !(p <= 100.0) {
-            return Err(double_failure(
-                &f("thresholdPercentage"),
-                p,
-                "Member must have value less than or equal to 100",
-            ));
+            return Err(double_failure(&f("thresholdPercentage"), p, "Member must have value less than or equal to 100"));
         }
         if p < 0.0 {
-            return Err(double_failure(
-                &f("thresholdPercentage"),
-                p,
-                "Member must have value greater than or equal to 0",
-            ));
+            return Err(double_failure(&f("thresholdPercentage"), p, "Member must have value greater than or equal to 0"));
         }
-        let m = c
-            .min_number_of_executed_things
-            .ok_or_else(|| required(&f("minNumberOfExecutedThings")))?;
+        let m = c.min_number_of_executed_things.ok_or_else(|| required(&f("minNumberOfExecutedThings")))?;
         if m < 1 {
             return Err(min_failure(&f("minNumberOfExecutedThings"), m, 1));
         }
@@ -800,12 +726,7 @@ pub fn validate_abort(a: &AbortConfig) -> Result<(), ServiceError> {
 
 pub fn validate_timeout(t: &TimeoutConfig) -> Result<(), ServiceError> {
     if let Some(m) = t.in_progress_timeout_in_minutes {
-        validate::int_range(
-            "timeoutConfig.inProgressTimeoutInMinutes",
-            m,
-            1,
-            MAX_TIMEOUT_MINUTES,
-        )?;
+        validate::int_range("timeoutConfig.inProgressTimeoutInMinutes", m, 1, MAX_TIMEOUT_MINUTES)?;
     }
     Ok(())
 }
@@ -815,9 +736,7 @@ pub fn validate_document(field: &str, doc: &str) -> Result<(), ServiceError> {
     validate::length(field, doc, 0, MAX_DOCUMENT)?;
     match serde_json::from_str::<Value>(doc) {
         Ok(Value::Object(_)) => Ok(()),
-        _ => Err(ServiceError::invalid_request(
-            "The job document must be a valid JSON object.",
-        )),
+        _ => Err(ServiceError::invalid_request("The job document must be a valid JSON object.")),
     }
 }
 
@@ -825,19 +744,11 @@ pub fn validate_document(field: &str, doc: &str) -> Result<(), ServiceError> {
 /// `https://s3.amazonaws.com/bucket/key`, `https://s3.<region>.amazonaws.com/bucket/key`,
 /// `https://bucket.s3.amazonaws.com/key` or `https://bucket.s3.<region>.amazonaws.com/key`.
 pub fn parse_document_source(url: &str) -> Option<(String, String)> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
     let (host, path) = rest.split_once('/')?;
     let host = host.to_ascii_lowercase();
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .ok()
-            .map(|c| c.into_owned())
-    };
-    let is_s3_host =
-        |h: &str| h == "s3" || (h.starts_with("s3.") || h.starts_with("s3-")) && !h.contains('/');
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned());
+    let is_s3_host = |h: &str| h == "s3" || (h.starts_with("s3.") || h.starts_with("s3-")) && !h.contains('/');
     let base = host.strip_suffix(".amazonaws.com")?;
     let (bucket, key) = if is_s3_host(base) {
         let (b, k) = path.split_once('/')?;
@@ -872,10 +783,7 @@ pub struct ValidCreateJob {
 
 /// Checks a CreateJob request. With a `documentSource` the returned `document` is empty
 /// until the app layer fills it in (and checks it with [`validate_document`]).
-pub fn validate_create_job(
-    job_id: &str,
-    body: &CreateJobBody,
-) -> Result<ValidCreateJob, ServiceError> {
+pub fn validate_create_job(job_id: &str, body: &CreateJobBody) -> Result<ValidCreateJob, ServiceError> {
     validate_job_id(job_id)?;
     let targets = body.targets.as_ref().ok_or_else(|| required("targets"))?;
     validate::list_len("targets", targets.len(), 1, usize::MAX)?;
@@ -888,14 +796,10 @@ pub fn validate_create_job(
     }
     match (&body.document, &body.document_source) {
         (None, None) => {
-            return Err(ServiceError::invalid_request(
-                "Either document or documentSource must be specified.",
-            ));
+            return Err(ServiceError::invalid_request("Either document or documentSource must be specified."));
         }
         (Some(_), Some(_)) => {
-            return Err(ServiceError::invalid_request(
-                "Only one of document or documentSource can be specified.",
-            ));
+            return Err(ServiceError::invalid_request("Only one of document or documentSource can be specified."));
         }
         (Some(d), None) => validate_document("document", d)?,
         (None, Some(s)) => {
@@ -936,21 +840,13 @@ pub fn validate_create_job(
     }
     for (name, given) in [
         ("jobTemplateArn", body.job_template_arn.is_some()),
-        (
-            "jobExecutionsRetryConfig",
-            body.job_executions_retry_config.is_some(),
-        ),
+        ("jobExecutionsRetryConfig", body.job_executions_retry_config.is_some()),
         ("documentParameters", body.document_parameters.is_some()),
         ("schedulingConfig", body.scheduling_config.is_some()),
-        (
-            "destinationPackageVersions",
-            body.destination_package_versions.is_some(),
-        ),
+        ("destinationPackageVersions", body.destination_package_versions.is_some()),
     ] {
         if given {
-            return Err(ServiceError::invalid_request(format!(
-                "{name} is not supported by this server."
-            )));
+            return Err(ServiceError::invalid_request(format!("{name} is not supported by this server.")));
         }
     }
     Ok(ValidCreateJob {
@@ -969,11 +865,7 @@ pub fn validate_create_job(
     })
 }
 
-pub fn validate_update_job(
-    job_id: &str,
-    body: &UpdateJobBody,
-    namespace_id: Option<&str>,
-) -> Result<(), ServiceError> {
+pub fn validate_update_job(job_id: &str, body: &UpdateJobBody, namespace_id: Option<&str>) -> Result<(), ServiceError> {
     validate_job_id(job_id)?;
     if let Some(d) = &body.description {
         validate_text("description", d, MAX_DESCRIPTION)?;
@@ -994,9 +886,7 @@ pub fn validate_update_job(
         validate_namespace("namespaceId", n)?;
     }
     if body.job_executions_retry_config.is_some() {
-        return Err(ServiceError::invalid_request(
-            "jobExecutionsRetryConfig is not supported by this server.",
-        ));
+        return Err(ServiceError::invalid_request("jobExecutionsRetryConfig is not supported by this server."));
     }
     Ok(())
 }
@@ -1037,14 +927,8 @@ pub fn validate_details(field: &str, m: &BTreeMap<String, String>) -> Result<(),
 
 /// How many waiting executions may be released at `now`, moving the window and growing an
 /// exponential rate as its criteria are met. `i64::MAX` without a rollout configuration.
-pub fn rollout_budget(
-    cfg: Option<&JobExecutionsRolloutConfig>,
-    st: &mut RolloutState,
-    now: Millis,
-    succeeded: i64,
-) -> i64 {
-    let Some(cfg) = cfg.filter(|c| c.maximum_per_minute.is_some() || c.exponential_rate.is_some())
-    else {
+pub fn rollout_budget(cfg: Option<&JobExecutionsRolloutConfig>, st: &mut RolloutState, now: Millis, succeeded: i64) -> i64 {
+    let Some(cfg) = cfg.filter(|c| c.maximum_per_minute.is_some() || c.exponential_rate.is_some()) else {
         return i64::MAX;
     };
     let cap = cfg.maximum_per_minute.unwrap_or(MAX_ROLLOUT_PER_MINUTE);
@@ -1055,12 +939,8 @@ pub fn rollout_budget(
                 st.rate = base;
             }
             let c = e.rate_increase_criteria.clone().unwrap_or_default();
-            let by_notified = c
-                .number_of_notified_things
-                .is_some_and(|n| st.notified - st.notified_at_increase >= n);
-            let by_succeeded = c
-                .number_of_succeeded_things
-                .is_some_and(|n| succeeded - st.succeeded_at_increase >= n);
+            let by_notified = c.number_of_notified_things.is_some_and(|n| st.notified - st.notified_at_increase >= n);
+            let by_succeeded = c.number_of_succeeded_things.is_some_and(|n| succeeded - st.succeeded_at_increase >= n);
             if (by_notified || by_succeeded) && st.rate < cap {
                 let factor = e.increment_factor.unwrap_or(1.1);
                 st.rate = ((st.rate as f64 * factor).ceil() as i64).clamp(st.rate + 1, cap);
@@ -1072,16 +952,8 @@ pub fn rollout_budget(
         None => cap,
     };
     if st.window_start == 0 || now.0 - st.window_start >= MINUTE_MS {
-        let elapsed = if st.window_start == 0 {
-            0
-        } else {
-            (now.0 - st.window_start) / MINUTE_MS * MINUTE_MS
-        };
-        st.window_start = if st.window_start == 0 {
-            now.0
-        } else {
-            st.window_start + elapsed
-        };
+        let elapsed = if st.window_start == 0 { 0 } else { (now.0 - st.window_start) / MINUTE_MS * MINUTE_MS };
+        st.window_start = if st.window_start == 0 { now.0 } else { st.window_start + elapsed };
         st.released_in_window = 0;
     }
     (rate - st.released_in_window).max(0)
@@ -1097,24 +969,18 @@ impl RolloutState {
 /// The first criteria of `cfg` that the counts meet, if any.
 pub fn abort_triggered<'a>(cfg: &'a AbortConfig, c: &Counts) -> Option<&'a AbortCriteria> {
     let executed = c.executed();
-    cfg.criteria_list
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .find(|cr| {
-            let failures = match cr.failure_type.as_deref() {
-                Some("FAILED") => c.failed,
-                Some("REJECTED") => c.rejected,
-                Some("TIMED_OUT") => c.timed_out,
-                Some("ALL") => c.failed + c.rejected + c.timed_out,
-                _ => return false,
-            };
-            let min = cr.min_number_of_executed_things.unwrap_or(1);
-            let threshold = cr.threshold_percentage.unwrap_or(100.0);
-            executed >= min
-                && executed > 0
-                && (failures as f64) * 100.0 / (executed as f64) >= threshold
-        })
+    cfg.criteria_list.as_deref().unwrap_or_default().iter().find(|cr| {
+        let failures = match cr.failure_type.as_deref() {
+            Some("FAILED") => c.failed,
+            Some("REJECTED") => c.rejected,
+            Some("TIMED_OUT") => c.timed_out,
+            Some("ALL") => c.failed + c.rejected + c.timed_out,
+            _ => return false,
+        };
+        let min = cr.min_number_of_executed_things.unwrap_or(1);
+        let threshold = cr.threshold_percentage.unwrap_or(100.0);
+        executed >= min && executed > 0 && (failures as f64) * 100.0 / (executed as f64) >= threshold
+    })
 }
 
 // --------------------------------------------------------------------------------------
@@ -1126,9 +992,7 @@ fn job_not_found(id: &str) -> ServiceError {
 }
 
 fn execution_not_found(job_id: &str, thing: &str) -> ServiceError {
-    ServiceError::not_found(format!(
-        "Job execution of job {job_id} on thing {thing} cannot be found."
-    ))
+    ServiceError::not_found(format!("Job execution of job {job_id} on thing {thing} cannot be found."))
 }
 
 fn transition_error(e: &JobExecution, to: ExecStatus) -> ServiceError {
@@ -1160,18 +1024,12 @@ fn version_conflict(e: &JobExecution, expected: i64) -> ServiceError {
 
 /// Every thing name the targets reach, each once, by name. Targets of another scope, or
 /// that are neither thing nor thing-group ARNs, are refused; missing ones are not found.
-pub async fn resolve_targets(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    targets: &[String],
-) -> Result<Vec<String>, ServiceError> {
+pub async fn resolve_targets(tx: &mut dyn StateTx, scope: &Scope, targets: &[String]) -> Result<Vec<String>, ServiceError> {
     let mut out = BTreeSet::new();
     for t in targets {
         if let Some(name) = things::thing_name_from_arn(scope, t) {
             if !things::thing_exists(tx, scope, &name).await? {
-                return Err(ServiceError::not_found(format!(
-                    "Thing {name} cannot be found."
-                )));
+                return Err(ServiceError::not_found(format!("Thing {name} cannot be found.")));
             }
             out.insert(name);
         } else if let Some(group) = things::thing_group_name_from_arn(scope, t) {
@@ -1187,9 +1045,7 @@ pub async fn resolve_targets(
 }
 
 async fn counts(tx: &mut dyn StateTx, scope: &Scope, job_id: &str) -> Result<Counts, ServiceError> {
-    Ok(Counts::from_pairs(
-        &tx.count_job_executions(scope, job_id).await?,
-    ))
+    Ok(Counts::from_pairs(&tx.count_job_executions(scope, job_id).await?))
 }
 
 /// Every execution of a job in one of `statuses`, by thing name.
@@ -1203,16 +1059,12 @@ async fn all_executions(
     const BATCH: i64 = 1000;
     let mut out: Vec<JobExecution> = Vec::new();
     loop {
-        let want = limit
-            .map(|l| (l - out.len() as i64).min(BATCH))
-            .unwrap_or(BATCH);
+        let want = limit.map(|l| (l - out.len() as i64).min(BATCH)).unwrap_or(BATCH);
         if want <= 0 {
             return Ok(out);
         }
         let after = out.last().map(|e| e.thing_name.clone());
-        let batch = tx
-            .list_job_executions(scope, job_id, statuses, after.as_deref(), want)
-            .await?;
+        let batch = tx.list_job_executions(scope, job_id, statuses, after.as_deref(), want).await?;
         let done = (batch.len() as i64) < want;
         out.extend(batch);
         if done {
@@ -1222,18 +1074,12 @@ async fn all_executions(
 }
 
 /// Creates waiting executions for reached things that have none in this job yet.
-async fn add_executions(
-    tx: &mut dyn StateTx,
-    job: &Job,
-    names: &[String],
-    now: Millis,
-) -> Result<usize, ServiceError> {
-    let existing: BTreeSet<String> =
-        all_executions(tx, &job.scope, &job.job_id, &ALL_STATUSES, None)
-            .await?
-            .into_iter()
-            .map(|e| e.thing_name)
-            .collect();
+async fn add_executions(tx: &mut dyn StateTx, job: &Job, names: &[String], now: Millis) -> Result<usize, ServiceError> {
+    let existing: BTreeSet<String> = all_executions(tx, &job.scope, &job.job_id, &ALL_STATUSES, None)
+        .await?
+        .into_iter()
+        .map(|e| e.thing_name)
+        .collect();
     let mut added = 0;
     for name in names.iter().filter(|n| !existing.contains(*n)) {
         let number = tx.next_execution_number(&job.scope, name).await?;
@@ -1269,19 +1115,11 @@ const ALL_STATUSES: [ExecStatus; 9] = [
 ];
 
 /// Creates a job with an execution per reached thing, then releases what the rollout allows.
-pub async fn create_job(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    req: ValidCreateJob,
-    now: Millis,
-) -> Result<Job, ServiceError> {
+pub async fn create_job(tx: &mut dyn StateTx, scope: &Scope, req: ValidCreateJob, now: Millis) -> Result<Job, ServiceError> {
     if tx.get_job(scope, &req.job_id).await?.is_some() {
-        return Err(ServiceError::new(
-            codes::RESOURCE_ALREADY_EXISTS,
-            format!("Job {} already exists.", req.job_id),
-        )
-        .with_member("resourceId", req.job_id.clone())
-        .with_member("resourceArn", job_arn(scope, &req.job_id)));
+        return Err(ServiceError::new(codes::RESOURCE_ALREADY_EXISTS, format!("Job {} already exists.", req.job_id))
+            .with_member("resourceId", req.job_id.clone())
+            .with_member("resourceArn", job_arn(scope, &req.job_id)));
     }
     let names = resolve_targets(tx, scope, &req.targets).await?;
     let mut job = Job {
@@ -1362,23 +1200,11 @@ async fn release(tx: &mut dyn StateTx, job: &mut Job, now: Millis) -> Result<i64
     if c.waiting == 0 {
         return Ok(0);
     }
-    let budget = rollout_budget(
-        job.spec.rollout.as_ref(),
-        &mut job.spec.rollout_state,
-        now,
-        c.succeeded,
-    );
+    let budget = rollout_budget(job.spec.rollout.as_ref(), &mut job.spec.rollout_state, now, c.succeeded);
     if budget <= 0 {
         return Ok(0);
     }
-    let waiting = all_executions(
-        tx,
-        &job.scope,
-        &job.job_id,
-        &[ExecStatus::Waiting],
-        Some(budget.min(c.waiting)),
-    )
-    .await?;
+    let waiting = all_executions(tx, &job.scope, &job.job_id, &[ExecStatus::Waiting], Some(budget.min(c.waiting))).await?;
     let n = waiting.len() as i64;
     for mut e in waiting {
         e.status = ExecStatus::Queued;
@@ -1404,11 +1230,7 @@ pub struct Advance {
 
 /// One engine pass over an IN_PROGRESS job: CONTINUOUS targets reconciled, in-progress
 /// timeouts, abort criteria, rollout release, SNAPSHOT completion. Saves the job.
-pub async fn advance(
-    tx: &mut dyn StateTx,
-    job: &mut Job,
-    now: Millis,
-) -> Result<Advance, ServiceError> {
+pub async fn advance(tx: &mut dyn StateTx, job: &mut Job, now: Millis) -> Result<Advance, ServiceError> {
     let mut out = Advance::default();
     if job.status != JobStatus::InProgress {
         return Ok(out);
@@ -1429,18 +1251,9 @@ pub async fn advance(
         }
         out.added = add_executions(tx, job, &names.into_iter().collect::<Vec<_>>(), now).await?;
     }
-    if let Some(minutes) = job
-        .spec
-        .timeout
-        .as_ref()
-        .and_then(|t| t.in_progress_timeout_in_minutes)
-    {
-        for mut e in
-            all_executions(tx, &job.scope, &job.job_id, &[ExecStatus::InProgress], None).await?
-        {
-            if e.started_at
-                .is_some_and(|s| s.0 + minutes * MINUTE_MS <= now.0)
-            {
+    if let Some(minutes) = job.spec.timeout.as_ref().and_then(|t| t.in_progress_timeout_in_minutes) {
+        for mut e in all_executions(tx, &job.scope, &job.job_id, &[ExecStatus::InProgress], None).await? {
+            if e.started_at.is_some_and(|s| s.0 + minutes * MINUTE_MS <= now.0) {
                 e.status = ExecStatus::TimedOut;
                 e.last_updated_at = now;
                 e.version_number += 1;
@@ -1501,8 +1314,7 @@ async fn cancel_effects(
     for mut e in all_executions(tx, &job.scope, &job.job_id, &which, None).await? {
         if e.status == ExecStatus::Waiting {
             // Never released: the thing never heard of it.
-            tx.delete_job_execution(&job.scope, &job.job_id, &e.thing_name, e.execution_number)
-                .await?;
+            tx.delete_job_execution(&job.scope, &job.job_id, &e.thing_name, e.execution_number).await?;
             continue;
         }
         e.force_canceled = e.status == ExecStatus::InProgress;
@@ -1524,23 +1336,13 @@ async fn cancel_effects(
     Ok(())
 }
 
-pub async fn get_job(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    job_id: &str,
-) -> Result<Job, ServiceError> {
+pub async fn get_job(tx: &mut dyn StateTx, scope: &Scope, job_id: &str) -> Result<Job, ServiceError> {
     validate_job_id(job_id)?;
-    tx.get_job(scope, job_id)
-        .await?
-        .ok_or_else(|| job_not_found(job_id))
+    tx.get_job(scope, job_id).await?.ok_or_else(|| job_not_found(job_id))
 }
 
 /// DescribeJob: the job and its execution counts.
-pub async fn describe_job(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    job_id: &str,
-) -> Result<(Job, Counts), ServiceError> {
+pub async fn describe_job(tx: &mut dyn StateTx, scope: &Scope, job_id: &str) -> Result<(Job, Counts), ServiceError> {
     let job = get_job(tx, scope, job_id).await?;
     let c = counts(tx, scope, job_id).await?;
     Ok((job, c))
@@ -1605,36 +1407,20 @@ pub async fn cancel_job(
         JobStatus::Canceled if !force || job.spec.force_canceled => return Ok(job),
         _ => {}
     }
-    cancel_effects(
-        tx,
-        &mut job,
-        force,
-        body.reason_code.clone(),
-        body.comment.clone(),
-        now,
-    )
-    .await?;
+    cancel_effects(tx, &mut job, force, body.reason_code.clone(), body.comment.clone(), now).await?;
     tx.update_job(&job).await?;
     Ok(job)
 }
 
 /// DeleteJob: a job that is not COMPLETED or CANCELED, or that has in-progress executions,
 /// is deleted only with `force`. Removes the job and its executions; returns it.
-pub async fn delete_job(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    job_id: &str,
-    force: bool,
-) -> Result<Job, ServiceError> {
+pub async fn delete_job(tx: &mut dyn StateTx, scope: &Scope, job_id: &str, force: bool) -> Result<Job, ServiceError> {
     let job = get_job(tx, scope, job_id).await?;
     if !force {
         if !matches!(job.status, JobStatus::Completed | JobStatus::Canceled) {
             return Err(ServiceError::new(
                 INVALID_STATE_TRANSITION,
-                format!(
-                    "Job {job_id} is in status {}; set force to delete it.",
-                    job.status.as_str()
-                ),
+                format!("Job {job_id} is in status {}; set force to delete it.", job.status.as_str()),
             ));
         }
         if counts(tx, scope, job_id).await?.in_progress > 0 {
@@ -1654,12 +1440,9 @@ fn encode_token(kind: &str, after: &str) -> String {
 }
 
 fn decode_token(kind: &str, token: Option<&str>) -> Result<Option<String>, ServiceError> {
-    let Some(t) = token.filter(|t| !t.is_empty()) else {
-        return Ok(None);
-    };
+    let Some(t) = token.filter(|t| !t.is_empty()) else { return Ok(None) };
     let bad = || ServiceError::invalid_request("The nextToken is not valid.");
-    let raw =
-        String::from_utf8(URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?).map_err(|_| bad())?;
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?).map_err(|_| bad())?;
     match raw.split_once(':') {
         Some((k, after)) if k == kind && !after.is_empty() => Ok(Some(after.to_string())),
         _ => Err(bad()),
@@ -1699,11 +1482,7 @@ pub struct JobPage {
 }
 
 /// ListJobs: newest first.
-pub async fn list_jobs(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    req: ListJobsRequest,
-) -> Result<JobPage, ServiceError> {
+pub async fn list_jobs(tx: &mut dyn StateTx, scope: &Scope, req: ListJobsRequest) -> Result<JobPage, ServiceError> {
     let mut filter = JobFilter::default();
     if let Some(s) = &req.status {
         filter.status = Some(parse_job_status("status", s)?);
@@ -1727,36 +1506,24 @@ pub async fn list_jobs(
             .await?
             .into_iter()
             .find(|g| &g.group_id == id)
-            .ok_or_else(|| {
-                ServiceError::not_found(format!("Thing group with id {id} cannot be found."))
-            })?;
+            .ok_or_else(|| ServiceError::not_found(format!("Thing group with id {id} cannot be found.")))?;
         let arn = thing_group_arn(scope, &group.name);
         if filter.target.as_ref().is_some_and(|t| *t != arn) {
-            return Ok(JobPage {
-                jobs: vec![],
-                next_token: None,
-            });
+            return Ok(JobPage { jobs: vec![], next_token: None });
         }
         filter.target = Some(arn);
     }
     let before = decode_token("j1", req.next_token.as_deref())?
-        .map(|s| {
-            s.parse::<i64>()
-                .map_err(|_| ServiceError::invalid_request("The nextToken is not valid."))
-        })
+        .map(|s| s.parse::<i64>().map_err(|_| ServiceError::invalid_request("The nextToken is not valid.")))
         .transpose()?;
     let mut rows = tx.list_jobs(scope, &filter, before, limit + 1).await?;
     let next_token = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last()
-            .map(|(seq, _)| encode_token("j1", &seq.to_string()))
+        rows.last().map(|(seq, _)| encode_token("j1", &seq.to_string()))
     } else {
         None
     };
-    Ok(JobPage {
-        jobs: rows.into_iter().map(|(_, j)| j).collect(),
-        next_token,
-    })
+    Ok(JobPage { jobs: rows.into_iter().map(|(_, j)| j).collect(), next_token })
 }
 
 pub struct ExecutionPage {
@@ -1785,19 +1552,14 @@ pub async fn list_executions_for_job(
     let limit = page_size(max_results)?;
     let after = decode_token("x1", next_token)?;
     get_job(tx, scope, job_id).await?;
-    let mut rows = tx
-        .list_job_executions(scope, job_id, &statuses, after.as_deref(), limit + 1)
-        .await?;
+    let mut rows = tx.list_job_executions(scope, job_id, &statuses, after.as_deref(), limit + 1).await?;
     let next_token = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|e| encode_token("x1", &e.thing_name))
     } else {
         None
     };
-    Ok(ExecutionPage {
-        executions: rows,
-        next_token,
-    })
+    Ok(ExecutionPage { executions: rows, next_token })
 }
 
 /// ListJobExecutionsForThing: newest execution first.
@@ -1822,25 +1584,16 @@ pub async fn list_executions_for_thing(
     }
     let limit = page_size(max_results)?;
     let before = decode_token("t1", next_token)?
-        .map(|s| {
-            s.parse::<i64>()
-                .map_err(|_| ServiceError::invalid_request("The nextToken is not valid."))
-        })
+        .map(|s| s.parse::<i64>().map_err(|_| ServiceError::invalid_request("The nextToken is not valid.")))
         .transpose()?;
-    let mut rows = tx
-        .list_thing_job_executions(scope, thing, &statuses, job_id, before, limit + 1)
-        .await?;
+    let mut rows = tx.list_thing_job_executions(scope, thing, &statuses, job_id, before, limit + 1).await?;
     let next_token = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last()
-            .map(|e| encode_token("t1", &e.execution_number.to_string()))
+        rows.last().map(|e| encode_token("t1", &e.execution_number.to_string()))
     } else {
         None
     };
-    Ok(ExecutionPage {
-        executions: rows,
-        next_token,
-    })
+    Ok(ExecutionPage { executions: rows, next_token })
 }
 
 /// The execution of a job on a thing (the newest, or `execution_number`); waiting ones are
@@ -1886,9 +1639,7 @@ pub async fn cancel_execution(
     if e.status == ExecStatus::InProgress && !force {
         return Err(ServiceError::new(
             INVALID_STATE_TRANSITION,
-            format!(
-                "The job execution of job {job_id} on thing {thing} is IN_PROGRESS; set force to cancel it."
-            ),
+            format!("The job execution of job {job_id} on thing {thing} is IN_PROGRESS; set force to cancel it."),
         ));
     }
     e.force_canceled = e.status == ExecStatus::InProgress;
@@ -1903,12 +1654,7 @@ pub async fn cancel_execution(
     Ok(e)
 }
 
-async fn touch_job(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    job_id: &str,
-    now: Millis,
-) -> Result<(), ServiceError> {
+async fn touch_job(tx: &mut dyn StateTx, scope: &Scope, job_id: &str, now: Millis) -> Result<(), ServiceError> {
     if let Some(mut job) = tx.get_job(scope, job_id).await? {
         job.updated_at = now;
         tx.update_job(&job).await?;
@@ -1928,11 +1674,7 @@ pub async fn delete_execution(
     let e = get_execution(tx, scope, job_id, thing, Some(execution_number)).await?;
     let allowed = e.status.is_terminal() || (force && e.status == ExecStatus::InProgress);
     if !allowed {
-        let how = if e.status == ExecStatus::InProgress {
-            "; set force to delete it"
-        } else {
-            ""
-        };
+        let how = if e.status == ExecStatus::InProgress { "; set force to delete it" } else { "" };
         return Err(ServiceError::new(
             INVALID_STATE_TRANSITION,
             format!(
@@ -1941,8 +1683,7 @@ pub async fn delete_execution(
             ),
         ));
     }
-    tx.delete_job_execution(scope, job_id, thing, execution_number)
-        .await?;
+    tx.delete_job_execution(scope, job_id, thing, execution_number).await?;
     Ok(e)
 }
 
@@ -2010,59 +1751,29 @@ mod tests {
         let e = validate_create_job(&"j".repeat(65), &body(&[t])).unwrap_err();
         assert!(e.message.contains("at 'jobId'"), "{}", e.message);
         assert!(validate_create_job("bad id", &body(&[t])).is_err());
-        assert!(
-            validate_create_job("j", &body(&[]))
-                .unwrap_err()
-                .message
-                .contains("'targets'")
-        );
+        assert!(validate_create_job("j", &body(&[])).unwrap_err().message.contains("'targets'"));
         let mut b = body(&[t, t]);
         assert_eq!(validate_create_job("j", &b).unwrap().targets.len(), 1);
         b.document = None;
-        assert!(
-            validate_create_job("j", &b)
-                .unwrap_err()
-                .message
-                .contains("Either document")
-        );
+        assert!(validate_create_job("j", &b).unwrap_err().message.contains("Either document"));
         b.document_source = Some("https://s3.amazonaws.com/bkt/dir/job.json".into());
         assert!(validate_create_job("j", &b).is_ok());
         b.document = Some("{}".into());
-        assert!(
-            validate_create_job("j", &b)
-                .unwrap_err()
-                .message
-                .contains("Only one")
-        );
+        assert!(validate_create_job("j", &b).unwrap_err().message.contains("Only one"));
         let mut b = body(&[t]);
         b.document = Some("not json".into());
         assert!(validate_create_job("j", &b).is_err());
         b.document = Some(format!("{{\"a\":\"{}\"}}", "x".repeat(32768)));
-        assert!(
-            validate_create_job("j", &b)
-                .unwrap_err()
-                .message
-                .contains("length between 0 and 32768")
-        );
+        assert!(validate_create_job("j", &b).unwrap_err().message.contains("length between 0 and 32768"));
         let mut b = body(&[t]);
         b.target_selection = Some("SOMETIMES".into());
-        assert!(
-            validate_create_job("j", &b)
-                .unwrap_err()
-                .message
-                .contains("enum value set: [CONTINUOUS, SNAPSHOT]")
-        );
+        assert!(validate_create_job("j", &b).unwrap_err().message.contains("enum value set: [CONTINUOUS, SNAPSHOT]"));
         let mut b = body(&[t]);
         b.description = Some("x".repeat(2029));
         assert!(validate_create_job("j", &b).is_err());
         let mut b = body(&[t]);
         b.job_template_arn = Some("arn:aws:iot:us-east-1:123456789012:jobtemplate/x".into());
-        assert!(
-            validate_create_job("j", &b)
-                .unwrap_err()
-                .message
-                .contains("not supported")
-        );
+        assert!(validate_create_job("j", &b).unwrap_err().message.contains("not supported"));
     }
 
     #[test]
@@ -2072,100 +1783,39 @@ mod tests {
             exponential_rate: Some(ExponentialRolloutRate {
                 base_rate_per_minute: Some(2),
                 increment_factor: Some(1.5),
-                rate_increase_criteria: Some(RateIncreaseCriteria {
-                    number_of_notified_things: Some(2),
-                    number_of_succeeded_things: None,
-                }),
+                rate_increase_criteria: Some(RateIncreaseCriteria { number_of_notified_things: Some(2), number_of_succeeded_things: None }),
             }),
         };
         assert!(validate_rollout(&ok).is_ok());
         let mut r = ok.clone();
         r.maximum_per_minute = Some(1001);
-        assert!(
-            validate_rollout(&r)
-                .unwrap_err()
-                .message
-                .contains("maximumPerMinute")
-        );
+        assert!(validate_rollout(&r).unwrap_err().message.contains("maximumPerMinute"));
         let mut r = ok.clone();
         r.exponential_rate.as_mut().unwrap().increment_factor = Some(5.5);
-        assert!(
-            validate_rollout(&r)
-                .unwrap_err()
-                .message
-                .contains("incrementFactor")
-        );
+        assert!(validate_rollout(&r).unwrap_err().message.contains("incrementFactor"));
         let mut r = ok.clone();
         r.exponential_rate.as_mut().unwrap().rate_increase_criteria = None;
-        assert!(validate_rollout(&r).unwrap_err().message.contains(
-            "Value null at 'jobExecutionsRolloutConfig.exponentialRate.rateIncreaseCriteria'"
-        ));
+        assert!(validate_rollout(&r).unwrap_err().message.contains("Value null at 'jobExecutionsRolloutConfig.exponentialRate.rateIncreaseCriteria'"));
         let crit = |ft: &str, p: f64, m: i64| AbortCriteria {
             failure_type: Some(ft.into()),
             action: Some("CANCEL".into()),
             threshold_percentage: Some(p),
             min_number_of_executed_things: Some(m),
         };
-        assert!(
-            validate_abort(&AbortConfig {
-                criteria_list: Some(vec![crit("FAILED", 50.0, 2)])
-            })
-            .is_ok()
-        );
-        assert!(
-            validate_abort(&AbortConfig {
-                criteria_list: Some(vec![])
-            })
-            .is_err()
-        );
-        assert!(
-            validate_abort(&AbortConfig {
-                criteria_list: Some(vec![crit("BROKEN", 50.0, 2)])
-            })
-            .is_err()
-        );
-        assert!(
-            validate_abort(&AbortConfig {
-                criteria_list: Some(vec![crit("ALL", 100.5, 2)])
-            })
-            .is_err()
-        );
-        assert!(
-            validate_abort(&AbortConfig {
-                criteria_list: Some(vec![crit("ALL", 10.0, 0)])
-            })
-            .is_err()
-        );
-        assert!(
-            validate_abort(&AbortConfig {
-                criteria_list: Some(vec![crit("ALL", 10.0, 1), crit("ALL", 20.0, 1)])
-            })
-            .is_err()
-        );
-        assert!(
-            validate_timeout(&TimeoutConfig {
-                in_progress_timeout_in_minutes: Some(10081)
-            })
-            .is_err()
-        );
-        assert!(
-            validate_timeout(&TimeoutConfig {
-                in_progress_timeout_in_minutes: Some(1)
-            })
-            .is_ok()
-        );
+        assert!(validate_abort(&AbortConfig { criteria_list: Some(vec![crit("FAILED", 50.0, 2)]) }).is_ok());
+        assert!(validate_abort(&AbortConfig { criteria_list: Some(vec![]) }).is_err());
+        assert!(validate_abort(&AbortConfig { criteria_list: Some(vec![crit("BROKEN", 50.0, 2)]) }).is_err());
+        assert!(validate_abort(&AbortConfig { criteria_list: Some(vec![crit("ALL", 100.5, 2)]) }).is_err());
+        assert!(validate_abort(&AbortConfig { criteria_list: Some(vec![crit("ALL", 10.0, 0)]) }).is_err());
+        assert!(validate_abort(&AbortConfig { criteria_list: Some(vec![crit("ALL", 10.0, 1), crit("ALL", 20.0, 1)]) }).is_err());
+        assert!(validate_timeout(&TimeoutConfig { in_progress_timeout_in_minutes: Some(10081) }).is_err());
+        assert!(validate_timeout(&TimeoutConfig { in_progress_timeout_in_minutes: Some(1) }).is_ok());
         let mut d = BTreeMap::new();
         d.insert("bad key".to_string(), "v".to_string());
         assert!(validate_details("statusDetails", &d).is_err());
-        let c = CancelJobBody {
-            reason_code: Some("lower".into()),
-            comment: None,
-        };
+        let c = CancelJobBody { reason_code: Some("lower".into()), comment: None };
         assert!(validate_cancel_job("j", &c).is_err());
-        let c = CancelJobBody {
-            reason_code: Some("TOO_MANY_2".into()),
-            comment: Some("ok".into()),
-        };
+        let c = CancelJobBody { reason_code: Some("TOO_MANY_2".into()), comment: Some("ok".into()) };
         assert!(validate_cancel_job("j", &c).is_ok());
     }
 
@@ -2185,21 +1835,14 @@ mod tests {
                 assert!(!can_transition(t, to), "{t:?} -> {to:?}");
             }
         }
-        assert!(
-            !Canceled.device_settable()
-                && !Queued.device_settable()
-                && InProgress.device_settable()
-        );
+        assert!(!Canceled.device_settable() && !Queued.device_settable() && InProgress.device_settable());
         assert_eq!(ExecStatus::parse("WAITING"), None);
         assert_eq!(ExecStatus::from_stored("WAITING"), Some(Waiting));
     }
 
     #[test]
     fn fixed_rate_rollout() {
-        let cfg = JobExecutionsRolloutConfig {
-            maximum_per_minute: Some(3),
-            exponential_rate: None,
-        };
+        let cfg = JobExecutionsRolloutConfig { maximum_per_minute: Some(3), exponential_rate: None };
         let mut st = RolloutState::default();
         assert_eq!(rollout_budget(Some(&cfg), &mut st, Millis(1_000), 0), 3);
         st.note_released(3);
@@ -2210,10 +1853,7 @@ mod tests {
         // Windows stay aligned to the first release.
         assert_eq!(rollout_budget(Some(&cfg), &mut st, Millis(181_500), 0), 3);
         assert_eq!(st.window_start, 181_000);
-        assert_eq!(
-            rollout_budget(None, &mut RolloutState::default(), Millis(1), 0),
-            i64::MAX
-        );
+        assert_eq!(rollout_budget(None, &mut RolloutState::default(), Millis(1), 0), i64::MAX);
     }
 
     #[test]
@@ -2223,10 +1863,7 @@ mod tests {
             exponential_rate: Some(ExponentialRolloutRate {
                 base_rate_per_minute: Some(2),
                 increment_factor: Some(2.0),
-                rate_increase_criteria: Some(RateIncreaseCriteria {
-                    number_of_notified_things: Some(2),
-                    number_of_succeeded_things: None,
-                }),
+                rate_increase_criteria: Some(RateIncreaseCriteria { number_of_notified_things: Some(2), number_of_succeeded_things: None }),
             }),
         };
         let mut st = RolloutState::default();
@@ -2245,10 +1882,7 @@ mod tests {
             exponential_rate: Some(ExponentialRolloutRate {
                 base_rate_per_minute: Some(1),
                 increment_factor: Some(1.5),
-                rate_increase_criteria: Some(RateIncreaseCriteria {
-                    number_of_notified_things: None,
-                    number_of_succeeded_things: Some(1),
-                }),
+                rate_increase_criteria: Some(RateIncreaseCriteria { number_of_notified_things: None, number_of_succeeded_things: Some(1) }),
             }),
         };
         let mut st = RolloutState::default();
@@ -2269,59 +1903,26 @@ mod tests {
                 min_number_of_executed_things: Some(4),
             }]),
         };
-        let c = Counts {
-            succeeded: 1,
-            failed: 2,
-            ..Default::default()
-        };
+        let c = Counts { succeeded: 1, failed: 2, ..Default::default() };
         assert!(abort_triggered(&cfg, &c).is_none(), "too few executed");
-        let c = Counts {
-            succeeded: 2,
-            failed: 1,
-            rejected: 1,
-            ..Default::default()
-        };
+        let c = Counts { succeeded: 2, failed: 1, rejected: 1, ..Default::default() };
         assert!(abort_triggered(&cfg, &c).is_some());
-        let c = Counts {
-            succeeded: 3,
-            timed_out: 1,
-            queued: 100,
-            ..Default::default()
-        };
+        let c = Counts { succeeded: 3, timed_out: 1, queued: 100, ..Default::default() };
         assert!(abort_triggered(&cfg, &c).is_none());
         let only_failed = AbortConfig {
-            criteria_list: Some(vec![AbortCriteria {
-                failure_type: Some("FAILED".into()),
-                ..cfg.criteria_list.clone().unwrap()[0].clone()
-            }]),
+            criteria_list: Some(vec![AbortCriteria { failure_type: Some("FAILED".into()), ..cfg.criteria_list.clone().unwrap()[0].clone() }]),
         };
-        let c = Counts {
-            succeeded: 2,
-            rejected: 2,
-            ..Default::default()
-        };
+        let c = Counts { succeeded: 2, rejected: 2, ..Default::default() };
         assert!(abort_triggered(&only_failed, &c).is_none());
     }
 
     #[test]
     fn document_sources() {
         let p = |s: &str| parse_document_source(s);
-        assert_eq!(
-            p("https://s3.amazonaws.com/b/k/j.json"),
-            Some(("b".into(), "k/j.json".into()))
-        );
-        assert_eq!(
-            p("https://s3.us-east-1.amazonaws.com/b/k"),
-            Some(("b".into(), "k".into()))
-        );
-        assert_eq!(
-            p("https://b.s3.amazonaws.com/a%20b"),
-            Some(("b".into(), "a b".into()))
-        );
-        assert_eq!(
-            p("https://b.s3.eu-west-1.amazonaws.com/k"),
-            Some(("b".into(), "k".into()))
-        );
+        assert_eq!(p("https://s3.amazonaws.com/b/k/j.json"), Some(("b".into(), "k/j.json".into())));
+        assert_eq!(p("https://s3.us-east-1.amazonaws.com/b/k"), Some(("b".into(), "k".into())));
+        assert_eq!(p("https://b.s3.amazonaws.com/a%20b"), Some(("b".into(), "a b".into())));
+        assert_eq!(p("https://b.s3.eu-west-1.amazonaws.com/k"), Some(("b".into(), "k".into())));
         assert_eq!(p("https://example.com/b/k"), None);
         assert_eq!(p("https://s3.amazonaws.com/b"), None);
         assert_eq!(p("s3://b/k"), None);
@@ -2336,20 +1937,12 @@ mod tests {
             status: JobStatus::InProgress,
             target_selection: TargetSelection::Snapshot,
             targets: vec!["arn:aws:iot:us-east-1:123456789012:thing/t".into()],
-            spec: JobSpec {
-                document: "{}".into(),
-                description: Some("d".into()),
-                ..Default::default()
-            },
+            spec: JobSpec { document: "{}".into(), description: Some("d".into()), ..Default::default() },
             created_at: Millis(1500),
             updated_at: Millis(2500),
             completed_at: None,
         };
-        let d = job.description(&Counts {
-            queued: 1,
-            waiting: 5,
-            ..Default::default()
-        });
+        let d = job.description(&Counts { queued: 1, waiting: 5, ..Default::default() });
         assert_eq!(d["jobArn"], "arn:aws:iot:us-east-1:123456789012:job/j");
         assert_eq!(d["createdAt"], json!(1.5));
         assert_eq!(d["jobProcessDetails"]["numberOfQueuedThings"], 1);
@@ -2368,9 +1961,7 @@ mod tests {
             last_updated_at: Millis(2000),
             version_number: 2,
         };
-        let t = TimeoutConfig {
-            in_progress_timeout_in_minutes: Some(1),
-        };
+        let t = TimeoutConfig { in_progress_timeout_in_minutes: Some(1) };
         let d = e.description(Some(&t), Millis(32_000));
         assert_eq!(d["approximateSecondsBeforeTimedOut"], 30);
         assert_eq!(d["statusDetails"], json!({"detailsMap": {}}));

@@ -37,17 +37,11 @@ pub struct Scope {
 
 impl Scope {
     pub fn new(account_id: impl Into<String>, region: impl Into<String>) -> Self {
-        Self {
-            account_id: account_id.into(),
-            region: region.into(),
-        }
+        Self { account_id: account_id.into(), region: region.into() }
     }
 
     /// `arn:aws:<service>:<region>:<account>:<resource>`
     pub fn arn(&self, service: &str, resource: &str) -> String {
-        format!(
-            "arn:aws:{service}:{}:{}:{resource}",
-            self.region, self.account_id
-        )
+        format!("arn:aws:{service}:{}:{}:{resource}", self.region, self.account_id)
     }
 }

@@ -156,32 +156,16 @@ pub struct OtaFile {
 /// Where a file's bytes come from, once checked: exactly one location.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileSource {
-    Stream {
-        stream_id: String,
-        file_id: u8,
-    },
-    S3 {
-        bucket: String,
-        key: String,
-        version: Option<String>,
-    },
+    Stream { stream_id: String, file_id: u8 },
+    S3 { bucket: String, key: String, version: Option<String> },
 }
 
 /// How a file is signed, once checked: at most one method.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Signing {
     None,
-    Custom {
-        scheme: SignatureScheme,
-        signature_b64: String,
-        certificate_name: String,
-        certificate_pem: Option<String>,
-    },
-    Profile {
-        profile: String,
-        path_on_device: Option<String>,
-        destination: Option<(String, String)>,
-    },
+    Custom { scheme: SignatureScheme, signature_b64: String, certificate_name: String, certificate_pem: Option<String> },
+    Profile { profile: String, path_on_device: Option<String>, destination: Option<(String, String)> },
 }
 
 fn invalid(msg: impl Into<String>) -> ServiceError {
@@ -190,12 +174,7 @@ fn invalid(msg: impl Into<String>) -> ServiceError {
 
 /// Checks an update ID and returns the job ID it yields.
 pub fn job_id_for(ota_update_id: &str) -> Result<String, ServiceError> {
-    if ota_update_id.is_empty()
-        || ota_update_id.len() > 128
-        || !ota_update_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if ota_update_id.is_empty() || ota_update_id.len() > 128 || !ota_update_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         return Err(invalid(format!(
             "1 validation error detected: Value '{ota_update_id}' at 'otaUpdateId' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_-]+ and have length between 1 and 128"
         )));
@@ -213,58 +192,27 @@ pub fn job_id_for(ota_update_id: &str) -> Result<String, ServiceError> {
 
 /// Checks one file's location: exactly one of a stream file and an S3 object.
 pub fn file_source(i: usize, f: &OtaFile) -> Result<FileSource, ServiceError> {
-    let loc = f
-        .file_location
-        .as_ref()
-        .ok_or_else(|| invalid(format!("files[{i}]: fileLocation is required")))?;
+    let loc = f.file_location.as_ref().ok_or_else(|| invalid(format!("files[{i}]: fileLocation is required")))?;
     match (&loc.stream, &loc.s3_location) {
         (Some(s), None) => {
-            let stream_id = s
-                .stream_id
-                .clone()
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "files[{i}]: fileLocation.stream.streamId is required"
-                    ))
-                })?;
+            let stream_id = s.stream_id.clone().filter(|s| !s.is_empty()).ok_or_else(|| invalid(format!("files[{i}]: fileLocation.stream.streamId is required")))?;
             let file_id = s.file_id.unwrap_or(0);
-            let file_id = u8::try_from(file_id).map_err(|_| {
-                invalid(format!(
-                    "files[{i}]: fileLocation.stream.fileId must be between 0 and 255"
-                ))
-            })?;
+            let file_id = u8::try_from(file_id).map_err(|_| invalid(format!("files[{i}]: fileLocation.stream.fileId must be between 0 and 255")))?;
             Ok(FileSource::Stream { stream_id, file_id })
         }
         (None, Some(s3)) => match (&s3.bucket, &s3.key) {
-            (Some(b), Some(k)) if !b.is_empty() && !k.is_empty() => Ok(FileSource::S3 {
-                bucket: b.clone(),
-                key: k.clone(),
-                version: s3.version.clone(),
-            }),
-            _ => Err(invalid(format!(
-                "files[{i}]: fileLocation.s3Location needs a bucket and a key"
-            ))),
+            (Some(b), Some(k)) if !b.is_empty() && !k.is_empty() => Ok(FileSource::S3 { bucket: b.clone(), key: k.clone(), version: s3.version.clone() }),
+            _ => Err(invalid(format!("files[{i}]: fileLocation.s3Location needs a bucket and a key"))),
         },
-        (Some(_), Some(_)) => Err(invalid(format!(
-            "files[{i}]: fileLocation must have either a stream or an s3Location, not both"
-        ))),
-        (None, None) => Err(invalid(format!(
-            "files[{i}]: fileLocation must have a stream or an s3Location"
-        ))),
+        (Some(_), Some(_)) => Err(invalid(format!("files[{i}]: fileLocation must have either a stream or an s3Location, not both"))),
+        (None, None) => Err(invalid(format!("files[{i}]: fileLocation must have a stream or an s3Location"))),
     }
 }
 
 /// Checks one file's code signing: at most one method, each complete.
 pub fn file_signing(i: usize, f: &OtaFile) -> Result<Signing, ServiceError> {
-    let Some(cs) = &f.code_signing else {
-        return Ok(Signing::None);
-    };
-    let set = [
-        cs.aws_signer_job_id.is_some(),
-        cs.start_signing_job_parameter.is_some(),
-        cs.custom_code_signing.is_some(),
-    ];
+    let Some(cs) = &f.code_signing else { return Ok(Signing::None) };
+    let set = [cs.aws_signer_job_id.is_some(), cs.start_signing_job_parameter.is_some(), cs.custom_code_signing.is_some()];
     if set.iter().filter(|s| **s).count() > 1 {
         return Err(invalid(format!(
             "files[{i}]: codeSigning takes one of awsSignerJobId, startSigningJobParameter and customCodeSigning"
@@ -276,71 +224,34 @@ pub fn file_signing(i: usize, f: &OtaFile) -> Result<Signing, ServiceError> {
         )));
     }
     if let Some(p) = &cs.start_signing_job_parameter {
-        let profile = p
-            .signing_profile_name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| {
-                invalid(format!(
-                    "files[{i}]: startSigningJobParameter.signingProfileName is required"
-                ))
-            })?;
-        let destination = match p
-            .destination
-            .as_ref()
-            .and_then(|d| d.s3_destination.as_ref())
-        {
+        let profile = p.signing_profile_name.clone().filter(|n| !n.is_empty()).ok_or_else(|| {
+            invalid(format!("files[{i}]: startSigningJobParameter.signingProfileName is required"))
+        })?;
+        let destination = match p.destination.as_ref().and_then(|d| d.s3_destination.as_ref()) {
             Some(d) => Some((
-                d.bucket.clone().filter(|b| !b.is_empty()).ok_or_else(|| {
-                    invalid(format!(
-                        "files[{i}]: destination.s3Destination.bucket is required"
-                    ))
-                })?,
+                d.bucket.clone().filter(|b| !b.is_empty()).ok_or_else(|| invalid(format!("files[{i}]: destination.s3Destination.bucket is required")))?,
                 d.prefix.clone().unwrap_or_default(),
             )),
             None => None,
         };
-        let path_on_device = p
-            .signing_profile_parameter
-            .as_ref()
-            .and_then(|s| s.certificate_path_on_device.clone());
-        return Ok(Signing::Profile {
-            profile,
-            path_on_device,
-            destination,
-        });
+        let path_on_device = p.signing_profile_parameter.as_ref().and_then(|s| s.certificate_path_on_device.clone());
+        return Ok(Signing::Profile { profile, path_on_device, destination });
     }
-    let c = cs
-        .custom_code_signing
-        .as_ref()
-        .ok_or_else(|| invalid(format!("files[{i}]: codeSigning names no method")))?;
+    let c = cs.custom_code_signing.as_ref().ok_or_else(|| invalid(format!("files[{i}]: codeSigning names no method")))?;
     let signature_b64 = c
         .signature
         .as_ref()
         .and_then(|s| s.inline_document.clone())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            invalid(format!(
-                "files[{i}]: customCodeSigning.signature.inlineDocument is required"
-            ))
-        })?;
+        .ok_or_else(|| invalid(format!("files[{i}]: customCodeSigning.signature.inlineDocument is required")))?;
     let chain = c.certificate_chain.clone().unwrap_or_default();
     let certificate_name = chain.certificate_name.filter(|n| !n.is_empty()).ok_or_else(|| {
         invalid(format!("files[{i}]: customCodeSigning.certificateChain.certificateName (the certificate's path on the device) is required"))
     })?;
-    let scheme = SignatureScheme::parse(
-        c.hash_algorithm.as_deref().unwrap_or(""),
-        c.signature_algorithm.as_deref().unwrap_or(""),
-    )
-    .map_err(|e| invalid(format!("files[{i}]: {e}")))?;
-    super::codesign::decode_signature(&signature_b64)
-        .map_err(|p| invalid(p.message(&format!("files[{i}]"))))?;
-    Ok(Signing::Custom {
-        scheme,
-        signature_b64,
-        certificate_name,
-        certificate_pem: chain.inline_document.filter(|d| !d.is_empty()),
-    })
+    let scheme = SignatureScheme::parse(c.hash_algorithm.as_deref().unwrap_or(""), c.signature_algorithm.as_deref().unwrap_or(""))
+        .map_err(|e| invalid(format!("files[{i}]: {e}")))?;
+    super::codesign::decode_signature(&signature_b64).map_err(|p| invalid(p.message(&format!("files[{i}]"))))?;
+    Ok(Signing::Custom { scheme, signature_b64, certificate_name, certificate_pem: chain.inline_document.filter(|d| !d.is_empty()) })
 }
 
 /// One file of the job document, as the app resolved it.
@@ -364,11 +275,7 @@ pub fn presigned_placeholder(bucket: &str, key: &str) -> String {
 }
 
 /// The `afr_ota` job document (`device.md` §1).
-pub fn job_document(
-    protocols: &[String],
-    stream_name: Option<&str>,
-    files: &[DocumentFile],
-) -> serde_json::Value {
+pub fn job_document(protocols: &[String], stream_name: Option<&str>, files: &[DocumentFile]) -> serde_json::Value {
     let http = protocols.iter().any(|p| p == "HTTP");
     let files: Vec<serde_json::Value> = files
         .iter()
@@ -504,24 +411,16 @@ pub struct ValidOtaUpdate {
 }
 
 fn required(field: &str) -> ServiceError {
-    invalid(format!(
-        "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
-    ))
+    invalid(format!("1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"))
 }
 
 /// A jobs validation message under the OTA member names.
 fn renamed(e: ServiceError, from: &str, to: &str) -> ServiceError {
-    ServiceError {
-        message: e.message.replace(from, to),
-        ..e
-    }
+    ServiceError { message: e.message.replace(from, to), ..e }
 }
 
 /// Checks every member of a CreateOTAUpdate request that needs no state.
-pub fn validate_create(
-    ota_update_id: &str,
-    body: &CreateOtaUpdateBody,
-) -> Result<ValidOtaUpdate, ServiceError> {
+pub fn validate_create(ota_update_id: &str, body: &CreateOtaUpdateBody) -> Result<ValidOtaUpdate, ServiceError> {
     let job_id = job_id_for(ota_update_id)?;
     if let Some(d) = &body.description {
         validate::length("description", d, 0, MAX_DESCRIPTION)?;
@@ -537,10 +436,7 @@ pub fn validate_create(
             unique.push(t.clone());
         }
     }
-    let protocols = body
-        .protocols
-        .clone()
-        .unwrap_or_else(|| vec!["MQTT".into()]);
+    let protocols = body.protocols.clone().unwrap_or_else(|| vec!["MQTT".into()]);
     validate::list_len("protocols", protocols.len(), 1, 2)?;
     for (i, p) in protocols.iter().enumerate() {
         if p != "MQTT" && p != "HTTP" {
@@ -557,13 +453,7 @@ pub fn validate_create(
         jobs::parse_target_selection("targetSelection", s)?;
     }
     if let Some(r) = &body.aws_job_executions_rollout_config {
-        jobs::validate_rollout(r).map_err(|e| {
-            renamed(
-                e,
-                "jobExecutionsRolloutConfig",
-                "awsJobExecutionsRolloutConfig",
-            )
-        })?;
+        jobs::validate_rollout(r).map_err(|e| renamed(e, "jobExecutionsRolloutConfig", "awsJobExecutionsRolloutConfig"))?;
     }
     if let Some(p) = &body.aws_job_presigned_url_config
         && let Some(e) = p.expires_in_sec
@@ -571,24 +461,12 @@ pub fn validate_create(
         validate::int_range("awsJobPresignedUrlConfig.expiresInSec", e, 60, 3600)?;
     }
     if let Some(a) = &body.aws_job_abort_config {
-        let list = a
-            .abort_criteria_list
-            .clone()
-            .ok_or_else(|| required("awsJobAbortConfig.abortCriteriaList"))?;
-        jobs::validate_abort(&jobs::AbortConfig {
-            criteria_list: Some(list),
-        })
-        .map_err(|e| {
-            renamed(
-                e,
-                "abortConfig.criteriaList",
-                "awsJobAbortConfig.abortCriteriaList",
-            )
-        })?;
+        let list = a.abort_criteria_list.clone().ok_or_else(|| required("awsJobAbortConfig.abortCriteriaList"))?;
+        jobs::validate_abort(&jobs::AbortConfig { criteria_list: Some(list) })
+            .map_err(|e| renamed(e, "abortConfig.criteriaList", "awsJobAbortConfig.abortCriteriaList"))?;
     }
     if let Some(t) = &body.aws_job_timeout_config {
-        jobs::validate_timeout(t)
-            .map_err(|e| renamed(e, "timeoutConfig", "awsJobTimeoutConfig"))?;
+        jobs::validate_timeout(t).map_err(|e| renamed(e, "timeoutConfig", "awsJobTimeoutConfig"))?;
     }
     let files = body.files.as_ref().ok_or_else(|| required("files"))?;
     validate::list_len("files", files.len(), 1, MAX_FILES)?;
@@ -598,17 +476,9 @@ pub fn validate_create(
             validate::int_range(&format!("files.{}.member.fileType", i + 1), t, 0, 255)?;
         }
         for (k, v) in f.attributes.iter().flatten() {
-            validate::length(
-                &format!("files.{}.member.attributes.{k}", i + 1),
-                v,
-                0,
-                MAX_VALUE,
-            )?;
+            validate::length(&format!("files.{}.member.attributes.{k}", i + 1), v, 0, MAX_VALUE)?;
         }
-        valid_files.push(ValidFile {
-            source: file_source(i, f)?,
-            signing: file_signing(i, f)?,
-        });
+        valid_files.push(ValidFile { source: file_source(i, f)?, signing: file_signing(i, f)? });
     }
     let role_arn = body.role_arn.clone().ok_or_else(|| required("roleArn"))?;
     validate::length("roleArn", &role_arn, 20, 2048)?;
@@ -622,9 +492,7 @@ pub fn validate_create(
     let mut s3_files = 0;
     for f in &valid_files {
         match &f.source {
-            FileSource::Stream { stream_id, .. } if !streams.contains(stream_id) => {
-                streams.push(stream_id.clone())
-            }
+            FileSource::Stream { stream_id, .. } if !streams.contains(stream_id) => streams.push(stream_id.clone()),
             FileSource::Stream { .. } => {}
             FileSource::S3 { .. } => s3_files += 1,
         }
@@ -641,11 +509,7 @@ pub fn validate_create(
         protocols,
         files: valid_files,
         role_arn,
-        user_stream: if mqtt {
-            streams.into_iter().next()
-        } else {
-            None
-        },
+        user_stream: if mqtt { streams.into_iter().next() } else { None },
         needs_stream: mqtt && s3_files > 0,
     })
 }
@@ -671,22 +535,14 @@ pub fn parse_target(scope: &Scope, arn: &str) -> Result<Target, ServiceError> {
 }
 
 /// Every target must exist (ResourceNotFoundException otherwise).
-pub async fn check_targets(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    targets: &[String],
-) -> Result<(), ServiceError> {
+pub async fn check_targets(tx: &mut dyn StateTx, scope: &Scope, targets: &[String]) -> Result<(), ServiceError> {
     for t in targets {
         match parse_target(scope, t)? {
             Target::Thing(n) if !things::thing_exists(tx, scope, &n).await? => {
-                return Err(ServiceError::not_found(format!(
-                    "Thing {n} cannot be found."
-                )));
+                return Err(ServiceError::not_found(format!("Thing {n} cannot be found.")));
             }
             Target::Group(g) if !things::thing_group_exists(tx, scope, &g).await? => {
-                return Err(ServiceError::not_found(format!(
-                    "Thing group {g} cannot be found."
-                )));
+                return Err(ServiceError::not_found(format!("Thing group {g} cannot be found.")));
             }
             _ => {}
         }
@@ -756,12 +612,7 @@ pub fn ota_update_arn(scope: &Scope, id: &str) -> String {
 /// Drops `null` members, so stored requests come out as they were sent.
 fn without_nulls(v: Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
-                .collect(),
-        ),
+        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, without_nulls(v))).collect()),
         Value::Array(a) => Value::Array(a.into_iter().map(without_nulls).collect()),
         other => other,
     }
@@ -773,25 +624,12 @@ fn ts(m: Millis) -> Value {
 
 impl OtaUpdate {
     /// A new update in CREATE_PENDING.
-    pub fn new(
-        scope: &Scope,
-        v: &ValidOtaUpdate,
-        request: CreateOtaUpdateBody,
-        generated_stream: Option<String>,
-        now: Millis,
-    ) -> Self {
+    pub fn new(scope: &Scope, v: &ValidOtaUpdate, request: CreateOtaUpdateBody, generated_stream: Option<String>, now: Millis) -> Self {
         OtaUpdate {
             scope: scope.clone(),
             ota_update_id: v.ota_update_id.clone(),
             status: OtaStatus::CreatePending,
-            spec: OtaSpec {
-                request,
-                progress: OtaProgress {
-                    generated_stream,
-                    ..Default::default()
-                },
-                error_info: None,
-            },
+            spec: OtaSpec { request, progress: OtaProgress { generated_stream, ..Default::default() }, error_info: None },
             created_at: now,
             updated_at: now,
         }
@@ -807,11 +645,7 @@ impl OtaUpdate {
 
     /// The protocols in effect (MQTT when none was given).
     pub fn protocols(&self) -> Vec<String> {
-        self.spec
-            .request
-            .protocols
-            .clone()
-            .unwrap_or_else(|| vec!["MQTT".into()])
+        self.spec.request.protocols.clone().unwrap_or_else(|| vec!["MQTT".into()])
     }
 
     /// Moves to a status; a failure carries its reason.
@@ -844,49 +678,23 @@ impl OtaUpdate {
         if let Some(d) = &r.description {
             o.insert("description".into(), d.clone().into());
         }
-        o.insert(
-            "targets".into(),
-            serde_json::json!(r.targets.clone().unwrap_or_default()),
-        );
+        o.insert("targets".into(), serde_json::json!(r.targets.clone().unwrap_or_default()));
         o.insert("protocols".into(), serde_json::json!(self.protocols()));
-        o.insert(
-            "targetSelection".into(),
-            r.target_selection
-                .clone()
-                .unwrap_or_else(|| "SNAPSHOT".into())
-                .into(),
-        );
+        o.insert("targetSelection".into(), r.target_selection.clone().unwrap_or_else(|| "SNAPSHOT".into()).into());
         if let Some(c) = &r.aws_job_executions_rollout_config {
-            o.insert(
-                "awsJobExecutionsRolloutConfig".into(),
-                serde_json::to_value(c).unwrap_or_default(),
-            );
+            o.insert("awsJobExecutionsRolloutConfig".into(), serde_json::to_value(c).unwrap_or_default());
         }
         if let Some(c) = &r.aws_job_presigned_url_config {
-            o.insert(
-                "awsJobPresignedUrlConfig".into(),
-                serde_json::to_value(c).unwrap_or_default(),
-            );
+            o.insert("awsJobPresignedUrlConfig".into(), serde_json::to_value(c).unwrap_or_default());
         }
-        o.insert(
-            "otaUpdateFiles".into(),
-            without_nulls(
-                serde_json::to_value(r.files.clone().unwrap_or_default()).unwrap_or_default(),
-            ),
-        );
+        o.insert("otaUpdateFiles".into(), without_nulls(serde_json::to_value(r.files.clone().unwrap_or_default()).unwrap_or_default()));
         o.insert("otaUpdateStatus".into(), self.status.as_str().into());
         if self.spec.progress.job_created {
             o.insert("awsIotJobId".into(), self.job_id().into());
-            o.insert(
-                "awsIotJobArn".into(),
-                jobs::job_arn(&self.scope, &self.job_id()).into(),
-            );
+            o.insert("awsIotJobArn".into(), jobs::job_arn(&self.scope, &self.job_id()).into());
         }
         if let Some(e) = &self.spec.error_info {
-            o.insert(
-                "errorInfo".into(),
-                serde_json::json!({ "code": e.code, "message": e.message }),
-            );
+            o.insert("errorInfo".into(), serde_json::json!({ "code": e.code, "message": e.message }));
         }
         if let Some(p) = &r.additional_parameters {
             o.insert("additionalParameters".into(), serde_json::json!(p));
@@ -914,27 +722,16 @@ impl OtaUpdate {
                 }
                 t
             },
-            target_selection: r
-                .target_selection
-                .as_deref()
-                .and_then(jobs::TargetSelection::parse)
-                .unwrap_or(jobs::TargetSelection::Snapshot),
+            target_selection: r.target_selection.as_deref().and_then(jobs::TargetSelection::parse).unwrap_or(jobs::TargetSelection::Snapshot),
             document: document.to_string(),
             document_source: None,
             description: r.description.clone(),
             presigned_url_config: http.then(|| jobs::PresignedUrlConfig {
                 role_arn: r.role_arn.clone(),
-                expires_in_sec: Some(
-                    r.aws_job_presigned_url_config
-                        .as_ref()
-                        .and_then(|p| p.expires_in_sec)
-                        .unwrap_or(DEFAULT_EXPIRES_IN_SEC),
-                ),
+                expires_in_sec: Some(r.aws_job_presigned_url_config.as_ref().and_then(|p| p.expires_in_sec).unwrap_or(DEFAULT_EXPIRES_IN_SEC)),
             }),
             rollout: r.aws_job_executions_rollout_config.clone(),
-            abort: r.aws_job_abort_config.as_ref().map(|a| jobs::AbortConfig {
-                criteria_list: a.abort_criteria_list.clone(),
-            }),
+            abort: r.aws_job_abort_config.as_ref().map(|a| jobs::AbortConfig { criteria_list: a.abort_criteria_list.clone() }),
             timeout: r.aws_job_timeout_config.clone(),
             tags: Vec::new(),
             namespace_id: None,
@@ -944,34 +741,19 @@ impl OtaUpdate {
 
 /// Whether the update is still being worked on by the state machine.
 pub fn unfinished(status: OtaStatus) -> bool {
-    matches!(
-        status,
-        OtaStatus::CreatePending | OtaStatus::CreateInProgress | OtaStatus::DeleteInProgress
-    )
+    matches!(status, OtaStatus::CreatePending | OtaStatus::CreateInProgress | OtaStatus::DeleteInProgress)
 }
 
 /// Creates the stored update (CREATE_PENDING); an existing ID is refused.
-pub async fn create(
-    tx: &mut dyn StateTx,
-    update: &OtaUpdate,
-    user_stream: Option<&str>,
-) -> Result<(), ServiceError> {
-    if tx
-        .get_ota_update(&update.scope, &update.ota_update_id)
-        .await?
-        .is_some()
-    {
-        return Err(ServiceError::new(
-            codes::RESOURCE_ALREADY_EXISTS,
-            format!("OTA update {} already exists.", update.ota_update_id),
-        )
-        .with_member("resourceId", update.ota_update_id.clone())
-        .with_member("resourceArn", update.arn()));
+pub async fn create(tx: &mut dyn StateTx, update: &OtaUpdate, user_stream: Option<&str>) -> Result<(), ServiceError> {
+    if tx.get_ota_update(&update.scope, &update.ota_update_id).await?.is_some() {
+        return Err(ServiceError::new(codes::RESOURCE_ALREADY_EXISTS, format!("OTA update {} already exists.", update.ota_update_id))
+            .with_member("resourceId", update.ota_update_id.clone())
+            .with_member("resourceArn", update.arn()));
     }
     tx.insert_ota_update(update).await?;
     if let Some(s) = user_stream {
-        tx.add_ota_stream_use(&update.scope, &update.ota_update_id, s)
-            .await?;
+        tx.add_ota_stream_use(&update.scope, &update.ota_update_id, s).await?;
     }
     Ok(())
 }
@@ -982,9 +764,7 @@ pub fn not_found(id: &str) -> ServiceError {
 
 pub async fn get(tx: &mut dyn StateTx, scope: &Scope, id: &str) -> Result<OtaUpdate, ServiceError> {
     job_id_for(id)?;
-    tx.get_ota_update(scope, id)
-        .await?
-        .ok_or_else(|| not_found(id))
+    tx.get_ota_update(scope, id).await?.ok_or_else(|| not_found(id))
 }
 
 pub struct OtaPage {
@@ -1015,30 +795,15 @@ pub async fn list(
         None => None,
         Some(t) => {
             let bad = || invalid("The nextToken is not valid.");
-            let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?)
-                .map_err(|_| bad())?;
-            Some(
-                raw.strip_prefix("ota:")
-                    .and_then(|n| n.parse::<i64>().ok())
-                    .ok_or_else(bad)?,
-            )
+            let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(t).map_err(|_| bad())?).map_err(|_| bad())?;
+            Some(raw.strip_prefix("ota:").and_then(|n| n.parse::<i64>().ok()).ok_or_else(bad)?)
         }
     };
-    let mut rows = tx
-        .list_ota_updates(scope, status, before, limit + 1)
-        .await?;
+    let mut rows = tx.list_ota_updates(scope, status, before, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_token = if more {
-        rows.last()
-            .map(|(seq, _)| URL_SAFE_NO_PAD.encode(format!("ota:{seq}")))
-    } else {
-        None
-    };
-    Ok(OtaPage {
-        updates: rows.into_iter().map(|(_, u)| u).collect(),
-        next_token,
-    })
+    let next_token = if more { rows.last().map(|(seq, _)| URL_SAFE_NO_PAD.encode(format!("ota:{seq}"))) } else { None };
+    Ok(OtaPage { updates: rows.into_iter().map(|(_, u)| u).collect(), next_token })
 }
 
 #[cfg(test)]
@@ -1054,35 +819,17 @@ mod tests {
         assert_eq!(job_id_for("fw-1").unwrap(), "AFR_OTA-fw-1");
         assert!(job_id_for(&"a".repeat(56)).is_ok());
         let e = job_id_for(&"a".repeat(57)).unwrap_err();
-        assert!(
-            e.message.contains("too long") && e.message.contains("56"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("too long") && e.message.contains("56"), "{}", e.message);
         assert!(job_id_for("bad id").is_err());
         assert!(job_id_for("").is_err());
     }
 
     #[test]
     fn each_file_has_one_location_and_at_most_one_signing_method() {
-        let s3 =
-            file(r#"{"fileName":"fw","fileLocation":{"s3Location":{"bucket":"b","key":"k"}}}"#);
-        assert_eq!(
-            file_source(0, &s3).unwrap(),
-            FileSource::S3 {
-                bucket: "b".into(),
-                key: "k".into(),
-                version: None
-            }
-        );
+        let s3 = file(r#"{"fileName":"fw","fileLocation":{"s3Location":{"bucket":"b","key":"k"}}}"#);
+        assert_eq!(file_source(0, &s3).unwrap(), FileSource::S3 { bucket: "b".into(), key: "k".into(), version: None });
         let stream = file(r#"{"fileLocation":{"stream":{"streamId":"s","fileId":3}}}"#);
-        assert_eq!(
-            file_source(0, &stream).unwrap(),
-            FileSource::Stream {
-                stream_id: "s".into(),
-                file_id: 3
-            }
-        );
+        assert_eq!(file_source(0, &stream).unwrap(), FileSource::Stream { stream_id: "s".into(), file_id: 3 });
         for bad in [
             r#"{}"#,
             r#"{"fileLocation":{}}"#,
@@ -1095,45 +842,23 @@ mod tests {
 
         assert_eq!(file_signing(0, &s3).unwrap(), Signing::None);
         let signer = file(r#"{"codeSigning":{"awsSignerJobId":"j"}}"#);
-        assert!(
-            file_signing(0, &signer)
-                .unwrap_err()
-                .message
-                .contains("not available in otatrail")
-        );
-        let two = file(
-            r#"{"codeSigning":{"awsSignerJobId":"j","startSigningJobParameter":{"signingProfileName":"p"}}}"#,
-        );
-        assert!(
-            file_signing(0, &two)
-                .unwrap_err()
-                .message
-                .contains("one of")
-        );
+        assert!(file_signing(0, &signer).unwrap_err().message.contains("not available in otatrail"));
+        let two = file(r#"{"codeSigning":{"awsSignerJobId":"j","startSigningJobParameter":{"signingProfileName":"p"}}}"#);
+        assert!(file_signing(0, &two).unwrap_err().message.contains("one of"));
         let custom = file(
             r#"{"codeSigning":{"customCodeSigning":{"signature":{"inlineDocument":"AQJzaWc="},"certificateChain":{"certificateName":"c"},"hashAlgorithm":"SHA256","signatureAlgorithm":"ECDSA"}}}"#,
         );
         match file_signing(0, &custom).unwrap() {
-            Signing::Custom {
-                scheme,
-                certificate_name,
-                ..
-            } => {
+            Signing::Custom { scheme, certificate_name, .. } => {
                 assert_eq!(scheme.document_key(), "sig-sha256-ecdsa");
                 assert_eq!(certificate_name, "c");
             }
             other => panic!("{other:?}"),
         }
-        let profile = file(
-            r#"{"codeSigning":{"startSigningJobParameter":{"signingProfileName":"p","destination":{"s3Destination":{"bucket":"out"}}}}}"#,
-        );
+        let profile = file(r#"{"codeSigning":{"startSigningJobParameter":{"signingProfileName":"p","destination":{"s3Destination":{"bucket":"out"}}}}}"#);
         assert_eq!(
             file_signing(0, &profile).unwrap(),
-            Signing::Profile {
-                profile: "p".into(),
-                path_on_device: None,
-                destination: Some(("out".into(), String::new()))
-            }
+            Signing::Profile { profile: "p".into(), path_on_device: None, destination: Some(("out".into(), String::new())) }
         );
     }
 
@@ -1148,27 +873,17 @@ mod tests {
             signature: Some(("sig-sha256-ecdsa".into(), "MEQ=".into())),
             s3_object: Some(("b".into(), "fw.bin".into())),
         };
-        let mqtt = job_document(
-            &["MQTT".into()],
-            Some("AFR_OTA-x"),
-            std::slice::from_ref(&f),
-        );
+        let mqtt = job_document(&["MQTT".into()], Some("AFR_OTA-x"), std::slice::from_ref(&f));
         assert_eq!(
             mqtt.to_string(),
             r#"{"afr_ota":{"protocols":["MQTT"],"streamname":"AFR_OTA-x","files":[{"filepath":"/fw.bin","filesize":12345,"fileid":0,"certfile":"Code Verify Key","sig-sha256-ecdsa":"MEQ="}]}}"#
         );
         let http = job_document(&["HTTP".into()], None, &[f]);
         let file0 = &http["afr_ota"]["files"][0];
-        assert_eq!(
-            file0["update_data_url"],
-            "${aws:iot:s3-presigned-url:https://s3.amazonaws.com/b/fw.bin}"
-        );
+        assert_eq!(file0["update_data_url"], "${aws:iot:s3-presigned-url:https://s3.amazonaws.com/b/fw.bin}");
         assert_eq!(file0["auth_scheme"], "aws.s3.presigned");
         assert!(http["afr_ota"].get("streamname").is_none());
-        assert_eq!(
-            generated_stream_id("9ca58abd-ec6d-4d6d-8e9f-cd605cda9f1e").len(),
-            MAX_STREAM_NAME
-        );
+        assert_eq!(generated_stream_id("9ca58abd-ec6d-4d6d-8e9f-cd605cda9f1e").len(), MAX_STREAM_NAME);
     }
 
     fn req(v: serde_json::Value) -> CreateOtaUpdateBody {
@@ -1183,77 +898,29 @@ mod tests {
             "files": [{"fileName": "f", "fileLocation": {"s3Location": {"bucket": "b", "key": "k"}}}],
         });
         let v = validate_create("u1", &req(base.clone())).unwrap();
-        assert_eq!(
-            (
-                v.job_id.as_str(),
-                v.protocols.clone(),
-                v.needs_stream,
-                v.user_stream.clone()
-            ),
-            ("AFR_OTA-u1", vec!["MQTT".to_string()], true, None)
-        );
+        assert_eq!((v.job_id.as_str(), v.protocols.clone(), v.needs_stream, v.user_stream.clone()), ("AFR_OTA-u1", vec!["MQTT".to_string()], true, None));
         let with = |k: &str, val: serde_json::Value| {
             let mut b = base.clone();
             b[k] = val;
             validate_create("u1", &req(b))
         };
-        assert!(
-            !with("protocols", serde_json::json!(["HTTP"]))
-                .unwrap()
-                .needs_stream
-        );
+        assert!(!with("protocols", serde_json::json!(["HTTP"])).unwrap().needs_stream);
         for (k, val, msg) in [
-            (
-                "description",
-                serde_json::json!("x".repeat(2029)),
-                "description",
-            ),
+            ("description", serde_json::json!("x".repeat(2029)), "description"),
             ("protocols", serde_json::json!(["FTP"]), "enum value set"),
             ("protocols", serde_json::json!(["MQTT", "MQTT"]), "twice"),
             ("protocols", serde_json::json!([]), "protocols"),
             ("targets", serde_json::json!([]), "targets"),
-            (
-                "targetSelection",
-                serde_json::json!("SOMETIMES"),
-                "targetSelection",
-            ),
-            (
-                "awsJobPresignedUrlConfig",
-                serde_json::json!({"expiresInSec": 30}),
-                "awsJobPresignedUrlConfig.expiresInSec",
-            ),
-            (
-                "awsJobTimeoutConfig",
-                serde_json::json!({"inProgressTimeoutInMinutes": 0}),
-                "awsJobTimeoutConfig",
-            ),
-            (
-                "awsJobAbortConfig",
-                serde_json::json!({"abortCriteriaList": [{"failureType": "FAILED", "action": "CANCEL", "thresholdPercentage": 101, "minNumberOfExecutedThings": 1}]}),
-                "awsJobAbortConfig.abortCriteriaList",
-            ),
-            (
-                "awsJobExecutionsRolloutConfig",
-                serde_json::json!({"maximumPerMinute": 0}),
-                "awsJobExecutionsRolloutConfig.maximumPerMinute",
-            ),
+            ("targetSelection", serde_json::json!("SOMETIMES"), "targetSelection"),
+            ("awsJobPresignedUrlConfig", serde_json::json!({"expiresInSec": 30}), "awsJobPresignedUrlConfig.expiresInSec"),
+            ("awsJobTimeoutConfig", serde_json::json!({"inProgressTimeoutInMinutes": 0}), "awsJobTimeoutConfig"),
+            ("awsJobAbortConfig", serde_json::json!({"abortCriteriaList": [{"failureType": "FAILED", "action": "CANCEL", "thresholdPercentage": 101, "minNumberOfExecutedThings": 1}]}), "awsJobAbortConfig.abortCriteriaList"),
+            ("awsJobExecutionsRolloutConfig", serde_json::json!({"maximumPerMinute": 0}), "awsJobExecutionsRolloutConfig.maximumPerMinute"),
             ("roleArn", serde_json::json!("short"), "roleArn"),
-            (
-                "additionalParameters",
-                serde_json::json!({"k": "v".repeat(4097)}),
-                "additionalParameters",
-            ),
+            ("additionalParameters", serde_json::json!({"k": "v".repeat(4097)}), "additionalParameters"),
             ("files", serde_json::json!([]), "files"),
-            (
-                "files",
-                serde_json::json!([{"fileLocation": {"stream": {"streamId": "s"}}}, {"fileLocation": {"s3Location": {"bucket": "b", "key": "k"}}}]),
-                "one stream",
-            ),
-            (
-                "files",
-                serde_json::json!([{"fileType": 256, "fileLocation": {"stream": {"streamId": "s"}}}]),
-                "fileType",
-            ),
+            ("files", serde_json::json!([{"fileLocation": {"stream": {"streamId": "s"}}}, {"fileLocation": {"s3Location": {"bucket": "b", "key": "k"}}}]), "one stream"),
+            ("files", serde_json::json!([{"fileType": 256, "fileLocation": {"stream": {"streamId": "s"}}}]), "fileType"),
         ] {
             let e = with(k, val).unwrap_err();
             assert_eq!(e.code, codes::INVALID_REQUEST, "{k}");
@@ -1261,40 +928,19 @@ mod tests {
         }
         let mut no_role = base.clone();
         no_role.as_object_mut().unwrap().remove("roleArn");
-        assert!(
-            validate_create("u1", &req(no_role))
-                .unwrap_err()
-                .message
-                .contains("roleArn")
-        );
-        let v = with(
-            "files",
-            serde_json::json!([{"fileLocation": {"stream": {"streamId": "s", "fileId": 2}}}]),
-        )
-        .unwrap();
-        assert_eq!(
-            (v.user_stream.as_deref(), v.needs_stream),
-            (Some("s"), false)
-        );
+        assert!(validate_create("u1", &req(no_role)).unwrap_err().message.contains("roleArn"));
+        let v = with("files", serde_json::json!([{"fileLocation": {"stream": {"streamId": "s", "fileId": 2}}}])).unwrap();
+        assert_eq!((v.user_stream.as_deref(), v.needs_stream), (Some("s"), false));
     }
 
     #[test]
     fn targets_are_things_or_groups_of_the_callers_scope() {
         let scope = Scope::new("111122223333", "us-east-1");
-        assert_eq!(
-            parse_target(&scope, "arn:aws:iot:us-east-1:111122223333:thing/t").unwrap(),
-            Target::Thing("t".into())
-        );
-        assert_eq!(
-            parse_target(&scope, "arn:aws:iot:us-east-1:111122223333:thinggroup/g").unwrap(),
-            Target::Group("g".into())
-        );
-        for bad in [
-            "arn:aws:iot:eu-west-1:111122223333:thing/t",
-            "arn:aws:iot:us-east-1:999999999999:thing/t",
-            "t",
-        ] {
+        assert_eq!(parse_target(&scope, "arn:aws:iot:us-east-1:111122223333:thing/t").unwrap(), Target::Thing("t".into()));
+        assert_eq!(parse_target(&scope, "arn:aws:iot:us-east-1:111122223333:thinggroup/g").unwrap(), Target::Group("g".into()));
+        for bad in ["arn:aws:iot:eu-west-1:111122223333:thing/t", "arn:aws:iot:us-east-1:999999999999:thing/t", "t"] {
             assert!(parse_target(&scope, bad).is_err(), "{bad}");
         }
     }
+
 }

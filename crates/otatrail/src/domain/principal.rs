@@ -76,13 +76,7 @@ impl Principal {
         }
     }
 
-    pub fn iam_user(
-        account_id: &str,
-        user_id: &str,
-        user_name: &str,
-        path: &str,
-        access_key_id: &str,
-    ) -> Self {
+    pub fn iam_user(account_id: &str, user_id: &str, user_name: &str, path: &str, access_key_id: &str) -> Self {
         Self {
             identity_type: IdentityType::IAMUser,
             principal_id: user_id.to_string(),
@@ -110,10 +104,7 @@ impl Principal {
             principal_id: self.principal_id.clone(),
             arn: self.arn.clone(),
             account_id: self.account_id.clone(),
-            user_name: self
-                .user_name
-                .clone()
-                .unwrap_or_else(|| self.account_id.clone()),
+            user_name: self.user_name.clone().unwrap_or_else(|| self.account_id.clone()),
         }
     }
 

@@ -38,9 +38,7 @@ pub fn fingerprint(public_der: &[u8]) -> String {
 /// `message` by the PKCS#1 DER public key.
 pub fn verify(public_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
     use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
-    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public_der)
-        .verify(message, signature)
-        .is_ok()
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public_der).verify(message, signature).is_ok()
 }
 
 #[cfg(test)]
@@ -71,13 +69,7 @@ mod tests {
         use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
         let pair = KeyPair::generate(KeySize::Rsa2048).unwrap();
         let mut sig = vec![0u8; pair.public_modulus_len()];
-        pair.sign(
-            &RSA_PKCS1_SHA256,
-            &aws_lc_rs::rand::SystemRandom::new(),
-            b"to sign",
-            &mut sig,
-        )
-        .unwrap();
+        pair.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), b"to sign", &mut sig).unwrap();
         let der = pair.public_key().as_ref();
         assert!(verify(der, b"to sign", &sig));
         assert!(!verify(der, b"to sigN", &sig));

@@ -26,10 +26,7 @@ pub mod codes {
 
 /// `Invalid parameter: {what}`, SNS's wording.
 pub fn invalid(what: impl std::fmt::Display) -> ServiceError {
-    ServiceError::new(
-        codes::INVALID_PARAMETER,
-        format!("Invalid parameter: {what}"),
-    )
+    ServiceError::new(codes::INVALID_PARAMETER, format!("Invalid parameter: {what}"))
 }
 
 pub fn topic_not_found() -> ServiceError {
@@ -43,9 +40,7 @@ pub fn subscription_not_found() -> ServiceError {
 pub fn not_authorized(who: &str, action: &str, resource: &str) -> ServiceError {
     ServiceError::new(
         codes::AUTHORIZATION_ERROR,
-        format!(
-            "User: {who} is not authorized to perform: SNS:{action} on resource: {resource} because no resource-based policy allows the SNS:{action} action"
-        ),
+        format!("User: {who} is not authorized to perform: SNS:{action} on resource: {resource} because no resource-based policy allows the SNS:{action} action"),
     )
 }
 
@@ -92,23 +87,13 @@ impl Topic {
 
     /// The topic's access policy: the one set, else SNS's default one.
     pub fn policy(&self) -> String {
-        self.attributes
-            .get("Policy")
-            .cloned()
-            .unwrap_or_else(|| default_policy(&self.arn(), &self.account_id))
+        self.attributes.get("Policy").cloned().unwrap_or_else(|| default_policy(&self.arn(), &self.account_id))
     }
 
     /// Whether the topic policy allows `caller` the `SNS:<action>` on this topic. `context`
     /// keys are lowercase condition keys (`aws:sourcearn`, `aws:sourceaccount`, …).
-    pub fn policy_allows(
-        &self,
-        caller: &Caller<'_>,
-        action: &str,
-        context: &HashMap<String, String>,
-    ) -> bool {
-        let Ok(doc) = policy::parse(&self.policy(), false) else {
-            return false;
-        };
+    pub fn policy_allows(&self, caller: &Caller<'_>, action: &str, context: &HashMap<String, String>) -> bool {
+        let Ok(doc) = policy::parse(&self.policy(), false) else { return false };
         doc.allows(caller, &format!("SNS:{action}"), Some(&self.arn()), context)
     }
 }
@@ -117,8 +102,7 @@ pub fn topic_arn(region: &str, account_id: &str, name: &str) -> String {
     format!("arn:aws:sns:{region}:{account_id}:{name}")
 }
 
-static TOPIC_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_-]{1,256}$").unwrap());
+static TOPIC_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_-]{1,256}$").unwrap());
 static TOPIC_ARN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^arn:aws:sns:([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d{1,2}):(\d{12}):([A-Za-z0-9_-]{1,256})$").unwrap()
 });
@@ -128,11 +112,7 @@ static SUBSCRIPTION_ARN: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 pub fn check_topic_name(name: &str) -> Result<(), ServiceError> {
-    if TOPIC_NAME.is_match(name) {
-        Ok(())
-    } else {
-        Err(invalid("Topic Name"))
-    }
+    if TOPIC_NAME.is_match(name) { Ok(()) } else { Err(invalid("Topic Name")) }
 }
 
 /// The parts of a topic ARN.
@@ -146,11 +126,7 @@ pub struct TopicArn {
 impl TopicArn {
     pub fn parse(arn: &str) -> Result<Self, ServiceError> {
         let c = TOPIC_ARN.captures(arn).ok_or_else(|| invalid("TopicArn"))?;
-        Ok(Self {
-            region: c[1].to_string(),
-            account_id: c[2].to_string(),
-            name: c[3].to_string(),
-        })
+        Ok(Self { region: c[1].to_string(), account_id: c[2].to_string(), name: c[3].to_string() })
     }
 
     pub fn arn(&self) -> String {
@@ -160,9 +136,7 @@ impl TopicArn {
 
 /// The topic ARN a subscription ARN belongs to.
 pub fn subscription_topic(subscription_arn: &str) -> Result<TopicArn, ServiceError> {
-    let c = SUBSCRIPTION_ARN
-        .captures(subscription_arn)
-        .ok_or_else(|| invalid("SubscriptionArn"))?;
+    let c = SUBSCRIPTION_ARN.captures(subscription_arn).ok_or_else(|| invalid("SubscriptionArn"))?;
     TopicArn::parse(&c[1]).map_err(|_| invalid("SubscriptionArn"))
 }
 
@@ -194,8 +168,7 @@ pub fn default_policy(topic_arn: &str, account_id: &str) -> String {
 /// Checks a topic policy: a policy document (`domain::policy`) whose statements each name a
 /// principal and only SNS actions.
 pub fn check_topic_policy(doc: &str) -> Result<PolicyDocument, ServiceError> {
-    let p =
-        policy::parse(doc, false).map_err(|e| invalid(format!("Policy Error: {}", e.message)))?;
+    let p = policy::parse(doc, false).map_err(|e| invalid(format!("Policy Error: {}", e.message)))?;
     for s in &p.statements {
         if s.principals.is_none() {
             return Err(invalid("Policy Error: every Statement needs a Principal"));
@@ -215,34 +188,23 @@ pub fn check_delivery_policy(doc: &str) -> Result<(), ServiceError> {
     use serde_json::Value;
     let bad = |why: &str| invalid(format!("DeliveryPolicy: {why}"));
     let v: Value = serde_json::from_str(doc).map_err(|_| bad("not valid JSON"))?;
-    let Value::Object(m) = &v else {
-        return Err(bad("must be a JSON object"));
-    };
-    let Some(http) = m.get("http") else {
-        return Ok(());
-    };
-    let Value::Object(http) = http else {
-        return Err(bad("\"http\" must be an object"));
-    };
+    let Value::Object(m) = &v else { return Err(bad("must be a JSON object")) };
+    let Some(http) = m.get("http") else { return Ok(()) };
+    let Value::Object(http) = http else { return Err(bad("\"http\" must be an object")) };
     for (k, v) in http {
         match (k.as_str(), v) {
             ("defaultHealthyRetryPolicy", Value::Object(r)) => {
                 for (rk, rv) in r {
                     match rk.as_str() {
-                        "minDelayTarget" | "maxDelayTarget" | "numRetries"
-                        | "numNoDelayRetries" | "numMinDelayRetries" | "numMaxDelayRetries" => {
+                        "minDelayTarget" | "maxDelayTarget" | "numRetries" | "numNoDelayRetries" | "numMinDelayRetries"
+                        | "numMaxDelayRetries" => {
                             if rv.as_u64().is_none() {
                                 return Err(bad(&format!("{rk} must be a non-negative integer")));
                             }
                         }
                         "backoffFunction" => {
-                            if !matches!(
-                                rv.as_str(),
-                                Some("linear" | "arithmetic" | "geometric" | "exponential")
-                            ) {
-                                return Err(bad(
-                                    "backoffFunction must be linear, arithmetic, geometric or exponential",
-                                ));
+                            if !matches!(rv.as_str(), Some("linear" | "arithmetic" | "geometric" | "exponential")) {
+                                return Err(bad("backoffFunction must be linear, arithmetic, geometric or exponential"));
                             }
                         }
                         other => return Err(bad(&format!("unknown retry policy field {other}"))),
@@ -273,9 +235,7 @@ pub fn check_topic_attribute(name: &str, value: &str) -> Result<(), ServiceError
         "Policy" | "DeliveryPolicy" => {}
         "SignatureVersion" => {
             if !matches!(value, "" | "2") {
-                return Err(invalid(
-                    "SignatureVersion: otatrail signs messages with SignatureVersion 2 (SHA256withRSA) only",
-                ));
+                return Err(invalid("SignatureVersion: otatrail signs messages with SignatureVersion 2 (SHA256withRSA) only"));
             }
         }
         "TracingConfig" => {
@@ -288,71 +248,39 @@ pub fn check_topic_attribute(name: &str, value: &str) -> Result<(), ServiceError
                 return Err(invalid("Attributes Reason: FIFO topics are not supported"));
             }
         }
-        "KmsMasterKeyId" => {
-            return Err(invalid(
-                "Attributes Reason: KmsMasterKeyId: server-side encryption with KMS is not supported",
-            ));
-        }
-        other => {
-            return Err(invalid(format!(
-                "AttributeName: unknown or read-only attribute {other}"
-            )));
-        }
+        "KmsMasterKeyId" => return Err(invalid("Attributes Reason: KmsMasterKeyId: server-side encryption with KMS is not supported")),
+        other => return Err(invalid(format!("AttributeName: unknown or read-only attribute {other}"))),
     }
     Ok(())
 }
 
 pub fn check_tags(tags: &[SnsTag]) -> Result<(), ServiceError> {
     if tags.len() > 50 {
-        return Err(ServiceError::new(
-            "TagLimitExceeded",
-            "Could not complete request: tag quota of per resource exceeded",
-        ));
+        return Err(ServiceError::new("TagLimitExceeded", "Could not complete request: tag quota of per resource exceeded"));
     }
     for t in tags {
         if t.key.is_empty() || t.key.chars().count() > 128 || t.value.chars().count() > 256 {
-            return Err(invalid(
-                "Tags: keys are 1 to 128 characters, values at most 256",
-            ));
+            return Err(invalid("Tags: keys are 1 to 128 characters, values at most 256"));
         }
     }
     Ok(())
 }
 
 /// Subscription protocols SNS knows; otatrail delivers to `http` and `https` only.
-const KNOWN_PROTOCOLS: &[&str] = &[
-    "http",
-    "https",
-    "email",
-    "email-json",
-    "sms",
-    "sqs",
-    "application",
-    "lambda",
-    "firehose",
-];
+const KNOWN_PROTOCOLS: &[&str] = &["http", "https", "email", "email-json", "sms", "sqs", "application", "lambda", "firehose"];
 
 /// Checks a Subscribe request's protocol and endpoint.
-pub fn check_subscription_target(
-    protocol: &str,
-    endpoint: Option<&str>,
-) -> Result<String, ServiceError> {
+pub fn check_subscription_target(protocol: &str, endpoint: Option<&str>) -> Result<String, ServiceError> {
     if !KNOWN_PROTOCOLS.contains(&protocol) {
-        return Err(invalid(format!(
-            "Amazon SNS does not support this protocol string: {protocol}"
-        )));
+        return Err(invalid(format!("Amazon SNS does not support this protocol string: {protocol}")));
     }
     if protocol != "http" && protocol != "https" {
         return Err(invalid(format!(
             "Protocol Reason: otatrail delivers to http and https endpoints only; the {protocol} protocol is not supported"
         )));
     }
-    let endpoint = endpoint
-        .filter(|e| !e.is_empty())
-        .ok_or_else(|| invalid("Endpoint Reason: an http or https URL is required"))?;
-    let uri: http::Uri = endpoint
-        .parse()
-        .map_err(|_| invalid("Endpoint Reason: not a valid URL"))?;
+    let endpoint = endpoint.filter(|e| !e.is_empty()).ok_or_else(|| invalid("Endpoint Reason: an http or https URL is required"))?;
+    let uri: http::Uri = endpoint.parse().map_err(|_| invalid("Endpoint Reason: not a valid URL"))?;
     if uri.scheme_str() != Some(protocol) || uri.host().is_none_or(str::is_empty) {
         return Err(invalid("Endpoint must match the specified protocol"));
     }
@@ -361,9 +289,7 @@ pub fn check_subscription_target(
 
 /// An endpoint URL as it may be shown or recorded: a password in it is masked.
 pub fn mask_endpoint(endpoint: &str) -> String {
-    let Some((scheme, rest)) = endpoint.split_once("://") else {
-        return endpoint.to_string();
-    };
+    let Some((scheme, rest)) = endpoint.split_once("://") else { return endpoint.to_string() };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
@@ -402,11 +328,7 @@ pub struct Subscription {
 impl Subscription {
     /// The ARN as listings show it (`PendingConfirmation` until confirmed).
     pub fn listed_arn(&self) -> &str {
-        if self.confirmed {
-            &self.arn
-        } else {
-            PENDING_CONFIRMATION
-        }
+        if self.confirmed { &self.arn } else { PENDING_CONFIRMATION }
     }
 }
 
@@ -479,34 +401,19 @@ pub fn timestamp(t: Millis) -> String {
 
 /// The URLs of the server's main port that messages carry.
 pub fn subscribe_url(public_url: &str, topic_arn: &str, token: &str) -> String {
-    format!(
-        "{}/?Action=ConfirmSubscription&TopicArn={topic_arn}&Token={token}",
-        public_url.trim_end_matches('/')
-    )
+    format!("{}/?Action=ConfirmSubscription&TopicArn={topic_arn}&Token={token}", public_url.trim_end_matches('/'))
 }
 
 pub fn unsubscribe_url(public_url: &str, subscription_arn: &str) -> String {
-    format!(
-        "{}/?Action=Unsubscribe&SubscriptionArn={subscription_arn}",
-        public_url.trim_end_matches('/')
-    )
+    format!("{}/?Action=Unsubscribe&SubscriptionArn={subscription_arn}", public_url.trim_end_matches('/'))
 }
 
 /// What kind of message, with the fields only that kind has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MessageKind {
-    SubscriptionConfirmation {
-        token: String,
-        subscribe_url: String,
-    },
-    UnsubscribeConfirmation {
-        token: String,
-        subscribe_url: String,
-    },
-    Notification {
-        subject: Option<String>,
-        unsubscribe_url: String,
-    },
+    SubscriptionConfirmation { token: String, subscribe_url: String },
+    UnsubscribeConfirmation { token: String, subscribe_url: String },
+    Notification { subject: Option<String>, unsubscribe_url: String },
 }
 
 /// A message SNS posts to an HTTP/S endpoint, before its signature.
@@ -568,14 +475,8 @@ impl Message {
                 }
                 field("Timestamp", &self.timestamp);
             }
-            MessageKind::SubscriptionConfirmation {
-                token,
-                subscribe_url,
-            }
-            | MessageKind::UnsubscribeConfirmation {
-                token,
-                subscribe_url,
-            } => {
+            MessageKind::SubscriptionConfirmation { token, subscribe_url }
+            | MessageKind::UnsubscribeConfirmation { token, subscribe_url } => {
                 field("SubscribeURL", subscribe_url);
                 field("Timestamp", &self.timestamp);
                 field("Token", token);
@@ -589,17 +490,10 @@ impl Message {
     /// The message body as SNS posts it (its field order and layout), with the base64
     /// signature of [`Self::string_to_sign`].
     pub fn to_json(&self, signature_b64: &str, signing_cert_url: &str) -> String {
-        let mut fields: Vec<(&str, &str)> =
-            vec![("Type", self.type_name()), ("MessageId", &self.message_id)];
+        let mut fields: Vec<(&str, &str)> = vec![("Type", self.type_name()), ("MessageId", &self.message_id)];
         match &self.kind {
-            MessageKind::SubscriptionConfirmation {
-                token,
-                subscribe_url,
-            }
-            | MessageKind::UnsubscribeConfirmation {
-                token,
-                subscribe_url,
-            } => {
+            MessageKind::SubscriptionConfirmation { token, subscribe_url }
+            | MessageKind::UnsubscribeConfirmation { token, subscribe_url } => {
                 fields.extend([
                     ("Token", token.as_str()),
                     ("TopicArn", &self.topic_arn),
@@ -611,10 +505,7 @@ impl Message {
                     ("SigningCertURL", signing_cert_url),
                 ]);
             }
-            MessageKind::Notification {
-                subject,
-                unsubscribe_url,
-            } => {
+            MessageKind::Notification { subject, unsubscribe_url } => {
                 fields.push(("TopicArn", &self.topic_arn));
                 if let Some(s) = subject {
                     fields.push(("Subject", s));
@@ -631,12 +522,7 @@ impl Message {
         }
         let body: Vec<String> = fields
             .iter()
-            .map(|(k, v)| {
-                format!(
-                    "  \"{k}\" : {}",
-                    serde_json::Value::String((*v).to_string())
-                )
-            })
+            .map(|(k, v)| format!("  \"{k}\" : {}", serde_json::Value::String((*v).to_string())))
             .collect();
         format!("{{\n{}\n}}", body.join(",\n"))
     }
@@ -644,11 +530,7 @@ impl Message {
 
 /// Checks a Publish message and picks what HTTP/S endpoints get: the message, or with
 /// `MessageStructure=json` the `http`/`https` member of the JSON object, else its `default`.
-pub fn message_for_http(
-    message: &str,
-    structure: Option<&str>,
-    protocol: &str,
-) -> Result<String, ServiceError> {
+pub fn message_for_http(message: &str, structure: Option<&str>, protocol: &str) -> Result<String, ServiceError> {
     if message.is_empty() {
         return Err(invalid("Empty message"));
     }
@@ -658,15 +540,9 @@ pub fn message_for_http(
     match structure {
         None | Some("") => Ok(message.to_string()),
         Some("json") => {
-            let v: serde_json::Value = serde_json::from_str(message)
-                .map_err(|_| invalid("Message Structure - JSON message body failed to parse"))?;
-            let default = v.get("default").and_then(|d| d.as_str()).ok_or_else(|| {
-                invalid("Message Structure - No default entry in JSON message body")
-            })?;
-            Ok(v.get(protocol)
-                .and_then(|d| d.as_str())
-                .unwrap_or(default)
-                .to_string())
+            let v: serde_json::Value = serde_json::from_str(message).map_err(|_| invalid("Message Structure - JSON message body failed to parse"))?;
+            let default = v.get("default").and_then(|d| d.as_str()).ok_or_else(|| invalid("Message Structure - No default entry in JSON message body"))?;
+            Ok(v.get(protocol).and_then(|d| d.as_str()).unwrap_or(default).to_string())
         }
         Some(_) => Err(invalid("MessageStructure")),
     }
@@ -674,12 +550,7 @@ pub fn message_for_http(
 
 /// Checks a Publish subject: at most 100 printable ASCII characters, no line breaks.
 pub fn check_subject(subject: &str) -> Result<(), ServiceError> {
-    if subject.is_empty()
-        || subject.len() > 100
-        || !subject
-            .chars()
-            .all(|c| c.is_ascii() && !c.is_ascii_control())
-    {
+    if subject.is_empty() || subject.len() > 100 || !subject.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
         return Err(invalid("Subject"));
     }
     Ok(())
@@ -700,11 +571,7 @@ pub const DEFAULT_MAX_DELAY_SECONDS: i64 = 60;
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            first_delay_ms: 1000,
-            max_delay_ms: DEFAULT_MAX_DELAY_SECONDS * 1000,
-            give_up_after_ms: DEFAULT_GIVE_UP_SECONDS * 1000,
-        }
+        Self { first_delay_ms: 1000, max_delay_ms: DEFAULT_MAX_DELAY_SECONDS * 1000, give_up_after_ms: DEFAULT_GIVE_UP_SECONDS * 1000 }
     }
 }
 
@@ -712,20 +579,13 @@ impl RetryPolicy {
     /// The wait after the `failed`-th failed attempt (1 s, 2 s, 4 s, … up to the cap).
     pub fn delay_after(&self, failed: i64) -> i64 {
         let shift = (failed.max(1) - 1).min(40) as u32;
-        self.first_delay_ms
-            .saturating_mul(1i64 << shift)
-            .min(self.max_delay_ms)
-            .max(1)
+        self.first_delay_ms.saturating_mul(1i64 << shift).min(self.max_delay_ms).max(1)
     }
 
     /// When to try a delivery again after it failed once more, or `None` to give up.
     pub fn next_attempt(&self, created_at: Millis, failed: i64, now: Millis) -> Option<Millis> {
         let next = now.0 + self.delay_after(failed);
-        if next - created_at.0 > self.give_up_after_ms {
-            None
-        } else {
-            Some(Millis(next))
-        }
+        if next - created_at.0 > self.give_up_after_ms { None } else { Some(Millis(next)) }
     }
 
     /// Attempts made after the first before giving up: `(retries, retries at the longest delay)`.
@@ -798,12 +658,7 @@ mod tests {
 
     #[test]
     fn confirmation_string_to_sign_and_body() {
-        let m = Message::confirmation(
-            "arn:aws:sns:us-east-1:111122223333:t",
-            "ab12",
-            "http://127.0.0.1:4566/",
-            Millis(1_335_920_046_655),
-        );
+        let m = Message::confirmation("arn:aws:sns:us-east-1:111122223333:t", "ab12", "http://127.0.0.1:4566/", Millis(1_335_920_046_655));
         assert_eq!(m.timestamp, "2012-05-02T00:54:06.655Z");
         let url = "http://127.0.0.1:4566/?Action=ConfirmSubscription&TopicArn=arn:aws:sns:us-east-1:111122223333:t&Token=ab12";
         assert_eq!(
@@ -815,8 +670,7 @@ mod tests {
             )
         );
         assert!(m.message.starts_with("You have chosen to subscribe to the topic arn:aws:sns:us-east-1:111122223333:t.\nTo confirm"));
-        let body: serde_json::Value =
-            serde_json::from_str(&m.to_json("c2ln", "http://x/cert.pem")).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&m.to_json("c2ln", "http://x/cert.pem")).unwrap();
         assert_eq!(body["Type"], "SubscriptionConfirmation");
         assert_eq!(body["SubscribeURL"], url);
         assert_eq!(body["SignatureVersion"], "2");
@@ -833,91 +687,42 @@ mod tests {
         let pair = KeyPair::generate(KeySize::Rsa2048).unwrap();
         for m in [notification(Some("s")), notification(None)] {
             let mut sig = vec![0u8; pair.public_modulus_len()];
-            pair.sign(
-                &RSA_PKCS1_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                m.string_to_sign().as_bytes(),
-                &mut sig,
-            )
-            .unwrap();
+            pair.sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), m.string_to_sign().as_bytes(), &mut sig).unwrap();
             let b64 = base64::engine::general_purpose::STANDARD.encode(&sig);
-            let body: serde_json::Value =
-                serde_json::from_str(&m.to_json(&b64, "http://x/c.pem")).unwrap();
+            let body: serde_json::Value = serde_json::from_str(&m.to_json(&b64, "http://x/c.pem")).unwrap();
             let mut rebuilt = String::new();
-            for k in [
-                "Message",
-                "MessageId",
-                "Subject",
-                "Timestamp",
-                "TopicArn",
-                "Type",
-            ] {
+            for k in ["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"] {
                 if let Some(v) = body.get(k).and_then(|v| v.as_str()) {
                     rebuilt.push_str(&format!("{k}\n{v}\n"));
                 }
             }
-            let sig = base64::engine::general_purpose::STANDARD
-                .decode(body["Signature"].as_str().unwrap())
-                .unwrap();
-            assert!(crate::domain::signing::verify(
-                pair.public_key().as_ref(),
-                rebuilt.as_bytes(),
-                &sig
-            ));
-            assert!(!crate::domain::signing::verify(
-                pair.public_key().as_ref(),
-                b"tampered",
-                &sig
-            ));
+            let sig = base64::engine::general_purpose::STANDARD.decode(body["Signature"].as_str().unwrap()).unwrap();
+            assert!(crate::domain::signing::verify(pair.public_key().as_ref(), rebuilt.as_bytes(), &sig));
+            assert!(!crate::domain::signing::verify(pair.public_key().as_ref(), b"tampered", &sig));
         }
     }
 
     #[test]
     fn json_layout_is_snss() {
         let j = notification(None).to_json("sig", "http://c");
-        assert!(
-            j.starts_with("{\n  \"Type\" : \"Notification\",\n  \"MessageId\" : "),
-            "{j}"
-        );
+        assert!(j.starts_with("{\n  \"Type\" : \"Notification\",\n  \"MessageId\" : "), "{j}");
         assert!(!j.contains("Subject"));
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
-            [
-                "Type",
-                "MessageId",
-                "TopicArn",
-                "Message",
-                "Timestamp",
-                "SignatureVersion",
-                "Signature",
-                "SigningCertURL",
-                "UnsubscribeURL"
-            ]
+            ["Type", "MessageId", "TopicArn", "Message", "Timestamp", "SignatureVersion", "Signature", "SigningCertURL", "UnsubscribeURL"]
         );
     }
 
     #[test]
     fn back_off_doubles_to_the_cap_then_gives_up() {
-        let p = RetryPolicy {
-            first_delay_ms: 1000,
-            max_delay_ms: 60_000,
-            give_up_after_ms: 3_600_000,
-        };
+        let p = RetryPolicy { first_delay_ms: 1000, max_delay_ms: 60_000, give_up_after_ms: 3_600_000 };
         let delays: Vec<i64> = (1..=9).map(|n| p.delay_after(n)).collect();
-        assert_eq!(
-            delays,
-            [
-                1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000
-            ]
-        );
+        assert_eq!(delays, [1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000, 60_000]);
         assert_eq!(p.delay_after(10_000), 60_000);
         let t0 = Millis(1_000_000);
-        assert_eq!(
-            p.next_attempt(t0, 1, Millis(t0.0 + 10)),
-            Some(Millis(t0.0 + 1010))
-        );
+        assert_eq!(p.next_attempt(t0, 1, Millis(t0.0 + 10)), Some(Millis(t0.0 + 1010)));
         assert_eq!(p.next_attempt(t0, 50, Millis(t0.0 + 3_550_000)), None);
         assert!(p.next_attempt(t0, 50, Millis(t0.0 + 3_000_000)).is_some());
         // 1+2+…+32 = 63 s, then (3600-63)/60 = 58 more at the cap.
@@ -926,25 +731,16 @@ mod tests {
         assert!(d.retries().0 > 30_000, "{:?}", d.retries());
         let v: serde_json::Value = serde_json::from_str(&p.effective_delivery_policy()).unwrap();
         assert_eq!(v["http"]["defaultHealthyRetryPolicy"]["maxDelayTarget"], 60);
-        assert_eq!(
-            v["http"]["defaultHealthyRetryPolicy"]["backoffFunction"],
-            "exponential"
-        );
+        assert_eq!(v["http"]["defaultHealthyRetryPolicy"]["backoffFunction"], "exponential");
     }
 
     #[test]
     fn names_arns_and_targets() {
         assert!(check_topic_name("ota-events_1").is_ok());
-        assert_eq!(
-            check_topic_name("a.fifo").unwrap_err().code,
-            codes::INVALID_PARAMETER
-        );
+        assert_eq!(check_topic_name("a.fifo").unwrap_err().code, codes::INVALID_PARAMETER);
         assert!(check_topic_name("").is_err());
         let a = TopicArn::parse("arn:aws:sns:eu-west-1:111122223333:t").unwrap();
-        assert_eq!(
-            (a.region.as_str(), a.account_id.as_str(), a.name.as_str()),
-            ("eu-west-1", "111122223333", "t")
-        );
+        assert_eq!((a.region.as_str(), a.account_id.as_str(), a.name.as_str()), ("eu-west-1", "111122223333", "t"));
         assert!(TopicArn::parse("arn:aws:sqs:eu-west-1:111122223333:t").is_err());
         let s = new_subscription_arn(&a.arn());
         assert_eq!(subscription_topic(&s).unwrap(), a);
@@ -953,17 +749,9 @@ mod tests {
         assert!(check_subscription_target("https", Some("http://127.0.0.1:9/x")).is_err());
         let e = check_subscription_target("sqs", Some("arn:aws:sqs:us-east-1:1:q")).unwrap_err();
         assert!(e.message.contains("http and https"), "{}", e.message);
-        assert!(
-            check_subscription_target("carrier-pigeon", None)
-                .unwrap_err()
-                .message
-                .contains("does not support this protocol")
-        );
+        assert!(check_subscription_target("carrier-pigeon", None).unwrap_err().message.contains("does not support this protocol"));
         assert!(check_subscription_target("http", None).is_err());
-        assert_eq!(
-            mask_endpoint("https://u:secret@h.example/p?q"),
-            "https://u:****@h.example/p?q"
-        );
+        assert_eq!(mask_endpoint("https://u:secret@h.example/p?q"), "https://u:****@h.example/p?q");
         assert_eq!(mask_endpoint("http://h:80/p@x"), "http://h:80/p@x");
     }
 
@@ -989,31 +777,11 @@ mod tests {
         topic.attributes.insert("Policy".into(), doc);
         assert!(topic.policy_allows(&ct, "Publish", &HashMap::new()));
         assert!(!topic.policy_allows(&ct, "DeleteTopic", &HashMap::new()));
-        assert!(!topic.policy_allows(
-            &Caller::Service("s3.amazonaws.com"),
-            "Publish",
-            &HashMap::new()
-        ));
-        assert_eq!(
-            check_topic_attribute("Policy", "{not json")
-                .unwrap_err()
-                .code,
-            codes::INVALID_PARAMETER
-        );
+        assert!(!topic.policy_allows(&Caller::Service("s3.amazonaws.com"), "Publish", &HashMap::new()));
+        assert_eq!(check_topic_attribute("Policy", "{not json").unwrap_err().code, codes::INVALID_PARAMETER);
         let s3 = r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject"}]}"#;
-        assert!(
-            check_topic_attribute("Policy", s3)
-                .unwrap_err()
-                .message
-                .contains("out of service scope")
-        );
-        assert!(
-            check_topic_attribute(
-                "DeliveryPolicy",
-                r#"{"http":{"defaultHealthyRetryPolicy":{"numRetries":-1}}}"#
-            )
-            .is_err()
-        );
+        assert!(check_topic_attribute("Policy", s3).unwrap_err().message.contains("out of service scope"));
+        assert!(check_topic_attribute("DeliveryPolicy", r#"{"http":{"defaultHealthyRetryPolicy":{"numRetries":-1}}}"#).is_err());
         assert!(check_topic_attribute("DeliveryPolicy", r#"{"http":{"defaultHealthyRetryPolicy":{"numRetries":3,"backoffFunction":"linear"}}}"#).is_ok());
         assert!(check_topic_attribute("Owner", "x").is_err());
     }
@@ -1023,21 +791,12 @@ mod tests {
         assert_eq!(message_for_http("m", None, "http").unwrap(), "m");
         assert!(message_for_http("", None, "http").is_err());
         assert!(message_for_http(&"x".repeat(MAX_MESSAGE_BYTES + 1), None, "http").is_err());
-        assert_eq!(
-            message_for_http(r#"{"default":"d","https":"s"}"#, Some("json"), "https").unwrap(),
-            "s"
-        );
-        assert_eq!(
-            message_for_http(r#"{"default":"d","https":"s"}"#, Some("json"), "http").unwrap(),
-            "d"
-        );
+        assert_eq!(message_for_http(r#"{"default":"d","https":"s"}"#, Some("json"), "https").unwrap(), "s");
+        assert_eq!(message_for_http(r#"{"default":"d","https":"s"}"#, Some("json"), "http").unwrap(), "d");
         assert!(message_for_http(r#"{"http":"h"}"#, Some("json"), "http").is_err());
         assert!(check_subject("Log files").is_ok());
         assert!(check_subject("two\nlines").is_err());
         assert!(check_subject(&"s".repeat(101)).is_err());
-        assert_eq!(
-            pem_certificate(&[1, 2, 3]),
-            "-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n"
-        );
+        assert_eq!(pem_certificate(&[1, 2, 3]), "-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n");
     }
 }

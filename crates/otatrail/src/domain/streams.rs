@@ -88,14 +88,7 @@ pub struct StreamFile {
 
 impl StreamFile {
     pub fn from_ref(r: FileRef, size: u64, sha256: String) -> Self {
-        Self {
-            file_id: r.file_id,
-            bucket: r.bucket,
-            key: r.key,
-            version: r.version,
-            size,
-            sha256,
-        }
+        Self { file_id: r.file_id, bucket: r.bucket, key: r.key, version: r.version, size, sha256 }
     }
 }
 
@@ -174,9 +167,7 @@ fn validate_description(d: &str) -> Result<(), ServiceError> {
 fn validate_role_arn(arn: &str) -> Result<(), ServiceError> {
     validate::length("roleArn", arn, 20, 2048)?;
     if !ROLE_ARN.is_match(arn) {
-        return Err(ServiceError::invalid_request(format!(
-            "roleArn '{arn}' is not a valid IAM role ARN."
-        )));
+        return Err(ServiceError::invalid_request(format!("roleArn '{arn}' is not a valid IAM role ARN.")));
     }
     Ok(())
 }
@@ -200,21 +191,17 @@ fn validate_files(files: &[StreamFileInput]) -> Result<Vec<FileRef>, ServiceErro
     let mut out = Vec::with_capacity(files.len());
     for (i, f) in files.iter().enumerate() {
         let n = i + 1;
-        let file_id = f.file_id.ok_or_else(|| {
-            ServiceError::invalid_request(format!("files.{n}.member.fileId is required."))
-        })?;
+        let file_id = f
+            .file_id
+            .ok_or_else(|| ServiceError::invalid_request(format!("files.{n}.member.fileId is required.")))?;
         validate::int_range(&format!("files.{n}.member.fileId"), file_id, 0, 255)?;
-        let loc = f.s3_location.as_ref().ok_or_else(|| {
-            ServiceError::invalid_request(format!("files.{n}.member.s3Location is required."))
-        })?;
+        let loc = f
+            .s3_location
+            .as_ref()
+            .ok_or_else(|| ServiceError::invalid_request(format!("files.{n}.member.s3Location is required.")))?;
         let bucket = loc.bucket.clone().unwrap_or_default();
         let key = loc.key.clone().unwrap_or_default();
-        validate::length(
-            &format!("files.{n}.member.s3Location.bucket"),
-            &bucket,
-            1,
-            255,
-        )?;
+        validate::length(&format!("files.{n}.member.s3Location.bucket"), &bucket, 1, 255)?;
         validate::length(&format!("files.{n}.member.s3Location.key"), &key, 1, 1024)?;
         if seen[file_id as usize] {
             return Err(ServiceError::invalid_request(format!(
@@ -222,12 +209,7 @@ fn validate_files(files: &[StreamFileInput]) -> Result<Vec<FileRef>, ServiceErro
             )));
         }
         seen[file_id as usize] = true;
-        out.push(FileRef {
-            file_id: file_id as u8,
-            bucket,
-            key,
-            version: loc.version.clone(),
-        });
+        out.push(FileRef { file_id: file_id as u8, bucket, key, version: loc.version.clone() });
     }
     Ok(out)
 }
@@ -242,10 +224,7 @@ pub struct ValidCreate {
     pub tags: Vec<Tag>,
 }
 
-pub fn validate_create(
-    stream_id: &str,
-    body: &CreateStreamBody,
-) -> Result<ValidCreate, ServiceError> {
+pub fn validate_create(stream_id: &str, body: &CreateStreamBody) -> Result<ValidCreate, ServiceError> {
     validate_stream_id(stream_id)?;
     if let Some(d) = &body.description {
         validate_description(d)?;
@@ -255,20 +234,11 @@ pub fn validate_create(
         .as_deref()
         .ok_or_else(|| ServiceError::invalid_request("files is required."))
         .and_then(validate_files)?;
-    let role_arn = body
-        .role_arn
-        .clone()
-        .ok_or_else(|| ServiceError::invalid_request("roleArn is required."))?;
+    let role_arn = body.role_arn.clone().ok_or_else(|| ServiceError::invalid_request("roleArn is required."))?;
     validate_role_arn(&role_arn)?;
     let tags = body.tags.clone().unwrap_or_default();
     validate_tags(&tags)?;
-    Ok(ValidCreate {
-        stream_id: stream_id.to_string(),
-        description: body.description.clone(),
-        files,
-        role_arn,
-        tags,
-    })
+    Ok(ValidCreate { stream_id: stream_id.to_string(), description: body.description.clone(), files, role_arn, tags })
 }
 
 /// An UpdateStream request that passed every model constraint.
@@ -280,10 +250,7 @@ pub struct ValidUpdate {
     pub role_arn: Option<String>,
 }
 
-pub fn validate_update(
-    stream_id: &str,
-    body: &UpdateStreamBody,
-) -> Result<ValidUpdate, ServiceError> {
+pub fn validate_update(stream_id: &str, body: &UpdateStreamBody) -> Result<ValidUpdate, ServiceError> {
     validate_stream_id(stream_id)?;
     if let Some(d) = &body.description {
         validate_description(d)?;
@@ -334,15 +301,9 @@ pub async fn create(
     Ok(stream)
 }
 
-pub async fn describe(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    stream_id: &str,
-) -> Result<Stream, ServiceError> {
+pub async fn describe(tx: &mut dyn StateTx, scope: &Scope, stream_id: &str) -> Result<Stream, ServiceError> {
     validate_stream_id(stream_id)?;
-    tx.get_stream(scope, stream_id)
-        .await?
-        .ok_or_else(|| not_found(stream_id))
+    tx.get_stream(scope, stream_id).await?.ok_or_else(|| not_found(stream_id))
 }
 
 pub async fn update(
@@ -352,17 +313,11 @@ pub async fn update(
     files: Option<Vec<StreamFile>>,
     now: Millis,
 ) -> Result<Stream, ServiceError> {
-    let mut stream = tx
-        .get_stream(scope, &req.stream_id)
-        .await?
-        .ok_or_else(|| not_found(&req.stream_id))?;
+    let mut stream = tx.get_stream(scope, &req.stream_id).await?.ok_or_else(|| not_found(&req.stream_id))?;
     if stream.version >= MAX_VERSION {
         return Err(ServiceError::new(
             codes::LIMIT_EXCEEDED,
-            format!(
-                "Stream {} has reached the maximum version {MAX_VERSION}.",
-                req.stream_id
-            ),
+            format!("Stream {} has reached the maximum version {MAX_VERSION}.", req.stream_id),
         ));
     }
     if let Some(d) = req.description {
@@ -380,11 +335,7 @@ pub async fn update(
     Ok(stream)
 }
 
-pub async fn delete(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    stream_id: &str,
-) -> Result<(), ServiceError> {
+pub async fn delete(tx: &mut dyn StateTx, scope: &Scope, stream_id: &str) -> Result<(), ServiceError> {
     validate_stream_id(stream_id)?;
     if tx.get_stream(scope, stream_id).await?.is_none() {
         return Err(not_found(stream_id));
@@ -393,10 +344,7 @@ pub async fn delete(
     if !users.is_empty() {
         return Err(ServiceError::new(
             codes::DELETE_CONFLICT,
-            format!(
-                "Stream {stream_id} is in use by OTA update(s) {}; delete them first.",
-                users.join(", ")
-            ),
+            format!("Stream {stream_id} is in use by OTA update(s) {}; delete them first.", users.join(", ")),
         ));
     }
     tx.delete_stream(scope, stream_id).await?;
@@ -416,12 +364,7 @@ impl ListCursor {
 
     /// An opaque token.
     pub fn encode(self) -> String {
-        URL_SAFE_NO_PAD.encode(format!(
-            "{}:{}:{}",
-            Self::PREFIX,
-            u8::from(self.ascending),
-            self.after_seq
-        ))
+        URL_SAFE_NO_PAD.encode(format!("{}:{}:{}", Self::PREFIX, u8::from(self.ascending), self.after_seq))
     }
 
     pub fn decode(token: &str) -> Option<Self> {
@@ -439,10 +382,7 @@ impl ListCursor {
         if parts.next().is_some() {
             return None;
         }
-        Some(Self {
-            after_seq,
-            ascending,
-        })
+        Some(Self { after_seq, ascending })
     }
 }
 
@@ -457,11 +397,7 @@ pub struct ListPage {
     pub next_token: Option<String>,
 }
 
-pub async fn list(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    req: ListRequest,
-) -> Result<ListPage, ServiceError> {
+pub async fn list(tx: &mut dyn StateTx, scope: &Scope, req: ListRequest) -> Result<ListPage, ServiceError> {
     let limit = req.max_results.unwrap_or(DEFAULT_PAGE_SIZE);
     validate::int_range("maxResults", limit, 1, MAX_PAGE_SIZE)?;
     let after = match req.next_token.as_deref() {
@@ -477,25 +413,14 @@ pub async fn list(
             Some(c.after_seq)
         }
     };
-    let mut rows = tx
-        .list_streams(scope, after, req.ascending, limit + 1)
-        .await?;
+    let mut rows = tx.list_streams(scope, after, req.ascending, limit + 1).await?;
     let next_token = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|(seq, _)| {
-            ListCursor {
-                after_seq: *seq,
-                ascending: req.ascending,
-            }
-            .encode()
-        })
+        rows.last().map(|(seq, _)| ListCursor { after_seq: *seq, ascending: req.ascending }.encode())
     } else {
         None
     };
-    Ok(ListPage {
-        streams: rows.into_iter().map(|(_, s)| s).collect(),
-        next_token,
-    })
+    Ok(ListPage { streams: rows.into_iter().map(|(_, s)| s).collect(), next_token })
 }
 
 #[cfg(test)]
@@ -505,11 +430,7 @@ mod tests {
     fn file(id: i64) -> StreamFileInput {
         StreamFileInput {
             file_id: Some(id),
-            s3_location: Some(S3Location {
-                bucket: Some("b".into()),
-                key: Some("k".into()),
-                version: None,
-            }),
+            s3_location: Some(S3Location { bucket: Some("b".into()), key: Some("k".into()), version: None }),
         }
     }
 
@@ -546,10 +467,7 @@ mod tests {
 
     #[test]
     fn cursor_round_trip_and_garbage() {
-        let c = ListCursor {
-            after_seq: 42,
-            ascending: true,
-        };
+        let c = ListCursor { after_seq: 42, ascending: true };
         assert_eq!(ListCursor::decode(&c.encode()), Some(c));
         assert_eq!(ListCursor::decode("garbage"), None);
         assert_eq!(ListCursor::decode(""), None);

@@ -50,17 +50,14 @@ pub const MAX_PAGE_SIZE: i64 = 250;
 /// `ThingName`, `ThingTypeName`, `ThingGroupName`, `BillingGroupName`: `[a-zA-Z0-9:_-]+`.
 static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9:_-]+$").unwrap());
 const NAME_PATTERN: &str = "[a-zA-Z0-9:_-]+";
-static ATTRIBUTE_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_.,@/:#-]+$").unwrap());
+static ATTRIBUTE_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_.,@/:#-]+$").unwrap());
 const ATTRIBUTE_NAME_PATTERN: &str = "[a-zA-Z0-9_.,@/:#-]+";
-static ATTRIBUTE_VALUE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_.,@/:#=\[\]-]*$").unwrap());
+static ATTRIBUTE_VALUE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_.,@/:#=\[\]-]*$").unwrap());
 const ATTRIBUTE_VALUE_PATTERN: &str = "[a-zA-Z0-9_.,@/:#=\\[\\]-]*";
 /// `[\p{Graph}\x20]*` as Java reads it: printable ASCII and space.
 /// The model's `[\p{Graph}\x20]*` is a Java pattern, where `\p{Graph}` is the POSIX (ASCII)
 /// class `[!-~]`: printable ASCII and the space.
-static GROUP_DESCRIPTION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[\x20-\x7E]*$").unwrap());
+static GROUP_DESCRIPTION: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\x20-\x7E]*$").unwrap());
 const GROUP_DESCRIPTION_PATTERN: &str = "[\\p{Graph}\\x20]*";
 
 /// Attribute name → value, in name order.
@@ -241,12 +238,8 @@ impl GroupView {
         if let Some(p) = &g.parent {
             meta["parentGroupName"] = json!(p);
         }
-        meta["rootToParentThingGroups"] = Value::Array(
-            self.root_to_parent
-                .iter()
-                .map(|n| group_name_and_arn(&g.scope, n))
-                .collect(),
-        );
+        meta["rootToParentThingGroups"] =
+            Value::Array(self.root_to_parent.iter().map(|n| group_name_and_arn(&g.scope, n)).collect());
         meta["creationDate"] = json!(g.created_at.as_epoch_seconds());
         json!({
             "thingGroupName": g.name,
@@ -282,11 +275,7 @@ fn parse_arn<'a>(arn: &'a str, kind: &str) -> Option<(&'a str, &'a str, &'a str)
     }
     let (region, account, resource) = (parts.next()?, parts.next()?, parts.next()?);
     let name = resource.strip_prefix(kind)?.strip_prefix('/')?;
-    if region.is_empty()
-        || account.len() != 12
-        || !account.bytes().all(|b| b.is_ascii_digit())
-        || name.is_empty()
-    {
+    if region.is_empty() || account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
         return None;
     }
     Some((region, account, name))
@@ -295,9 +284,7 @@ fn parse_arn<'a>(arn: &'a str, kind: &str) -> Option<(&'a str, &'a str, &'a str)
 /// The name of the thing an ARN names in `scope`, or `None` for an ARN of another account or
 /// region, or not a thing ARN at all.
 pub fn thing_name_from_arn(scope: &Scope, arn: &str) -> Option<String> {
-    parse_arn(arn, "thing")
-        .filter(|(r, a, _)| *r == scope.region && *a == scope.account_id)
-        .map(|(_, _, n)| n.to_string())
+    parse_arn(arn, "thing").filter(|(r, a, _)| *r == scope.region && *a == scope.account_id).map(|(_, _, n)| n.to_string())
 }
 
 /// As [`thing_name_from_arn`], for thing groups.
@@ -332,10 +319,7 @@ fn map_failure(field: &str, shown: &str, constraint: &str) -> ServiceError {
 }
 
 /// Attribute names and values of a payload, as the model constrains them.
-fn validate_attribute_map(
-    field: &str,
-    attrs: &BTreeMap<String, String>,
-) -> Result<(), ServiceError> {
+fn validate_attribute_map(field: &str, attrs: &BTreeMap<String, String>) -> Result<(), ServiceError> {
     for (k, v) in attrs {
         if k.chars().count() > 128 || !ATTRIBUTE_NAME.is_match(k) {
             return Err(map_failure(
@@ -373,14 +357,8 @@ fn required(field: &str) -> ServiceError {
 /// The attributes a payload leaves: a replacement (`merge` absent or false) or a merge into
 /// `current`; an empty value removes an attribute either way.
 pub fn apply_payload(current: &Attributes, payload: &AttributePayload) -> Attributes {
-    let Some(given) = &payload.attributes else {
-        return current.clone();
-    };
-    let mut out = if payload.merge.unwrap_or(false) {
-        current.clone()
-    } else {
-        Attributes::new()
-    };
+    let Some(given) = &payload.attributes else { return current.clone() };
+    let mut out = if payload.merge.unwrap_or(false) { current.clone() } else { Attributes::new() };
     for (k, v) in given {
         if v.is_empty() {
             out.remove(k);
@@ -391,22 +369,10 @@ pub fn apply_payload(current: &Attributes, payload: &AttributePayload) -> Attrib
     out
 }
 
-fn check_thing_attribute_count(
-    name: &str,
-    attrs: &Attributes,
-    typed: bool,
-) -> Result<(), ServiceError> {
-    let max = if typed {
-        MAX_TYPED_ATTRIBUTES
-    } else {
-        MAX_UNTYPED_ATTRIBUTES
-    };
+fn check_thing_attribute_count(name: &str, attrs: &Attributes, typed: bool) -> Result<(), ServiceError> {
+    let max = if typed { MAX_TYPED_ATTRIBUTES } else { MAX_UNTYPED_ATTRIBUTES };
     if attrs.len() > max {
-        let what = if typed {
-            "with a thing type"
-        } else {
-            "without a thing type"
-        };
+        let what = if typed { "with a thing type" } else { "without a thing type" };
         return Err(ServiceError::invalid_request(format!(
             "Thing {name} would have {} attributes; a thing {what} can have at most {max}.",
             attrs.len()
@@ -436,9 +402,7 @@ fn group_not_found(name: &str) -> ServiceError {
 fn version_conflict(what: &str, name: &str, actual: i64, expected: i64) -> ServiceError {
     ServiceError::new(
         codes::VERSION_CONFLICT,
-        format!(
-            "The version of {what} {name} is {actual}, which does not match the expected version {expected}."
-        ),
+        format!("The version of {what} {name} is {actual}, which does not match the expected version {expected}."),
     )
 }
 
@@ -454,10 +418,7 @@ pub struct ValidCreateThing {
     pub attributes: Attributes,
 }
 
-pub fn validate_create_thing(
-    name: &str,
-    body: &CreateThingBody,
-) -> Result<ValidCreateThing, ServiceError> {
+pub fn validate_create_thing(name: &str, body: &CreateThingBody) -> Result<ValidCreateThing, ServiceError> {
     validate_thing_name(name)?;
     if let Some(t) = &body.thing_type_name {
         validate_name("thingTypeName", t)?;
@@ -470,24 +431,12 @@ pub fn validate_create_thing(
         validate_name("billingGroupName", b)?;
     }
     // `merge` means nothing on creation.
-    let attributes = apply_payload(
-        &Attributes::new(),
-        &AttributePayload {
-            merge: None,
-            ..payload
-        },
-    );
+    let attributes = apply_payload(&Attributes::new(), &AttributePayload { merge: None, ..payload });
     check_thing_attribute_count(name, &attributes, body.thing_type_name.is_some())?;
     if let Some(b) = &body.billing_group_name {
-        return Err(ServiceError::not_found(format!(
-            "Billing group {b} does not exist."
-        )));
+        return Err(ServiceError::not_found(format!("Billing group {b} does not exist.")));
     }
-    Ok(ValidCreateThing {
-        name: name.to_string(),
-        thing_type_name: body.thing_type_name.clone(),
-        attributes,
-    })
+    Ok(ValidCreateThing { name: name.to_string(), thing_type_name: body.thing_type_name.clone(), attributes })
 }
 
 /// Creates a thing, or returns the existing one when it has the same configuration.
@@ -499,16 +448,12 @@ pub async fn create_thing(
     now: Millis,
 ) -> Result<Thing, ServiceError> {
     if let Some(existing) = tx.get_thing(scope, &req.name).await? {
-        if existing.thing_type_name == req.thing_type_name && existing.attributes == req.attributes
-        {
+        if existing.thing_type_name == req.thing_type_name && existing.attributes == req.attributes {
             return Ok(existing);
         }
         return Err(ServiceError::new(
             codes::RESOURCE_ALREADY_EXISTS,
-            format!(
-                "Thing {} already exists in account with different attributes",
-                req.name
-            ),
+            format!("Thing {} already exists in account with different attributes", req.name),
         )
         .with_member("resourceId", existing.thing_id.clone())
         .with_member("resourceArn", existing.arn()));
@@ -527,23 +472,13 @@ pub async fn create_thing(
     Ok(thing)
 }
 
-pub async fn describe_thing(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    name: &str,
-) -> Result<Thing, ServiceError> {
+pub async fn describe_thing(tx: &mut dyn StateTx, scope: &Scope, name: &str) -> Result<Thing, ServiceError> {
     validate_thing_name(name)?;
-    tx.get_thing(scope, name)
-        .await?
-        .ok_or_else(|| thing_not_found(name))
+    tx.get_thing(scope, name).await?.ok_or_else(|| thing_not_found(name))
 }
 
 /// Whether a thing exists (for other parts of otatrail, e.g. job targets).
-pub async fn thing_exists(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    name: &str,
-) -> Result<bool, ServiceError> {
+pub async fn thing_exists(tx: &mut dyn StateTx, scope: &Scope, name: &str) -> Result<bool, ServiceError> {
     Ok(tx.get_thing(scope, name).await?.is_some())
 }
 
@@ -557,19 +492,12 @@ pub struct ValidUpdateThing {
     pub expected_version: Option<i64>,
 }
 
-pub fn validate_update_thing(
-    name: &str,
-    body: &UpdateThingBody,
-) -> Result<ValidUpdateThing, ServiceError> {
+pub fn validate_update_thing(name: &str, body: &UpdateThingBody) -> Result<ValidUpdateThing, ServiceError> {
     validate_thing_name(name)?;
     if let Some(t) = &body.thing_type_name {
         validate_name("thingTypeName", t)?;
     }
-    if let Some(a) = body
-        .attribute_payload
-        .as_ref()
-        .and_then(|p| p.attributes.as_ref())
-    {
+    if let Some(a) = body.attribute_payload.as_ref().and_then(|p| p.attributes.as_ref()) {
         validate_attribute_map("attributePayload.attributes", a)?;
     }
     let remove_thing_type = body.remove_thing_type.unwrap_or(false);
@@ -587,25 +515,12 @@ pub fn validate_update_thing(
     })
 }
 
-pub async fn update_thing(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    req: ValidUpdateThing,
-    now: Millis,
-) -> Result<Thing, ServiceError> {
-    let mut thing = tx
-        .get_thing(scope, &req.name)
-        .await?
-        .ok_or_else(|| thing_not_found(&req.name))?;
+pub async fn update_thing(tx: &mut dyn StateTx, scope: &Scope, req: ValidUpdateThing, now: Millis) -> Result<Thing, ServiceError> {
+    let mut thing = tx.get_thing(scope, &req.name).await?.ok_or_else(|| thing_not_found(&req.name))?;
     if let Some(expected) = req.expected_version
         && expected != thing.version
     {
-        return Err(version_conflict(
-            "thing",
-            &thing.name,
-            thing.version,
-            expected,
-        ));
+        return Err(version_conflict("thing", &thing.name, thing.version, expected));
     }
     if req.remove_thing_type {
         thing.thing_type_name = None;
@@ -615,11 +530,7 @@ pub async fn update_thing(
     if let Some(p) = &req.attribute_payload {
         thing.attributes = apply_payload(&thing.attributes, p);
     }
-    check_thing_attribute_count(
-        &thing.name,
-        &thing.attributes,
-        thing.thing_type_name.is_some(),
-    )?;
+    check_thing_attribute_count(&thing.name, &thing.attributes, thing.thing_type_name.is_some())?;
     thing.version += 1;
     thing.updated_at = now;
     tx.update_thing(&thing).await?;
@@ -635,9 +546,7 @@ pub async fn delete_thing(
     expected_version: Option<i64>,
 ) -> Result<Option<Thing>, ServiceError> {
     validate_thing_name(name)?;
-    let Some(thing) = tx.get_thing(scope, name).await? else {
-        return Ok(None);
-    };
+    let Some(thing) = tx.get_thing(scope, name).await? else { return Ok(None) };
     if let Some(expected) = expected_version
         && expected != thing.version
     {
@@ -697,10 +606,7 @@ impl NameCursor {
         if k != kind || after.is_empty() {
             return None;
         }
-        Some(Self {
-            kind,
-            after: after.to_string(),
-        })
+        Some(Self { kind, after: after.to_string() })
     }
 }
 
@@ -720,32 +626,17 @@ fn resume_after(kind: &'static str, token: Option<&str>) -> Result<Option<String
 }
 
 /// Cuts a name-ordered list fetched with one item more than `limit` into a page and its token.
-fn paginate<T>(
-    kind: &'static str,
-    mut items: Vec<T>,
-    limit: i64,
-    name: impl Fn(&T) -> &str,
-) -> (Vec<T>, Option<String>) {
+fn paginate<T>(kind: &'static str, mut items: Vec<T>, limit: i64, name: impl Fn(&T) -> &str) -> (Vec<T>, Option<String>) {
     if items.len() as i64 > limit {
         items.truncate(limit as usize);
-        let token = items.last().map(|i| {
-            NameCursor {
-                kind,
-                after: name(i).to_string(),
-            }
-            .encode()
-        });
+        let token = items.last().map(|i| NameCursor { kind, after: name(i).to_string() }.encode());
         (items, token)
     } else {
         (items, None)
     }
 }
 
-pub async fn list_things(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    req: ListThingsRequest,
-) -> Result<ThingPage, ServiceError> {
+pub async fn list_things(tx: &mut dyn StateTx, scope: &Scope, req: ListThingsRequest) -> Result<ThingPage, ServiceError> {
     let limit = page_size(req.max_results)?;
     if let Some(n) = &req.attribute_name {
         validate::length("attributeName", n, 0, 128)?;
@@ -753,16 +644,9 @@ pub async fn list_things(
     }
     if let Some(v) = &req.attribute_value {
         validate::length("attributeValue", v, 0, 800)?;
-        validate::pattern(
-            "attributeValue",
-            v,
-            &ATTRIBUTE_VALUE,
-            ATTRIBUTE_VALUE_PATTERN,
-        )?;
+        validate::pattern("attributeValue", v, &ATTRIBUTE_VALUE, ATTRIBUTE_VALUE_PATTERN)?;
         if req.attribute_name.is_none() {
-            return Err(ServiceError::invalid_request(
-                "attributeValue can only be used together with attributeName.",
-            ));
+            return Err(ServiceError::invalid_request("attributeValue can only be used together with attributeName."));
         }
     }
     if let Some(t) = &req.thing_type_name {
@@ -775,9 +659,7 @@ pub async fn list_things(
         value_prefix: req.use_prefix_attribute_value.unwrap_or(false),
         thing_type_name: req.thing_type_name,
     };
-    let rows = tx
-        .list_things(scope, &filter, after.as_deref(), limit + 1)
-        .await?;
+    let rows = tx.list_things(scope, &filter, after.as_deref(), limit + 1).await?;
     let (things, next_token) = paginate(NameCursor::THINGS, rows, limit, |t| &t.name);
     Ok(ThingPage { things, next_token })
 }
@@ -803,11 +685,7 @@ fn validate_properties(p: &ThingGroupProperties) -> Result<(), ServiceError> {
     if let Some(d) = &p.thing_group_description {
         validate_group_description(PROPS_DESCRIPTION, d)?;
     }
-    if let Some(a) = p
-        .attribute_payload
-        .as_ref()
-        .and_then(|p| p.attributes.as_ref())
-    {
+    if let Some(a) = p.attribute_payload.as_ref().and_then(|p| p.attributes.as_ref()) {
         validate_attribute_map(PROPS_ATTRIBUTES, a)?;
     }
     Ok(())
@@ -818,10 +696,7 @@ fn normalize_description(d: &Option<String>) -> Option<String> {
     d.clone().filter(|d| !d.is_empty())
 }
 
-pub fn validate_create_group(
-    name: &str,
-    body: &CreateThingGroupBody,
-) -> Result<ValidCreateGroup, ServiceError> {
+pub fn validate_create_group(name: &str, body: &CreateThingGroupBody) -> Result<ValidCreateGroup, ServiceError> {
     validate_thing_group_name(name)?;
     if let Some(p) = &body.parent_group_name {
         validate_name("parentGroupName", p)?;
@@ -831,18 +706,10 @@ pub fn validate_create_group(
     let tags = body.tags.clone().unwrap_or_default();
     validate_tags(&tags)?;
     let payload = props.attribute_payload.clone().unwrap_or_default();
-    let attributes = apply_payload(
-        &Attributes::new(),
-        &AttributePayload {
-            merge: None,
-            ..payload
-        },
-    );
+    let attributes = apply_payload(&Attributes::new(), &AttributePayload { merge: None, ..payload });
     check_group_attribute_count(name, &attributes)?;
     if body.parent_group_name.as_deref() == Some(name) {
-        return Err(ServiceError::invalid_request(format!(
-            "Thing group {name} cannot be its own parent."
-        )));
+        return Err(ServiceError::invalid_request(format!("Thing group {name} cannot be its own parent.")));
     }
     Ok(ValidCreateGroup {
         name: name.to_string(),
@@ -864,12 +731,7 @@ async fn ancestors(tx: &mut dyn StateTx, group: &ThingGroup) -> Result<Vec<Strin
         let parent = tx
             .get_thing_group(&group.scope, &name)
             .await?
-            .ok_or_else(|| {
-                crate::store::StoreError::Corrupt(format!(
-                    "thing group {} has a missing parent {name}",
-                    group.name
-                ))
-            })?;
+            .ok_or_else(|| crate::store::StoreError::Corrupt(format!("thing group {} has a missing parent {name}", group.name)))?;
         next = parent.parent.clone();
         chain.push(name);
     }
@@ -886,26 +748,21 @@ pub async fn create_thing_group(
     now: Millis,
 ) -> Result<ThingGroup, ServiceError> {
     if let Some(existing) = tx.get_thing_group(scope, &req.name).await? {
-        if existing.parent == req.parent
-            && existing.description == req.description
-            && existing.attributes == req.attributes
-        {
+        if existing.parent == req.parent && existing.description == req.description && existing.attributes == req.attributes {
             return Ok(existing);
         }
         return Err(ServiceError::new(
             codes::RESOURCE_ALREADY_EXISTS,
-            format!(
-                "Thing group {} already exists with different properties or parent.",
-                req.name
-            ),
+            format!("Thing group {} already exists with different properties or parent.", req.name),
         )
         .with_member("resourceId", existing.group_id.clone())
         .with_member("resourceArn", existing.arn()));
     }
     if let Some(p) = &req.parent {
-        let parent = tx.get_thing_group(scope, p).await?.ok_or_else(|| {
-            ServiceError::invalid_request(format!("The parent thing group {p} does not exist."))
-        })?;
+        let parent = tx
+            .get_thing_group(scope, p)
+            .await?
+            .ok_or_else(|| ServiceError::invalid_request(format!("The parent thing group {p} does not exist.")))?;
         let depth = ancestors(tx, &parent).await?.len() + 2;
         if depth > MAX_GROUP_DEPTH {
             return Err(ServiceError::invalid_request(format!(
@@ -930,29 +787,15 @@ pub async fn create_thing_group(
     Ok(group)
 }
 
-pub async fn describe_thing_group(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    name: &str,
-) -> Result<GroupView, ServiceError> {
+pub async fn describe_thing_group(tx: &mut dyn StateTx, scope: &Scope, name: &str) -> Result<GroupView, ServiceError> {
     validate_thing_group_name(name)?;
-    let group = tx
-        .get_thing_group(scope, name)
-        .await?
-        .ok_or_else(|| group_not_found(name))?;
+    let group = tx.get_thing_group(scope, name).await?.ok_or_else(|| group_not_found(name))?;
     let root_to_parent = ancestors(tx, &group).await?;
-    Ok(GroupView {
-        group,
-        root_to_parent,
-    })
+    Ok(GroupView { group, root_to_parent })
 }
 
 /// Whether a thing group exists (for other parts of otatrail, e.g. job targets).
-pub async fn thing_group_exists(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    name: &str,
-) -> Result<bool, ServiceError> {
+pub async fn thing_group_exists(tx: &mut dyn StateTx, scope: &Scope, name: &str) -> Result<bool, ServiceError> {
     Ok(tx.get_thing_group(scope, name).await?.is_some())
 }
 
@@ -964,21 +807,11 @@ pub struct ValidUpdateGroup {
     pub expected_version: Option<i64>,
 }
 
-pub fn validate_update_group(
-    name: &str,
-    body: &UpdateThingGroupBody,
-) -> Result<ValidUpdateGroup, ServiceError> {
+pub fn validate_update_group(name: &str, body: &UpdateThingGroupBody) -> Result<ValidUpdateGroup, ServiceError> {
     validate_thing_group_name(name)?;
-    let properties = body
-        .thing_group_properties
-        .clone()
-        .ok_or_else(|| required("thingGroupProperties"))?;
+    let properties = body.thing_group_properties.clone().ok_or_else(|| required("thingGroupProperties"))?;
     validate_properties(&properties)?;
-    Ok(ValidUpdateGroup {
-        name: name.to_string(),
-        properties,
-        expected_version: body.expected_version,
-    })
+    Ok(ValidUpdateGroup { name: name.to_string(), properties, expected_version: body.expected_version })
 }
 
 pub async fn update_thing_group(
@@ -987,19 +820,11 @@ pub async fn update_thing_group(
     req: ValidUpdateGroup,
     now: Millis,
 ) -> Result<ThingGroup, ServiceError> {
-    let mut group = tx
-        .get_thing_group(scope, &req.name)
-        .await?
-        .ok_or_else(|| group_not_found(&req.name))?;
+    let mut group = tx.get_thing_group(scope, &req.name).await?.ok_or_else(|| group_not_found(&req.name))?;
     if let Some(expected) = req.expected_version
         && expected != group.version
     {
-        return Err(version_conflict(
-            "thing group",
-            &group.name,
-            group.version,
-            expected,
-        ));
+        return Err(version_conflict("thing group", &group.name, group.version, expected));
     }
     if req.properties.thing_group_description.is_some() {
         group.description = normalize_description(&req.properties.thing_group_description);
@@ -1023,18 +848,11 @@ pub async fn delete_thing_group(
     expected_version: Option<i64>,
 ) -> Result<Option<ThingGroup>, ServiceError> {
     validate_thing_group_name(name)?;
-    let Some(group) = tx.get_thing_group(scope, name).await? else {
-        return Ok(None);
-    };
+    let Some(group) = tx.get_thing_group(scope, name).await? else { return Ok(None) };
     if let Some(expected) = expected_version
         && expected != group.version
     {
-        return Err(version_conflict(
-            "thing group",
-            name,
-            group.version,
-            expected,
-        ));
+        return Err(version_conflict("thing group", name, group.version, expected));
     }
     if !tx.child_thing_groups(scope, Some(name)).await?.is_empty() {
         return Err(ServiceError::invalid_request(format!(
@@ -1061,11 +879,7 @@ pub struct GroupPage {
 
 /// ListThingGroups: the children of `parentGroup` (of no group: the root groups), with their
 /// descendants unless `recursive` is false, by name.
-pub async fn list_thing_groups(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    req: ListGroupsRequest,
-) -> Result<GroupPage, ServiceError> {
+pub async fn list_thing_groups(tx: &mut dyn StateTx, scope: &Scope, req: ListGroupsRequest) -> Result<GroupPage, ServiceError> {
     let limit = page_size(req.max_results)?;
     if let Some(p) = &req.parent_group {
         validate_name("parentGroup", p)?;
@@ -1082,16 +896,10 @@ pub async fn list_thing_groups(
     }
     let mut children: HashMap<Option<&str>, Vec<&str>> = HashMap::new();
     for g in &all {
-        children
-            .entry(g.parent.as_deref())
-            .or_default()
-            .push(&g.name);
+        children.entry(g.parent.as_deref()).or_default().push(&g.name);
     }
     let mut found: BTreeSet<&str> = BTreeSet::new();
-    let mut frontier: Vec<&str> = children
-        .get(&req.parent_group.as_deref())
-        .cloned()
-        .unwrap_or_default();
+    let mut frontier: Vec<&str> = children.get(&req.parent_group.as_deref()).cloned().unwrap_or_default();
     while let Some(n) = frontier.pop() {
         if found.insert(n) && req.recursive.unwrap_or(true) {
             frontier.extend(children.get(&Some(n)).into_iter().flatten());
@@ -1134,16 +942,11 @@ fn resolve_side(
         None => None,
         Some(a) => {
             if parse_arn(a, kind).is_none() {
-                return Err(ServiceError::invalid_request(format!(
-                    "{arn_field} '{a}' is not a valid {kind} ARN."
-                )));
+                return Err(ServiceError::invalid_request(format!("{arn_field} '{a}' is not a valid {kind} ARN.")));
             }
             // An ARN of another account or region names nothing the caller can see.
             Some(from_arn(scope, a).ok_or_else(|| {
-                ServiceError::not_found(format!(
-                    "{arn_field} {a} does not name a resource of account {} in {}.",
-                    scope.account_id, scope.region
-                ))
+                ServiceError::not_found(format!("{arn_field} {a} does not name a resource of account {} in {}.", scope.account_id, scope.region))
             })?)
         }
     };
@@ -1154,16 +957,11 @@ fn resolve_side(
         ))),
         (Some(n), _) => Ok(n.clone()),
         (None, Some(f)) => Ok(f),
-        (None, None) => Err(ServiceError::invalid_request(format!(
-            "Either {name_field} or {arn_field} must be specified."
-        ))),
+        (None, None) => Err(ServiceError::invalid_request(format!("Either {name_field} or {arn_field} must be specified."))),
     }
 }
 
-pub fn validate_membership(
-    scope: &Scope,
-    body: &MembershipBody,
-) -> Result<ValidMembership, ServiceError> {
+pub fn validate_membership(scope: &Scope, body: &MembershipBody) -> Result<ValidMembership, ServiceError> {
     let group = resolve_side(
         scope,
         body.thing_group_name.as_ref(),
@@ -1183,24 +981,12 @@ pub fn validate_membership(
 
 /// The root of a group's hierarchy.
 async fn root_of(tx: &mut dyn StateTx, group: &ThingGroup) -> Result<String, ServiceError> {
-    Ok(ancestors(tx, group)
-        .await?
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| group.name.clone()))
+    Ok(ancestors(tx, group).await?.into_iter().next().unwrap_or_else(|| group.name.clone()))
 }
 
 /// Adds a thing to a group; adding it again is not an error.
-pub async fn add_thing_to_group(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    m: &ValidMembership,
-    now: Millis,
-) -> Result<(), ServiceError> {
-    let group = tx
-        .get_thing_group(scope, &m.group)
-        .await?
-        .ok_or_else(|| group_not_found(&m.group))?;
+pub async fn add_thing_to_group(tx: &mut dyn StateTx, scope: &Scope, m: &ValidMembership, now: Millis) -> Result<(), ServiceError> {
+    let group = tx.get_thing_group(scope, &m.group).await?.ok_or_else(|| group_not_found(&m.group))?;
     if tx.get_thing(scope, &m.thing).await?.is_none() {
         return Err(thing_not_found(&m.thing));
     }
@@ -1216,9 +1002,7 @@ pub async fn add_thing_to_group(
     }
     let root = root_of(tx, &group).await?;
     for other in &current {
-        let Some(g) = tx.get_thing_group(scope, other).await? else {
-            continue;
-        };
+        let Some(g) = tx.get_thing_group(scope, other).await? else { continue };
         if root_of(tx, &g).await? == root {
             return Err(ServiceError::invalid_request(format!(
                 "Thing {} is already in thing group {other} of the same hierarchy as {} (root {root}); a thing can be in only one group of a hierarchy.",
@@ -1226,25 +1010,19 @@ pub async fn add_thing_to_group(
             )));
         }
     }
-    tx.add_thing_to_group(scope, &m.group, &m.thing, now)
-        .await?;
+    tx.add_thing_to_group(scope, &m.group, &m.thing, now).await?;
     Ok(())
 }
 
 /// Removes a thing from a group; removing a thing that is not in the group is not an error.
-pub async fn remove_thing_from_group(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    m: &ValidMembership,
-) -> Result<(), ServiceError> {
+pub async fn remove_thing_from_group(tx: &mut dyn StateTx, scope: &Scope, m: &ValidMembership) -> Result<(), ServiceError> {
     if tx.get_thing_group(scope, &m.group).await?.is_none() {
         return Err(group_not_found(&m.group));
     }
     if tx.get_thing(scope, &m.thing).await?.is_none() {
         return Err(thing_not_found(&m.thing));
     }
-    tx.remove_thing_from_group(scope, &m.group, &m.thing)
-        .await?;
+    tx.remove_thing_from_group(scope, &m.group, &m.thing).await?;
     Ok(())
 }
 
@@ -1272,29 +1050,21 @@ pub async fn list_things_in_group(
     if tx.get_thing_group(scope, group).await?.is_none() {
         return Err(group_not_found(group));
     }
-    let rows = tx
-        .things_in_group(scope, group, req.recursive, after.as_deref(), limit + 1)
-        .await?;
+    let rows = tx.things_in_group(scope, group, req.recursive, after.as_deref(), limit + 1).await?;
     let (names, next_token) = paginate(NameCursor::GROUP_THINGS, rows, limit, |n| n);
     Ok(NamePage { names, next_token })
 }
 
 /// Every thing of a group and of its descendant groups, each once, by name: the things a job
 /// targeting the group reaches.
-pub async fn things_in_group_recursive(
-    tx: &mut dyn StateTx,
-    scope: &Scope,
-    group: &str,
-) -> Result<Vec<String>, ServiceError> {
+pub async fn things_in_group_recursive(tx: &mut dyn StateTx, scope: &Scope, group: &str) -> Result<Vec<String>, ServiceError> {
     const BATCH: i64 = 1000;
     if tx.get_thing_group(scope, group).await?.is_none() {
         return Err(group_not_found(group));
     }
     let mut out: Vec<String> = Vec::new();
     loop {
-        let batch = tx
-            .things_in_group(scope, group, true, out.last().map(String::as_str), BATCH)
-            .await?;
+        let batch = tx.things_in_group(scope, group, true, out.last().map(String::as_str), BATCH).await?;
         let done = (batch.len() as i64) < BATCH;
         out.extend(batch);
         if done {
@@ -1332,18 +1102,12 @@ mod tests {
     use super::*;
 
     fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn create_body(pairs: &[(&str, &str)]) -> CreateThingBody {
         CreateThingBody {
-            attribute_payload: Some(AttributePayload {
-                attributes: Some(attrs(pairs)),
-                merge: None,
-            }),
+            attribute_payload: Some(AttributePayload { attributes: Some(attrs(pairs)), merge: None }),
             ..Default::default()
         }
     }
@@ -1354,34 +1118,18 @@ mod tests {
         assert!(validate_thing_name(&"a".repeat(128)).is_ok());
         let e = validate_thing_name(&"a".repeat(129)).unwrap_err();
         assert_eq!(e.code, codes::INVALID_REQUEST);
-        assert!(
-            e.message.contains("at 'thingName'") && e.message.contains("length between 1 and 128"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("at 'thingName'") && e.message.contains("length between 1 and 128"), "{}", e.message);
         let e = validate_thing_name("bad name").unwrap_err();
-        assert!(
-            e.message
-                .contains("regular expression pattern: [a-zA-Z0-9:_-]+"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("regular expression pattern: [a-zA-Z0-9:_-]+"), "{}", e.message);
         assert!(validate_thing_name("").is_err());
         assert!(validate_thing_name("a/b").is_err());
     }
 
     #[test]
     fn attribute_constraints() {
-        assert!(
-            validate_create_thing("t", &create_body(&[("a.b,c@d/e:f#g-h_1", "x=[y]")])).is_ok()
-        );
+        assert!(validate_create_thing("t", &create_body(&[("a.b,c@d/e:f#g-h_1", "x=[y]")])).is_ok());
         let e = validate_create_thing("t", &create_body(&[("bad key", "v")])).unwrap_err();
-        assert!(
-            e.message.contains("at 'attributePayload.attributes'")
-                && e.message.contains("Map keys"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("at 'attributePayload.attributes'") && e.message.contains("Map keys"), "{}", e.message);
         let e = validate_create_thing("t", &create_body(&[("k", "bad value")])).unwrap_err();
         assert!(e.message.contains("Map value"), "{}", e.message);
         assert!(validate_create_thing("t", &create_body(&[(&"k".repeat(128), "v")])).is_ok());
@@ -1400,72 +1148,34 @@ mod tests {
         typed.thing_type_name = Some("sensor".into());
         assert!(validate_create_thing("t", &typed).is_ok());
         // Empty values are not attributes.
-        let v = validate_create_thing(
-            "t",
-            &create_body(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "")]),
-        )
-        .unwrap();
+        let v = validate_create_thing("t", &create_body(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "")])).unwrap();
         assert_eq!(v.attributes, attrs(&[("a", "1"), ("b", "2"), ("c", "3")]));
     }
 
     #[test]
     fn billing_groups_never_exist() {
-        let b = CreateThingBody {
-            billing_group_name: Some("bg".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            validate_create_thing("t", &b).unwrap_err().code,
-            codes::RESOURCE_NOT_FOUND
-        );
-        let b = CreateThingBody {
-            billing_group_name: Some("bad bg".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            validate_create_thing("t", &b).unwrap_err().code,
-            codes::INVALID_REQUEST
-        );
+        let b = CreateThingBody { billing_group_name: Some("bg".into()), ..Default::default() };
+        assert_eq!(validate_create_thing("t", &b).unwrap_err().code, codes::RESOURCE_NOT_FOUND);
+        let b = CreateThingBody { billing_group_name: Some("bad bg".into()), ..Default::default() };
+        assert_eq!(validate_create_thing("t", &b).unwrap_err().code, codes::INVALID_REQUEST);
     }
 
     #[test]
     fn payload_merge_and_replace() {
         let current: Attributes = attrs(&[("a", "1"), ("b", "2")]);
-        let merge = AttributePayload {
-            attributes: Some(attrs(&[("b", ""), ("c", "3")])),
-            merge: Some(true),
-        };
-        assert_eq!(
-            apply_payload(&current, &merge),
-            attrs(&[("a", "1"), ("c", "3")])
-        );
-        let replace = AttributePayload {
-            attributes: Some(attrs(&[("c", "3"), ("d", "")])),
-            merge: None,
-        };
+        let merge = AttributePayload { attributes: Some(attrs(&[("b", ""), ("c", "3")])), merge: Some(true) };
+        assert_eq!(apply_payload(&current, &merge), attrs(&[("a", "1"), ("c", "3")]));
+        let replace = AttributePayload { attributes: Some(attrs(&[("c", "3"), ("d", "")])), merge: None };
         assert_eq!(apply_payload(&current, &replace), attrs(&[("c", "3")]));
-        let nothing = AttributePayload {
-            attributes: None,
-            merge: Some(true),
-        };
+        let nothing = AttributePayload { attributes: None, merge: Some(true) };
         assert_eq!(apply_payload(&current, &nothing), current);
     }
 
     #[test]
     fn update_thing_rules() {
-        let b = UpdateThingBody {
-            thing_type_name: Some("x".into()),
-            remove_thing_type: Some(true),
-            ..Default::default()
-        };
-        assert_eq!(
-            validate_update_thing("t", &b).unwrap_err().code,
-            codes::INVALID_REQUEST
-        );
-        let b = UpdateThingBody {
-            thing_type_name: Some("bad type".into()),
-            ..Default::default()
-        };
+        let b = UpdateThingBody { thing_type_name: Some("x".into()), remove_thing_type: Some(true), ..Default::default() };
+        assert_eq!(validate_update_thing("t", &b).unwrap_err().code, codes::INVALID_REQUEST);
+        let b = UpdateThingBody { thing_type_name: Some("bad type".into()), ..Default::default() };
         assert!(validate_update_thing("t", &b).is_err());
         assert!(validate_update_thing("t", &UpdateThingBody::default()).is_ok());
     }
@@ -1473,172 +1183,65 @@ mod tests {
     #[test]
     fn group_properties() {
         let body = |d: &str| CreateThingGroupBody {
-            thing_group_properties: Some(ThingGroupProperties {
-                thing_group_description: Some(d.into()),
-                attribute_payload: None,
-            }),
+            thing_group_properties: Some(ThingGroupProperties { thing_group_description: Some(d.into()), attribute_payload: None }),
             ..Default::default()
         };
         assert!(validate_create_group("g", &body(&"x".repeat(2028))).is_ok());
         let e = validate_create_group("g", &body(&"x".repeat(2029))).unwrap_err();
-        assert!(
-            e.message
-                .contains("thingGroupProperties.thingGroupDescription"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("thingGroupProperties.thingGroupDescription"), "{}", e.message);
         assert!(validate_create_group("g", &body("ok ~!@# description")).is_ok());
         assert!(validate_create_group("g", &body("tab\there")).is_err());
         assert!(validate_create_group("g", &body("non-ascii ü")).is_err());
-        let own = CreateThingGroupBody {
-            parent_group_name: Some("g".into()),
-            ..Default::default()
-        };
+        let own = CreateThingGroupBody { parent_group_name: Some("g".into()), ..Default::default() };
         assert!(validate_create_group("g", &own).is_err());
         let tags = CreateThingGroupBody {
-            tags: Some(
-                (0..51)
-                    .map(|i| Tag {
-                        key: format!("k{i}"),
-                        value: None,
-                    })
-                    .collect(),
-            ),
+            tags: Some((0..51).map(|i| Tag { key: format!("k{i}"), value: None }).collect()),
             ..Default::default()
         };
         assert!(validate_create_group("g", &tags).is_err());
         let e = validate_update_group("g", &UpdateThingGroupBody::default()).unwrap_err();
-        assert!(
-            e.message.contains("Value null at 'thingGroupProperties'"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("Value null at 'thingGroupProperties'"), "{}", e.message);
     }
 
     #[test]
     fn membership_sides() {
         let scope = Scope::new("123456789012", "us-east-1");
-        let body =
-            |g: Option<&str>, ga: Option<&str>, t: Option<&str>, ta: Option<&str>| MembershipBody {
-                thing_group_name: g.map(Into::into),
-                thing_group_arn: ga.map(Into::into),
-                thing_name: t.map(Into::into),
-                thing_arn: ta.map(Into::into),
-                override_dynamic_groups: None,
-            };
-        let ok = validate_membership(
-            &scope,
-            &body(
-                Some("g"),
-                None,
-                None,
-                Some("arn:aws:iot:us-east-1:123456789012:thing/t"),
-            ),
-        )
-        .unwrap();
-        assert_eq!(
-            ok,
-            ValidMembership {
-                group: "g".into(),
-                thing: "t".into()
-            }
-        );
-        let ok = validate_membership(
-            &scope,
-            &body(
-                None,
-                Some("arn:aws:iot:us-east-1:123456789012:thinggroup/g"),
-                Some("t"),
-                None,
-            ),
-        )
-        .unwrap();
+        let body = |g: Option<&str>, ga: Option<&str>, t: Option<&str>, ta: Option<&str>| MembershipBody {
+            thing_group_name: g.map(Into::into),
+            thing_group_arn: ga.map(Into::into),
+            thing_name: t.map(Into::into),
+            thing_arn: ta.map(Into::into),
+            override_dynamic_groups: None,
+        };
+        let ok = validate_membership(&scope, &body(Some("g"), None, None, Some("arn:aws:iot:us-east-1:123456789012:thing/t"))).unwrap();
+        assert_eq!(ok, ValidMembership { group: "g".into(), thing: "t".into() });
+        let ok = validate_membership(&scope, &body(None, Some("arn:aws:iot:us-east-1:123456789012:thinggroup/g"), Some("t"), None)).unwrap();
         assert_eq!(ok.group, "g");
-        assert_eq!(
-            validate_membership(&scope, &body(None, None, Some("t"), None))
-                .unwrap_err()
-                .code,
-            codes::INVALID_REQUEST
-        );
-        assert_eq!(
-            validate_membership(&scope, &body(Some("g"), None, None, None))
-                .unwrap_err()
-                .code,
-            codes::INVALID_REQUEST
-        );
-        let other_account = body(
-            Some("g"),
-            None,
-            None,
-            Some("arn:aws:iot:us-east-1:999999999999:thing/t"),
-        );
-        assert_eq!(
-            validate_membership(&scope, &other_account)
-                .unwrap_err()
-                .code,
-            codes::RESOURCE_NOT_FOUND
-        );
-        let garbage = body(
-            Some("g"),
-            None,
-            None,
-            Some("arn:aws:iot:us-east-1:123456789012:thinggroup/t"),
-        );
-        assert_eq!(
-            validate_membership(&scope, &garbage).unwrap_err().code,
-            codes::INVALID_REQUEST
-        );
-        let mismatch = body(
-            Some("g"),
-            None,
-            Some("u"),
-            Some("arn:aws:iot:us-east-1:123456789012:thing/t"),
-        );
-        assert_eq!(
-            validate_membership(&scope, &mismatch).unwrap_err().code,
-            codes::INVALID_REQUEST
-        );
+        assert_eq!(validate_membership(&scope, &body(None, None, Some("t"), None)).unwrap_err().code, codes::INVALID_REQUEST);
+        assert_eq!(validate_membership(&scope, &body(Some("g"), None, None, None)).unwrap_err().code, codes::INVALID_REQUEST);
+        let other_account = body(Some("g"), None, None, Some("arn:aws:iot:us-east-1:999999999999:thing/t"));
+        assert_eq!(validate_membership(&scope, &other_account).unwrap_err().code, codes::RESOURCE_NOT_FOUND);
+        let garbage = body(Some("g"), None, None, Some("arn:aws:iot:us-east-1:123456789012:thinggroup/t"));
+        assert_eq!(validate_membership(&scope, &garbage).unwrap_err().code, codes::INVALID_REQUEST);
+        let mismatch = body(Some("g"), None, Some("u"), Some("arn:aws:iot:us-east-1:123456789012:thing/t"));
+        assert_eq!(validate_membership(&scope, &mismatch).unwrap_err().code, codes::INVALID_REQUEST);
     }
 
     #[test]
     fn arns() {
         let scope = Scope::new("123456789012", "eu-west-1");
-        assert_eq!(
-            thing_arn(&scope, "t"),
-            "arn:aws:iot:eu-west-1:123456789012:thing/t"
-        );
-        assert_eq!(
-            thing_group_arn(&scope, "g"),
-            "arn:aws:iot:eu-west-1:123456789012:thinggroup/g"
-        );
-        assert_eq!(
-            thing_name_from_arn(&scope, "arn:aws:iot:eu-west-1:123456789012:thing/a:b"),
-            Some("a:b".into())
-        );
-        assert_eq!(
-            thing_name_from_arn(&scope, "arn:aws:iot:us-east-1:123456789012:thing/t"),
-            None
-        );
-        assert_eq!(
-            thing_group_name_from_arn(&scope, "arn:aws:iot:eu-west-1:123456789012:thinggroup/g"),
-            Some("g".into())
-        );
-        assert_eq!(
-            thing_group_name_from_arn(&scope, "arn:aws:iot:eu-west-1:123456789012:thing/g"),
-            None
-        );
+        assert_eq!(thing_arn(&scope, "t"), "arn:aws:iot:eu-west-1:123456789012:thing/t");
+        assert_eq!(thing_group_arn(&scope, "g"), "arn:aws:iot:eu-west-1:123456789012:thinggroup/g");
+        assert_eq!(thing_name_from_arn(&scope, "arn:aws:iot:eu-west-1:123456789012:thing/a:b"), Some("a:b".into()));
+        assert_eq!(thing_name_from_arn(&scope, "arn:aws:iot:us-east-1:123456789012:thing/t"), None);
+        assert_eq!(thing_group_name_from_arn(&scope, "arn:aws:iot:eu-west-1:123456789012:thinggroup/g"), Some("g".into()));
+        assert_eq!(thing_group_name_from_arn(&scope, "arn:aws:iot:eu-west-1:123456789012:thing/g"), None);
     }
 
     #[test]
     fn cursors() {
-        let c = NameCursor {
-            kind: NameCursor::THINGS,
-            after: "a:b".into(),
-        };
-        assert_eq!(
-            NameCursor::decode(NameCursor::THINGS, &c.encode()),
-            Some(c.clone())
-        );
+        let c = NameCursor { kind: NameCursor::THINGS, after: "a:b".into() };
+        assert_eq!(NameCursor::decode(NameCursor::THINGS, &c.encode()), Some(c.clone()));
         assert_eq!(NameCursor::decode(NameCursor::GROUPS, &c.encode()), None);
         assert_eq!(NameCursor::decode(NameCursor::THINGS, "garbage"), None);
         assert!(resume_after(NameCursor::THINGS, Some("garbage")).is_err());
@@ -1677,17 +1280,10 @@ mod tests {
             created_at: Millis(1500),
             updated_at: Millis(1500),
         };
-        let v = GroupView {
-            group: g,
-            root_to_parent: vec!["root".into()],
-        }
-        .description();
+        let v = GroupView { group: g, root_to_parent: vec!["root".into()] }.description();
         assert_eq!(v["thingGroupProperties"], json!({}));
         assert_eq!(v["thingGroupMetadata"]["parentGroupName"], "root");
-        assert_eq!(
-            v["thingGroupMetadata"]["rootToParentThingGroups"][0]["groupArn"],
-            "arn:aws:iot:us-east-1:123456789012:thinggroup/root"
-        );
+        assert_eq!(v["thingGroupMetadata"]["rootToParentThingGroups"][0]["groupArn"], "arn:aws:iot:us-east-1:123456789012:thinggroup/root");
         assert_eq!(v["thingGroupMetadata"]["creationDate"], json!(1.5));
         assert!(v.get("status").is_none());
     }

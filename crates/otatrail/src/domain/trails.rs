@@ -40,12 +40,7 @@ fn yes() -> bool {
 
 impl Default for EventSelector {
     fn default() -> Self {
-        Self {
-            read_write_type: all(),
-            include_management_events: true,
-            data_resources: vec![],
-            exclude_management_event_sources: vec![],
-        }
+        Self { read_write_type: all(), include_management_events: true, data_resources: vec![], exclude_management_event_sources: vec![] }
     }
 }
 
@@ -95,12 +90,8 @@ impl FieldSelector {
 
     fn matches(&self, r: &RecordFacts<'_>) -> bool {
         let Some(v) = self.value(r) else { return false };
-        let any = |l: &Option<Vec<String>>, f: &dyn Fn(&str) -> bool| {
-            l.as_ref().is_none_or(|l| l.iter().any(|x| f(x)))
-        };
-        let none = |l: &Option<Vec<String>>, f: &dyn Fn(&str) -> bool| {
-            l.as_ref().is_none_or(|l| !l.iter().any(|x| f(x)))
-        };
+        let any = |l: &Option<Vec<String>>, f: &dyn Fn(&str) -> bool| l.as_ref().is_none_or(|l| l.iter().any(|x| f(x)));
+        let none = |l: &Option<Vec<String>>, f: &dyn Fn(&str) -> bool| l.as_ref().is_none_or(|l| !l.iter().any(|x| f(x)));
         any(&self.equals, &|x| v == x)
             && any(&self.starts_with, &|x| v.starts_with(x))
             && any(&self.ends_with, &|x| v.ends_with(x))
@@ -169,43 +160,25 @@ impl Trail {
     /// What a lane's delivery cursor and digest chain are stored under: the region for the
     /// trail's own account, `<account>/<region>` for another account of its organization.
     pub fn lane_key(&self, lane: &Lane) -> String {
-        if lane.account == self.account_id {
-            lane.region.clone()
-        } else {
-            format!("{}/{}", lane.account, lane.region)
-        }
+        if lane.account == self.account_id { lane.region.clone() } else { format!("{}/{}", lane.account, lane.region) }
     }
 
     /// `[<prefix>/]AWSLogs/[<o-id>/]<account>/`: where a lane's files go.
     pub fn lane_root(&self, lane: &Lane) -> String {
-        let prefix = self
-            .s3_key_prefix
-            .as_deref()
-            .map(|p| format!("{p}/"))
-            .unwrap_or_default();
-        let org = self
-            .organization_id
-            .as_deref()
-            .map(|o| format!("{o}/"))
-            .unwrap_or_default();
+        let prefix = self.s3_key_prefix.as_deref().map(|p| format!("{p}/")).unwrap_or_default();
+        let org = self.organization_id.as_deref().map(|o| format!("{o}/")).unwrap_or_default();
         format!("{prefix}AWSLogs/{org}{}/", lane.account)
     }
 
     pub fn arn(&self) -> String {
-        format!(
-            "arn:aws:cloudtrail:{}:{}:trail/{}",
-            self.home_region, self.account_id, self.name
-        )
+        format!("arn:aws:cloudtrail:{}:{}:trail/{}", self.home_region, self.account_id, self.name)
     }
 
     /// Whether the record with this sequence number was made while the trail was logging.
     pub fn logged(&self, seq: i64) -> bool {
         seq > self.logging_since_seq
             && self.stopped_at_seq.is_none_or(|s| seq <= s)
-            && !self
-                .excluded
-                .iter()
-                .any(|(stop, start)| seq > *stop && seq <= *start)
+            && !self.excluded.iter().any(|(stop, start)| seq > *stop && seq <= *start)
     }
 
     /// Whether the trail still has records to deliver up to `cursor` (logging, or stopped with
@@ -224,20 +197,12 @@ impl Trail {
             return false;
         }
         if let Some(adv) = &self.advanced_event_selectors {
-            return adv
-                .iter()
-                .any(|s| s.field_selectors.iter().all(|f| f.matches(r)));
+            return adv.iter().any(|s| s.field_selectors.iter().all(|f| f.matches(r)));
         }
-        let selectors = self
-            .event_selectors
-            .clone()
-            .unwrap_or_else(|| vec![EventSelector::default()]);
+        let selectors = self.event_selectors.clone().unwrap_or_else(|| vec![EventSelector::default()]);
         selectors.iter().any(|s| {
             s.include_management_events
-                && !s
-                    .exclude_management_event_sources
-                    .iter()
-                    .any(|x| x == r.event_source)
+                && !s.exclude_management_event_sources.iter().any(|x| x == r.event_source)
                 && match s.read_write_type.as_str() {
                     "ReadOnly" => r.read_only,
                     "WriteOnly" => !r.read_only,
@@ -249,33 +214,19 @@ impl Trail {
 
 /// Trail name rules (`aws-api.md` §10).
 pub fn validate_name(name: &str) -> Result<(), ServiceError> {
-    let bad = |why: &str| {
-        err(
-            "InvalidTrailNameException",
-            format!("Trail name {name} is invalid: {why}."),
-        )
-    };
+    let bad = |why: &str| err("InvalidTrailNameException", format!("Trail name {name} is invalid: {why}."));
     if !(3..=128).contains(&name.len()) {
         return Err(bad("it must have 3 to 128 characters"));
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-    {
-        return Err(bad(
-            "only ASCII letters, digits, periods, underscores and dashes are allowed",
-        ));
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        return Err(bad("only ASCII letters, digits, periods, underscores and dashes are allowed"));
     }
     let b = name.as_bytes();
     if !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
         return Err(bad("it must start and end with a letter or digit"));
     }
-    if b.windows(2)
-        .any(|w| b"._-".contains(&w[0]) && b"._-".contains(&w[1]))
-    {
-        return Err(bad(
-            "it must not have adjacent periods, underscores or dashes",
-        ));
+    if b.windows(2).any(|w| b"._-".contains(&w[0]) && b"._-".contains(&w[1])) {
+        return Err(bad("it must not have adjacent periods, underscores or dashes"));
     }
     if name.parse::<Ipv4Addr>().is_ok() {
         return Err(bad("it must not look like an IP address"));
@@ -285,27 +236,19 @@ pub fn validate_name(name: &str) -> Result<(), ServiceError> {
 
 /// A `Name` argument: a trail name, or a trail ARN `arn:aws:cloudtrail:<region>:<acct>:trail/<name>`
 /// → (region, account, name).
-pub fn parse_name_or_arn(
-    s: &str,
-) -> Result<(Option<String>, Option<String>, String), ServiceError> {
+pub fn parse_name_or_arn(s: &str) -> Result<(Option<String>, Option<String>, String), ServiceError> {
     if let Some(rest) = s.strip_prefix("arn:") {
         let parts: Vec<&str> = rest.splitn(5, ':').collect();
         let ok = parts.len() == 5 && parts[1] == "cloudtrail" && parts[4].starts_with("trail/");
         if !ok {
-            return Err(err(
-                "CloudTrailARNInvalidException",
-                format!("{s} is not a valid trail ARN."),
-            ));
+            return Err(err("CloudTrailARNInvalidException", format!("{s} is not a valid trail ARN.")));
         }
         let name = parts[4]["trail/".len()..].to_string();
         validate_name(&name)?;
         return Ok((Some(parts[2].to_string()), Some(parts[3].to_string()), name));
     }
     if s.is_empty() {
-        return Err(err(
-            "TrailNotProvidedException",
-            "A trail name or ARN is required.",
-        ));
+        return Err(err("TrailNotProvidedException", "A trail name or ARN is required."));
     }
     validate_name(s)?;
     Ok((None, None, s.to_string()))
@@ -313,10 +256,7 @@ pub fn parse_name_or_arn(
 
 pub fn validate_prefix(p: &str) -> Result<(), ServiceError> {
     if p.len() > MAX_PREFIX {
-        return Err(err(
-            "InvalidS3PrefixException",
-            format!("S3KeyPrefix must have at most {MAX_PREFIX} characters."),
-        ));
+        return Err(err("InvalidS3PrefixException", format!("S3KeyPrefix must have at most {MAX_PREFIX} characters.")));
     }
     Ok(())
 }
@@ -327,11 +267,7 @@ pub fn validate_selectors(
 ) -> Result<(), ServiceError> {
     let bad = |m: &str| err("InvalidEventSelectorsException", m.to_string());
     match (basic, advanced) {
-        (Some(_), Some(_)) => {
-            return Err(bad(
-                "Specify EventSelectors or AdvancedEventSelectors, not both.",
-            ));
-        }
+        (Some(_), Some(_)) => return Err(bad("Specify EventSelectors or AdvancedEventSelectors, not both.")),
         (None, None) => return Err(bad("Specify EventSelectors or AdvancedEventSelectors.")),
         _ => {}
     }
@@ -344,9 +280,7 @@ pub fn validate_selectors(
                 return Err(bad("ReadWriteType must be ReadOnly, WriteOnly or All."));
             }
             if !s.data_resources.is_empty() {
-                return Err(bad(
-                    "Data events are not supported by otatrail: only management events are recorded.",
-                ));
+                return Err(bad("Data events are not supported by otatrail: only management events are recorded."));
             }
         }
     }
@@ -355,46 +289,28 @@ pub fn validate_selectors(
             .iter()
             .flat_map(|s| &s.field_selectors)
             .map(|f| {
-                [
-                    &f.equals,
-                    &f.starts_with,
-                    &f.ends_with,
-                    &f.not_equals,
-                    &f.not_starts_with,
-                    &f.not_ends_with,
-                ]
-                .iter()
-                .map(|l| l.as_ref().map_or(0, Vec::len))
-                .sum::<usize>()
+                [&f.equals, &f.starts_with, &f.ends_with, &f.not_equals, &f.not_starts_with, &f.not_ends_with]
+                    .iter()
+                    .map(|l| l.as_ref().map_or(0, Vec::len))
+                    .sum::<usize>()
             })
             .sum();
         if values > 500 {
-            return Err(bad(
-                "Advanced event selectors may hold at most 500 values in all.",
-            ));
+            return Err(bad("Advanced event selectors may hold at most 500 values in all."));
         }
         for s in a {
             if s.field_selectors.is_empty() {
-                return Err(bad(
-                    "Each advanced event selector needs at least one field selector.",
-                ));
+                return Err(bad("Each advanced event selector needs at least one field selector."));
             }
             for f in &s.field_selectors {
                 match f.field.as_str() {
                     "eventName" | "eventSource" | "readOnly" => {}
                     "eventCategory" => {
-                        if f.equals
-                            .as_ref()
-                            .is_some_and(|v| v.iter().any(|x| x != "Management"))
-                        {
+                        if f.equals.as_ref().is_some_and(|v| v.iter().any(|x| x != "Management")) {
                             return Err(bad("Only the Management event category is supported."));
                         }
                     }
-                    other => {
-                        return Err(bad(&format!(
-                            "Field {other} is not supported; use eventName, eventSource, readOnly or eventCategory."
-                        )));
-                    }
+                    other => return Err(bad(&format!("Field {other} is not supported; use eventName, eventSource, readOnly or eventCategory."))),
                 }
             }
         }
@@ -411,30 +327,14 @@ mod tests {
         for ok in ["abc", "ota-audit", "a.b_c-d", "Trail1"] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "ab",
-            "-abc",
-            "abc-",
-            "a..b",
-            "a-_b",
-            "192.168.5.4",
-            "with space",
-            &"a".repeat(129),
-        ] {
+        for bad in ["ab", "-abc", "abc-", "a..b", "a-_b", "192.168.5.4", "with space", &"a".repeat(129)] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
         assert_eq!(
             parse_name_or_arn("arn:aws:cloudtrail:us-east-1:111122223333:trail/tr1").unwrap(),
-            (
-                Some("us-east-1".into()),
-                Some("111122223333".into()),
-                "tr1".into()
-            )
+            (Some("us-east-1".into()), Some("111122223333".into()), "tr1".into())
         );
-        assert_eq!(
-            parse_name_or_arn("arn:aws:s3:::x").unwrap_err().code,
-            "CloudTrailARNInvalidException"
-        );
+        assert_eq!(parse_name_or_arn("arn:aws:s3:::x").unwrap_err().code, "CloudTrailARNInvalidException");
     }
 
     #[test]
@@ -468,40 +368,21 @@ mod tests {
             latest_notification_time: None,
             latest_notification_error: None,
         };
-        let read = RecordFacts {
-            event_name: "DescribeStream",
-            event_source: "iot.amazonaws.com",
-            read_only: true,
-        };
-        let write = RecordFacts {
-            event_name: "CreateStream",
-            event_source: "iot.amazonaws.com",
-            read_only: false,
-        };
+        let read = RecordFacts { event_name: "DescribeStream", event_source: "iot.amazonaws.com", read_only: true };
+        let write = RecordFacts { event_name: "CreateStream", event_source: "iot.amazonaws.com", read_only: false };
         assert!(t.selects("us-east-1", &read) && t.selects("us-east-1", &write));
         assert!(!t.selects("eu-west-1", &write));
         t.multi_region = true;
         assert!(t.selects("eu-west-1", &write));
-        let iam = RecordFacts {
-            event_name: "CreateUser",
-            event_source: "iam.amazonaws.com",
-            read_only: false,
-        };
+        let iam = RecordFacts { event_name: "CreateUser", event_source: "iam.amazonaws.com", read_only: false };
         assert!(t.selects("us-east-1", &iam));
         t.include_global_service_events = false;
         assert!(!t.selects("us-east-1", &iam));
-        t.event_selectors = Some(vec![EventSelector {
-            read_write_type: "WriteOnly".into(),
-            ..Default::default()
-        }]);
+        t.event_selectors = Some(vec![EventSelector { read_write_type: "WriteOnly".into(), ..Default::default() }]);
         assert!(!t.selects("us-east-1", &read) && t.selects("us-east-1", &write));
         t.advanced_event_selectors = Some(vec![AdvancedEventSelector {
             name: None,
-            field_selectors: vec![FieldSelector {
-                field: "eventName".into(),
-                starts_with: Some(vec!["Describe".into()]),
-                ..Default::default()
-            }],
+            field_selectors: vec![FieldSelector { field: "eventName".into(), starts_with: Some(vec!["Describe".into()]), ..Default::default() }],
         }]);
         assert!(t.selects("us-east-1", &read) && !t.selects("us-east-1", &write));
     }

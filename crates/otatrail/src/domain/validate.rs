@@ -29,11 +29,7 @@ pub fn length(field: &str, value: &str, min: usize, max: usize) -> Result<(), Se
 
 pub fn pattern(field: &str, value: &str, re: &Regex, shown: &str) -> Result<(), ServiceError> {
     if !re.is_match(value) {
-        return Err(fail(
-            field,
-            value,
-            &format!("Member must satisfy regular expression pattern: {shown}"),
-        ));
+        return Err(fail(field, value, &format!("Member must satisfy regular expression pattern: {shown}")));
     }
     Ok(())
 }
@@ -63,8 +59,7 @@ pub static NO_CONTROL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[^\p{C}]
 /// `[a-zA-Z0-9_-]+`, the pattern of stream, OTA update and job IDs.
 pub static ID: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_-]+$").unwrap());
 /// Tag keys: `^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$`.
-pub static TAG_KEY: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$").unwrap());
+pub static TAG_KEY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$").unwrap());
 /// What a role ARN must look like to name an IAM role.
 pub static ROLE_ARN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$").unwrap());
@@ -77,10 +72,7 @@ mod tests {
     fn messages_follow_aws_wording() {
         let e = length("description", "x", 2, 3).unwrap_err();
         assert_eq!(e.code, "InvalidRequestException");
-        assert!(
-            e.message
-                .starts_with("1 validation error detected: Value 'x' at 'description'")
-        );
+        assert!(e.message.starts_with("1 validation error detected: Value 'x' at 'description'"));
     }
 
     #[test]

@@ -142,10 +142,7 @@ impl BlobStore {
     pub fn open(dir: &Path, master: Arc<MasterKey>) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir.join("tmp"))?;
         std::fs::create_dir_all(dir.join("data"))?;
-        Ok(BlobStore::Local(LocalBlobs {
-            dir: dir.to_path_buf(),
-            master,
-        }))
+        Ok(BlobStore::Local(LocalBlobs { dir: dir.to_path_buf(), master }))
     }
 
     /// An external S3-compatible store (path-style, plain HTTP allowed for loopback stores).
@@ -162,9 +159,7 @@ impl BlobStore {
             .with_config(sse, "AES256")
             .build()
             .map_err(backend_err)?;
-        Ok(BlobStore::External(ExternalBlobs {
-            store: Arc::new(store),
-        }))
+        Ok(BlobStore::External(ExternalBlobs { store: Arc::new(store) }))
     }
 
     pub async fn create(&self) -> Result<BlobWriter, BlobError> {
@@ -172,16 +167,8 @@ impl BlobStore {
             BlobStore::Local(l) => l.create().await.map(BlobWriter::Local),
             BlobStore::External(e) => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                let out =
-                    object_store::buffered::BufWriter::new(e.store.clone(), external_path(&id));
-                Ok(BlobWriter::External(ExternalWriter {
-                    id,
-                    store: e.store.clone(),
-                    out,
-                    size: 0,
-                    md5: Md5::new(),
-                    sha256: Sha256::new(),
-                }))
+                let out = object_store::buffered::BufWriter::new(e.store.clone(), external_path(&id));
+                Ok(BlobWriter::External(ExternalWriter { id, store: e.store.clone(), out, size: 0, md5: Md5::new(), sha256: Sha256::new() }))
             }
         }
     }
@@ -196,26 +183,14 @@ impl BlobStore {
     }
 
     /// Bytes `[start, end)` of a blob of `size` bytes.
-    pub async fn read(
-        &self,
-        id: &str,
-        size: u64,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<Bytes>, BlobError> {
+    pub async fn read(&self, id: &str, size: u64, start: u64, end: u64) -> Result<Vec<Bytes>, BlobError> {
         match self {
             BlobStore::Local(l) => l.read(id, size, start, end).await,
             BlobStore::External(e) => {
                 if start >= end {
                     return Ok(vec![]);
                 }
-                let b = object_store::ObjectStoreExt::get_range(
-                    &*e.store,
-                    &external_path(id),
-                    start..end,
-                )
-                .await
-                .map_err(backend_err)?;
+                let b = object_store::ObjectStoreExt::get_range(&*e.store, &external_path(id), start..end).await.map_err(backend_err)?;
                 if b.len() as u64 != end - start {
                     return Err(BlobError::Corrupt(id.to_string()));
                 }
@@ -230,13 +205,7 @@ impl BlobStore {
             BlobStore::Local(_) => Ok(()),
             BlobStore::External(e) => {
                 let probe = object_store::path::Path::from("blobs/.otatrail-probe");
-                object_store::ObjectStoreExt::put(
-                    &*e.store,
-                    &probe,
-                    Bytes::from_static(b"ok").into(),
-                )
-                .await
-                .map_err(backend_err)?;
+                object_store::ObjectStoreExt::put(&*e.store, &probe, Bytes::from_static(b"ok").into()).await.map_err(backend_err)?;
                 Ok(())
             }
         }
@@ -277,8 +246,7 @@ impl BlobWriter {
             BlobWriter::Local(w) => w.abort().await,
             BlobWriter::External(mut w) => {
                 let _ = w.out.abort().await;
-                let _ =
-                    object_store::ObjectStoreExt::delete(&*w.store, &external_path(&w.id)).await;
+                let _ = object_store::ObjectStoreExt::delete(&*w.store, &external_path(&w.id)).await;
             }
         }
     }
@@ -326,13 +294,7 @@ impl LocalBlobs {
     }
 
     /// Plaintext bytes `[start, end)` of a blob of plaintext `size`, as decrypted chunks.
-    async fn read(
-        &self,
-        id: &str,
-        size: u64,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<Bytes>, BlobError> {
+    async fn read(&self, id: &str, size: u64, start: u64, end: u64) -> Result<Vec<Bytes>, BlobError> {
         let corrupt = || BlobError::Corrupt(id.to_string());
         let mut file = tokio::fs::File::open(self.path(id)).await?;
         let mut head = [0u8; 6];
@@ -343,10 +305,7 @@ impl LocalBlobs {
         let sealed_len = u16::from_be_bytes([head[4], head[5]]) as usize;
         let mut sealed = vec![0u8; sealed_len];
         file.read_exact(&mut sealed).await?;
-        let key = self
-            .master
-            .open(&format!("blob:{id}"), &sealed)
-            .map_err(|_| corrupt())?;
+        let key = self.master.open(&format!("blob:{id}"), &sealed).map_err(|_| corrupt())?;
         let key: [u8; 32] = key.try_into().map_err(|_| corrupt())?;
         let cipher = Aes256Gcm::new((&key).into());
         let header = 6 + sealed_len as u64;
@@ -356,24 +315,13 @@ impl LocalBlobs {
             return Ok(out);
         }
         let (first, last) = (start / SEGMENT, (end - 1) / SEGMENT);
-        file.seek(std::io::SeekFrom::Start(header + first * (SEGMENT + TAG)))
-            .await?;
+        file.seek(std::io::SeekFrom::Start(header + first * (SEGMENT + TAG))).await?;
         for i in first..=last {
-            let plain_len = if i == segments - 1 {
-                size - i * SEGMENT
-            } else {
-                SEGMENT
-            };
+            let plain_len = if i == segments - 1 { size - i * SEGMENT } else { SEGMENT };
             let mut ct = vec![0u8; (plain_len + TAG) as usize];
             file.read_exact(&mut ct).await?;
             let pt = cipher
-                .decrypt(
-                    Nonce::from_slice(&nonce(i)),
-                    Payload {
-                        msg: &ct,
-                        aad: &aad(id, i, i == segments - 1),
-                    },
-                )
+                .decrypt(Nonce::from_slice(&nonce(i)), Payload { msg: &ct, aad: &aad(id, i, i == segments - 1) })
                 .map_err(|_| corrupt())?;
             let seg_start = i * SEGMENT;
             let from = start.saturating_sub(seg_start) as usize;
@@ -388,13 +336,7 @@ impl LocalWriter {
     async fn seal_segment(&mut self, plain: &[u8], last: bool) -> Result<(), BlobError> {
         let ct = self
             .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce(self.index)),
-                Payload {
-                    msg: plain,
-                    aad: &aad(&self.id, self.index, last),
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce(self.index)), Payload { msg: plain, aad: &aad(&self.id, self.index, last) })
             .map_err(|_| BlobError::Corrupt(self.id.clone()))?;
         self.file.write_all(&ct).await?;
         self.index += 1;
@@ -466,37 +408,15 @@ mod tests {
     #[tokio::test]
     async fn ranges_round_trip_and_files_hold_no_plaintext() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(
-            dir.path(),
-            Arc::new(MasterKey::from_bytes(&MasterKey::generate_bytes())),
-        )
-        .unwrap();
-        let data: Vec<u8> = (0..200_000u32)
-            .flat_map(|i| format!("firmware-{i};").into_bytes())
-            .take(300_001)
-            .collect();
+        let store = BlobStore::open(dir.path(), Arc::new(MasterKey::from_bytes(&MasterKey::generate_bytes()))).unwrap();
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| format!("firmware-{i};").into_bytes()).take(300_001).collect();
         let w = write(&store, &data).await;
         assert_eq!(w.size, data.len() as u64);
-        let BlobStore::Local(local) = &store else {
-            unreachable!()
-        };
+        let BlobStore::Local(local) = &store else { unreachable!() };
         let raw = std::fs::read(local.path(&w.id)).unwrap();
-        assert!(
-            !raw.windows(12).any(|x| x == b"firmware-100"),
-            "plaintext on disk"
-        );
-        for (s, e) in [
-            (0, data.len()),
-            (0, 1),
-            (65_535, 65_537),
-            (131_072, 200_000),
-            (300_000, 300_001),
-        ] {
-            let got: Vec<u8> = store
-                .read(&w.id, w.size, s as u64, e as u64)
-                .await
-                .unwrap()
-                .concat();
+        assert!(!raw.windows(12).any(|x| x == b"firmware-100"), "plaintext on disk");
+        for (s, e) in [(0, data.len()), (0, 1), (65_535, 65_537), (131_072, 200_000), (300_000, 300_001)] {
+            let got: Vec<u8> = store.read(&w.id, w.size, s as u64, e as u64).await.unwrap().concat();
             assert_eq!(got, &data[s..e], "range {s}..{e}");
         }
         let empty = write(&store, b"").await;
@@ -506,11 +426,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_finish_leaves_no_partial_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(
-            dir.path(),
-            Arc::new(MasterKey::from_bytes(&MasterKey::generate_bytes())),
-        )
-        .unwrap();
+        let store = BlobStore::open(dir.path(), Arc::new(MasterKey::from_bytes(&MasterKey::generate_bytes()))).unwrap();
         // Every fan-out directory is taken by a plain file, so moving the blob into place fails
         // (as ENOSPC makes the last write, the flush or the sync fail on a full disk).
         for i in 0..=255u8 {
@@ -528,24 +444,15 @@ mod tests {
     #[tokio::test]
     async fn tampering_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(
-            dir.path(),
-            Arc::new(MasterKey::from_bytes(&MasterKey::generate_bytes())),
-        )
-        .unwrap();
+        let store = BlobStore::open(dir.path(), Arc::new(MasterKey::from_bytes(&MasterKey::generate_bytes()))).unwrap();
         let w = write(&store, &[7u8; 100_000]).await;
-        let BlobStore::Local(local) = &store else {
-            unreachable!()
-        };
+        let BlobStore::Local(local) = &store else { unreachable!() };
         let path = local.path(&w.id);
         let mut raw = std::fs::read(&path).unwrap();
         let n = raw.len();
         raw[n - 100] ^= 1;
         std::fs::write(&path, &raw).unwrap();
-        assert!(matches!(
-            store.read(&w.id, w.size, 70_000, 80_000).await,
-            Err(BlobError::Corrupt(_))
-        ));
+        assert!(matches!(store.read(&w.id, w.size, 70_000, 80_000).await, Err(BlobError::Corrupt(_))));
         // A truncated blob (last segment cut) does not read as a shorter object.
         raw.truncate(n - 40_000);
         std::fs::write(&path, &raw).unwrap();

@@ -7,12 +7,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
-use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-};
+use futures::TryStreamExt;
+use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::Deserialize;
 
 #[derive(Clone, Deserialize)]
@@ -30,10 +28,7 @@ pub struct ExternalBucketConfig {
 impl std::fmt::Debug for ExternalBucketConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The secret never reaches a log line.
-        f.debug_struct("ExternalBucketConfig")
-            .field("name", &self.name)
-            .field("endpoint", &self.endpoint)
-            .finish_non_exhaustive()
+        f.debug_struct("ExternalBucketConfig").field("name", &self.name).field("endpoint", &self.endpoint).finish_non_exhaustive()
     }
 }
 
@@ -72,9 +67,7 @@ impl ExternalPutError {
     /// store's own `<Code>` when it answered with one we know, else `ServiceUnavailable` (the
     /// store could not be reached, timed out, or answered something else).
     pub fn s3_code(&self) -> &'static str {
-        let ExternalPutError::Other(text) = self else {
-            return "PreconditionFailed";
-        };
+        let ExternalPutError::Other(text) = self else { return "PreconditionFailed" };
         // object_store's message ends with the response body, S3's `<Error><Code>…</Code>…`.
         text.split_once("<Code>")
             .and_then(|(_, rest)| rest.split_once("</Code>"))
@@ -113,51 +106,27 @@ impl ExternalBuckets {
     }
 
     /// Writes `key` only if it does not exist yet.
-    pub async fn put_new(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        metadata: &BTreeMap<String, String>,
-    ) -> Result<(), ExternalPutError> {
-        let store = self.stores.get(bucket).ok_or_else(|| {
-            ExternalPutError::Other(format!("{bucket} is not an external bucket"))
-        })?;
+    pub async fn put_new(&self, bucket: &str, key: &str, body: Vec<u8>, metadata: &BTreeMap<String, String>) -> Result<(), ExternalPutError> {
+        let store = self.stores.get(bucket).ok_or_else(|| ExternalPutError::Other(format!("{bucket} is not an external bucket")))?;
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::ContentType, "application/json".into());
         for (k, v) in metadata {
             attributes.insert(Attribute::Metadata(k.clone().into()), v.clone().into());
         }
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            attributes,
-            ..Default::default()
-        };
-        match store
-            .put_opts(&ObjectPath::from(key), PutPayload::from(body), opts)
-            .await
-        {
+        let opts = PutOptions { mode: PutMode::Create, attributes, ..Default::default() };
+        match store.put_opts(&ObjectPath::from(key), PutPayload::from(body), opts).await {
             Ok(_) => Ok(()),
-            Err(
-                object_store::Error::AlreadyExists { .. }
-                | object_store::Error::Precondition { .. },
-            ) => Err(ExternalPutError::Exists),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Err(ExternalPutError::Exists),
             Err(e) => Err(ExternalPutError::Other(e.to_string())),
         }
     }
 
     fn store(&self, bucket: &str) -> Result<&Arc<dyn ObjectStore>, String> {
-        self.stores
-            .get(bucket)
-            .ok_or_else(|| format!("{bucket} is not an external bucket"))
+        self.stores.get(bucket).ok_or_else(|| format!("{bucket} is not an external bucket"))
     }
 
     /// An object's bytes and user metadata; `None` when there is no such object.
-    pub async fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<Option<(Vec<u8>, BTreeMap<String, String>)>, String> {
+    pub async fn get(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, BTreeMap<String, String>)>, String> {
         match self.store(bucket)?.get(&ObjectPath::from(key)).await {
             Ok(r) => {
                 let metadata = r
@@ -178,16 +147,9 @@ impl ExternalBuckets {
 
     /// Every key under `prefix` (a folder), in byte order.
     pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>, String> {
-        let objects: Vec<_> = self
-            .store(bucket)?
-            .list(Some(&ObjectPath::from(prefix.trim_end_matches('/'))))
-            .try_collect()
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut keys: Vec<String> = objects
-            .into_iter()
-            .map(|o| o.location.to_string())
-            .collect();
+        let objects: Vec<_> =
+            self.store(bucket)?.list(Some(&ObjectPath::from(prefix.trim_end_matches('/')))).try_collect().await.map_err(|e| e.to_string())?;
+        let mut keys: Vec<String> = objects.into_iter().map(|o| o.location.to_string()).collect();
         keys.sort();
         Ok(keys)
     }
@@ -206,9 +168,7 @@ mod tests {
                 .into(),
         );
         assert_eq!(missing.s3_code(), "NoSuchBucket");
-        let denied = ExternalPutError::Other(
-            "… 403 Forbidden: <Error><Code>AccessDenied</Code></Error>".into(),
-        );
+        let denied = ExternalPutError::Other("… 403 Forbidden: <Error><Code>AccessDenied</Code></Error>".into());
         assert_eq!(denied.s3_code(), "AccessDenied");
         // Unreachable, or a code we do not pass on: ServiceUnavailable.
         let refused = ExternalPutError::Other(
@@ -217,9 +177,6 @@ mod tests {
                 .into(),
         );
         assert_eq!(refused.s3_code(), "ServiceUnavailable");
-        assert_eq!(
-            ExternalPutError::Other("<Code><script></Code>".into()).s3_code(),
-            "ServiceUnavailable"
-        );
+        assert_eq!(ExternalPutError::Other("<Code><script></Code>".into()).s3_code(), "ServiceUnavailable");
     }
 }

@@ -22,10 +22,7 @@ impl S3Auth for Auth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         match self.app.identities.lookup(access_key).await {
             Ok(Some(k)) => Ok(SecretKey::from(k.secret.expose())),
-            Ok(None) => Err(s3_error!(
-                InvalidAccessKeyId,
-                "The AWS Access Key Id you provided does not exist in our records."
-            )),
+            Ok(None) => Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records.")),
             Err(e) => {
                 tracing::error!(error = %e, "access key lookup failed");
                 Err(s3_error!(InternalError))
@@ -42,10 +39,7 @@ pub struct Access {
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let Some(creds) = cx.credentials() else {
-            return Err(s3_error!(
-                AccessDenied,
-                "Anonymous access is not allowed; sign the request."
-            ));
+            return Err(s3_error!(AccessDenied, "Anonymous access is not allowed; sign the request."));
         };
         let access_key = creds.access_key.clone();
         let key = match self.app.identities.lookup(&access_key).await {
@@ -54,10 +48,7 @@ impl S3Access for Access {
             Err(_) => return Err(s3_error!(InternalError)),
         };
         if key.status != KeyStatus::Active {
-            return Err(s3_error!(
-                InvalidAccessKeyId,
-                "The AWS Access Key Id you provided is inactive."
-            ));
+            return Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided is inactive."));
         }
         if let Some(session) = &key.session {
             // Header auth carries the token in a header, presigned URLs in the query.
@@ -68,9 +59,7 @@ impl S3Access for Access {
                 .map(str::to_string)
                 .or_else(|| {
                     cx.uri().query().and_then(|q| {
-                        form_urlencoded::parse(q.as_bytes())
-                            .find(|(k, _)| k == "X-Amz-Security-Token")
-                            .map(|(_, v)| v.into_owned())
+                        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "X-Amz-Security-Token").map(|(_, v)| v.into_owned())
                     })
                 });
             let matches = token.is_some_and(|t| {
@@ -78,10 +67,7 @@ impl S3Access for Access {
                 bool::from(h.as_bytes().ct_eq(session.token_sha256.as_bytes()))
             });
             if !matches {
-                return Err(forbidden(
-                    "InvalidToken",
-                    "The provided token is malformed or otherwise invalid.",
-                ));
+                return Err(forbidden("InvalidToken", "The provided token is malformed or otherwise invalid."));
             }
             if self.app.clock.now() >= session.expires_at {
                 return Err(forbidden("ExpiredToken", "The provided token has expired."));
@@ -101,8 +87,5 @@ fn forbidden(code: &'static str, message: &'static str) -> S3Error {
 
 /// The principal [`Access`] resolved for this request.
 pub fn principal<T>(req: &S3Request<T>) -> S3Result<Principal> {
-    req.extensions
-        .get::<Principal>()
-        .cloned()
-        .ok_or_else(|| s3_error!(AccessDenied))
+    req.extensions.get::<Principal>().cloned().ok_or_else(|| s3_error!(AccessDenied))
 }

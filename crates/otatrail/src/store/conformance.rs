@@ -4,11 +4,9 @@
 use std::sync::Arc;
 
 use super::{Store, StoreError, read, write};
-use crate::domain::Principal;
 use crate::domain::Scope;
-use crate::domain::identity::{
-    AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User,
-};
+use crate::domain::Principal;
+use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::{Stream, StreamFile, Tag};
 use crate::domain::time::Millis;
 
@@ -49,29 +47,20 @@ fn stream(scope: &Scope, id: &str, t: i64) -> Stream {
             sha256: "ab".repeat(32),
         }],
         role_arn: "arn:aws:iam::123456789012:role/r".into(),
-        tags: vec![Tag {
-            key: "k".into(),
-            value: Some("v".into()),
-        }],
+        tags: vec![Tag { key: "k".into(), value: Some("v".into()) }],
         created_at: Millis(t),
         updated_at: Millis(t),
     }
 }
 
 async fn identities(store: &Arc<dyn Store>) {
-    let acct = Account {
-        id: "123456789012".into(),
-        created_at: Millis(1),
-    };
+    let acct = Account { id: "123456789012".into(), created_at: Millis(1) };
     let user = User {
         account_id: acct.id.clone(),
         name: "alice".into(),
         user_id: "AIDAEXAMPLE0000000001".into(),
         path: "/".into(),
-        tags: vec![IamTag {
-            key: "team".into(),
-            value: "fw".into(),
-        }],
+        tags: vec![IamTag { key: "team".into(), value: "fw".into() }],
         created_at: Millis(2),
     };
     let key = AccessKeyRecord {
@@ -112,14 +101,8 @@ async fn identities(store: &Arc<dyn Store>) {
 
     // Duplicate primary keys are refused as conflicts.
     let a = acct.clone();
-    let dup = write::<(), StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.insert_account(&a).await })
-    })
-    .await;
-    assert!(
-        matches!(dup, Err(StoreError::Conflict(_))),
-        "duplicate account: {dup:?}"
-    );
+    let dup = write::<(), StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_account(&a).await })).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "duplicate account: {dup:?}");
 
     let id = key.access_key_id.clone();
     let changed = write::<_, StoreError, _>(&**store, move |tx| {
@@ -129,12 +112,10 @@ async fn identities(store: &Arc<dyn Store>) {
     .unwrap();
     assert!(changed);
     let id = key.access_key_id.clone();
-    let k = read::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.get_access_key(&id).await })
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let k = read::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.get_access_key(&id).await }))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(k.status, KeyStatus::Inactive);
 }
 
@@ -142,21 +123,13 @@ async fn stream_crud(store: &Arc<dyn Store>) {
     let scope = Scope::new("123456789012", "us-east-1");
     let s = stream(&scope, "crud", 100);
     let s2 = s.clone();
-    write::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.insert_stream(&s2).await })
-    })
-    .await
-    .unwrap();
+    write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_stream(&s2).await }))
+        .await
+        .unwrap();
 
     let s2 = s.clone();
-    let dup = write::<(), StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.insert_stream(&s2).await })
-    })
-    .await;
-    assert!(
-        matches!(dup, Err(StoreError::Conflict(_))),
-        "duplicate stream: {dup:?}"
-    );
+    let dup = write::<(), StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_stream(&s2).await })).await;
+    assert!(matches!(dup, Err(StoreError::Conflict(_))), "duplicate stream: {dup:?}");
 
     let mut updated = s.clone();
     updated.version = 2;
@@ -164,42 +137,30 @@ async fn stream_crud(store: &Arc<dyn Store>) {
     updated.files[0].size = 99;
     updated.updated_at = Millis(200);
     let u2 = updated.clone();
-    write::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.update_stream(&u2).await })
-    })
-    .await
-    .unwrap();
+    write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.update_stream(&u2).await }))
+        .await
+        .unwrap();
     let sc = scope.clone();
-    let got = read::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.get_stream(&sc, "crud").await })
-    })
-    .await
-    .unwrap();
+    let got = read::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.get_stream(&sc, "crud").await }))
+        .await
+        .unwrap();
     assert_eq!(got, Some(updated));
 
     let sc = scope.clone();
-    let deleted = write::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.delete_stream(&sc, "crud").await })
-    })
-    .await
-    .unwrap();
+    let deleted =
+        write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.delete_stream(&sc, "crud").await }))
+            .await
+            .unwrap();
     assert!(deleted);
     let sc = scope.clone();
-    let again = write::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.delete_stream(&sc, "crud").await })
-    })
-    .await
-    .unwrap();
+    let again =
+        write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.delete_stream(&sc, "crud").await }))
+            .await
+            .unwrap();
     assert!(!again);
 }
 
-async fn list_ids(
-    store: &Arc<dyn Store>,
-    scope: &Scope,
-    after: Option<i64>,
-    asc: bool,
-    limit: i64,
-) -> Vec<(i64, String)> {
+async fn list_ids(store: &Arc<dyn Store>, scope: &Scope, after: Option<i64>, asc: bool, limit: i64) -> Vec<(i64, String)> {
     let sc = scope.clone();
     read::<_, StoreError, _>(&**store, move |tx| {
         Box::pin(async move { tx.list_streams(&sc, after, asc, limit).await })
@@ -215,11 +176,9 @@ async fn stream_listing_order_and_keyset(store: &Arc<dyn Store>) {
     let scope = Scope::new("210987654321", "eu-west-1");
     for i in 0..5 {
         let s = stream(&scope, &format!("list-{i}"), 1000 + i);
-        write::<_, StoreError, _>(&**store, move |tx| {
-            Box::pin(async move { tx.insert_stream(&s).await })
-        })
-        .await
-        .unwrap();
+        write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_stream(&s).await }))
+            .await
+            .unwrap();
     }
     let asc = list_ids(store, &scope, None, true, 10).await;
     let names: Vec<_> = asc.iter().map(|(_, n)| n.as_str()).collect();
@@ -233,17 +192,13 @@ async fn stream_listing_order_and_keyset(store: &Arc<dyn Store>) {
     assert_eq!(page1.len(), 2);
     let anchor = page1[1].0;
     let sc = scope.clone();
-    write::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.delete_stream(&sc, "list-1").await })
-    })
-    .await
-    .unwrap();
+    write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.delete_stream(&sc, "list-1").await }))
+        .await
+        .unwrap();
     let s = stream(&scope, "list-5", 2000);
-    write::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.insert_stream(&s).await })
-    })
-    .await
-    .unwrap();
+    write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_stream(&s).await }))
+        .await
+        .unwrap();
     let rest = list_ids(store, &scope, Some(anchor), true, 10).await;
     let names: Vec<_> = rest.iter().map(|(_, n)| n.as_str()).collect();
     assert_eq!(names, ["list-2", "list-3", "list-4", "list-5"]);
@@ -267,16 +222,10 @@ async fn failed_unit_rolls_back_alone(store: &Arc<dyn Store>) {
         .await
     });
     let succeeding = tokio::spawn(async move {
-        write::<_, StoreError, _>(&*s2, move |tx| {
-            Box::pin(async move { tx.insert_stream(&good).await })
-        })
-        .await
+        write::<_, StoreError, _>(&*s2, move |tx| Box::pin(async move { tx.insert_stream(&good).await })).await
     });
     let f = failing.await.unwrap();
-    assert!(
-        matches!(&f, Err(StoreError::Conflict(m)) if m == "domain said no"),
-        "{f:?}"
-    );
+    assert!(matches!(&f, Err(StoreError::Conflict(m)) if m == "domain said no"), "{f:?}");
     succeeding.await.unwrap().unwrap();
     let ids = list_ids(store, &scope, None, true, 10).await;
     let names: Vec<_> = ids.iter().map(|(_, n)| n.as_str()).collect();
@@ -290,10 +239,7 @@ async fn concurrent_writers_all_commit(store: &Arc<dyn Store>) {
         let store = store.clone();
         let s = stream(&scope, &format!("c-{i:03}"), i);
         handles.push(tokio::spawn(async move {
-            write::<_, StoreError, _>(&*store, move |tx| {
-                Box::pin(async move { tx.insert_stream(&s).await })
-            })
-            .await
+            write::<_, StoreError, _>(&*store, move |tx| Box::pin(async move { tx.insert_stream(&s).await })).await
         }));
     }
     for h in handles {
@@ -316,19 +262,11 @@ async fn ota_stream_uses(store: &Arc<dyn Store>) {
     .unwrap();
     let sc = scope.clone();
     let users = read::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move {
-            Ok((
-                tx.ota_updates_using_stream(&sc, "s1").await?,
-                tx.ota_updates_using_stream(&sc, "s2").await?,
-            ))
-        })
+        Box::pin(async move { Ok((tx.ota_updates_using_stream(&sc, "s1").await?, tx.ota_updates_using_stream(&sc, "s2").await?)) })
     })
     .await
     .unwrap();
-    assert_eq!(
-        users,
-        (vec!["ota-a".to_string(), "ota-b".to_string()], vec![])
-    );
+    assert_eq!(users, (vec!["ota-a".to_string(), "ota-b".to_string()], vec![]));
 }
 
 async fn scopes_are_isolated(store: &Arc<dyn Store>) {
@@ -336,19 +274,15 @@ async fn scopes_are_isolated(store: &Arc<dyn Store>) {
     let b = Scope::new("666666666666", "eu-central-1");
     let c = Scope::new("777777777777", "us-east-1");
     let s = stream(&a, "same-name", 1);
-    write::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.insert_stream(&s).await })
-    })
-    .await
-    .unwrap();
+    write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_stream(&s).await }))
+        .await
+        .unwrap();
     for other in [b, c] {
         let s = stream(&other, "same-name", 1);
         let o = other.clone();
-        write::<_, StoreError, _>(&**store, move |tx| {
-            Box::pin(async move { tx.insert_stream(&s).await })
-        })
-        .await
-        .unwrap();
+        write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_stream(&s).await }))
+            .await
+            .unwrap();
         assert_eq!(list_ids(store, &o, None, true, 10).await.len(), 1);
     }
 }
@@ -367,10 +301,7 @@ async fn roles_and_sessions(store: &Arc<dyn Store>) {
         created_at: Millis(n),
     };
     let (r1, r2) = (role("Beta", 1), role("alpha", 2));
-    let a = Account {
-        id: acct.into(),
-        created_at: Millis(0),
-    };
+    let a = Account { id: acct.into(), created_at: Millis(0) };
     let (c1, c2) = (r1.clone(), r2.clone());
     write::<_, StoreError, _>(&**store, move |tx| {
         Box::pin(async move {
@@ -385,18 +316,12 @@ async fn roles_and_sessions(store: &Arc<dyn Store>) {
     // Names are unique without regard to case, and found without regard to case.
     let mut clash = role("BETA", 3);
     clash.role_id = "AROAEXAMPLE0000000999".into();
-    let dup = write::<(), StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.insert_role(&clash).await })
-    })
-    .await;
+    let dup = write::<(), StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_role(&clash).await })).await;
     assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
 
     let mut changed = r1.clone();
     changed.assume_role_policy = "{\"Statement\":[]}".into();
-    changed.tags = vec![IamTag {
-        key: "k".into(),
-        value: "v".into(),
-    }];
+    changed.tags = vec![IamTag { key: "k".into(), value: "v".into() }];
     let c = changed.clone();
     let got = write::<_, StoreError, _>(&**store, move |tx| {
         Box::pin(async move {
@@ -410,14 +335,8 @@ async fn roles_and_sessions(store: &Arc<dyn Store>) {
     .await
     .unwrap();
     assert_eq!(got.0, Some(changed.clone()));
-    assert_eq!(
-        got.1.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-        ["alpha", "Beta"]
-    );
-    assert_eq!(
-        got.2.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
-        ["Beta"]
-    );
+    assert_eq!(got.1.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["alpha", "Beta"]);
+    assert_eq!(got.2.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["Beta"]);
 
     let session = SessionRecord {
         access_key_id: "ASIAEXAMPLE000000001".into(),
@@ -436,11 +355,7 @@ async fn roles_and_sessions(store: &Arc<dyn Store>) {
             tx.insert_session(&s1).await?;
             tx.insert_session(&s2).await?;
             let removed = tx.delete_expired_sessions(Millis(2_000)).await?;
-            Ok((
-                removed,
-                tx.get_session("ASIAEXAMPLE000000001").await?,
-                tx.get_session("ASIAEXAMPLE000000002").await?,
-            ))
+            Ok((removed, tx.get_session("ASIAEXAMPLE000000001").await?, tx.get_session("ASIAEXAMPLE000000002").await?))
         })
     })
     .await
@@ -450,12 +365,7 @@ async fn roles_and_sessions(store: &Arc<dyn Store>) {
     assert_eq!(out.2.map(|s| s.principal), Some(session.principal));
 
     let deleted = write::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move {
-            Ok((
-                tx.delete_role(acct, "ALPHA").await?,
-                tx.get_role(acct, "alpha").await?,
-            ))
-        })
+        Box::pin(async move { Ok((tx.delete_role(acct, "ALPHA").await?, tx.get_role(acct, "alpha").await?)) })
     })
     .await
     .unwrap();
@@ -467,25 +377,14 @@ fn sns_topic(account: &str, region: &str, name: &str) -> crate::domain::sns::Top
         account_id: account.into(),
         region: region.into(),
         name: name.into(),
-        attributes: std::collections::BTreeMap::from([(
-            "DisplayName".to_string(),
-            format!("topic {name}"),
-        )]),
-        tags: vec![crate::domain::sns::SnsTag {
-            key: "k".into(),
-            value: "v".into(),
-        }],
+        attributes: std::collections::BTreeMap::from([("DisplayName".to_string(), format!("topic {name}"))]),
+        tags: vec![crate::domain::sns::SnsTag { key: "k".into(), value: "v".into() }],
         subscriptions_deleted: 0,
         created_at: Millis(1),
     }
 }
 
-fn sns_subscription(
-    topic_arn: &str,
-    n: u32,
-    owner: &str,
-    confirmed: bool,
-) -> crate::domain::sns::Subscription {
+fn sns_subscription(topic_arn: &str, n: u32, owner: &str, confirmed: bool) -> crate::domain::sns::Subscription {
     crate::domain::sns::Subscription {
         arn: format!("{topic_arn}:00000000-0000-4000-8000-{n:012}"),
         topic_arn: topic_arn.into(),
@@ -523,10 +422,7 @@ fn sns_delivery(sub: &crate::domain::sns::Subscription, next: i64) -> crate::dom
 async fn sns(store: &Arc<dyn Store>) {
     use crate::domain::sns::SigningCert;
     let acct = "121212121212";
-    let topics: Vec<_> = ["b", "a", "c"]
-        .iter()
-        .map(|n| sns_topic(acct, "us-east-1", n))
-        .collect();
+    let topics: Vec<_> = ["b", "a", "c"].iter().map(|n| sns_topic(acct, "us-east-1", n)).collect();
     let other_region = sns_topic(acct, "eu-west-1", "a");
     let (t, o) = (topics.clone(), other_region.clone());
     write::<_, StoreError, _>(&**store, move |tx| {
@@ -540,10 +436,7 @@ async fn sns(store: &Arc<dyn Store>) {
     .await
     .unwrap();
     let dup = topics[0].clone();
-    let r = write::<(), StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.insert_sns_topic(&dup).await })
-    })
-    .await;
+    let r = write::<(), StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_sns_topic(&dup).await })).await;
     assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
 
     let mut changed = topics[1].clone();
@@ -564,14 +457,8 @@ async fn sns(store: &Arc<dyn Store>) {
     .await
     .unwrap();
     assert_eq!(got, Some(changed));
-    assert_eq!(
-        page1.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
-        ["a", "b"]
-    );
-    assert_eq!(
-        page2.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
-        ["c"]
-    );
+    assert_eq!(page1.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(page2.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["c"]);
     assert_eq!(missing, None);
 
     // Subscriptions of topic "a" (one by another account) and one of topic "b".
@@ -597,60 +484,26 @@ async fn sns(store: &Arc<dyn Store>) {
     let (a, s) = (a_arn.clone(), subs.clone());
     write::<_, StoreError, _>(&**store, move |tx| {
         Box::pin(async move {
-            assert_eq!(
-                tx.get_sns_subscription(&s[0].arn).await?,
-                Some(s[0].clone())
-            );
-            assert_eq!(
-                tx.find_sns_subscription(&a, "http", "http://127.0.0.1:9/1")
-                    .await?,
-                Some(s[1].clone())
-            );
-            assert_eq!(
-                tx.find_sns_subscription(&a, "https", "http://127.0.0.1:9/1")
-                    .await?,
-                None
-            );
-            assert_eq!(
-                tx.find_sns_subscription_by_token(&a, &format!("{:064}", 3))
-                    .await?,
-                Some(s[2].clone())
-            );
-            assert_eq!(
-                tx.find_sns_subscription_by_token(&a, &format!("{:064}", 4))
-                    .await?,
-                None
-            );
+            assert_eq!(tx.get_sns_subscription(&s[0].arn).await?, Some(s[0].clone()));
+            assert_eq!(tx.find_sns_subscription(&a, "http", "http://127.0.0.1:9/1").await?, Some(s[1].clone()));
+            assert_eq!(tx.find_sns_subscription(&a, "https", "http://127.0.0.1:9/1").await?, None);
+            assert_eq!(tx.find_sns_subscription_by_token(&a, &format!("{:064}", 3)).await?, Some(s[2].clone()));
+            assert_eq!(tx.find_sns_subscription_by_token(&a, &format!("{:064}", 4)).await?, None);
             let by_topic = tx.list_sns_subscriptions_by_topic(&a, None, 2).await?;
             assert_eq!(by_topic, vec![s[1].clone(), s[0].clone()]);
-            let rest = tx
-                .list_sns_subscriptions_by_topic(&a, Some(&s[0].arn), 10)
-                .await?;
+            let rest = tx.list_sns_subscriptions_by_topic(&a, Some(&s[0].arn), 10).await?;
             assert_eq!(rest, vec![s[2].clone()]);
-            let mine = tx
-                .list_sns_subscriptions_by_owner(acct, "us-east-1", None, 10)
-                .await?;
+            let mine = tx.list_sns_subscriptions_by_owner(acct, "us-east-1", None, 10).await?;
             assert_eq!(mine.len(), 3);
-            assert!(
-                tx.list_sns_subscriptions_by_owner(acct, "eu-west-1", None, 10)
-                    .await?
-                    .is_empty()
-            );
+            assert!(tx.list_sns_subscriptions_by_owner(acct, "eu-west-1", None, 10).await?.is_empty());
             assert_eq!(tx.count_sns_subscriptions(&a).await?, (1, 2));
-            assert_eq!(
-                tx.count_sns_subscriptions("arn:aws:sns:us-east-1:121212121212:none")
-                    .await?,
-                (0, 0)
-            );
+            assert_eq!(tx.count_sns_subscriptions("arn:aws:sns:us-east-1:121212121212:none").await?, (0, 0));
             let mut confirmed = s[1].clone();
             confirmed.confirmed = true;
             confirmed.authenticate_on_unsubscribe = true;
             confirmed.token_sha256 = "f".repeat(64);
             assert!(tx.update_sns_subscription(&confirmed).await?);
-            assert_eq!(
-                tx.get_sns_subscription(&confirmed.arn).await?,
-                Some(confirmed)
-            );
+            assert_eq!(tx.get_sns_subscription(&confirmed.arn).await?, Some(confirmed));
             assert_eq!(tx.count_sns_subscriptions(&a).await?, (2, 1));
             Ok(())
         })
@@ -660,12 +513,7 @@ async fn sns(store: &Arc<dyn Store>) {
 
     // Deliveries: due ones soonest first; rescheduled ones wait; deleting a subscription drops
     // its deliveries.
-    let ds = vec![
-        sns_delivery(&subs[0], 30),
-        sns_delivery(&subs[2], 10),
-        sns_delivery(&subs[3], 20),
-        sns_delivery(&subs[0], 500),
-    ];
+    let ds = vec![sns_delivery(&subs[0], 30), sns_delivery(&subs[2], 10), sns_delivery(&subs[3], 20), sns_delivery(&subs[0], 500)];
     let d = ds.clone();
     let ids = write::<_, StoreError, _>(&**store, move |tx| {
         Box::pin(async move {
@@ -680,21 +528,11 @@ async fn sns(store: &Arc<dyn Store>) {
     .unwrap();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     let (due, next) = read::<_, StoreError, _>(&**store, |tx| {
-        Box::pin(async move {
-            Ok((
-                tx.due_sns_deliveries(Millis(100), 10).await?,
-                tx.next_sns_delivery_at().await?,
-            ))
-        })
+        Box::pin(async move { Ok((tx.due_sns_deliveries(Millis(100), 10).await?, tx.next_sns_delivery_at().await?)) })
     })
     .await
     .unwrap();
-    assert_eq!(
-        due.iter()
-            .map(|d| d.message_id.as_str())
-            .collect::<Vec<_>>(),
-        ["m-10", "m-20", "m-30"]
-    );
+    assert_eq!(due.iter().map(|d| d.message_id.as_str()).collect::<Vec<_>>(), ["m-10", "m-20", "m-30"]);
     assert_eq!(due[0].id, ids[1]);
     assert_eq!(due[0].sealed_body, vec![0, 1, 2, 255]);
     assert_eq!(next, Some(Millis(10)));
@@ -714,18 +552,8 @@ async fn sns(store: &Arc<dyn Store>) {
     })
     .await
     .unwrap();
-    assert_eq!(
-        due.iter()
-            .map(|d| (d.message_id.as_str(), d.attempts))
-            .collect::<Vec<_>>(),
-        [("m-30", 0), ("m-500", 0), ("m-10", 1)]
-    );
-    assert_eq!(
-        next.iter()
-            .map(|d| d.message_id.as_str())
-            .collect::<Vec<_>>(),
-        ["m-30", "m-500"]
-    );
+    assert_eq!(due.iter().map(|d| (d.message_id.as_str(), d.attempts)).collect::<Vec<_>>(), [("m-30", 0), ("m-500", 0), ("m-10", 1)]);
+    assert_eq!(next.iter().map(|d| d.message_id.as_str()).collect::<Vec<_>>(), ["m-30", "m-500"]);
 
     // Expired pending subscriptions go, with their deliveries; confirmed ones stay.
     let (a, b) = (a_arn.clone(), b_arn.clone());
@@ -736,28 +564,18 @@ async fn sns(store: &Arc<dyn Store>) {
             // Deleting a topic takes its subscriptions and their deliveries along.
             assert!(tx.delete_sns_topic(acct, "us-east-1", "a").await?);
             assert!(!tx.delete_sns_topic(acct, "us-east-1", "a").await?);
-            Ok((
-                expired,
-                left,
-                tx.list_sns_subscriptions_by_topic(&a, None, 10).await?,
-                tx.count_sns_subscriptions(&b).await?,
-            ))
+            Ok((expired, left, tx.list_sns_subscriptions_by_topic(&a, None, 10).await?, tx.count_sns_subscriptions(&b).await?))
         })
     })
     .await
     .unwrap();
-    assert!(
-        expired.is_empty(),
-        "only unconfirmed subscriptions expire: {expired:?}"
-    );
+    assert!(expired.is_empty(), "only unconfirmed subscriptions expire: {expired:?}");
     assert_eq!(left, (2, 0));
     assert!(a_after.is_empty());
     assert_eq!(b_after, (1, 0));
-    let due = read::<_, StoreError, _>(&**store, |tx| {
-        Box::pin(async move { tx.due_sns_deliveries(Millis(i64::MAX), 10).await })
-    })
-    .await
-    .unwrap();
+    let due = read::<_, StoreError, _>(&**store, |tx| Box::pin(async move { tx.due_sns_deliveries(Millis(i64::MAX), 10).await }))
+        .await
+        .unwrap();
     assert!(due.is_empty(), "{due:?}");
     let mut pending = sns_subscription(&b_arn, 5, acct, false);
     pending.token_expires_at = Millis(10);
@@ -772,44 +590,20 @@ async fn sns(store: &Arc<dyn Store>) {
     .await
     .unwrap();
     assert_eq!(expired, vec![pending]);
-    assert_eq!(
-        read::<_, StoreError, _>(&**store, |tx| Box::pin(async move {
-            tx.next_sns_delivery_at().await
-        }))
-        .await
-        .unwrap(),
-        None
-    );
+    assert_eq!(read::<_, StoreError, _>(&**store, |tx| Box::pin(async move { tx.next_sns_delivery_at().await })).await.unwrap(), None);
 
     // One signing certificate per region, found by region or fingerprint.
-    let cert = SigningCert {
-        region: "us-east-1".into(),
-        fingerprint: "ab".repeat(16),
-        cert_der: vec![48, 3],
-        sealed_private: vec![7; 40],
-        created_at: Millis(9),
-    };
+    let cert = SigningCert { region: "us-east-1".into(), fingerprint: "ab".repeat(16), cert_der: vec![48, 3], sealed_private: vec![7; 40], created_at: Millis(9) };
     let c = cert.clone();
-    write::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.insert_sns_signing_cert(&c).await })
-    })
-    .await
-    .unwrap();
+    write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_sns_signing_cert(&c).await })).await.unwrap();
     let mut second = cert.clone();
     second.fingerprint = "cd".repeat(16);
-    let r = write::<(), StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.insert_sns_signing_cert(&second).await })
-    })
-    .await;
+    let r = write::<(), StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_sns_signing_cert(&second).await })).await;
     assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
     let fp = cert.fingerprint.clone();
     let got = read::<_, StoreError, _>(&**store, move |tx| {
         Box::pin(async move {
-            Ok((
-                tx.sns_signing_cert("us-east-1").await?,
-                tx.sns_signing_cert_by_fingerprint(&fp).await?,
-                tx.sns_signing_cert("eu-west-1").await?,
-            ))
+            Ok((tx.sns_signing_cert("us-east-1").await?, tx.sns_signing_cert_by_fingerprint(&fp).await?, tx.sns_signing_cert("eu-west-1").await?))
         })
     })
     .await
@@ -817,12 +611,7 @@ async fn sns(store: &Arc<dyn Store>) {
     assert_eq!(got, (Some(cert.clone()), Some(cert), None));
 }
 
-fn record(
-    id: &str,
-    t: i64,
-    name: &str,
-    resources: &[(&str, &str)],
-) -> crate::domain::audit::AuditEvent {
+fn record(id: &str, t: i64, name: &str, resources: &[(&str, &str)]) -> crate::domain::audit::AuditEvent {
     crate::domain::audit::AuditEvent {
         event_id: id.to_string(),
         event_time: Millis(t),
@@ -835,11 +624,7 @@ fn record(
         access_key_id: "AKIAEXAMPLE".into(),
         resources: resources
             .iter()
-            .map(|(ty, arn)| crate::domain::audit::Resource {
-                arn: arn.to_string(),
-                account_id: "555555555555".into(),
-                resource_type: ty.to_string(),
-            })
+            .map(|(ty, arn)| crate::domain::audit::Resource { arn: arn.to_string(), account_id: "555555555555".into(), resource_type: ty.to_string() })
             .collect(),
         record: format!("{{\"eventID\":\"{id}\"}}"),
     }
@@ -853,19 +638,7 @@ async fn appended_records(store: &Arc<dyn Store>) {
     let mut handles = Vec::new();
     for i in 0..300 {
         let store = store.clone();
-        let ev = record(
-            &format!("ev-{i:03}"),
-            1_000 + i,
-            if i % 2 == 0 {
-                "DescribeStream"
-            } else {
-                "ListStreams"
-            },
-            &[
-                ("AWS::IoT::Stream", "arn:s/a"),
-                ("AWS::IoT::Stream", "arn:s/a"),
-            ],
-        );
+        let ev = record(&format!("ev-{i:03}"), 1_000 + i, if i % 2 == 0 { "DescribeStream" } else { "ListStreams" }, &[("AWS::IoT::Stream", "arn:s/a"), ("AWS::IoT::Stream", "arn:s/a")]);
         handles.push(tokio::spawn(async move { store.append(ev).await }));
     }
     // A duplicate of a committed ID, sent while others are in flight.
@@ -879,10 +652,7 @@ async fn appended_records(store: &Arc<dyn Store>) {
     for h in handles {
         h.await.unwrap().unwrap();
     }
-    assert!(
-        dup.await.unwrap().is_err(),
-        "a duplicate event ID must be refused"
-    );
+    assert!(dup.await.unwrap().is_err(), "a duplicate event ID must be refused");
     let q = |attribute: Option<(LookupKey, String)>, limit: i64| EventQuery {
         account_id: "555555555555".into(),
         region: "eu-west-1".into(),
@@ -892,43 +662,19 @@ async fn appended_records(store: &Arc<dyn Store>) {
         before: None,
         limit,
     };
-    let all = read::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.lookup_events(&q(None, 1000)).await })
-    })
-    .await
-    .unwrap();
-    assert_eq!(
-        all.len(),
-        300,
-        "every appended record is kept, the duplicate is not"
-    );
+    let all = read::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.lookup_events(&q(None, 1000)).await })).await.unwrap();
+    assert_eq!(all.len(), 300, "every appended record is kept, the duplicate is not");
     assert!(all.iter().all(|e| e.event_name != "Dup"));
-    assert!(
-        all.windows(2).all(|w| w[0].event_time > w[1].event_time),
-        "newest first"
-    );
-    assert!(
-        all.iter().all(|e| e.resources.len() == 2),
-        "resources are kept with their events"
-    );
+    assert!(all.windows(2).all(|w| w[0].event_time > w[1].event_time), "newest first");
+    assert!(all.iter().all(|e| e.resources.len() == 2), "resources are kept with their events");
     let by_resource = read::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move {
-            tx.lookup_events(&q(Some((LookupKey::ResourceName, "arn:s/a".into())), 1000))
-                .await
-        })
+        Box::pin(async move { tx.lookup_events(&q(Some((LookupKey::ResourceName, "arn:s/a".into())), 1000)).await })
     })
     .await
     .unwrap();
-    assert_eq!(
-        by_resource.len(),
-        300,
-        "an event with two matching resources is returned once"
-    );
+    assert_eq!(by_resource.len(), 300, "an event with two matching resources is returned once");
     let names = read::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move {
-            tx.lookup_events(&q(Some((LookupKey::EventName, "ListStreams".into())), 1000))
-                .await
-        })
+        Box::pin(async move { tx.lookup_events(&q(Some((LookupKey::EventName, "ListStreams".into())), 1000)).await })
     })
     .await
     .unwrap();
@@ -938,36 +684,18 @@ async fn appended_records(store: &Arc<dyn Store>) {
 /// The regions an account has records in: each once, in order, none of another account's.
 async fn regions_with_records(store: &Arc<dyn Store>) {
     let account = "666666666666";
-    for (i, (acct, region)) in [
-        (account, "us-west-2"),
-        (account, "ap-south-1"),
-        ("777777777777", "af-south-1"),
-        (account, "us-west-2"),
-        (account, "eu-north-1"),
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, (acct, region)) in
+        [(account, "us-west-2"), (account, "ap-south-1"), ("777777777777", "af-south-1"), (account, "us-west-2"), (account, "eu-north-1")]
+            .into_iter()
+            .enumerate()
     {
-        let mut ev = record(
-            &format!("region-ev-{i}"),
-            1_000 + i as i64,
-            "DescribeStream",
-            &[],
-        );
+        let mut ev = record(&format!("region-ev-{i}"), 1_000 + i as i64, "DescribeStream", &[]);
         ev.recipient_account_id = acct.into();
         ev.region = region.into();
         store.append(ev).await.unwrap();
     }
-    let regions = read::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.event_regions(account).await })
-    })
-    .await
-    .unwrap();
+    let regions = read::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.event_regions(account).await })).await.unwrap();
     assert_eq!(regions, ["ap-south-1", "eu-north-1", "us-west-2"]);
-    let none = read::<_, StoreError, _>(&**store, |tx| {
-        Box::pin(async move { tx.event_regions("888888888888").await })
-    })
-    .await
-    .unwrap();
+    let none = read::<_, StoreError, _>(&**store, |tx| Box::pin(async move { tx.event_regions("888888888888").await })).await.unwrap();
     assert!(none.is_empty());
 }

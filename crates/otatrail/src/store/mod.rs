@@ -16,20 +16,15 @@ use tokio::sync::oneshot;
 use crate::domain::Scope;
 use crate::domain::audit::AuditEvent;
 use crate::domain::buckets::{Bucket, ObjectMeta, Part, Upload};
-use crate::domain::identity::{
-    AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User,
-};
-use crate::domain::jobs::{ExecStatus, Job, JobExecution, JobFilter};
-use crate::domain::ota::{OtaStatus, OtaUpdate};
 use crate::domain::signing::SigningKey;
-use crate::domain::sns::{
-    Delivery as SnsDelivery, SigningCert as SnsSigningCert, Subscription as SnsSubscription,
-    Topic as SnsTopic,
-};
+use crate::domain::sns::{Delivery as SnsDelivery, SigningCert as SnsSigningCert, Subscription as SnsSubscription, Topic as SnsTopic};
+use crate::domain::trails::Trail;
+use crate::domain::time::Millis;
+use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::Stream;
 use crate::domain::things::{Thing, ThingFilter, ThingGroup};
-use crate::domain::time::Millis;
-use crate::domain::trails::Trail;
+use crate::domain::jobs::{ExecStatus, Job, JobExecution, JobFilter};
+use crate::domain::ota::{OtaStatus, OtaUpdate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -112,44 +107,20 @@ pub trait StateTx: Send {
     async fn insert_user(&mut self, user: &User) -> StoreResult<()>;
     async fn get_user(&mut self, account_id: &str, name: &str) -> StoreResult<Option<User>>;
     /// Users of an account by name, those after `after_name`, at most `limit`.
-    async fn list_users(
-        &mut self,
-        account_id: &str,
-        after_name: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<User>>;
+    async fn list_users(&mut self, account_id: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<User>>;
     async fn delete_user(&mut self, account_id: &str, name: &str) -> StoreResult<bool>;
-    async fn set_user_tags(
-        &mut self,
-        account_id: &str,
-        name: &str,
-        tags: &[IamTag],
-    ) -> StoreResult<bool>;
+    async fn set_user_tags(&mut self, account_id: &str, name: &str, tags: &[IamTag]) -> StoreResult<bool>;
     async fn insert_access_key(&mut self, key: &AccessKeyRecord) -> StoreResult<()>;
-    async fn get_access_key(&mut self, access_key_id: &str)
-    -> StoreResult<Option<AccessKeyRecord>>;
+    async fn get_access_key(&mut self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>>;
     /// The keys of one user of an account, or of its root user when `user_name` is `None`.
-    async fn list_access_keys(
-        &mut self,
-        account_id: &str,
-        user_name: Option<&str>,
-    ) -> StoreResult<Vec<AccessKeyRecord>>;
-    async fn set_access_key_status(
-        &mut self,
-        access_key_id: &str,
-        status: KeyStatus,
-    ) -> StoreResult<bool>;
+    async fn list_access_keys(&mut self, account_id: &str, user_name: Option<&str>) -> StoreResult<Vec<AccessKeyRecord>>;
+    async fn set_access_key_status(&mut self, access_key_id: &str, status: KeyStatus) -> StoreResult<bool>;
     async fn delete_access_key(&mut self, access_key_id: &str) -> StoreResult<bool>;
 
     // Roles.
     async fn insert_role(&mut self, role: &Role) -> StoreResult<()>;
     async fn get_role(&mut self, account_id: &str, name: &str) -> StoreResult<Option<Role>>;
-    async fn list_roles(
-        &mut self,
-        account_id: &str,
-        after_name: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<Role>>;
+    async fn list_roles(&mut self, account_id: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<Role>>;
     /// Replaces the mutable fields (trust policy, description, duration, tags).
     async fn update_role(&mut self, role: &Role) -> StoreResult<bool>;
     async fn delete_role(&mut self, account_id: &str, name: &str) -> StoreResult<bool>;
@@ -158,10 +129,7 @@ pub trait StateTx: Send {
     async fn insert_session(&mut self, session: &SessionRecord) -> StoreResult<()>;
     async fn get_session(&mut self, access_key_id: &str) -> StoreResult<Option<SessionRecord>>;
     /// Deletes sessions that expired before `before`; returns how many.
-    async fn delete_expired_sessions(
-        &mut self,
-        before: crate::domain::time::Millis,
-    ) -> StoreResult<u64>;
+    async fn delete_expired_sessions(&mut self, before: crate::domain::time::Millis) -> StoreResult<u64>;
 
     // Streams.
     async fn get_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Option<Stream>>;
@@ -186,18 +154,8 @@ pub trait StateTx: Send {
     /// Removes a thing and its group memberships.
     async fn delete_thing(&mut self, scope: &Scope, name: &str) -> StoreResult<bool>;
     /// Things matching `filter` whose name sorts after `after_name`, by name, at most `limit`.
-    async fn list_things(
-        &mut self,
-        scope: &Scope,
-        filter: &ThingFilter,
-        after_name: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<Thing>>;
-    async fn get_thing_group(
-        &mut self,
-        scope: &Scope,
-        name: &str,
-    ) -> StoreResult<Option<ThingGroup>>;
+    async fn list_things(&mut self, scope: &Scope, filter: &ThingFilter, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<Thing>>;
+    async fn get_thing_group(&mut self, scope: &Scope, name: &str) -> StoreResult<Option<ThingGroup>>;
     async fn insert_thing_group(&mut self, group: &ThingGroup) -> StoreResult<()>;
     /// Replaces the mutable fields (description, attributes, version, update time).
     async fn update_thing_group(&mut self, group: &ThingGroup) -> StoreResult<()>;
@@ -206,25 +164,10 @@ pub trait StateTx: Send {
     /// Every group of a scope, by name.
     async fn list_thing_groups(&mut self, scope: &Scope) -> StoreResult<Vec<ThingGroup>>;
     /// The direct children of `parent` (the root groups when `None`), by name.
-    async fn child_thing_groups(
-        &mut self,
-        scope: &Scope,
-        parent: Option<&str>,
-    ) -> StoreResult<Vec<ThingGroup>>;
+    async fn child_thing_groups(&mut self, scope: &Scope, parent: Option<&str>) -> StoreResult<Vec<ThingGroup>>;
     /// Puts a thing in a group; false when it already was in it.
-    async fn add_thing_to_group(
-        &mut self,
-        scope: &Scope,
-        group: &str,
-        thing: &str,
-        at: Millis,
-    ) -> StoreResult<bool>;
-    async fn remove_thing_from_group(
-        &mut self,
-        scope: &Scope,
-        group: &str,
-        thing: &str,
-    ) -> StoreResult<bool>;
+    async fn add_thing_to_group(&mut self, scope: &Scope, group: &str, thing: &str, at: Millis) -> StoreResult<bool>;
+    async fn remove_thing_from_group(&mut self, scope: &Scope, group: &str, thing: &str) -> StoreResult<bool>;
     /// Names of the things in `group` (and, when `recursive`, in its descendants), each once,
     /// by name, those after `after_name`, at most `limit`.
     async fn things_in_group(
@@ -275,31 +218,12 @@ pub trait StateTx: Send {
     async fn insert_job_execution(&mut self, e: &JobExecution) -> StoreResult<()>;
     /// Replaces status, details, times and version.
     async fn update_job_execution(&mut self, e: &JobExecution) -> StoreResult<()>;
-    async fn delete_job_execution(
-        &mut self,
-        scope: &Scope,
-        job_id: &str,
-        thing: &str,
-        execution_number: i64,
-    ) -> StoreResult<bool>;
+    async fn delete_job_execution(&mut self, scope: &Scope, job_id: &str, thing: &str, execution_number: i64) -> StoreResult<bool>;
     /// The execution of a job on a thing with `execution_number`, or the newest one.
-    async fn get_job_execution(
-        &mut self,
-        scope: &Scope,
-        job_id: &str,
-        thing: &str,
-        execution_number: Option<i64>,
-    ) -> StoreResult<Option<JobExecution>>;
+    async fn get_job_execution(&mut self, scope: &Scope, job_id: &str, thing: &str, execution_number: Option<i64>) -> StoreResult<Option<JobExecution>>;
     /// A job's executions in one of `statuses`, by thing name, those after `after_thing`, at
     /// most `limit`.
-    async fn list_job_executions(
-        &mut self,
-        scope: &Scope,
-        job_id: &str,
-        statuses: &[ExecStatus],
-        after_thing: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<JobExecution>>;
+    async fn list_job_executions(&mut self, scope: &Scope, job_id: &str, statuses: &[ExecStatus], after_thing: Option<&str>, limit: i64) -> StoreResult<Vec<JobExecution>>;
     /// A thing's executions in one of `statuses` (of one job when `job_id`), newest first,
     /// those with an execution number below `before_number`, at most `limit`.
     async fn list_thing_job_executions(
@@ -312,11 +236,7 @@ pub trait StateTx: Send {
         limit: i64,
     ) -> StoreResult<Vec<JobExecution>>;
     /// How many executions of a job are in each status.
-    async fn count_job_executions(
-        &mut self,
-        scope: &Scope,
-        job_id: &str,
-    ) -> StoreResult<Vec<(ExecStatus, i64)>>;
+    async fn count_job_executions(&mut self, scope: &Scope, job_id: &str) -> StoreResult<Vec<(ExecStatus, i64)>>;
     /// One more than the highest execution number the thing has had (1 for the first).
     async fn next_execution_number(&mut self, scope: &Scope, thing: &str) -> StoreResult<i64>;
 
@@ -327,24 +247,13 @@ pub trait StateTx: Send {
     /// Every bucket with a lifecycle configuration, of any account.
     async fn buckets_with_lifecycle(&mut self) -> StoreResult<Vec<Bucket>>;
     async fn delete_bucket(&mut self, name: &str) -> StoreResult<bool>;
-    async fn set_bucket_config(
-        &mut self,
-        name: &str,
-        policy: Option<&str>,
-        lifecycle: Option<&str>,
-    ) -> StoreResult<bool>;
+    async fn set_bucket_config(&mut self, name: &str, policy: Option<&str>, lifecycle: Option<&str>) -> StoreResult<bool>;
     /// Inserts or replaces an object; returns the replaced object's metadata.
     async fn put_object(&mut self, meta: &ObjectMeta) -> StoreResult<Option<ObjectMeta>>;
     async fn get_object(&mut self, bucket: &str, key: &str) -> StoreResult<Option<ObjectMeta>>;
     async fn delete_object(&mut self, bucket: &str, key: &str) -> StoreResult<Option<ObjectMeta>>;
     /// Objects whose key starts with `prefix` and sorts (as bytes) after `after`, in key order.
-    async fn list_objects(
-        &mut self,
-        bucket: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<ObjectMeta>>;
+    async fn list_objects(&mut self, bucket: &str, prefix: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<ObjectMeta>>;
     async fn insert_upload(&mut self, upload: &Upload) -> StoreResult<()>;
     async fn get_upload(&mut self, upload_id: &str) -> StoreResult<Option<Upload>>;
     /// Inserts or replaces a part; returns the replaced part.
@@ -359,13 +268,7 @@ pub trait StateTx: Send {
     async fn lookup_events(&mut self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>>;
 
     /// Records of an account and region after `after_seq`, in commit order.
-    async fn events_since(
-        &mut self,
-        account_id: &str,
-        region: &str,
-        after_seq: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<StoredEvent>>;
+    async fn events_since(&mut self, account_id: &str, region: &str, after_seq: i64, limit: i64) -> StoreResult<Vec<StoredEvent>>;
     /// The regions an account has records in.
     async fn event_regions(&mut self, account_id: &str) -> StoreResult<Vec<String>>;
     /// The newest record's sequence number (0 when there is none).
@@ -373,63 +276,24 @@ pub trait StateTx: Send {
 
     // Trails and their delivery progress.
     async fn insert_trail(&mut self, trail: &Trail) -> StoreResult<()>;
-    async fn get_trail(
-        &mut self,
-        account_id: &str,
-        home_region: &str,
-        name: &str,
-    ) -> StoreResult<Option<Trail>>;
+    async fn get_trail(&mut self, account_id: &str, home_region: &str, name: &str) -> StoreResult<Option<Trail>>;
     async fn update_trail(&mut self, trail: &Trail) -> StoreResult<()>;
     /// Removes a trail and its delivery cursors.
-    async fn delete_trail(
-        &mut self,
-        account_id: &str,
-        home_region: &str,
-        name: &str,
-    ) -> StoreResult<bool>;
+    async fn delete_trail(&mut self, account_id: &str, home_region: &str, name: &str) -> StoreResult<bool>;
     /// Every trail of an account, all regions.
     async fn list_trails(&mut self, account_id: &str) -> StoreResult<Vec<Trail>>;
     /// Every trail of every account that is logging or still owes records from before a stop.
     async fn logging_trails(&mut self) -> StoreResult<Vec<Trail>>;
     /// `(last_seq, pending)` of a trail's delivery from `region`.
-    async fn get_cursor(
-        &mut self,
-        trail: &Trail,
-        region: &str,
-    ) -> StoreResult<Option<(i64, Option<String>)>>;
-    async fn set_cursor(
-        &mut self,
-        trail: &Trail,
-        region: &str,
-        last_seq: i64,
-        pending: Option<&str>,
-    ) -> StoreResult<()>;
+    async fn get_cursor(&mut self, trail: &Trail, region: &str) -> StoreResult<Option<(i64, Option<String>)>>;
+    async fn set_cursor(&mut self, trail: &Trail, region: &str, last_seq: i64, pending: Option<&str>) -> StoreResult<()>;
 
     // What digests cover.
-    async fn insert_delivered_file(
-        &mut self,
-        trail: &Trail,
-        region: &str,
-        f: &DeliveredFile,
-    ) -> StoreResult<()>;
+    async fn insert_delivered_file(&mut self, trail: &Trail, region: &str, f: &DeliveredFile) -> StoreResult<()>;
     /// Files delivered for `trail` from `region` after file sequence `after`, in order.
-    async fn delivered_files(
-        &mut self,
-        trail: &Trail,
-        region: &str,
-        after: i64,
-    ) -> StoreResult<Vec<DeliveredFile>>;
-    async fn get_digest_state(
-        &mut self,
-        trail: &Trail,
-        region: &str,
-    ) -> StoreResult<Option<String>>;
-    async fn set_digest_state(
-        &mut self,
-        trail: &Trail,
-        region: &str,
-        state: &str,
-    ) -> StoreResult<()>;
+    async fn delivered_files(&mut self, trail: &Trail, region: &str, after: i64) -> StoreResult<Vec<DeliveredFile>>;
+    async fn get_digest_state(&mut self, trail: &Trail, region: &str) -> StoreResult<Option<String>>;
+    async fn set_digest_state(&mut self, trail: &Trail, region: &str, state: &str) -> StoreResult<()>;
 
     // Digest signing keys.
     async fn insert_signing_key(&mut self, key: &SigningKey) -> StoreResult<()>;
@@ -437,17 +301,8 @@ pub trait StateTx: Send {
     async fn signing_keys(&mut self, region: &str) -> StoreResult<Vec<SigningKey>>;
 
     // Which OTA updates reference a stream (DeleteStream refuses while any does).
-    async fn ota_updates_using_stream(
-        &mut self,
-        scope: &Scope,
-        stream_id: &str,
-    ) -> StoreResult<Vec<String>>;
-    async fn add_ota_stream_use(
-        &mut self,
-        scope: &Scope,
-        ota_update_id: &str,
-        stream_id: &str,
-    ) -> StoreResult<()>;
+    async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>>;
+    async fn add_ota_stream_use(&mut self, scope: &Scope, ota_update_id: &str, stream_id: &str) -> StoreResult<()>;
 
     // OTA updates (`domain::ota`); IDs are unique in a scope.
     async fn insert_ota_update(&mut self, update: &OtaUpdate) -> StoreResult<()>;
@@ -457,112 +312,54 @@ pub trait StateTx: Send {
     async fn delete_ota_update(&mut self, scope: &Scope, id: &str) -> StoreResult<bool>;
     /// Updates (of one status when given) with their insertion sequence, newest first,
     /// strictly before `before_seq`, at most `limit`.
-    async fn list_ota_updates(
-        &mut self,
-        scope: &Scope,
-        status: Option<OtaStatus>,
-        before_seq: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<(i64, OtaUpdate)>>;
+    async fn list_ota_updates(&mut self, scope: &Scope, status: Option<OtaStatus>, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>>;
     /// Every update of every scope the state machine still works on (CREATE_PENDING,
     /// CREATE_IN_PROGRESS, DELETE_IN_PROGRESS), oldest first.
     async fn unfinished_ota_updates(&mut self) -> StoreResult<Vec<OtaUpdate>>;
 
     // SNS topics, subscriptions, deliveries and signing certificates.
     async fn insert_sns_topic(&mut self, topic: &SnsTopic) -> StoreResult<()>;
-    async fn get_sns_topic(
-        &mut self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-    ) -> StoreResult<Option<SnsTopic>>;
+    async fn get_sns_topic(&mut self, account_id: &str, region: &str, name: &str) -> StoreResult<Option<SnsTopic>>;
     /// Replaces the topic's attributes, tags and counters.
     async fn update_sns_topic(&mut self, topic: &SnsTopic) -> StoreResult<bool>;
     /// Removes a topic with its subscriptions and their pending deliveries.
-    async fn delete_sns_topic(
-        &mut self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-    ) -> StoreResult<bool>;
+    async fn delete_sns_topic(&mut self, account_id: &str, region: &str, name: &str) -> StoreResult<bool>;
     /// Topics of an account and region by name, those after `after_name`, at most `limit`.
-    async fn list_sns_topics(
-        &mut self,
-        account_id: &str,
-        region: &str,
-        after_name: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<SnsTopic>>;
+    async fn list_sns_topics(&mut self, account_id: &str, region: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<SnsTopic>>;
     async fn insert_sns_subscription(&mut self, sub: &SnsSubscription) -> StoreResult<()>;
     async fn get_sns_subscription(&mut self, arn: &str) -> StoreResult<Option<SnsSubscription>>;
     /// The subscription of `endpoint` by `protocol` to a topic, if any.
-    async fn find_sns_subscription(
-        &mut self,
-        topic_arn: &str,
-        protocol: &str,
-        endpoint: &str,
-    ) -> StoreResult<Option<SnsSubscription>>;
-    async fn find_sns_subscription_by_token(
-        &mut self,
-        topic_arn: &str,
-        token_sha256: &str,
-    ) -> StoreResult<Option<SnsSubscription>>;
+    async fn find_sns_subscription(&mut self, topic_arn: &str, protocol: &str, endpoint: &str) -> StoreResult<Option<SnsSubscription>>;
+    async fn find_sns_subscription_by_token(&mut self, topic_arn: &str, token_sha256: &str) -> StoreResult<Option<SnsSubscription>>;
     /// Replaces the token, confirmation state and flags.
     async fn update_sns_subscription(&mut self, sub: &SnsSubscription) -> StoreResult<bool>;
     /// Removes a subscription and its pending deliveries.
     async fn delete_sns_subscription(&mut self, arn: &str) -> StoreResult<bool>;
     /// A topic's subscriptions by ARN, those after `after_arn`, at most `limit`.
-    async fn list_sns_subscriptions_by_topic(
-        &mut self,
-        topic_arn: &str,
-        after_arn: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<SnsSubscription>>;
+    async fn list_sns_subscriptions_by_topic(&mut self, topic_arn: &str, after_arn: Option<&str>, limit: i64) -> StoreResult<Vec<SnsSubscription>>;
     /// The subscriptions an account made in a region, by ARN.
-    async fn list_sns_subscriptions_by_owner(
-        &mut self,
-        owner: &str,
-        region: &str,
-        after_arn: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<SnsSubscription>>;
+    async fn list_sns_subscriptions_by_owner(&mut self, owner: &str, region: &str, after_arn: Option<&str>, limit: i64) -> StoreResult<Vec<SnsSubscription>>;
     /// `(confirmed, pending)` subscriptions of a topic.
     async fn count_sns_subscriptions(&mut self, topic_arn: &str) -> StoreResult<(i64, i64)>;
     /// Removes unconfirmed subscriptions whose token expired before `before`; returns them.
-    async fn delete_expired_sns_subscriptions(
-        &mut self,
-        before: Millis,
-    ) -> StoreResult<Vec<SnsSubscription>>;
+    async fn delete_expired_sns_subscriptions(&mut self, before: Millis) -> StoreResult<Vec<SnsSubscription>>;
     /// Queues a delivery; returns its id.
     async fn insert_sns_delivery(&mut self, delivery: &SnsDelivery) -> StoreResult<i64>;
     /// Deliveries due at `now`, soonest first, at most `limit`.
-    async fn due_sns_deliveries(
-        &mut self,
-        now: Millis,
-        limit: i64,
-    ) -> StoreResult<Vec<SnsDelivery>>;
-    async fn reschedule_sns_delivery(
-        &mut self,
-        id: i64,
-        attempts: i64,
-        next_attempt_at: Millis,
-    ) -> StoreResult<bool>;
+    async fn due_sns_deliveries(&mut self, now: Millis, limit: i64) -> StoreResult<Vec<SnsDelivery>>;
+    async fn reschedule_sns_delivery(&mut self, id: i64, attempts: i64, next_attempt_at: Millis) -> StoreResult<bool>;
     async fn delete_sns_delivery(&mut self, id: i64) -> StoreResult<bool>;
     /// When the next delivery is due, if any is queued.
     async fn next_sns_delivery_at(&mut self) -> StoreResult<Option<Millis>>;
     /// Refused as a conflict when the region already has one.
     async fn insert_sns_signing_cert(&mut self, cert: &SnsSigningCert) -> StoreResult<()>;
     async fn sns_signing_cert(&mut self, region: &str) -> StoreResult<Option<SnsSigningCert>>;
-    async fn sns_signing_cert_by_fingerprint(
-        &mut self,
-        fingerprint: &str,
-    ) -> StoreResult<Option<SnsSigningCert>>;
+    async fn sns_signing_cert_by_fingerprint(&mut self, fingerprint: &str) -> StoreResult<Option<SnsSigningCert>>;
 }
 
 /// A unit of work. It runs inside a transaction; when it returns an error its writes are
 /// rolled back, without affecting other units committed in the same batch.
-pub type TxWork =
-    Box<dyn for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, StoreResult<()>> + Send>;
+pub type TxWork = Box<dyn for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, StoreResult<()>> + Send>;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -621,26 +418,14 @@ where
             // the backend rolls it back, but still hand the error to the caller.
             let failed = result.is_err();
             let _ = send.send(result);
-            if failed {
-                Err(StoreError::Conflict(
-                    "unit of work returned an error".into(),
-                ))
-            } else {
-                Ok(())
-            }
+            if failed { Err(StoreError::Conflict("unit of work returned an error".into())) } else { Ok(()) }
         })
     });
-    let outcome = if writable {
-        store.write(work).await
-    } else {
-        store.read(work).await
-    };
+    let outcome = if writable { store.write(work).await } else { store.read(work).await };
     match recv.await {
         // The unit's own error wins over the rollback marker it caused.
         Ok(Err(e)) => Err(e),
         Ok(Ok(v)) => outcome.map(|_| v).map_err(E::from),
-        Err(_) => Err(E::from(outcome.err().unwrap_or_else(|| {
-            StoreError::Database("unit of work did not run".into())
-        }))),
+        Err(_) => Err(E::from(outcome.err().unwrap_or_else(|| StoreError::Database("unit of work did not run".into())))),
     }
 }

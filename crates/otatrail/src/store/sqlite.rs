@@ -25,27 +25,19 @@ use futures::FutureExt;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    DeliveredFile, EventQuery, LookupKey, StateTx, Store, StoreError, StoreResult, StoredEvent,
-    TxWork,
-};
-use crate::domain::Scope;
+use super::{DeliveredFile, EventQuery, LookupKey, StateTx, Store, StoreError, StoreResult, StoredEvent, TxWork};
 use crate::domain::audit::AuditEvent;
 use crate::domain::buckets::{BlobRef, Bucket, ObjectMeta, Part, Upload};
-use crate::domain::identity::{
-    AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User,
-};
-use crate::domain::jobs::{ExecStatus, Job as IotJob, JobExecution, JobFilter};
-use crate::domain::ota::{OtaStatus, OtaUpdate};
 use crate::domain::signing::SigningKey;
-use crate::domain::sns::{
-    Delivery as SnsDelivery, SigningCert as SnsSigningCert, Subscription as SnsSubscription,
-    Topic as SnsTopic,
-};
+use crate::domain::sns::{Delivery as SnsDelivery, SigningCert as SnsSigningCert, Subscription as SnsSubscription, Topic as SnsTopic};
+use crate::domain::trails::Trail;
+use crate::domain::Scope;
+use crate::domain::identity::{AccessKeyRecord, Account, IamTag, KeyStatus, Role, SessionRecord, User};
 use crate::domain::streams::{Stream, StreamFile, Tag};
 use crate::domain::things::{Thing, ThingFilter, ThingGroup};
+use crate::domain::jobs::{ExecStatus, Job as IotJob, JobExecution, JobFilter};
+use crate::domain::ota::{OtaStatus, OtaUpdate};
 use crate::domain::time::Millis;
-use crate::domain::trails::Trail;
 use sql::{QueryBuilder, Row, query};
 
 mod jobs;
@@ -99,19 +91,13 @@ impl SqliteStore {
 
     /// Starts the writer thread on `conn` (already migrated) and the read pool on `path`.
     fn with_writer(conn: Connection, path: &Path) -> StoreResult<Self> {
-        let readers = Arc::new(Readers {
-            path: path.to_path_buf(),
-            idle: Mutex::new(Vec::new()),
-        });
+        let readers = Arc::new(Readers { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) });
         // Open one reader now, so a database that cannot be read fails at start.
         let first = readers.open()?;
         readers.give_back(first);
         let mut conn = conn;
         spawn_checkpointer(&mut conn, path)?;
-        Ok(Self {
-            writer: spawn_writer(conn)?,
-            readers,
-        })
+        Ok(Self { writer: spawn_writer(conn)?, readers })
     }
 }
 
@@ -135,24 +121,16 @@ fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
 
 /// Opens the read-write connection: WAL, durable commits, the schema up to date.
 fn open_writer(path: &Path) -> StoreResult<Connection> {
-    let mut conn = Connection::open(path)
-        .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
+    let mut conn = Connection::open(path).map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
     configure(&conn, WRITER_CACHE_KIB).map_err(db_err)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(db_err)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(db_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Database(format!(
-            "the database cannot use WAL (journal mode is {mode})"
-        )));
+        return Err(StoreError::Database(format!("the database cannot use WAL (journal mode is {mode})")));
     }
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(db_err)?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(db_err)?;
     // After a burst the log restarts from its beginning but keeps its size: cut it back.
-    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
-        .map_err(db_err)?;
-    migrations::run(&mut conn)
-        .map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT).map_err(db_err)?;
+    migrations::run(&mut conn).map_err(|e| StoreError::Database(format!("migration failed: {e}")))?;
     Ok(conn)
 }
 
@@ -164,11 +142,8 @@ struct Readers {
 
 impl Readers {
     fn open(&self) -> StoreResult<Connection> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(&self.path, flags)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         configure(&conn, READER_CACHE_KIB).map_err(db_err)?;
         Ok(conn)
     }
@@ -231,18 +206,13 @@ const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// connection of its own. A passive checkpoint never blocks the writer or the readers; the
 /// log restarts from its beginning at a later commit once all of it was copied.
 fn spawn_checkpointer(writer: &mut Connection, path: &Path) -> StoreResult<()> {
-    let conn = Connection::open(path)
-        .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
+    let conn = Connection::open(path).map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
     // A connection opens the file lazily; until it has read it, it does not know the database
     // is in WAL mode and a checkpoint silently does nothing.
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .map_err(db_err)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(db_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Database(format!(
-            "the checkpointer sees journal mode {mode}, not WAL"
-        )));
+        return Err(StoreError::Database(format!("the checkpointer sees journal mode {mode}, not WAL")));
     }
     // One pending request is enough: a checkpoint copies whatever the log holds by then.
     let (wake, wakes) = std::sync::mpsc::sync_channel::<()>(1);
@@ -265,9 +235,7 @@ fn spawn_checkpointer(writer: &mut Connection, path: &Path) -> StoreResult<()> {
         // Ends when the writer connection (and with it the hook's sender) is gone.
         .spawn(move || {
             while wakes.recv().is_ok() {
-                if let Err(e) =
-                    conn.wal_checkpoint_v2(Some("main"), rusqlite::wal::CheckpointMode::PASSIVE)
-                {
+                if let Err(e) = conn.wal_checkpoint_v2(Some("main"), rusqlite::wal::CheckpointMode::PASSIVE) {
                     tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
                 }
                 std::thread::sleep(CHECKPOINT_SPACING);
@@ -287,8 +255,7 @@ fn spawn_writer(mut conn: Connection) -> StoreResult<mpsc::Sender<Job>> {
     // lost. The rollback hook (not called for `ROLLBACK TO`) tells the writer it happened.
     let rolled_back = Arc::new(AtomicBool::new(false));
     let flag = rolled_back.clone();
-    conn.rollback_hook(Some(move || flag.store(true, Ordering::SeqCst)))
-        .map_err(db_err)?;
+    conn.rollback_hook(Some(move || flag.store(true, Ordering::SeqCst))).map_err(db_err)?;
     // Units are async closures (their `StateTx` calls complete at once); one that awaits
     // something else (a timer, say) needs the runtime that created the store.
     let runtime = tokio::runtime::Handle::try_current().ok();
@@ -319,17 +286,11 @@ async fn run_unit(conn: &mut Connection, work: TxWork) -> StoreResult<()> {
 /// Runs a transaction-control statement, kept prepared: the writer runs several per batch,
 /// every read two.
 fn control(conn: &Connection, sql: &str) -> StoreResult<()> {
-    conn.prepare_cached(sql)
-        .and_then(|mut s| s.execute([]))
-        .map(|_| ())
-        .map_err(db_err)
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(db_err)
 }
 
 /// Runs `f` inside a savepoint: kept when it succeeds, undone when it fails.
-fn in_savepoint<T>(
-    conn: &mut Connection,
-    f: impl FnOnce(&mut Connection) -> StoreResult<T>,
-) -> StoreResult<T> {
+fn in_savepoint<T>(conn: &mut Connection, f: impl FnOnce(&mut Connection) -> StoreResult<T>) -> StoreResult<T> {
     control(conn, "SAVEPOINT unit")?;
     let r = f(conn);
     if r.is_err() {
@@ -359,11 +320,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, rolled_back: A
         rolled_back.store(false, Ordering::SeqCst);
         if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
             let msg = e.to_string();
-            for done in appends
-                .into_iter()
-                .map(|(_, d)| d)
-                .chain(units.into_iter().map(|(_, d)| d))
-            {
+            for done in appends.into_iter().map(|(_, d)| d).chain(units.into_iter().map(|(_, d)| d)) {
                 let _ = done.send(Err(StoreError::Unavailable(msg.clone())));
             }
             continue;
@@ -381,25 +338,17 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, rolled_back: A
             let r = if rolled_back.load(Ordering::SeqCst) {
                 Err(rolled_back_error())
             } else {
-                in_savepoint(&mut conn, |conn| {
-                    futures::executor::block_on(run_unit(conn, work))
-                })
+                in_savepoint(&mut conn, |conn| futures::executor::block_on(run_unit(conn, work)))
             };
             results.push(r);
             dones.push(done);
         }
         if rolled_back.load(Ordering::SeqCst) {
             // Nothing of this batch is left, whatever its units returned.
-            let cause = results
-                .iter()
-                .find_map(|r| r.as_ref().err())
-                .map(|e| e.to_string())
-                .unwrap_or_default();
+            let cause = results.iter().find_map(|r| r.as_ref().err()).map(|e| e.to_string()).unwrap_or_default();
             tracing::error!(error = %cause, units = dones.len(), "SQLite rolled the batch back after a failed statement; all its units fail");
             for done in dones {
-                let _ = done.send(Err(StoreError::Unavailable(format!(
-                    "the transaction was rolled back: {cause}"
-                ))));
+                let _ = done.send(Err(StoreError::Unavailable(format!("the transaction was rolled back: {cause}"))));
             }
             continue;
         }
@@ -424,11 +373,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Job>, rolled_back: A
 /// Inserts a batch's appended records, inside one savepoint. If that fails (a duplicate event ID, say),
 /// the savepoint is undone and each record is inserted on its own, so only the offending
 /// record fails. Returns one outcome per event, in order.
-fn append_batch(
-    conn: &mut Connection,
-    events: Vec<AuditEvent>,
-    rolled_back: &AtomicBool,
-) -> Vec<StoreResult<()>> {
+fn append_batch(conn: &mut Connection, events: Vec<AuditEvent>, rolled_back: &AtomicBool) -> Vec<StoreResult<()>> {
     if in_savepoint(conn, |conn| insert_events(conn, &events)).is_ok() {
         return events.iter().map(|_| Ok(())).collect();
     }
@@ -438,9 +383,7 @@ fn append_batch(
         let one = if rolled_back.load(Ordering::SeqCst) {
             Err(rolled_back_error())
         } else {
-            in_savepoint(conn, |conn| {
-                futures::executor::block_on(SqliteTx { conn }.append_event(event)).map(|_| ())
-            })
+            in_savepoint(conn, |conn| futures::executor::block_on(SqliteTx { conn }.append_event(event)).map(|_| ()))
         };
         out.push(one);
     }
@@ -513,8 +456,7 @@ impl Store for SqliteStore {
             .send(Job::Unit { work, done })
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        wait.await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+        wait.await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
     }
 
     async fn append(&self, event: AuditEvent) -> StoreResult<()> {
@@ -523,19 +465,12 @@ impl Store for SqliteStore {
             .send(Job::Append { event, done })
             .await
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
-        wait.await
-            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+        wait.await.map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
     }
 
     async fn read(&self, work: TxWork) -> StoreResult<()> {
-        let mut loan = ReadConn {
-            conn: Some(self.readers.take()?),
-            readers: &self.readers,
-        };
-        let conn = loan
-            .conn
-            .as_mut()
-            .expect("a loan holds its connection until dropped");
+        let mut loan = ReadConn { conn: Some(self.readers.take()?), readers: &self.readers };
+        let conn = loan.conn.as_mut().expect("a loan holds its connection until dropped");
         control(conn, "BEGIN")?;
         // Ended (rolled back: nothing was written) when the loan goes back.
         run_unit(conn, work).await
@@ -559,8 +494,7 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
 }
 
 fn get<T: rusqlite::types::FromSql>(row: &Row, col: &str) -> StoreResult<T> {
-    row.try_get(col)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+    row.try_get(col).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn stream_from_row(row: &Row) -> StoreResult<(i64, Stream)> {
@@ -569,10 +503,7 @@ fn stream_from_row(row: &Row) -> StoreResult<(i64, Stream)> {
     Ok((
         get(row, "seq")?,
         Stream {
-            scope: Scope::new(
-                get::<String>(row, "account_id")?,
-                get::<String>(row, "region")?,
-            ),
+            scope: Scope::new(get::<String>(row, "account_id")?, get::<String>(row, "region")?),
             stream_id: get(row, "stream_id")?,
             description: get(row, "description")?,
             version: get(row, "version")?,
@@ -591,8 +522,7 @@ fn key_from_row(row: &Row) -> StoreResult<AccessKeyRecord> {
         access_key_id: get(row, "access_key_id")?,
         account_id: get(row, "account_id")?,
         user_name: get(row, "user_name")?,
-        status: KeyStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("key status {status}")))?,
+        status: KeyStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("key status {status}")))?,
         sealed_secret: get(row, "sealed_secret")?,
         created_at: Millis(get(row, "created_at")?),
     })
@@ -685,14 +615,9 @@ fn extended_code(e: &rusqlite::Error) -> Option<std::ffi::c_int> {
 fn unique_violation(e: rusqlite::Error) -> StoreError {
     use rusqlite::ffi::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
     match (&e, extended_code(&e)) {
-        (
-            rusqlite::Error::SqliteFailure(_, message),
-            Some(SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY),
-        ) => StoreError::Conflict(
-            message
-                .clone()
-                .unwrap_or_else(|| "unique constraint failed".into()),
-        ),
+        (rusqlite::Error::SqliteFailure(_, message), Some(SQLITE_CONSTRAINT_UNIQUE | SQLITE_CONSTRAINT_PRIMARYKEY)) => {
+            StoreError::Conflict(message.clone().unwrap_or_else(|| "unique constraint failed".into()))
+        }
         _ => db_err(e),
     }
 }
@@ -715,13 +640,7 @@ impl StateTx for SqliteTx<'_> {
             .fetch_optional(&mut *self.conn)
             .await
             .map_err(db_err)?;
-        row.map(|r| {
-            Ok(Account {
-                id: get(&r, "id")?,
-                created_at: Millis(get(&r, "created_at")?),
-            })
-        })
-        .transpose()
+        row.map(|r| Ok(Account { id: get(&r, "id")?, created_at: Millis(get(&r, "created_at")?) })).transpose()
     }
 
     async fn list_accounts(&mut self) -> StoreResult<Vec<Account>> {
@@ -729,14 +648,7 @@ impl StateTx for SqliteTx<'_> {
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Account {
-                    id: get(r, "id")?,
-                    created_at: Millis(get(r, "created_at")?),
-                })
-            })
-            .collect()
+        rows.iter().map(|r| Ok(Account { id: get(r, "id")?, created_at: Millis(get(r, "created_at")?) })).collect()
     }
 
     async fn insert_user(&mut self, u: &User) -> StoreResult<()> {
@@ -763,20 +675,14 @@ impl StateTx for SqliteTx<'_> {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn list_users(
-        &mut self,
-        account_id: &str,
-        after_name: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<User>> {
-        let rows =
-            query("SELECT * FROM users WHERE account_id = ? AND name > ? ORDER BY name LIMIT ?")
-                .bind(account_id)
-                .bind(after_name.unwrap_or(""))
-                .bind(limit)
-                .fetch_all(&mut *self.conn)
-                .await
-                .map_err(db_err)?;
+    async fn list_users(&mut self, account_id: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<User>> {
+        let rows = query("SELECT * FROM users WHERE account_id = ? AND name > ? ORDER BY name LIMIT ?")
+            .bind(account_id)
+            .bind(after_name.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -790,12 +696,7 @@ impl StateTx for SqliteTx<'_> {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn set_user_tags(
-        &mut self,
-        account_id: &str,
-        name: &str,
-        tags: &[IamTag],
-    ) -> StoreResult<bool> {
+    async fn set_user_tags(&mut self, account_id: &str, name: &str, tags: &[IamTag]) -> StoreResult<bool> {
         let r = query("UPDATE users SET tags = ? WHERE account_id = ? AND name = ?")
             .bind(json(&tags)?)
             .bind(account_id)
@@ -822,10 +723,7 @@ impl StateTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn get_access_key(
-        &mut self,
-        access_key_id: &str,
-    ) -> StoreResult<Option<AccessKeyRecord>> {
+    async fn get_access_key(&mut self, access_key_id: &str) -> StoreResult<Option<AccessKeyRecord>> {
         let row = query("SELECT * FROM access_keys WHERE access_key_id = ?")
             .bind(access_key_id)
             .fetch_optional(&mut *self.conn)
@@ -834,11 +732,7 @@ impl StateTx for SqliteTx<'_> {
         row.as_ref().map(key_from_row).transpose()
     }
 
-    async fn list_access_keys(
-        &mut self,
-        account_id: &str,
-        user_name: Option<&str>,
-    ) -> StoreResult<Vec<AccessKeyRecord>> {
+    async fn list_access_keys(&mut self, account_id: &str, user_name: Option<&str>) -> StoreResult<Vec<AccessKeyRecord>> {
         let rows = query(
             "SELECT * FROM access_keys WHERE account_id = ? AND user_name IS ? ORDER BY created_at, access_key_id",
         )
@@ -850,11 +744,7 @@ impl StateTx for SqliteTx<'_> {
         rows.iter().map(key_from_row).collect()
     }
 
-    async fn set_access_key_status(
-        &mut self,
-        access_key_id: &str,
-        status: KeyStatus,
-    ) -> StoreResult<bool> {
+    async fn set_access_key_status(&mut self, access_key_id: &str, status: KeyStatus) -> StoreResult<bool> {
         let r = query("UPDATE access_keys SET status = ? WHERE access_key_id = ?")
             .bind(status.as_str())
             .bind(access_key_id)
@@ -903,20 +793,14 @@ impl StateTx for SqliteTx<'_> {
         row.as_ref().map(role_from_row).transpose()
     }
 
-    async fn list_roles(
-        &mut self,
-        account_id: &str,
-        after_name: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<Role>> {
-        let rows =
-            query("SELECT * FROM roles WHERE account_id = ? AND name > ? ORDER BY name LIMIT ?")
-                .bind(account_id)
-                .bind(after_name.unwrap_or(""))
-                .bind(limit)
-                .fetch_all(&mut *self.conn)
-                .await
-                .map_err(db_err)?;
+    async fn list_roles(&mut self, account_id: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<Role>> {
+        let rows = query("SELECT * FROM roles WHERE account_id = ? AND name > ? ORDER BY name LIMIT ?")
+            .bind(account_id)
+            .bind(after_name.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(role_from_row).collect()
     }
 
@@ -993,18 +877,14 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn get_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Option<Stream>> {
-        let row =
-            query("SELECT * FROM streams WHERE account_id = ? AND region = ? AND stream_id = ?")
-                .bind(&scope.account_id)
-                .bind(&scope.region)
-                .bind(stream_id)
-                .fetch_optional(&mut *self.conn)
-                .await
-                .map_err(db_err)?;
-        row.as_ref()
-            .map(stream_from_row)
-            .transpose()
-            .map(|o| o.map(|(_, s)| s))
+        let row = query("SELECT * FROM streams WHERE account_id = ? AND region = ? AND stream_id = ?")
+            .bind(&scope.account_id)
+            .bind(&scope.region)
+            .bind(stream_id)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(stream_from_row).transpose().map(|o| o.map(|(_, s)| s))
     }
 
     async fn insert_stream(&mut self, s: &Stream) -> StoreResult<()> {
@@ -1046,10 +926,7 @@ impl StateTx for SqliteTx<'_> {
         .await
         .map_err(db_err)?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "stream {} vanished during update",
-                s.stream_id
-            )));
+            return Err(StoreError::Conflict(format!("stream {} vanished during update", s.stream_id)));
         }
         Ok(())
     }
@@ -1105,21 +982,11 @@ impl StateTx for SqliteTx<'_> {
         things::delete_thing(self.conn, scope, name).await
     }
 
-    async fn list_things(
-        &mut self,
-        scope: &Scope,
-        filter: &ThingFilter,
-        after_name: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<Thing>> {
+    async fn list_things(&mut self, scope: &Scope, filter: &ThingFilter, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<Thing>> {
         things::list_things(self.conn, scope, filter, after_name, limit).await
     }
 
-    async fn get_thing_group(
-        &mut self,
-        scope: &Scope,
-        name: &str,
-    ) -> StoreResult<Option<ThingGroup>> {
+    async fn get_thing_group(&mut self, scope: &Scope, name: &str) -> StoreResult<Option<ThingGroup>> {
         things::get_thing_group(self.conn, scope, name).await
     }
 
@@ -1139,30 +1006,15 @@ impl StateTx for SqliteTx<'_> {
         things::list_thing_groups(self.conn, scope).await
     }
 
-    async fn child_thing_groups(
-        &mut self,
-        scope: &Scope,
-        parent: Option<&str>,
-    ) -> StoreResult<Vec<ThingGroup>> {
+    async fn child_thing_groups(&mut self, scope: &Scope, parent: Option<&str>) -> StoreResult<Vec<ThingGroup>> {
         things::child_thing_groups(self.conn, scope, parent).await
     }
 
-    async fn add_thing_to_group(
-        &mut self,
-        scope: &Scope,
-        group: &str,
-        thing: &str,
-        at: Millis,
-    ) -> StoreResult<bool> {
+    async fn add_thing_to_group(&mut self, scope: &Scope, group: &str, thing: &str, at: Millis) -> StoreResult<bool> {
         things::add_thing_to_group(self.conn, scope, group, thing, at).await
     }
 
-    async fn remove_thing_from_group(
-        &mut self,
-        scope: &Scope,
-        group: &str,
-        thing: &str,
-    ) -> StoreResult<bool> {
+    async fn remove_thing_from_group(&mut self, scope: &Scope, group: &str, thing: &str) -> StoreResult<bool> {
         things::remove_thing_from_group(self.conn, scope, group, thing).await
     }
 
@@ -1197,13 +1049,7 @@ impl StateTx for SqliteTx<'_> {
         jobs::delete_job(self.conn, scope, job_id).await
     }
 
-    async fn list_jobs(
-        &mut self,
-        scope: &Scope,
-        filter: &JobFilter,
-        before_seq: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<(i64, IotJob)>> {
+    async fn list_jobs(&mut self, scope: &Scope, filter: &JobFilter, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<(i64, IotJob)>> {
         jobs::list_jobs(self.conn, scope, filter, before_seq, limit).await
     }
 
@@ -1228,34 +1074,15 @@ impl StateTx for SqliteTx<'_> {
         jobs::update_execution(self.conn, e).await
     }
 
-    async fn delete_job_execution(
-        &mut self,
-        scope: &Scope,
-        job_id: &str,
-        thing: &str,
-        execution_number: i64,
-    ) -> StoreResult<bool> {
+    async fn delete_job_execution(&mut self, scope: &Scope, job_id: &str, thing: &str, execution_number: i64) -> StoreResult<bool> {
         jobs::delete_execution(self.conn, scope, job_id, thing, execution_number).await
     }
 
-    async fn get_job_execution(
-        &mut self,
-        scope: &Scope,
-        job_id: &str,
-        thing: &str,
-        execution_number: Option<i64>,
-    ) -> StoreResult<Option<JobExecution>> {
+    async fn get_job_execution(&mut self, scope: &Scope, job_id: &str, thing: &str, execution_number: Option<i64>) -> StoreResult<Option<JobExecution>> {
         jobs::get_execution(self.conn, scope, job_id, thing, execution_number).await
     }
 
-    async fn list_job_executions(
-        &mut self,
-        scope: &Scope,
-        job_id: &str,
-        statuses: &[ExecStatus],
-        after_thing: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<JobExecution>> {
+    async fn list_job_executions(&mut self, scope: &Scope, job_id: &str, statuses: &[ExecStatus], after_thing: Option<&str>, limit: i64) -> StoreResult<Vec<JobExecution>> {
         jobs::list_executions(self.conn, scope, job_id, statuses, after_thing, limit).await
     }
 
@@ -1268,23 +1095,10 @@ impl StateTx for SqliteTx<'_> {
         before_number: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<JobExecution>> {
-        jobs::list_thing_executions(
-            self.conn,
-            scope,
-            thing,
-            statuses,
-            job_id,
-            before_number,
-            limit,
-        )
-        .await
+        jobs::list_thing_executions(self.conn, scope, thing, statuses, job_id, before_number, limit).await
     }
 
-    async fn count_job_executions(
-        &mut self,
-        scope: &Scope,
-        job_id: &str,
-    ) -> StoreResult<Vec<(ExecStatus, i64)>> {
+    async fn count_job_executions(&mut self, scope: &Scope, job_id: &str) -> StoreResult<Vec<(ExecStatus, i64)>> {
         jobs::count_executions(self.conn, scope, job_id).await
     }
 
@@ -1333,20 +1147,11 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_bucket(&mut self, name: &str) -> StoreResult<bool> {
-        let r = query("DELETE FROM buckets WHERE name = ?")
-            .bind(name)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
+        let r = query("DELETE FROM buckets WHERE name = ?").bind(name).execute(&mut *self.conn).await.map_err(db_err)?;
         Ok(r.rows_affected() > 0)
     }
 
-    async fn set_bucket_config(
-        &mut self,
-        name: &str,
-        policy: Option<&str>,
-        lifecycle: Option<&str>,
-    ) -> StoreResult<bool> {
+    async fn set_bucket_config(&mut self, name: &str, policy: Option<&str>, lifecycle: Option<&str>) -> StoreResult<bool> {
         let r = query("UPDATE buckets SET policy = ?, lifecycle = ? WHERE name = ?")
             .bind(policy)
             .bind(lifecycle)
@@ -1401,13 +1206,7 @@ impl StateTx for SqliteTx<'_> {
         Ok(old)
     }
 
-    async fn list_objects(
-        &mut self,
-        bucket: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<ObjectMeta>> {
+    async fn list_objects(&mut self, bucket: &str, prefix: &str, after: Option<&str>, limit: i64) -> StoreResult<Vec<ObjectMeta>> {
         // `key >= prefix` uses the primary key; the prefix test itself is on bytes (substr).
         let rows = query(
             "SELECT * FROM objects WHERE bucket = ? AND key >= ? AND key > ? AND substr(key, 1, length(?)) = ? ORDER BY key LIMIT ?",
@@ -1488,16 +1287,8 @@ impl StateTx for SqliteTx<'_> {
 
     async fn delete_upload(&mut self, upload_id: &str) -> StoreResult<Vec<Part>> {
         let parts = self.list_parts(upload_id).await?;
-        query("DELETE FROM upload_parts WHERE upload_id = ?")
-            .bind(upload_id)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
-        query("DELETE FROM uploads WHERE upload_id = ?")
-            .bind(upload_id)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
+        query("DELETE FROM upload_parts WHERE upload_id = ?").bind(upload_id).execute(&mut *self.conn).await.map_err(db_err)?;
+        query("DELETE FROM uploads WHERE upload_id = ?").bind(upload_id).execute(&mut *self.conn).await.map_err(db_err)?;
         Ok(parts)
     }
 
@@ -1542,10 +1333,7 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn last_event_seq(&mut self) -> StoreResult<i64> {
-        let row = query("SELECT COALESCE(MAX(seq), 0) AS s FROM events")
-            .fetch_one(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
+        let row = query("SELECT COALESCE(MAX(seq), 0) AS s FROM events").fetch_one(&mut *self.conn).await.map_err(db_err)?;
         get(&row, "s")
     }
 
@@ -1561,22 +1349,15 @@ impl StateTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn get_trail(
-        &mut self,
-        account_id: &str,
-        home_region: &str,
-        name: &str,
-    ) -> StoreResult<Option<Trail>> {
-        let row =
-            query("SELECT trail FROM trails WHERE account_id = ? AND home_region = ? AND name = ?")
-                .bind(account_id)
-                .bind(home_region)
-                .bind(name)
-                .fetch_optional(&mut *self.conn)
-                .await
-                .map_err(db_err)?;
-        row.map(|r| from_json(&get::<String>(&r, "trail")?))
-            .transpose()
+    async fn get_trail(&mut self, account_id: &str, home_region: &str, name: &str) -> StoreResult<Option<Trail>> {
+        let row = query("SELECT trail FROM trails WHERE account_id = ? AND home_region = ? AND name = ?")
+            .bind(account_id)
+            .bind(home_region)
+            .bind(name)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| from_json(&get::<String>(&r, "trail")?)).transpose()
     }
 
     async fn update_trail(&mut self, t: &Trail) -> StoreResult<()> {
@@ -1591,12 +1372,7 @@ impl StateTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn delete_trail(
-        &mut self,
-        account_id: &str,
-        home_region: &str,
-        name: &str,
-    ) -> StoreResult<bool> {
+    async fn delete_trail(&mut self, account_id: &str, home_region: &str, name: &str) -> StoreResult<bool> {
         query("DELETE FROM trail_cursors WHERE account_id = ? AND home_region = ? AND name = ?")
             .bind(account_id)
             .bind(home_region)
@@ -1615,15 +1391,12 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn list_trails(&mut self, account_id: &str) -> StoreResult<Vec<Trail>> {
-        let rows =
-            query("SELECT trail FROM trails WHERE account_id = ? ORDER BY home_region, name")
-                .bind(account_id)
-                .fetch_all(&mut *self.conn)
-                .await
-                .map_err(db_err)?;
-        rows.iter()
-            .map(|r| from_json(&get::<String>(r, "trail")?))
-            .collect()
+        let rows = query("SELECT trail FROM trails WHERE account_id = ? ORDER BY home_region, name")
+            .bind(account_id)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| from_json(&get::<String>(r, "trail")?)).collect()
     }
 
     async fn logging_trails(&mut self) -> StoreResult<Vec<Trail>> {
@@ -1631,22 +1404,12 @@ impl StateTx for SqliteTx<'_> {
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db_err)?;
-        let all: Vec<Trail> = rows
-            .iter()
-            .map(|r| from_json(&get::<String>(r, "trail")?))
-            .collect::<StoreResult<_>>()?;
+        let all: Vec<Trail> = rows.iter().map(|r| from_json(&get::<String>(r, "trail")?)).collect::<StoreResult<_>>()?;
         // Stopped trails may still owe records made before the stop.
-        Ok(all
-            .into_iter()
-            .filter(|t| t.is_logging || t.stopped_at_seq.is_some())
-            .collect())
+        Ok(all.into_iter().filter(|t| t.is_logging || t.stopped_at_seq.is_some()).collect())
     }
 
-    async fn get_cursor(
-        &mut self,
-        t: &Trail,
-        region: &str,
-    ) -> StoreResult<Option<(i64, Option<String>)>> {
+    async fn get_cursor(&mut self, t: &Trail, region: &str) -> StoreResult<Option<(i64, Option<String>)>> {
         let row = query(
             "SELECT last_seq, pending FROM trail_cursors WHERE account_id = ? AND home_region = ? AND name = ? AND region = ?",
         )
@@ -1657,17 +1420,10 @@ impl StateTx for SqliteTx<'_> {
         .fetch_optional(&mut *self.conn)
         .await
         .map_err(db_err)?;
-        row.map(|r| Ok((get(&r, "last_seq")?, get(&r, "pending")?)))
-            .transpose()
+        row.map(|r| Ok((get(&r, "last_seq")?, get(&r, "pending")?))).transpose()
     }
 
-    async fn set_cursor(
-        &mut self,
-        t: &Trail,
-        region: &str,
-        last_seq: i64,
-        pending: Option<&str>,
-    ) -> StoreResult<()> {
+    async fn set_cursor(&mut self, t: &Trail, region: &str, last_seq: i64, pending: Option<&str>) -> StoreResult<()> {
         query(
             "INSERT OR REPLACE INTO trail_cursors (account_id, home_region, name, region, last_seq, pending) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -1693,34 +1449,25 @@ impl StateTx for SqliteTx<'_> {
             Some(LookupKey::Username) => ("events e", " AND e.username = ?"),
             Some(LookupKey::EventSource) => ("events e", " AND e.event_source = ?"),
             Some(LookupKey::AccessKeyId) => ("events e", " AND e.access_key_id = ?"),
-            Some(LookupKey::ResourceType) => (
-                "event_resources r JOIN events e ON e.seq = r.seq",
-                " AND r.resource_type = ?",
-            ),
-            Some(LookupKey::ResourceName) => (
-                "event_resources r JOIN events e ON e.seq = r.seq",
-                " AND r.resource_name = ?",
-            ),
+            Some(LookupKey::ResourceType) => {
+                ("event_resources r JOIN events e ON e.seq = r.seq", " AND r.resource_type = ?")
+            }
+            Some(LookupKey::ResourceName) => {
+                ("event_resources r JOIN events e ON e.seq = r.seq", " AND r.resource_name = ?")
+            }
         };
         let scope = if from.starts_with("event_resources") {
             "r.account_id = ? AND r.region = ? AND r.event_time >= ? AND r.event_time <= ? AND (r.event_time < ? OR (r.event_time = ? AND r.seq < ?))"
         } else {
             "e.account_id = ? AND e.region = ? AND e.event_time >= ? AND e.event_time <= ? AND (e.event_time < ? OR (e.event_time = ? AND e.seq < ?))"
         };
-        let order = if from.starts_with("event_resources") {
-            "r.event_time DESC, r.seq DESC"
-        } else {
-            "e.event_time DESC, e.seq DESC"
-        };
+        let order = if from.starts_with("event_resources") { "r.event_time DESC, r.seq DESC" } else { "e.event_time DESC, e.seq DESC" };
         // Ordered by an index and cut off by LIMIT: no DISTINCT, which would make SQLite
         // collect every matching row first. Only a resource filter can return an event twice
         // (two resources of one event matching); those repeats are dropped below, which can
         // make a page shorter but never skips an event.
         let sql = format!("SELECT e.* FROM {from} WHERE {scope}{filter} ORDER BY {order} LIMIT ?");
-        let (before_t, before_seq) = q
-            .before
-            .map(|(t, s)| (t.0, s))
-            .unwrap_or((i64::MAX, i64::MAX));
+        let (before_t, before_seq) = q.before.map(|(t, s)| (t.0, s)).unwrap_or((i64::MAX, i64::MAX));
         let mut query = query(sql)
             .bind(&q.account_id)
             .bind(&q.region)
@@ -1735,11 +1482,7 @@ impl StateTx for SqliteTx<'_> {
                 _ => query.bind(value.clone()),
             };
         }
-        let rows = query
-            .bind(q.limit)
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
+        let rows = query.bind(q.limit).fetch_all(&mut *self.conn).await.map_err(db_err)?;
         let mut seen = std::collections::HashSet::with_capacity(rows.len());
         let mut picked = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -1749,8 +1492,7 @@ impl StateTx for SqliteTx<'_> {
             }
         }
         // The resources of every returned event in one query.
-        let mut resources: std::collections::HashMap<i64, Vec<(String, String)>> =
-            std::collections::HashMap::new();
+        let mut resources: std::collections::HashMap<i64, Vec<(String, String)>> = std::collections::HashMap::new();
         if !picked.is_empty() {
             let mut qb = QueryBuilder::new(
                 "SELECT seq, resource_type, resource_name FROM event_resources WHERE seq IN (",
@@ -1760,30 +1502,14 @@ impl StateTx for SqliteTx<'_> {
                 list.push_bind(*seq);
             }
             qb.push(") ORDER BY seq, rowid");
-            for r in qb
-                .build()
-                .fetch_all(&mut *self.conn)
-                .await
-                .map_err(db_err)?
-            {
-                resources
-                    .entry(get(&r, "seq")?)
-                    .or_default()
-                    .push((get(&r, "resource_type")?, get(&r, "resource_name")?));
+            for r in qb.build().fetch_all(&mut *self.conn).await.map_err(db_err)? {
+                resources.entry(get(&r, "seq")?).or_default().push((get(&r, "resource_type")?, get(&r, "resource_name")?));
             }
         }
-        picked
-            .into_iter()
-            .map(|(seq, row)| event_from_row(row, resources.remove(&seq).unwrap_or_default()))
-            .collect()
+        picked.into_iter().map(|(seq, row)| event_from_row(row, resources.remove(&seq).unwrap_or_default())).collect()
     }
 
-    async fn insert_delivered_file(
-        &mut self,
-        t: &Trail,
-        region: &str,
-        f: &DeliveredFile,
-    ) -> StoreResult<()> {
+    async fn insert_delivered_file(&mut self, t: &Trail, region: &str, f: &DeliveredFile) -> StoreResult<()> {
         query(
             "INSERT INTO delivered_files (account_id, home_region, name, region, bucket, key, sha256, oldest_event, newest_event, delivered_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -1804,12 +1530,7 @@ impl StateTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn delivered_files(
-        &mut self,
-        t: &Trail,
-        region: &str,
-        after: i64,
-    ) -> StoreResult<Vec<DeliveredFile>> {
+    async fn delivered_files(&mut self, t: &Trail, region: &str, after: i64) -> StoreResult<Vec<DeliveredFile>> {
         let rows = query(
             "SELECT * FROM delivered_files WHERE account_id = ? AND home_region = ? AND name = ? AND region = ? AND seq > ? ORDER BY seq",
         )
@@ -1878,12 +1599,11 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn signing_keys(&mut self, region: &str) -> StoreResult<Vec<SigningKey>> {
-        let rows =
-            query("SELECT * FROM signing_keys WHERE region = ? ORDER BY valid_from, fingerprint")
-                .bind(region)
-                .fetch_all(&mut *self.conn)
-                .await
-                .map_err(db_err)?;
+        let rows = query("SELECT * FROM signing_keys WHERE region = ? ORDER BY valid_from, fingerprint")
+            .bind(region)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 Ok(SigningKey {
@@ -1898,11 +1618,7 @@ impl StateTx for SqliteTx<'_> {
             .collect()
     }
 
-    async fn ota_updates_using_stream(
-        &mut self,
-        scope: &Scope,
-        stream_id: &str,
-    ) -> StoreResult<Vec<String>> {
+    async fn ota_updates_using_stream(&mut self, scope: &Scope, stream_id: &str) -> StoreResult<Vec<String>> {
         let rows = query(
             "SELECT ota_update_id FROM ota_stream_uses WHERE account_id = ? AND region = ? AND stream_id = ? ORDER BY ota_update_id",
         )
@@ -1915,12 +1631,7 @@ impl StateTx for SqliteTx<'_> {
         rows.iter().map(|r| get(r, "ota_update_id")).collect()
     }
 
-    async fn add_ota_stream_use(
-        &mut self,
-        scope: &Scope,
-        ota_update_id: &str,
-        stream_id: &str,
-    ) -> StoreResult<()> {
+    async fn add_ota_stream_use(&mut self, scope: &Scope, ota_update_id: &str, stream_id: &str) -> StoreResult<()> {
         query(
             "INSERT OR IGNORE INTO ota_stream_uses (account_id, region, ota_update_id, stream_id) VALUES (?, ?, ?, ?)",
         )
@@ -1950,13 +1661,7 @@ impl StateTx for SqliteTx<'_> {
         ota::delete(self.conn, scope, id).await
     }
 
-    async fn list_ota_updates(
-        &mut self,
-        scope: &Scope,
-        status: Option<OtaStatus>,
-        before_seq: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<(i64, OtaUpdate)>> {
+    async fn list_ota_updates(&mut self, scope: &Scope, status: Option<OtaStatus>, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>> {
         ota::list(self.conn, scope, status, before_seq, limit).await
     }
 
@@ -1976,55 +1681,33 @@ impl StateTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn get_sns_topic(
-        &mut self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-    ) -> StoreResult<Option<SnsTopic>> {
-        let row =
-            query("SELECT topic FROM sns_topics WHERE account_id = ? AND region = ? AND name = ?")
-                .bind(account_id)
-                .bind(region)
-                .bind(name)
-                .fetch_optional(&mut *self.conn)
-                .await
-                .map_err(db_err)?;
-        row.map(|r| from_json(&get::<String>(&r, "topic")?))
-            .transpose()
+    async fn get_sns_topic(&mut self, account_id: &str, region: &str, name: &str) -> StoreResult<Option<SnsTopic>> {
+        let row = query("SELECT topic FROM sns_topics WHERE account_id = ? AND region = ? AND name = ?")
+            .bind(account_id)
+            .bind(region)
+            .bind(name)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| from_json(&get::<String>(&r, "topic")?)).transpose()
     }
 
     async fn update_sns_topic(&mut self, t: &SnsTopic) -> StoreResult<bool> {
-        let r = query(
-            "UPDATE sns_topics SET topic = ? WHERE account_id = ? AND region = ? AND name = ?",
-        )
-        .bind(json(t)?)
-        .bind(&t.account_id)
-        .bind(&t.region)
-        .bind(&t.name)
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_err)?;
+        let r = query("UPDATE sns_topics SET topic = ? WHERE account_id = ? AND region = ? AND name = ?")
+            .bind(json(t)?)
+            .bind(&t.account_id)
+            .bind(&t.region)
+            .bind(&t.name)
+            .execute(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
         Ok(r.rows_affected() > 0)
     }
 
-    async fn delete_sns_topic(
-        &mut self,
-        account_id: &str,
-        region: &str,
-        name: &str,
-    ) -> StoreResult<bool> {
+    async fn delete_sns_topic(&mut self, account_id: &str, region: &str, name: &str) -> StoreResult<bool> {
         let arn = crate::domain::sns::topic_arn(region, account_id, name);
-        query("DELETE FROM sns_deliveries WHERE topic_arn = ?")
-            .bind(&arn)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
-        query("DELETE FROM sns_subscriptions WHERE topic_arn = ?")
-            .bind(&arn)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
+        query("DELETE FROM sns_deliveries WHERE topic_arn = ?").bind(&arn).execute(&mut *self.conn).await.map_err(db_err)?;
+        query("DELETE FROM sns_subscriptions WHERE topic_arn = ?").bind(&arn).execute(&mut *self.conn).await.map_err(db_err)?;
         let r = query("DELETE FROM sns_topics WHERE account_id = ? AND region = ? AND name = ?")
             .bind(account_id)
             .bind(region)
@@ -2035,13 +1718,7 @@ impl StateTx for SqliteTx<'_> {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn list_sns_topics(
-        &mut self,
-        account_id: &str,
-        region: &str,
-        after_name: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<SnsTopic>> {
+    async fn list_sns_topics(&mut self, account_id: &str, region: &str, after_name: Option<&str>, limit: i64) -> StoreResult<Vec<SnsTopic>> {
         let rows = query("SELECT topic FROM sns_topics WHERE account_id = ? AND region = ? AND name > ? ORDER BY name LIMIT ?")
             .bind(account_id)
             .bind(region)
@@ -2050,9 +1727,7 @@ impl StateTx for SqliteTx<'_> {
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db_err)?;
-        rows.iter()
-            .map(|r| from_json(&get::<String>(r, "topic")?))
-            .collect()
+        rows.iter().map(|r| from_json(&get::<String>(r, "topic")?)).collect()
     }
 
     async fn insert_sns_subscription(&mut self, s: &SnsSubscription) -> StoreResult<()> {
@@ -2086,12 +1761,7 @@ impl StateTx for SqliteTx<'_> {
         row.as_ref().map(sns_subscription_from_row).transpose()
     }
 
-    async fn find_sns_subscription(
-        &mut self,
-        topic_arn: &str,
-        protocol: &str,
-        endpoint: &str,
-    ) -> StoreResult<Option<SnsSubscription>> {
+    async fn find_sns_subscription(&mut self, topic_arn: &str, protocol: &str, endpoint: &str) -> StoreResult<Option<SnsSubscription>> {
         let row = query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND protocol = ? AND endpoint = ? ORDER BY arn LIMIT 1")
             .bind(topic_arn)
             .bind(protocol)
@@ -2102,11 +1772,7 @@ impl StateTx for SqliteTx<'_> {
         row.as_ref().map(sns_subscription_from_row).transpose()
     }
 
-    async fn find_sns_subscription_by_token(
-        &mut self,
-        topic_arn: &str,
-        token_sha256: &str,
-    ) -> StoreResult<Option<SnsSubscription>> {
+    async fn find_sns_subscription_by_token(&mut self, topic_arn: &str, token_sha256: &str) -> StoreResult<Option<SnsSubscription>> {
         let row = query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND token_sha256 = ? ORDER BY arn LIMIT 1")
             .bind(topic_arn)
             .bind(token_sha256)
@@ -2132,44 +1798,23 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_sns_subscription(&mut self, arn: &str) -> StoreResult<bool> {
-        query("DELETE FROM sns_deliveries WHERE subscription_arn = ?")
-            .bind(arn)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
-        let r = query("DELETE FROM sns_subscriptions WHERE arn = ?")
-            .bind(arn)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
+        query("DELETE FROM sns_deliveries WHERE subscription_arn = ?").bind(arn).execute(&mut *self.conn).await.map_err(db_err)?;
+        let r = query("DELETE FROM sns_subscriptions WHERE arn = ?").bind(arn).execute(&mut *self.conn).await.map_err(db_err)?;
         Ok(r.rows_affected() > 0)
     }
 
-    async fn list_sns_subscriptions_by_topic(
-        &mut self,
-        topic_arn: &str,
-        after_arn: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<SnsSubscription>> {
-        let rows = query(
-            "SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND arn > ? ORDER BY arn LIMIT ?",
-        )
-        .bind(topic_arn)
-        .bind(after_arn.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&mut *self.conn)
-        .await
-        .map_err(db_err)?;
+    async fn list_sns_subscriptions_by_topic(&mut self, topic_arn: &str, after_arn: Option<&str>, limit: i64) -> StoreResult<Vec<SnsSubscription>> {
+        let rows = query("SELECT * FROM sns_subscriptions WHERE topic_arn = ? AND arn > ? ORDER BY arn LIMIT ?")
+            .bind(topic_arn)
+            .bind(after_arn.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(sns_subscription_from_row).collect()
     }
 
-    async fn list_sns_subscriptions_by_owner(
-        &mut self,
-        owner: &str,
-        region: &str,
-        after_arn: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<SnsSubscription>> {
+    async fn list_sns_subscriptions_by_owner(&mut self, owner: &str, region: &str, after_arn: Option<&str>, limit: i64) -> StoreResult<Vec<SnsSubscription>> {
         let rows = query("SELECT * FROM sns_subscriptions WHERE owner = ? AND region = ? AND arn > ? ORDER BY arn LIMIT ?")
             .bind(owner)
             .bind(region)
@@ -2192,19 +1837,13 @@ impl StateTx for SqliteTx<'_> {
         Ok((get(&row, "c")?, get(&row, "p")?))
     }
 
-    async fn delete_expired_sns_subscriptions(
-        &mut self,
-        before: Millis,
-    ) -> StoreResult<Vec<SnsSubscription>> {
+    async fn delete_expired_sns_subscriptions(&mut self, before: Millis) -> StoreResult<Vec<SnsSubscription>> {
         let rows = query("SELECT * FROM sns_subscriptions WHERE confirmed = 0 AND token_expires_at < ? ORDER BY arn")
             .bind(before.0)
             .fetch_all(&mut *self.conn)
             .await
             .map_err(db_err)?;
-        let subs: Vec<SnsSubscription> = rows
-            .iter()
-            .map(sns_subscription_from_row)
-            .collect::<StoreResult<_>>()?;
+        let subs: Vec<SnsSubscription> = rows.iter().map(sns_subscription_from_row).collect::<StoreResult<_>>()?;
         for s in &subs {
             self.delete_sns_subscription(&s.arn).await?;
         }
@@ -2233,11 +1872,7 @@ impl StateTx for SqliteTx<'_> {
         Ok(r.last_insert_rowid())
     }
 
-    async fn due_sns_deliveries(
-        &mut self,
-        now: Millis,
-        limit: i64,
-    ) -> StoreResult<Vec<SnsDelivery>> {
+    async fn due_sns_deliveries(&mut self, now: Millis, limit: i64) -> StoreResult<Vec<SnsDelivery>> {
         let rows = query("SELECT * FROM sns_deliveries WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?")
             .bind(now.0)
             .bind(limit)
@@ -2264,12 +1899,7 @@ impl StateTx for SqliteTx<'_> {
             .collect()
     }
 
-    async fn reschedule_sns_delivery(
-        &mut self,
-        id: i64,
-        attempts: i64,
-        next_attempt_at: Millis,
-    ) -> StoreResult<bool> {
+    async fn reschedule_sns_delivery(&mut self, id: i64, attempts: i64, next_attempt_at: Millis) -> StoreResult<bool> {
         let r = query("UPDATE sns_deliveries SET attempts = ?, next_attempt_at = ? WHERE id = ?")
             .bind(attempts)
             .bind(next_attempt_at.0)
@@ -2281,19 +1911,12 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn delete_sns_delivery(&mut self, id: i64) -> StoreResult<bool> {
-        let r = query("DELETE FROM sns_deliveries WHERE id = ?")
-            .bind(id)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
+        let r = query("DELETE FROM sns_deliveries WHERE id = ?").bind(id).execute(&mut *self.conn).await.map_err(db_err)?;
         Ok(r.rows_affected() > 0)
     }
 
     async fn next_sns_delivery_at(&mut self) -> StoreResult<Option<Millis>> {
-        let row = query("SELECT MIN(next_attempt_at) AS t FROM sns_deliveries")
-            .fetch_one(&mut *self.conn)
-            .await
-            .map_err(db_err)?;
+        let row = query("SELECT MIN(next_attempt_at) AS t FROM sns_deliveries").fetch_one(&mut *self.conn).await.map_err(db_err)?;
         Ok(get::<Option<i64>>(&row, "t")?.map(Millis))
     }
 
@@ -2319,10 +1942,7 @@ impl StateTx for SqliteTx<'_> {
         row.as_ref().map(sns_cert_from_row).transpose()
     }
 
-    async fn sns_signing_cert_by_fingerprint(
-        &mut self,
-        fingerprint: &str,
-    ) -> StoreResult<Option<SnsSigningCert>> {
+    async fn sns_signing_cert_by_fingerprint(&mut self, fingerprint: &str) -> StoreResult<Option<SnsSigningCert>> {
         let row = query("SELECT * FROM sns_signing_certs WHERE fingerprint = ?")
             .bind(fingerprint)
             .fetch_optional(&mut *self.conn)
@@ -2369,52 +1989,23 @@ mod tests {
     /// a statement that needs more fails with SQLITE_FULL, as on a full disk.
     async fn store_with_page_limit(path: &Path, extra_pages: i64) -> SqliteStore {
         let conn = open_writer(path).unwrap();
-        conn.execute(
-            "INSERT INTO accounts (id, created_at) VALUES ('111122223333', 0)",
-            [],
-        )
-        .unwrap();
-        let pages: i64 = conn
-            .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .unwrap();
-        conn.pragma_update(None, "max_page_count", pages + extra_pages)
-            .unwrap();
+        conn.execute("INSERT INTO accounts (id, created_at) VALUES ('111122223333', 0)", []).unwrap();
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        conn.pragma_update(None, "max_page_count", pages + extra_pages).unwrap();
         SqliteStore::with_writer(conn, path).unwrap()
     }
 
     fn user(name: &str, tag_bytes: usize) -> User {
-        let tags = if tag_bytes == 0 {
-            vec![]
-        } else {
-            vec![IamTag {
-                key: "k".into(),
-                value: "x".repeat(tag_bytes),
-            }]
-        };
-        User {
-            account_id: ACCOUNT.into(),
-            name: name.into(),
-            user_id: format!("AIDA{name}"),
-            path: "/".into(),
-            tags,
-            created_at: Millis(0),
-        }
+        let tags = if tag_bytes == 0 { vec![] } else { vec![IamTag { key: "k".into(), value: "x".repeat(tag_bytes) }] };
+        User { account_id: ACCOUNT.into(), name: name.into(), user_id: format!("AIDA{name}"), path: "/".into(), tags, created_at: Millis(0) }
     }
 
     async fn put(s: &SqliteStore, u: User) -> StoreResult<()> {
-        store::write::<_, StoreError, _>(s, move |tx| {
-            Box::pin(async move { tx.insert_user(&u).await })
-        })
-        .await
+        store::write::<_, StoreError, _>(s, move |tx| Box::pin(async move { tx.insert_user(&u).await })).await
     }
 
     async fn stored(s: &SqliteStore, name: &'static str) -> bool {
-        store::read::<_, StoreError, _>(s, move |tx| {
-            Box::pin(async move { tx.get_user(ACCOUNT, name).await })
-        })
-        .await
-        .unwrap()
-        .is_some()
+        store::read::<_, StoreError, _>(s, move |tx| Box::pin(async move { tx.get_user(ACCOUNT, name).await })).await.unwrap().is_some()
     }
 
     #[tokio::test]
@@ -2424,28 +2015,16 @@ mod tests {
         // One batch (the current-thread runtime queues all three before the writer runs): a
         // unit failing in the usual way (a duplicate) rolls back alone.
         put(&s, user("dup", 0)).await.unwrap();
-        let (a, b, c) = futures::join!(
-            put(&s, user("one", 0)),
-            put(&s, user("dup", 0)),
-            put(&s, user("two", 0))
-        );
+        let (a, b, c) = futures::join!(put(&s, user("one", 0)), put(&s, user("dup", 0)), put(&s, user("two", 0)));
         assert!(a.is_ok() && b.is_err() && c.is_ok(), "{a:?} {b:?} {c:?}");
         assert!(stored(&s, "one").await && stored(&s, "two").await);
         // One batch whose middle unit needs more pages than there are: SQLite rolls the whole
         // transaction back. Whatever each unit is told must match what is stored.
-        let (a, b, c) = futures::join!(
-            put(&s, user("before", 0)),
-            put(&s, user("too-big", 200_000)),
-            put(&s, user("after", 0))
-        );
+        let (a, b, c) = futures::join!(put(&s, user("before", 0)), put(&s, user("too-big", 200_000)), put(&s, user("after", 0)));
         assert!(b.is_err(), "{b:?}");
         for (name, r) in [("before", &a), ("too-big", &b), ("after", &c)] {
             let there = stored(&s, name).await;
-            assert_eq!(
-                r.is_ok(),
-                there,
-                "{name}: answered {r:?} but stored: {there}"
-            );
+            assert_eq!(r.is_ok(), there, "{name}: answered {r:?} but stored: {there}");
         }
         // The writer goes on.
         put(&s, user("later", 0)).await.unwrap();
@@ -2493,15 +2072,8 @@ mod on_disk_tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let s = SqliteStore::open(&path).await.unwrap();
-        let account = Account {
-            id: "1".into(),
-            created_at: Millis(0),
-        };
-        store::write::<_, StoreError, _>(&s, move |tx| {
-            Box::pin(async move { tx.insert_account(&account).await })
-        })
-        .await
-        .unwrap();
+        let account = Account { id: "1".into(), created_at: Millis(0) };
+        store::write::<_, StoreError, _>(&s, move |tx| Box::pin(async move { tx.insert_account(&account).await })).await.unwrap();
         // About 4 pages per commit: the log passes the checkpoint threshold several times.
         for i in 0..1500 {
             let user = User {
@@ -2512,11 +2084,7 @@ mod on_disk_tests {
                 tags: vec![],
                 created_at: Millis(0),
             };
-            store::write::<_, StoreError, _>(&s, move |tx| {
-                Box::pin(async move { tx.insert_user(&user).await })
-            })
-            .await
-            .unwrap();
+            store::write::<_, StoreError, _>(&s, move |tx| Box::pin(async move { tx.insert_user(&user).await })).await.unwrap();
         }
         let mut db = 0;
         for _ in 0..50 {
@@ -2526,10 +2094,7 @@ mod on_disk_tests {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            db > 2_000_000,
-            "the database file has {db} bytes: nothing was checkpointed"
-        );
+        assert!(db > 2_000_000, "the database file has {db} bytes: nothing was checkpointed");
     }
 
     /// The log restarts from its beginning rather than growing: background checkpoints that

@@ -20,8 +20,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::ServeArgs;
 use crate::domain::audit::event_time_text;
 use crate::domain::integrity::{
-    self, DigestProblem, FetchedDigest, LogProblem, ValidDigest, check_chain, check_digest,
-    check_log_file, newest_missing, parse_digest_key, parse_log_key, unlisted_log_files,
+    self, DigestProblem, FetchedDigest, LogProblem, ValidDigest, check_chain, check_digest, check_log_file,
+    newest_missing, parse_digest_key, parse_log_key, unlisted_log_files,
 };
 use crate::domain::time::Millis;
 pub use source::{LogSource, SourceError, TrailArn};
@@ -83,11 +83,7 @@ fn parse_time(s: &str) -> Result<Millis, SourceError> {
         return Ok(Millis((secs * 1000.0) as i64));
     }
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| {
-            SourceError(format!(
-                "'{s}' is neither RFC 3339 (2026-11-24T10:00:00Z) nor epoch seconds"
-            ))
-        })?;
+        .map_err(|_| SourceError(format!("'{s}' is neither RFC 3339 (2026-11-24T10:00:00Z) nor epoch seconds")))?;
     Ok(Millis((t.unix_timestamp_nanos() / 1_000_000) as i64))
 }
 
@@ -115,10 +111,7 @@ struct Report {
 
 impl Report {
     fn all_valid(&self) -> bool {
-        self.digests_valid == self.digests_total
-            && self.logs_valid == self.logs_total
-            && self.unlisted == 0
-            && self.chain_problems == 0
+        self.digests_valid == self.digests_total && self.logs_valid == self.logs_total && self.unlisted == 0 && self.chain_problems == 0
     }
 }
 
@@ -127,11 +120,7 @@ fn progress(len: usize, what: &'static str) -> ProgressBar {
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {elapsed}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {elapsed}").expect("valid template").progress_chars("=> "));
     bar.set_prefix(what);
     bar
 }
@@ -142,31 +131,12 @@ enum DigestOutcome {
     Invalid(DigestProblem),
 }
 
-async fn fetch_digest(
-    source: &dyn LogSource,
-    bucket: &str,
-    key: &str,
-    region: &str,
-    keys: &HashMap<String, Vec<u8>>,
-) -> Result<DigestOutcome, SourceError> {
-    let Some(f) = source.get(bucket, key).await? else {
-        return Ok(DigestOutcome::Invalid(DigestProblem::NotFound));
-    };
-    let (bucket, key, region, keys) = (
-        bucket.to_string(),
-        key.to_string(),
-        region.to_string(),
-        keys.clone(),
-    );
+async fn fetch_digest(source: &dyn LogSource, bucket: &str, key: &str, region: &str, keys: &HashMap<String, Vec<u8>>) -> Result<DigestOutcome, SourceError> {
+    let Some(f) = source.get(bucket, key).await? else { return Ok(DigestOutcome::Invalid(DigestProblem::NotFound)) };
+    let (bucket, key, region, keys) = (bucket.to_string(), key.to_string(), region.to_string(), keys.clone());
     // Inflating and verifying is CPU work: off the async threads, so both cores do it.
     tokio::task::spawn_blocking(move || {
-        let d = FetchedDigest {
-            bucket: &bucket,
-            key: &key,
-            region: &region,
-            gz: &f.bytes,
-            signature_hex: f.signature.as_deref(),
-        };
+        let d = FetchedDigest { bucket: &bucket, key: &key, region: &region, gz: &f.bytes, signature_hex: f.signature.as_deref() };
         match check_digest(&d, &keys) {
             Ok(v) => DigestOutcome::Valid(v),
             Err(p) => DigestOutcome::Invalid(p),
@@ -176,19 +146,10 @@ async fn fetch_digest(
     .map_err(|e| SourceError(format!("checking a digest: {e}")))
 }
 
-async fn fetch_log(
-    source: &dyn LogSource,
-    bucket: &str,
-    key: &str,
-    sha256: &str,
-) -> Result<Result<(), LogProblem>, SourceError> {
-    let Some(f) = source.get(bucket, key).await? else {
-        return Ok(Err(LogProblem::NotFound));
-    };
+async fn fetch_log(source: &dyn LogSource, bucket: &str, key: &str, sha256: &str) -> Result<Result<(), LogProblem>, SourceError> {
+    let Some(f) = source.get(bucket, key).await? else { return Ok(Err(LogProblem::NotFound)) };
     let sha256 = sha256.to_string();
-    tokio::task::spawn_blocking(move || check_log_file(&f.bytes, &sha256))
-        .await
-        .map_err(|e| SourceError(format!("checking a log file: {e}")))
+    tokio::task::spawn_blocking(move || check_log_file(&f.bytes, &sha256)).await.map_err(|e| SourceError(format!("checking a log file: {e}")))
 }
 
 fn line(kind: &str, bucket: &str, key: &str, status: &str) {
@@ -196,43 +157,24 @@ fn line(kind: &str, bucket: &str, key: &str, status: &str) {
 }
 
 async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
-    let arn = TrailArn::parse(&args.trail_arn).ok_or_else(|| {
-        SourceError(format!(
-            "'{}' is not a trail ARN (arn:aws:cloudtrail:<region>:<account>:trail/<name>)",
-            args.trail_arn
-        ))
-    })?;
+    let arn = TrailArn::parse(&args.trail_arn)
+        .ok_or_else(|| SourceError(format!("'{}' is not a trail ARN (arn:aws:cloudtrail:<region>:<account>:trail/<name>)", args.trail_arn)))?;
     let start = parse_time(&args.start_time)?;
     let end = match &args.end_time {
         Some(t) => parse_time(t)?,
         None => Millis(time::OffsetDateTime::now_utc().unix_timestamp() * 1000),
     };
     if start > end {
-        return Err(SourceError(format!(
-            "--start-time ({}) is after --end-time ({})",
-            event_time_text(start),
-            event_time_text(end)
-        )));
+        return Err(SourceError(format!("--start-time ({}) is after --end-time ({})", event_time_text(start), event_time_text(end))));
     }
-    let region = args
-        .region
-        .clone()
-        .unwrap_or_else(|| arn.home_region.clone());
+    let region = args.region.clone().unwrap_or_else(|| arn.home_region.clone());
     let source: Arc<dyn LogSource> = match &args.data_dir {
         Some(dir) => {
-            let serve = ServeArgs {
-                config: args.config.clone(),
-                data_dir: Some(dir.clone()),
-                ..Default::default()
-            };
+            let serve = ServeArgs { config: args.config.clone(), data_dir: Some(dir.clone()), ..Default::default() };
             Arc::new(source::LocalSource::open(&serve).await?)
         }
         None => {
-            let settings = remote::RemoteSettings::resolve(
-                args.endpoint_url.clone(),
-                args.s3_endpoint_url.clone(),
-                args.profile.clone(),
-            )?;
+            let settings = remote::RemoteSettings::resolve(args.endpoint_url.clone(), args.s3_endpoint_url.clone(), args.profile.clone())?;
             Arc::new(remote::RemoteSource::new(settings, region.clone()))
         }
     };
@@ -245,46 +187,22 @@ async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
         },
         None => source.trail(&arn).await?,
     };
-    let org = args
-        .organization_id
-        .clone()
-        .or(location.organization_id.clone());
+    let org = args.organization_id.clone().or(location.organization_id.clone());
     if location.is_organization_trail && org.is_none() {
-        return Err(SourceError(format!(
-            "{} is an organization trail: give --organization-id (and --account-id for a member's files)",
-            arn.arn
-        )));
+        return Err(SourceError(format!("{} is an organization trail: give --organization-id (and --account-id for a member's files)", arn.arn)));
     }
-    println!(
-        "Validating log files for trail {} between {} and {}\n",
-        arn.arn,
-        event_time_text(start),
-        event_time_text(end)
-    );
+    println!("Validating log files for trail {} between {} and {}\n", arn.arn, event_time_text(start), event_time_text(end));
 
     const HOUR: i64 = 3_600_000;
-    let keys = source
-        .public_keys(&region, start, Millis(end.0 + 2 * HOUR))
-        .await?;
+    let keys = source.public_keys(&region, start, Millis(end.0 + 2 * HOUR)).await?;
     if keys.is_empty() {
-        return Err(SourceError(format!(
-            "No public keys found between {} and {}",
-            event_time_text(start),
-            event_time_text(end)
-        )));
+        return Err(SourceError(format!("No public keys found between {} and {}", event_time_text(start), event_time_text(end))));
     }
     let bucket = location.bucket.clone();
-    let prefix = location
-        .prefix
-        .as_deref()
-        .map(|p| format!("{p}/"))
-        .unwrap_or_default();
+    let prefix = location.prefix.as_deref().map(|p| format!("{p}/")).unwrap_or_default();
     let acct = args.account_id.as_ref().unwrap_or(&arn.account);
     // `[prefix/]AWSLogs/[<o-id>/]<account>/`
-    let root = format!(
-        "{prefix}AWSLogs/{}{acct}/",
-        org.as_deref().map(|o| format!("{o}/")).unwrap_or_default()
-    );
+    let root = format!("{prefix}AWSLogs/{}{acct}/", org.as_deref().map(|o| format!("{o}/")).unwrap_or_default());
 
     // Every digest of the account and region whose end lies in range: this trail's form the
     // chain; other trails' count for which log files some digest lists.
@@ -294,29 +212,16 @@ async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
         .await?
         .into_iter()
         .filter_map(|k| parse_digest_key(&k).map(|i| (k, i)))
-        .filter(|(_, i)| {
-            i.account == *acct && i.region == region && i.end >= start && i.end.0 <= end.0 + HOUR
-        })
+        .filter(|(_, i)| i.account == *acct && i.region == region && i.end >= start && i.end.0 <= end.0 + HOUR)
         .collect();
-    let ours =
-        |i: &integrity::DigestKeyInfo| i.trail_name == arn.name && i.home_region == arn.home_region;
-    let newest_listed = listed
-        .iter()
-        .filter(|(_, i)| ours(i))
-        .map(|(_, i)| i.end)
-        .max();
+    let ours = |i: &integrity::DigestKeyInfo| i.trail_name == arn.name && i.home_region == arn.home_region;
+    let newest_listed = listed.iter().filter(|(_, i)| ours(i)).map(|(_, i)| i.end).max();
 
     let bar = progress(listed.len(), "digests");
     let mut outcomes: BTreeMap<String, DigestOutcome> = BTreeMap::new();
     {
         let mut fetches = futures::stream::iter(listed.iter().map(|(k, _)| {
-            let (source, bucket, region, keys, bar) = (
-                source.clone(),
-                bucket.clone(),
-                region.clone(),
-                &keys,
-                bar.clone(),
-            );
+            let (source, bucket, region, keys, bar) = (source.clone(), bucket.clone(), region.clone(), &keys, bar.clone());
             async move {
                 let r = fetch_digest(&*source, &bucket, k, &region, keys).await;
                 bar.inc(1);
@@ -337,16 +242,10 @@ async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
         let wanted: Vec<String> = outcomes
             .iter()
             .filter_map(|(k, o)| match o {
-                DigestOutcome::Valid(v) if parse_digest_key(k).is_some_and(|i| ours(&i)) => {
-                    v.content.previous.clone()
-                }
+                DigestOutcome::Valid(v) if parse_digest_key(k).is_some_and(|i| ours(&i)) => v.content.previous.clone(),
                 _ => None,
             })
-            .filter(|(b, k)| {
-                *b == bucket
-                    && !outcomes.contains_key(k)
-                    && parse_digest_key(k).is_some_and(|i| i.end >= start)
-            })
+            .filter(|(b, k)| *b == bucket && !outcomes.contains_key(k) && parse_digest_key(k).is_some_and(|i| i.end >= start))
             .map(|(_, k)| k)
             .collect();
         if wanted.is_empty() {
@@ -366,13 +265,7 @@ async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
         let is_ours = parse_digest_key(k).is_some_and(|i| ours(&i));
         match o {
             DigestOutcome::Valid(v) => {
-                listed_logs.extend(
-                    v.content
-                        .log_files
-                        .iter()
-                        .filter(|f| f.bucket == bucket)
-                        .map(|f| f.key.clone()),
-                );
+                listed_logs.extend(v.content.log_files.iter().filter(|f| f.bucket == bucket).map(|f| f.key.clone()));
                 if is_ours {
                     chain.push(v.clone());
                 }
@@ -384,20 +277,12 @@ async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
     }
 
     // Newest first, as the AWS tool prints.
-    let mut ours_sorted: Vec<(&String, &DigestOutcome)> = outcomes
-        .iter()
-        .filter(|(k, _)| parse_digest_key(k).is_some_and(|i| ours(&i)))
-        .collect();
+    let mut ours_sorted: Vec<(&String, &DigestOutcome)> = outcomes.iter().filter(|(k, _)| parse_digest_key(k).is_some_and(|i| ours(&i))).collect();
     ours_sorted.sort_by_key(|(k, _)| std::cmp::Reverse(parse_digest_key(k).map(|i| i.end)));
     let logs: Vec<(String, String, String)> = ours_sorted
         .iter()
         .filter_map(|(_, o)| match o {
-            DigestOutcome::Valid(v) => Some(
-                v.content
-                    .log_files
-                    .iter()
-                    .map(|f| (f.bucket.clone(), f.key.clone(), f.sha256.clone())),
-            ),
+            DigestOutcome::Valid(v) => Some(v.content.log_files.iter().map(|f| (f.bucket.clone(), f.key.clone(), f.sha256.clone()))),
             DigestOutcome::Invalid(_) => None,
         })
         .flatten()
@@ -438,88 +323,43 @@ async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
                                 line("Log file", &f.bucket, &f.key, "valid");
                             }
                         }
-                        Some(Err(p)) => line(
-                            "Log file",
-                            &f.bucket,
-                            &f.key,
-                            &format!("INVALID: {}", p.reason()),
-                        ),
+                        Some(Err(p)) => line("Log file", &f.bucket, &f.key, &format!("INVALID: {}", p.reason())),
                         None => line("Log file", &f.bucket, &f.key, "INVALID: not checked"),
                     }
                 }
                 if v.content.previous.is_none() && args.verbose {
-                    println!(
-                        "(digest chain starts at {}: logging or validation was started then)",
-                        v.content.start_text
-                    );
+                    println!("(digest chain starts at {}: logging or validation was started then)", v.content.start_text);
                 }
             }
-            DigestOutcome::Invalid(p) => line(
-                "Digest file",
-                &bucket,
-                k,
-                &format!("INVALID: {}", p.reason()),
-            ),
+            DigestOutcome::Invalid(p) => line("Digest file", &bucket, k, &format!("INVALID: {}", p.reason())),
         }
     }
 
     let mut problems = check_chain(&chain, &absent);
-    problems.extend(newest_missing(
-        newest_listed,
-        location.latest_digest,
-        (start, end),
-    ));
+    problems.extend(newest_missing(newest_listed, location.latest_digest, (start, end)));
     for p in &problems {
         match p.key() {
-            Some(k) => line(
-                "Digest chain",
-                &bucket,
-                k,
-                &format!("INVALID: {}", p.reason()),
-            ),
-            None => println!(
-                "Digest chain\ts3://{bucket}/{digest_prefix}\tINVALID: {}",
-                p.reason()
-            ),
+            Some(k) => line("Digest chain", &bucket, k, &format!("INVALID: {}", p.reason())),
+            None => println!("Digest chain\ts3://{bucket}/{digest_prefix}\tINVALID: {}", p.reason()),
         }
     }
     report.chain_problems = problems.len();
 
     // Log files in the bucket that no digest lists: injected, or their digest is gone. Files
     // delivered after the newest digest are still waiting for theirs.
-    let covered_until = Millis(
-        newest_listed
-            .max(location.latest_digest)
-            .map(|t| t.0)
-            .unwrap_or(i64::MIN)
-            .min(end.0),
-    );
+    let covered_until = Millis(newest_listed.max(location.latest_digest).map(|t| t.0).unwrap_or(i64::MIN).min(end.0));
     let log_prefix = format!("{root}CloudTrail/{region}/");
     let day = start.to_offset_datetime();
-    let after = format!(
-        "{log_prefix}{:04}/{:02}/{:02}",
-        day.year(),
-        day.month() as u8,
-        day.day()
-    );
+    let after = format!("{log_prefix}{:04}/{:02}/{:02}", day.year(), day.month() as u8, day.day());
     let in_bucket: Vec<(String, Millis)> = source
         .list(&bucket, &log_prefix, Some(&after))
         .await?
         .into_iter()
-        .filter_map(|k| {
-            parse_log_key(&k)
-                .filter(|(a, r, _)| a == acct && *r == region)
-                .map(|(_, _, t)| (k, t))
-        })
+        .filter_map(|k| parse_log_key(&k).filter(|(a, r, _)| a == acct && *r == region).map(|(_, _, t)| (k, t)))
         .collect();
     let listed_refs: HashSet<&str> = listed_logs.iter().map(String::as_str).collect();
     let unlisted = unlisted_log_files(&in_bucket, &listed_refs, start, covered_until);
-    let absent_ends: Vec<Millis> = absent
-        .iter()
-        .filter_map(|k| parse_digest_key(k))
-        .filter(|i| ours(i))
-        .map(|i| i.end)
-        .collect();
+    let absent_ends: Vec<Millis> = absent.iter().filter_map(|k| parse_digest_key(k)).filter(|i| ours(i)).map(|i| i.end).collect();
     let valid_ends: Vec<Millis> = chain.iter().map(|d| d.content.end).collect();
     let times: HashMap<&str, Millis> = in_bucket.iter().map(|(k, t)| (k.as_str(), *t)).collect();
     for k in &unlisted {
@@ -534,33 +374,19 @@ async fn validate(args: ValidateArgs) -> Result<Report, SourceError> {
     report.unlisted = unlisted.len();
 
     let found: Vec<&ValidDigest> = chain.iter().collect();
-    println!(
-        "\nResults requested for {} to {}",
-        event_time_text(start),
-        event_time_text(end)
-    );
+    println!("\nResults requested for {} to {}", event_time_text(start), event_time_text(end));
     if ours_sorted.is_empty() {
         println!("No digests found");
     } else {
         let first = found.iter().map(|d| d.content.start).min();
         let last = found.iter().map(|d| d.content.end).max();
         match (first, last) {
-            (Some(a), Some(b)) => println!(
-                "Results found for {} to {}:",
-                event_time_text(a),
-                event_time_text(b)
-            ),
+            (Some(a), Some(b)) => println!("Results found for {} to {}:", event_time_text(a), event_time_text(b)),
             _ => println!("Results found: no valid digest"),
         }
     }
-    println!(
-        "\n{}/{} digest files valid",
-        report.digests_valid, report.digests_total
-    );
-    println!(
-        "{}/{} log files valid",
-        report.logs_valid, report.logs_total
-    );
+    println!("\n{}/{} digest files valid", report.digests_valid, report.digests_total);
+    println!("{}/{} log files valid", report.logs_valid, report.logs_total);
     println!("{} log files not listed in any digest", report.unlisted);
     println!("{} digest chain breaks", report.chain_problems);
     Ok(report)
@@ -573,10 +399,7 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(parse_time("1700000000").unwrap(), Millis(1_700_000_000_000));
-        assert_eq!(
-            parse_time("2023-11-14T22:13:20Z").unwrap(),
-            Millis(1_700_000_000_000)
-        );
+        assert_eq!(parse_time("2023-11-14T22:13:20Z").unwrap(), Millis(1_700_000_000_000));
         assert!(parse_time("yesterday").is_err());
     }
 }

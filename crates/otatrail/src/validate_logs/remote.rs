@@ -38,9 +38,7 @@ fn parse_ini(text: &str) -> Ini {
             nested = None;
             continue;
         }
-        let Some((k, v)) = trimmed.split_once('=') else {
-            continue;
-        };
+        let Some((k, v)) = trimmed.split_once('=') else { continue };
         let (k, v) = (k.trim().to_string(), v.trim().to_string());
         let indented = line.starts_with(' ') || line.starts_with('\t');
         let entry = out.entry(section.clone()).or_default();
@@ -59,18 +57,12 @@ fn parse_ini(text: &str) -> Ini {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default()
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default()
 }
 
 fn read_ini(env: &str, default: &str) -> Ini {
-    let path = std::env::var_os(env)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| home().join(default));
-    std::fs::read_to_string(path)
-        .map(|t| parse_ini(&t))
-        .unwrap_or_default()
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| home().join(default));
+    std::fs::read_to_string(path).map(|t| parse_ini(&t)).unwrap_or_default()
 }
 
 fn env(name: &str) -> Option<String> {
@@ -85,25 +77,13 @@ pub struct RemoteSettings {
 }
 
 impl RemoteSettings {
-    pub fn resolve(
-        endpoint_url: Option<String>,
-        s3_endpoint_url: Option<String>,
-        profile: Option<String>,
-    ) -> Result<Self, SourceError> {
-        let profile = profile
-            .or_else(|| env("AWS_PROFILE"))
-            .unwrap_or_else(|| "default".into());
+    pub fn resolve(endpoint_url: Option<String>, s3_endpoint_url: Option<String>, profile: Option<String>) -> Result<Self, SourceError> {
+        let profile = profile.or_else(|| env("AWS_PROFILE")).unwrap_or_else(|| "default".into());
         let config = read_ini("AWS_CONFIG_FILE", ".aws/config");
         let creds_file = read_ini("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials");
         let empty = HashMap::new();
-        let conf = config
-            .get(&format!("profile {profile}"))
-            .or_else(|| config.get(&profile))
-            .unwrap_or(&empty);
-        let services = conf
-            .get("services")
-            .and_then(|s| config.get(&format!("services {s}")))
-            .unwrap_or(&empty);
+        let conf = config.get(&format!("profile {profile}")).or_else(|| config.get(&profile)).unwrap_or(&empty);
+        let services = conf.get("services").and_then(|s| config.get(&format!("services {s}"))).unwrap_or(&empty);
         let cloudtrail_endpoint = endpoint_url
             .or_else(|| env("AWS_ENDPOINT_URL_CLOUDTRAIL"))
             .or_else(|| env("AWS_ENDPOINT_URL"))
@@ -119,20 +99,11 @@ impl RemoteSettings {
         let file_creds = creds_file.get(&profile).unwrap_or(&empty);
         let from_file = |k: &str| file_creds.get(k).or_else(|| conf.get(k)).cloned();
         let credentials = match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-            (Some(id), Some(secret)) => Credentials {
-                access_key_id: id,
-                secret_access_key: secret,
-                session_token: env("AWS_SESSION_TOKEN"),
-            },
-            _ => match (
-                from_file("aws_access_key_id"),
-                from_file("aws_secret_access_key"),
-            ) {
-                (Some(id), Some(secret)) => Credentials {
-                    access_key_id: id,
-                    secret_access_key: secret,
-                    session_token: from_file("aws_session_token"),
-                },
+            (Some(id), Some(secret)) => Credentials { access_key_id: id, secret_access_key: secret, session_token: env("AWS_SESSION_TOKEN") },
+            _ => match (from_file("aws_access_key_id"), from_file("aws_secret_access_key")) {
+                (Some(id), Some(secret)) => {
+                    Credentials { access_key_id: id, secret_access_key: secret, session_token: from_file("aws_session_token") }
+                }
                 _ => {
                     return Err(SourceError(format!(
                         "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give a profile ({profile} has none)"
@@ -140,11 +111,7 @@ impl RemoteSettings {
                 }
             },
         };
-        Ok(Self {
-            cloudtrail_endpoint,
-            s3_endpoint,
-            credentials,
-        })
+        Ok(Self { cloudtrail_endpoint, s3_endpoint, credentials })
     }
 }
 
@@ -158,85 +125,37 @@ pub struct RemoteSource {
 
 impl RemoteSource {
     pub fn new(settings: RemoteSettings, region: String) -> Self {
-        Self {
-            settings,
-            region,
-            http: reqwest::Client::new(),
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self { settings, region, http: reqwest::Client::new(), buckets: Mutex::new(HashMap::new()) }
     }
 
-    async fn cloudtrail(
-        &self,
-        region: &str,
-        operation: &str,
-        body: Value,
-    ) -> Result<Value, SourceError> {
-        let url: reqwest::Url = self.settings.cloudtrail_endpoint.parse().map_err(|e| {
-            SourceError(format!(
-                "endpoint {}: {e}",
-                self.settings.cloudtrail_endpoint
-            ))
-        })?;
+    async fn cloudtrail(&self, region: &str, operation: &str, body: Value) -> Result<Value, SourceError> {
+        let url: reqwest::Url = self
+            .settings
+            .cloudtrail_endpoint
+            .parse()
+            .map_err(|e| SourceError(format!("endpoint {}: {e}", self.settings.cloudtrail_endpoint)))?;
         let host = match url.port() {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_string(),
         };
         let body = body.to_string();
         let target = format!("com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.{operation}");
-        let extra = [
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target.as_str()),
-        ];
-        let path = if url.path().is_empty() {
-            "/"
-        } else {
-            url.path()
-        };
-        let signable = SignableRequest {
-            method: "POST",
-            host: &host,
-            path,
-            query: "",
-            headers: &extra,
-            body: body.as_bytes(),
-        };
-        let signed = sign_request(
-            &signable,
-            &self.settings.credentials,
-            region,
-            "cloudtrail",
-            time::OffsetDateTime::now_utc(),
-        );
-        let mut req = self
-            .http
-            .post(url.clone())
-            .header("content-type", extra[0].1)
-            .header("x-amz-target", &target)
-            .body(body);
+        let extra = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", target.as_str())];
+        let path = if url.path().is_empty() { "/" } else { url.path() };
+        let signable = SignableRequest { method: "POST", host: &host, path, query: "", headers: &extra, body: body.as_bytes() };
+        let signed = sign_request(&signable, &self.settings.credentials, region, "cloudtrail", time::OffsetDateTime::now_utc());
+        let mut req = self.http.post(url.clone()).header("content-type", extra[0].1).header("x-amz-target", &target).body(body);
         for (k, v) in signed {
             req = req.header(k, v);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| SourceError(format!("{operation} at {url}: {e}")))?;
+        let resp = req.send().await.map_err(|e| SourceError(format!("{operation} at {url}: {e}")))?;
         let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| SourceError(format!("{operation}: {e}")))?;
+        let text = resp.text().await.map_err(|e| SourceError(format!("{operation}: {e}")))?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if !status.is_success() {
             let code = v.get("__type").and_then(Value::as_str).unwrap_or("error");
-            let message = v
-                .get("message")
-                .or_else(|| v.get("Message"))
-                .and_then(Value::as_str)
-                .unwrap_or(&text);
-            return Err(SourceError(format!(
-                "{operation} failed ({code}): {message}"
-            )));
+            let message = v.get("message").or_else(|| v.get("Message")).and_then(Value::as_str).unwrap_or(&text);
+            return Err(SourceError(format!("{operation} failed ({code}): {message}")));
         }
         Ok(v)
     }
@@ -257,10 +176,7 @@ impl RemoteSource {
         if let Some(t) = &c.session_token {
             builder = builder.with_token(t);
         }
-        let store =
-            Arc::new(builder.build().map_err(|e| {
-                SourceError(format!("S3 endpoint {}: {e}", self.settings.s3_endpoint))
-            })?);
+        let store = Arc::new(builder.build().map_err(|e| SourceError(format!("S3 endpoint {}: {e}", self.settings.s3_endpoint)))?);
         buckets.insert(bucket.to_string(), store.clone());
         Ok(store)
     }
@@ -273,56 +189,32 @@ fn s3_err(what: &str, e: object_store::Error) -> SourceError {
 #[async_trait]
 impl LogSource for RemoteSource {
     async fn trail(&self, arn: &TrailArn) -> Result<TrailLocation, SourceError> {
-        let trails = self
-            .cloudtrail(
-                &arn.home_region,
-                "DescribeTrails",
-                json!({"trailNameList": [arn.arn]}),
-            )
-            .await?;
+        let trails = self.cloudtrail(&arn.home_region, "DescribeTrails", json!({"trailNameList": [arn.arn]})).await?;
         let t = trails
             .get("trailList")
             .and_then(Value::as_array)
-            .and_then(|l| {
-                l.iter()
-                    .find(|t| t.get("TrailARN").and_then(Value::as_str) == Some(arn.arn.as_str()))
-            })
+            .and_then(|l| l.iter().find(|t| t.get("TrailARN").and_then(Value::as_str) == Some(arn.arn.as_str())))
             .ok_or_else(|| SourceError(format!("A trail could not be found for {}", arn.arn)))?;
         let text = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_string);
         // The status only sharpens the checks; a caller without GetTrailStatus still validates.
-        let latest_digest = match self
-            .cloudtrail(&arn.home_region, "GetTrailStatus", json!({"Name": arn.arn}))
-            .await
-        {
-            Ok(s) => s
-                .get("LatestDigestDeliveryTime")
-                .and_then(Value::as_f64)
-                .map(|t| Millis((t * 1000.0).round() as i64)),
+        let latest_digest = match self.cloudtrail(&arn.home_region, "GetTrailStatus", json!({"Name": arn.arn})).await {
+            Ok(s) => s.get("LatestDigestDeliveryTime").and_then(Value::as_f64).map(|t| Millis((t * 1000.0).round() as i64)),
             Err(e) => {
                 tracing::warn!(error = %e, "no trail status; the newest-digest check is skipped");
                 None
             }
         };
         Ok(TrailLocation {
-            bucket: text("S3BucketName")
-                .ok_or_else(|| SourceError(format!("trail {} has no S3BucketName", arn.arn)))?,
+            bucket: text("S3BucketName").ok_or_else(|| SourceError(format!("trail {} has no S3BucketName", arn.arn)))?,
             prefix: text("S3KeyPrefix").filter(|p| !p.is_empty()),
             latest_digest,
             // DescribeTrails does not name the organization: the caller gives it.
             organization_id: None,
-            is_organization_trail: t
-                .get("IsOrganizationTrail")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            is_organization_trail: t.get("IsOrganizationTrail").and_then(Value::as_bool).unwrap_or(false),
         })
     }
 
-    async fn public_keys(
-        &self,
-        region: &str,
-        start: Millis,
-        end: Millis,
-    ) -> Result<HashMap<String, Vec<u8>>, SourceError> {
+    async fn public_keys(&self, region: &str, start: Millis, end: Millis) -> Result<HashMap<String, Vec<u8>>, SourceError> {
         use base64::Engine;
         let mut out = HashMap::new();
         let mut token: Option<String> = None;
@@ -332,57 +224,31 @@ impl LogSource for RemoteSource {
                 body["NextToken"] = json!(t);
             }
             let page = self.cloudtrail(region, "ListPublicKeys", body).await?;
-            for k in page
-                .get("PublicKeyList")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let (Some(fp), Some(value)) = (
-                    k.get("Fingerprint").and_then(Value::as_str),
-                    k.get("Value").and_then(Value::as_str),
-                ) else {
+            for k in page.get("PublicKeyList").and_then(Value::as_array).into_iter().flatten() {
+                let (Some(fp), Some(value)) = (k.get("Fingerprint").and_then(Value::as_str), k.get("Value").and_then(Value::as_str)) else {
                     continue;
                 };
                 let der = base64::engine::general_purpose::STANDARD
                     .decode(value)
-                    .map_err(|_| {
-                        SourceError(format!(
-                            "ListPublicKeys returned a key that is not base64 ({fp})"
-                        ))
-                    })?;
+                    .map_err(|_| SourceError(format!("ListPublicKeys returned a key that is not base64 ({fp})")))?;
                 out.insert(fp.to_string(), der);
             }
-            token = page
-                .get("NextToken")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            token = page.get("NextToken").and_then(Value::as_str).map(str::to_string);
             if token.is_none() {
                 return Ok(out);
             }
         }
     }
 
-    async fn list(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        after: Option<&str>,
-    ) -> Result<Vec<String>, SourceError> {
+    async fn list(&self, bucket: &str, prefix: &str, after: Option<&str>) -> Result<Vec<String>, SourceError> {
         let store = self.bucket(bucket)?;
         let prefix_path = ObjectPath::from(prefix.trim_end_matches('/'));
         let listing = match after {
             Some(a) => store.list_with_offset(Some(&prefix_path), &ObjectPath::from(a)),
             None => store.list(Some(&prefix_path)),
         };
-        let objects: Vec<_> = listing
-            .try_collect()
-            .await
-            .map_err(|e| s3_err(&format!("listing s3://{bucket}/{prefix}"), e))?;
-        let mut keys: Vec<String> = objects
-            .into_iter()
-            .map(|o| o.location.to_string())
-            .collect();
+        let objects: Vec<_> = listing.try_collect().await.map_err(|e| s3_err(&format!("listing s3://{bucket}/{prefix}"), e))?;
+        let mut keys: Vec<String> = objects.into_iter().map(|o| o.location.to_string()).collect();
         keys.sort();
         Ok(keys)
     }
@@ -391,18 +257,9 @@ impl LogSource for RemoteSource {
         let store = self.bucket(bucket)?;
         match store.get(&ObjectPath::from(key)).await {
             Ok(r) => {
-                let signature = r
-                    .attributes
-                    .get(&Attribute::Metadata("signature".into()))
-                    .map(|v| v.to_string());
-                let bytes = r
-                    .bytes()
-                    .await
-                    .map_err(|e| s3_err(&format!("reading s3://{bucket}/{key}"), e))?;
-                Ok(Some(Fetched {
-                    bytes: bytes.to_vec(),
-                    signature,
-                }))
+                let signature = r.attributes.get(&Attribute::Metadata("signature".into())).map(|v| v.to_string());
+                let bytes = r.bytes().await.map_err(|e| s3_err(&format!("reading s3://{bucket}/{key}"), e))?;
+                Ok(Some(Fetched { bytes: bytes.to_vec(), signature }))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(s3_err(&format!("getting s3://{bucket}/{key}"), e)),

@@ -25,24 +25,12 @@ impl TrailArn {
     /// `arn:<partition>:cloudtrail:<region>:<12 digits>:trail/<name>`
     pub fn parse(arn: &str) -> Option<Self> {
         let parts: Vec<&str> = arn.splitn(6, ':').collect();
-        let [_, _, service, region, account, resource] = parts.as_slice() else {
-            return None;
-        };
+        let [_, _, service, region, account, resource] = parts.as_slice() else { return None };
         let name = resource.strip_prefix("trail/")?;
-        if *service != "cloudtrail"
-            || region.is_empty()
-            || account.len() != 12
-            || !account.bytes().all(|b| b.is_ascii_digit())
-            || name.is_empty()
-        {
+        if *service != "cloudtrail" || region.is_empty() || account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
             return None;
         }
-        Some(Self {
-            arn: arn.into(),
-            account: account.to_string(),
-            home_region: region.to_string(),
-            name: name.to_string(),
-        })
+        Some(Self { arn: arn.into(), account: account.to_string(), home_region: region.to_string(), name: name.to_string() })
     }
 }
 
@@ -72,19 +60,9 @@ pub struct SourceError(pub String);
 pub trait LogSource: Send + Sync {
     async fn trail(&self, arn: &TrailArn) -> Result<TrailLocation, SourceError>;
     /// Fingerprint → PKCS#1 DER of every key of `region` valid at some point of the range.
-    async fn public_keys(
-        &self,
-        region: &str,
-        start: Millis,
-        end: Millis,
-    ) -> Result<HashMap<String, Vec<u8>>, SourceError>;
+    async fn public_keys(&self, region: &str, start: Millis, end: Millis) -> Result<HashMap<String, Vec<u8>>, SourceError>;
     /// Every key under `prefix` after `after`, in byte order.
-    async fn list(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        after: Option<&str>,
-    ) -> Result<Vec<String>, SourceError>;
+    async fn list(&self, bucket: &str, prefix: &str, after: Option<&str>) -> Result<Vec<String>, SourceError>;
     /// `None` when there is no such object.
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Fetched>, SourceError>;
 }
@@ -102,10 +80,7 @@ impl LocalSource {
     pub async fn open(args: &ServeArgs) -> Result<Self, SourceError> {
         let config = ServerConfig::load(args).map_err(|e| SourceError(e.to_string()))?;
         if !config.data_dir.join("otatrail.db").exists() {
-            return Err(SourceError(format!(
-                "no otatrail database in {} (give --data-dir)",
-                config.data_dir.display()
-            )));
+            return Err(SourceError(format!("no otatrail database in {} (give --data-dir)", config.data_dir.display())));
         }
         let app = App::open(&config).await.map_err(store_err)?;
         Ok(Self { app })
@@ -131,42 +106,18 @@ impl LogSource for LocalSource {
         })
     }
 
-    async fn public_keys(
-        &self,
-        region: &str,
-        start: Millis,
-        end: Millis,
-    ) -> Result<HashMap<String, Vec<u8>>, SourceError> {
+    async fn public_keys(&self, region: &str, start: Millis, end: Millis) -> Result<HashMap<String, Vec<u8>>, SourceError> {
         let r = region.to_string();
-        let keys = store::read::<_, StoreError, _>(&*self.app.store, move |tx| {
-            Box::pin(async move { tx.signing_keys(&r).await })
-        })
-        .await
-        .map_err(store_err)?;
-        Ok(keys
-            .into_iter()
-            .filter(|k| k.overlaps(start, end))
-            .map(|k| (k.fingerprint, k.public_der))
-            .collect())
+        let keys = store::read::<_, StoreError, _>(&*self.app.store, move |tx| Box::pin(async move { tx.signing_keys(&r).await }))
+            .await
+            .map_err(store_err)?;
+        Ok(keys.into_iter().filter(|k| k.overlaps(start, end)).map(|k| (k.fingerprint, k.public_der)).collect())
     }
 
-    async fn list(
-        &self,
-        bucket: &str,
-        prefix: &str,
-        after: Option<&str>,
-    ) -> Result<Vec<String>, SourceError> {
+    async fn list(&self, bucket: &str, prefix: &str, after: Option<&str>) -> Result<Vec<String>, SourceError> {
         if self.app.external_buckets.contains(bucket) {
-            let keys = self
-                .app
-                .external_buckets
-                .list(bucket, prefix)
-                .await
-                .map_err(store_err)?;
-            return Ok(keys
-                .into_iter()
-                .filter(|k| after.is_none_or(|a| k.as_str() > a))
-                .collect());
+            let keys = self.app.external_buckets.list(bucket, prefix).await.map_err(store_err)?;
+            return Ok(keys.into_iter().filter(|k| after.is_none_or(|a| k.as_str() > a)).collect());
         }
         let mut out = Vec::new();
         let mut cursor = after.map(str::to_string);
@@ -188,35 +139,19 @@ impl LogSource for LocalSource {
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Fetched>, SourceError> {
         if self.app.external_buckets.contains(bucket) {
-            let got = self
-                .app
-                .external_buckets
-                .get(bucket, key)
-                .await
-                .map_err(store_err)?;
-            return Ok(got.map(|(bytes, metadata)| Fetched {
-                bytes,
-                signature: metadata.get("signature").cloned(),
-            }));
+            let got = self.app.external_buckets.get(bucket, key).await.map_err(store_err)?;
+            return Ok(got.map(|(bytes, metadata)| Fetched { bytes, signature: metadata.get("signature").cloned() }));
         }
         let (b, k) = (bucket.to_string(), key.to_string());
-        let Some(meta) = store::read::<_, StoreError, _>(&*self.app.store, move |tx| {
-            Box::pin(async move { tx.get_object(&b, &k).await })
-        })
-        .await
-        .map_err(store_err)?
+        let Some(meta) =
+            store::read::<_, StoreError, _>(&*self.app.store, move |tx| Box::pin(async move { tx.get_object(&b, &k).await }))
+                .await
+                .map_err(store_err)?
         else {
             return Ok(None);
         };
-        let chunks = self
-            .app
-            .s3_read(&meta, 0, meta.size)
-            .await
-            .map_err(|e| store_err(e.message))?;
-        Ok(Some(Fetched {
-            bytes: chunks.concat(),
-            signature: meta.metadata.get("signature").cloned(),
-        }))
+        let chunks = self.app.s3_read(&meta, 0, meta.size).await.map_err(|e| store_err(e.message))?;
+        Ok(Some(Fetched { bytes: chunks.concat(), signature: meta.metadata.get("signature").cloned() }))
     }
 }
 
@@ -226,12 +161,8 @@ mod tests {
 
     #[test]
     fn trail_arns() {
-        let a =
-            TrailArn::parse("arn:aws:cloudtrail:eu-west-1:123456789012:trail/my-trail").unwrap();
-        assert_eq!(
-            (a.account.as_str(), a.home_region.as_str(), a.name.as_str()),
-            ("123456789012", "eu-west-1", "my-trail")
-        );
+        let a = TrailArn::parse("arn:aws:cloudtrail:eu-west-1:123456789012:trail/my-trail").unwrap();
+        assert_eq!((a.account.as_str(), a.home_region.as_str(), a.name.as_str()), ("123456789012", "eu-west-1", "my-trail"));
         assert!(TrailArn::parse("arn:aws:s3:eu-west-1:123456789012:trail/x").is_none());
         assert!(TrailArn::parse("arn:aws:cloudtrail:eu-west-1:1234:trail/x").is_none());
         assert!(TrailArn::parse("my-trail").is_none());

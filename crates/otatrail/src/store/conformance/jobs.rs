@@ -17,25 +17,14 @@ pub(super) async fn run(store: &Arc<dyn Store>) {
     due_jobs_follow_changes(store).await;
 }
 
-fn job(
-    scope: &Scope,
-    id: &str,
-    status: JobStatus,
-    sel: TargetSelection,
-    targets: &[&str],
-    t: i64,
-) -> Job {
+fn job(scope: &Scope, id: &str, status: JobStatus, sel: TargetSelection, targets: &[&str], t: i64) -> Job {
     Job {
         scope: scope.clone(),
         job_id: id.to_string(),
         status,
         target_selection: sel,
         targets: targets.iter().map(|s| s.to_string()).collect(),
-        spec: JobSpec {
-            document: format!("{{\"job\":\"{id}\"}}"),
-            description: Some("d".into()),
-            ..Default::default()
-        },
+        spec: JobSpec { document: format!("{{\"job\":\"{id}\"}}"), description: Some("d".into()), ..Default::default() },
         created_at: Millis(t),
         updated_at: Millis(t),
         completed_at: None,
@@ -60,18 +49,14 @@ fn exec(scope: &Scope, job_id: &str, thing: &str, n: i64, status: ExecStatus) ->
 
 async fn w<T: Send + 'static>(
     store: &Arc<dyn Store>,
-    f: impl for<'c> FnOnce(&'c mut dyn StateTx) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
-    + Send
-    + 'static,
+    f: impl for<'c> FnOnce(&'c mut dyn StateTx) -> futures::future::BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
 ) -> Result<T, StoreError> {
     write::<T, StoreError, _>(&**store, f).await
 }
 
 async fn r<T: Send + 'static>(
     store: &Arc<dyn Store>,
-    f: impl for<'c> FnOnce(&'c mut dyn StateTx) -> futures::future::BoxFuture<'c, Result<T, StoreError>>
-    + Send
-    + 'static,
+    f: impl for<'c> FnOnce(&'c mut dyn StateTx) -> futures::future::BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
 ) -> T {
     read::<T, StoreError, _>(&**store, f).await.unwrap()
 }
@@ -82,38 +67,10 @@ async fn job_crud_and_listing(store: &Arc<dyn Store>) {
     let g = "arn:aws:iot:us-east-1:444455556666:thinggroup/fleet";
     let t = "arn:aws:iot:us-east-1:444455556666:thing/t1";
     let jobs = vec![
-        job(
-            &scope,
-            "a",
-            JobStatus::InProgress,
-            TargetSelection::Snapshot,
-            &[t],
-            10,
-        ),
-        job(
-            &scope,
-            "b",
-            JobStatus::Completed,
-            TargetSelection::Snapshot,
-            &[g],
-            20,
-        ),
-        job(
-            &scope,
-            "c",
-            JobStatus::InProgress,
-            TargetSelection::Continuous,
-            &[g, t],
-            30,
-        ),
-        job(
-            &other,
-            "a",
-            JobStatus::InProgress,
-            TargetSelection::Snapshot,
-            &[t],
-            40,
-        ),
+        job(&scope, "a", JobStatus::InProgress, TargetSelection::Snapshot, &[t], 10),
+        job(&scope, "b", JobStatus::Completed, TargetSelection::Snapshot, &[g], 20),
+        job(&scope, "c", JobStatus::InProgress, TargetSelection::Continuous, &[g, t], 30),
+        job(&other, "a", JobStatus::InProgress, TargetSelection::Snapshot, &[t], 40),
     ];
     let js = jobs.clone();
     w(store, move |tx| {
@@ -128,79 +85,28 @@ async fn job_crud_and_listing(store: &Arc<dyn Store>) {
     .unwrap();
     // A duplicate ID in the same scope is a conflict.
     let dup = jobs[0].clone();
-    let e = w(store, move |tx| {
-        Box::pin(async move { tx.insert_job(&dup).await })
-    })
-    .await
-    .unwrap_err();
+    let e = w(store, move |tx| Box::pin(async move { tx.insert_job(&dup).await })).await.unwrap_err();
     assert!(matches!(e, StoreError::Conflict(_)), "{e:?}");
 
     let s = scope.clone();
-    let got = r(store, move |tx| {
-        Box::pin(async move { tx.get_job(&s, "c").await })
-    })
-    .await
-    .unwrap();
+    let got = r(store, move |tx| Box::pin(async move { tx.get_job(&s, "c").await })).await.unwrap();
     assert_eq!(got, jobs[2]);
 
     // Newest first, keyset by sequence.
     let s = scope.clone();
-    let all = r(store, move |tx| {
-        Box::pin(async move { tx.list_jobs(&s, &JobFilter::default(), None, 10).await })
-    })
-    .await;
-    assert_eq!(
-        all.iter()
-            .map(|(_, j)| j.job_id.as_str())
-            .collect::<Vec<_>>(),
-        ["c", "b", "a"]
-    );
+    let all = r(store, move |tx| Box::pin(async move { tx.list_jobs(&s, &JobFilter::default(), None, 10).await })).await;
+    assert_eq!(all.iter().map(|(_, j)| j.job_id.as_str()).collect::<Vec<_>>(), ["c", "b", "a"]);
     let (s, before) = (scope.clone(), all[0].0);
-    let rest = r(store, move |tx| {
-        Box::pin(async move {
-            tx.list_jobs(&s, &JobFilter::default(), Some(before), 1)
-                .await
-        })
-    })
-    .await;
-    assert_eq!(
-        rest.iter()
-            .map(|(_, j)| j.job_id.as_str())
-            .collect::<Vec<_>>(),
-        ["b"]
-    );
+    let rest = r(store, move |tx| Box::pin(async move { tx.list_jobs(&s, &JobFilter::default(), Some(before), 1).await })).await;
+    assert_eq!(rest.iter().map(|(_, j)| j.job_id.as_str()).collect::<Vec<_>>(), ["b"]);
     let s = scope.clone();
-    let f = JobFilter {
-        status: Some(JobStatus::InProgress),
-        ..Default::default()
-    };
-    let ip = r(store, move |tx| {
-        Box::pin(async move { tx.list_jobs(&s, &f, None, 10).await })
-    })
-    .await;
-    assert_eq!(
-        ip.iter()
-            .map(|(_, j)| j.job_id.as_str())
-            .collect::<Vec<_>>(),
-        ["c", "a"]
-    );
+    let f = JobFilter { status: Some(JobStatus::InProgress), ..Default::default() };
+    let ip = r(store, move |tx| Box::pin(async move { tx.list_jobs(&s, &f, None, 10).await })).await;
+    assert_eq!(ip.iter().map(|(_, j)| j.job_id.as_str()).collect::<Vec<_>>(), ["c", "a"]);
     let s = scope.clone();
-    let f = JobFilter {
-        target: Some(g.to_string()),
-        target_selection: Some(TargetSelection::Snapshot),
-        ..Default::default()
-    };
-    let by_group = r(store, move |tx| {
-        Box::pin(async move { tx.list_jobs(&s, &f, None, 10).await })
-    })
-    .await;
-    assert_eq!(
-        by_group
-            .iter()
-            .map(|(_, j)| j.job_id.as_str())
-            .collect::<Vec<_>>(),
-        ["b"]
-    );
+    let f = JobFilter { target: Some(g.to_string()), target_selection: Some(TargetSelection::Snapshot), ..Default::default() };
+    let by_group = r(store, move |tx| Box::pin(async move { tx.list_jobs(&s, &f, None, 10).await })).await;
+    assert_eq!(by_group.iter().map(|(_, j)| j.job_id.as_str()).collect::<Vec<_>>(), ["b"]);
 
     // New IN_PROGRESS jobs of every scope are due; finished ones never are.
     let active = r(store, |tx| {
@@ -212,10 +118,7 @@ async fn job_crud_and_listing(store: &Arc<dyn Store>) {
         .map(|j| (j.scope.region.clone(), j.job_id.clone()))
         .collect();
     ids.sort();
-    assert!(
-        ids.contains(&("eu-west-1".into(), "a".into()))
-            && ids.contains(&("us-east-1".into(), "c".into()))
-    );
+    assert!(ids.contains(&("eu-west-1".into(), "a".into())) && ids.contains(&("us-east-1".into(), "c".into())));
     assert!(!ids.contains(&("us-east-1".into(), "b".into())));
 
     // Update and delete.
@@ -225,64 +128,21 @@ async fn job_crud_and_listing(store: &Arc<dyn Store>) {
     changed.completed_at = Some(Millis(99));
     changed.updated_at = Millis(99);
     let c = changed.clone();
-    w(store, move |tx| {
-        Box::pin(async move { tx.update_job(&c).await })
-    })
-    .await
-    .unwrap();
+    w(store, move |tx| Box::pin(async move { tx.update_job(&c).await })).await.unwrap();
     let s = scope.clone();
-    assert_eq!(
-        r(store, move |tx| Box::pin(async move {
-            tx.get_job(&s, "a").await
-        }))
-        .await,
-        Some(changed)
-    );
+    assert_eq!(r(store, move |tx| Box::pin(async move { tx.get_job(&s, "a").await })).await, Some(changed));
     let s = scope.clone();
-    assert!(
-        w(store, move |tx| Box::pin(async move {
-            tx.delete_job(&s, "a").await
-        }))
-        .await
-        .unwrap()
-    );
+    assert!(w(store, move |tx| Box::pin(async move { tx.delete_job(&s, "a").await })).await.unwrap());
     let s = scope.clone();
-    assert!(
-        !w(store, move |tx| Box::pin(async move {
-            tx.delete_job(&s, "a").await
-        }))
-        .await
-        .unwrap()
-    );
+    assert!(!w(store, move |tx| Box::pin(async move { tx.delete_job(&s, "a").await })).await.unwrap());
     let s = other.clone();
-    assert!(
-        r(store, move |tx| Box::pin(async move {
-            tx.get_job(&s, "a").await
-        }))
-        .await
-        .is_some(),
-        "other scope untouched"
-    );
+    assert!(r(store, move |tx| Box::pin(async move { tx.get_job(&s, "a").await })).await.is_some(), "other scope untouched");
 }
 
 async fn executions(store: &Arc<dyn Store>) {
     let scope = Scope::new("777788889999", "us-east-1");
-    let j = job(
-        &scope,
-        "j",
-        JobStatus::InProgress,
-        TargetSelection::Snapshot,
-        &["x"],
-        1,
-    );
-    let j2 = job(
-        &scope,
-        "k",
-        JobStatus::InProgress,
-        TargetSelection::Snapshot,
-        &["x"],
-        2,
-    );
+    let j = job(&scope, "j", JobStatus::InProgress, TargetSelection::Snapshot, &["x"], 1);
+    let j2 = job(&scope, "k", JobStatus::InProgress, TargetSelection::Snapshot, &["x"], 2);
     let s = scope.clone();
     let numbers = w(store, move |tx| {
         Box::pin(async move {
@@ -298,8 +158,7 @@ async fn executions(store: &Arc<dyn Store>) {
             ] {
                 let n = tx.next_execution_number(&s, thing).await?;
                 numbers.push(n);
-                tx.insert_job_execution(&exec(&s, job_id, thing, n, status))
-                    .await?;
+                tx.insert_job_execution(&exec(&s, job_id, thing, n, status)).await?;
             }
             Ok(numbers)
         })
@@ -310,104 +169,40 @@ async fn executions(store: &Arc<dyn Store>) {
 
     let s = scope.clone();
     let visible = r(store, move |tx| {
-        Box::pin(async move {
-            tx.list_job_executions(&s, "j", &crate::domain::jobs::ExecStatus::VISIBLE, None, 10)
-                .await
-        })
+        Box::pin(async move { tx.list_job_executions(&s, "j", &crate::domain::jobs::ExecStatus::VISIBLE, None, 10).await })
     })
     .await;
-    assert_eq!(
-        visible
-            .iter()
-            .map(|e| e.thing_name.as_str())
-            .collect::<Vec<_>>(),
-        ["t1", "t2", "t4"]
-    );
+    assert_eq!(visible.iter().map(|e| e.thing_name.as_str()).collect::<Vec<_>>(), ["t1", "t2", "t4"]);
     let s = scope.clone();
-    let page = r(store, move |tx| {
-        Box::pin(async move {
-            tx.list_job_executions(&s, "j", &ExecStatus::VISIBLE, Some("t1"), 1)
-                .await
-        })
-    })
-    .await;
-    assert_eq!(
-        page.iter()
-            .map(|e| e.thing_name.as_str())
-            .collect::<Vec<_>>(),
-        ["t2"]
-    );
+    let page = r(store, move |tx| Box::pin(async move { tx.list_job_executions(&s, "j", &ExecStatus::VISIBLE, Some("t1"), 1).await })).await;
+    assert_eq!(page.iter().map(|e| e.thing_name.as_str()).collect::<Vec<_>>(), ["t2"]);
     let s = scope.clone();
-    let waiting = r(store, move |tx| {
-        Box::pin(async move {
-            tx.list_job_executions(&s, "j", &[ExecStatus::Waiting], None, 10)
-                .await
-        })
-    })
-    .await;
+    let waiting = r(store, move |tx| Box::pin(async move { tx.list_job_executions(&s, "j", &[ExecStatus::Waiting], None, 10).await })).await;
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0].status, ExecStatus::Waiting);
 
     let s = scope.clone();
-    let mut counts = r(store, move |tx| {
-        Box::pin(async move { tx.count_job_executions(&s, "j").await })
-    })
-    .await;
+    let mut counts = r(store, move |tx| Box::pin(async move { tx.count_job_executions(&s, "j").await })).await;
     counts.sort();
     assert_eq!(
         counts,
-        [
-            (ExecStatus::Waiting, 1),
-            (ExecStatus::Queued, 1),
-            (ExecStatus::InProgress, 1),
-            (ExecStatus::Succeeded, 1)
-        ]
+        [(ExecStatus::Waiting, 1), (ExecStatus::Queued, 1), (ExecStatus::InProgress, 1), (ExecStatus::Succeeded, 1)]
     );
 
     // A thing's executions, newest first, optionally of one job.
     let s = scope.clone();
-    let t1 = r(store, move |tx| {
-        Box::pin(async move {
-            tx.list_thing_job_executions(&s, "t1", &ExecStatus::VISIBLE, None, None, 10)
-                .await
-        })
-    })
-    .await;
-    assert_eq!(
-        t1.iter()
-            .map(|e| (e.job_id.as_str(), e.execution_number))
-            .collect::<Vec<_>>(),
-        [("k", 2), ("j", 1)]
-    );
+    let t1 = r(store, move |tx| Box::pin(async move { tx.list_thing_job_executions(&s, "t1", &ExecStatus::VISIBLE, None, None, 10).await })).await;
+    assert_eq!(t1.iter().map(|e| (e.job_id.as_str(), e.execution_number)).collect::<Vec<_>>(), [("k", 2), ("j", 1)]);
     let s = scope.clone();
-    let t1 = r(store, move |tx| {
-        Box::pin(async move {
-            tx.list_thing_job_executions(&s, "t1", &ExecStatus::VISIBLE, Some("j"), None, 10)
-                .await
-        })
-    })
-    .await;
+    let t1 = r(store, move |tx| Box::pin(async move { tx.list_thing_job_executions(&s, "t1", &ExecStatus::VISIBLE, Some("j"), None, 10).await })).await;
     assert_eq!(t1.len(), 1);
     let s = scope.clone();
-    let t1 = r(store, move |tx| {
-        Box::pin(async move {
-            tx.list_thing_job_executions(&s, "t1", &ExecStatus::VISIBLE, None, Some(2), 10)
-                .await
-        })
-    })
-    .await;
-    assert_eq!(
-        t1.iter().map(|e| e.job_id.as_str()).collect::<Vec<_>>(),
-        ["j"]
-    );
+    let t1 = r(store, move |tx| Box::pin(async move { tx.list_thing_job_executions(&s, "t1", &ExecStatus::VISIBLE, None, Some(2), 10).await })).await;
+    assert_eq!(t1.iter().map(|e| e.job_id.as_str()).collect::<Vec<_>>(), ["j"]);
 
     // Get (newest or by number), update, delete.
     let s = scope.clone();
-    let mut e = r(store, move |tx| {
-        Box::pin(async move { tx.get_job_execution(&s, "j", "t1", None).await })
-    })
-    .await
-    .unwrap();
+    let mut e = r(store, move |tx| Box::pin(async move { tx.get_job_execution(&s, "j", "t1", None).await })).await.unwrap();
     assert_eq!(e.execution_number, 1);
     assert_eq!(e.status_details.get("k").map(String::as_str), Some("v"));
     e.status = ExecStatus::Succeeded;
@@ -415,73 +210,25 @@ async fn executions(store: &Arc<dyn Store>) {
     e.version_number = 3;
     e.force_canceled = true;
     let e2 = e.clone();
-    w(store, move |tx| {
-        Box::pin(async move { tx.update_job_execution(&e2).await })
-    })
-    .await
-    .unwrap();
+    w(store, move |tx| Box::pin(async move { tx.update_job_execution(&e2).await })).await.unwrap();
     let s = scope.clone();
-    assert_eq!(
-        r(store, move |tx| Box::pin(async move {
-            tx.get_job_execution(&s, "j", "t1", Some(1)).await
-        }))
-        .await,
-        Some(e)
-    );
+    assert_eq!(r(store, move |tx| Box::pin(async move { tx.get_job_execution(&s, "j", "t1", Some(1)).await })).await, Some(e));
     let s = scope.clone();
-    assert!(
-        r(store, move |tx| Box::pin(async move {
-            tx.get_job_execution(&s, "j", "t1", Some(9)).await
-        }))
-        .await
-        .is_none()
-    );
+    assert!(r(store, move |tx| Box::pin(async move { tx.get_job_execution(&s, "j", "t1", Some(9)).await })).await.is_none());
     let s = scope.clone();
-    assert!(
-        w(store, move |tx| Box::pin(async move {
-            tx.delete_job_execution(&s, "j", "t4", 1).await
-        }))
-        .await
-        .unwrap()
-    );
+    assert!(w(store, move |tx| Box::pin(async move { tx.delete_job_execution(&s, "j", "t4", 1).await })).await.unwrap());
     // Numbers are never reused, even after a delete.
     let s = scope.clone();
-    assert_eq!(
-        w(store, move |tx| Box::pin(async move {
-            tx.next_execution_number(&s, "t4").await
-        }))
-        .await
-        .unwrap(),
-        2
-    );
+    assert_eq!(w(store, move |tx| Box::pin(async move { tx.next_execution_number(&s, "t4").await })).await.unwrap(), 2);
 
     // Deleting a job removes its executions.
     let s = scope.clone();
-    w(store, move |tx| {
-        Box::pin(async move { tx.delete_job(&s, "j").await })
-    })
-    .await
-    .unwrap();
+    w(store, move |tx| Box::pin(async move { tx.delete_job(&s, "j").await })).await.unwrap();
     let s = scope.clone();
-    let left = r(store, move |tx| {
-        Box::pin(async move {
-            tx.list_thing_job_executions(&s, "t1", &ExecStatus::VISIBLE, None, None, 10)
-                .await
-        })
-    })
-    .await;
-    assert_eq!(
-        left.iter().map(|e| e.job_id.as_str()).collect::<Vec<_>>(),
-        ["k"]
-    );
+    let left = r(store, move |tx| Box::pin(async move { tx.list_thing_job_executions(&s, "t1", &ExecStatus::VISIBLE, None, None, 10).await })).await;
+    assert_eq!(left.iter().map(|e| e.job_id.as_str()).collect::<Vec<_>>(), ["k"]);
     let s = scope.clone();
-    assert!(
-        r(store, move |tx| Box::pin(async move {
-            tx.count_job_executions(&s, "j").await
-        }))
-        .await
-        .is_empty()
-    );
+    assert!(r(store, move |tx| Box::pin(async move { tx.count_job_executions(&s, "j").await })).await.is_empty());
 }
 
 /// The due IDs of `scope` at `now`, longest due first.

@@ -18,11 +18,7 @@ fn update(scope: &Scope, id: &str, status: OtaStatus, t: i64) -> OtaUpdate {
         ota_update_id: id.to_string(),
         status,
         spec: OtaSpec {
-            request: CreateOtaUpdateBody {
-                description: Some(format!("update {id}")),
-                targets: Some(vec!["t".into()]),
-                ..Default::default()
-            },
+            request: CreateOtaUpdateBody { description: Some(format!("update {id}")), targets: Some(vec!["t".into()]), ..Default::default() },
             ..Default::default()
         },
         created_at: Millis(t),
@@ -45,18 +41,14 @@ async fn ota_crud_listing_and_unfinished(store: &Arc<dyn Store>) {
             for u in &rows {
                 tx.insert_ota_update(u).await?;
             }
-            tx.add_ota_stream_use(&rows[0].scope, "ota-a", "AFR_OTA-s")
-                .await?;
+            tx.add_ota_stream_use(&rows[0].scope, "ota-a", "AFR_OTA-s").await?;
             Ok(())
         })
     })
     .await
     .unwrap();
     let dup = a.clone();
-    let e = write::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.insert_ota_update(&dup).await })
-    })
-    .await;
+    let e = write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.insert_ota_update(&dup).await })).await;
     assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
 
     let (sc2, a2) = (sc.clone(), a.clone());
@@ -64,9 +56,7 @@ async fn ota_crud_listing_and_unfinished(store: &Arc<dyn Store>) {
         Box::pin(async move {
             let got = tx.get_ota_update(&sc2, "ota-a").await?;
             let all = tx.list_ota_updates(&sc2, None, None, 10).await?;
-            let done = tx
-                .list_ota_updates(&sc2, Some(OtaStatus::CreateComplete), None, 10)
-                .await?;
+            let done = tx.list_ota_updates(&sc2, Some(OtaStatus::CreateComplete), None, 10).await?;
             let page2 = tx.list_ota_updates(&sc2, None, Some(all[0].0), 1).await?;
             let _ = a2;
             Ok((got, all, done, page2, tx.unfinished_ota_updates().await?))
@@ -75,36 +65,19 @@ async fn ota_crud_listing_and_unfinished(store: &Arc<dyn Store>) {
     .await
     .unwrap();
     assert_eq!(got.as_ref(), Some(&a));
-    let ids = |v: &[(i64, OtaUpdate)]| {
-        v.iter()
-            .map(|(_, u)| u.ota_update_id.clone())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        ids(&all),
-        ["ota-c", "ota-b", "ota-a"],
-        "newest first, one scope"
-    );
+    let ids = |v: &[(i64, OtaUpdate)]| v.iter().map(|(_, u)| u.ota_update_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&all), ["ota-c", "ota-b", "ota-a"], "newest first, one scope");
     assert_eq!(ids(&done), ["ota-b"]);
     assert_eq!(ids(&page2), ["ota-b"]);
-    let un: Vec<(String, String)> = unfinished
-        .iter()
-        .map(|u| (u.scope.region.clone(), u.ota_update_id.clone()))
-        .collect();
-    assert!(
-        un.contains(&("eu-west-1".into(), "ota-a".into()))
-            && un.contains(&("eu-west-1".into(), "ota-c".into()))
-    );
+    let un: Vec<(String, String)> = unfinished.iter().map(|u| (u.scope.region.clone(), u.ota_update_id.clone())).collect();
+    assert!(un.contains(&("eu-west-1".into(), "ota-a".into())) && un.contains(&("eu-west-1".into(), "ota-c".into())));
     assert!(un.contains(&("eu-central-1".into(), "ota-a".into())));
     assert!(!un.iter().any(|(_, id)| id == "ota-b"));
 
     // Update, then delete: the stream use goes with the update.
     let mut changed = a.clone();
     changed.status = OtaStatus::CreateFailed;
-    changed.spec.error_info = Some(ErrorInfo {
-        code: "InvalidRequestException".into(),
-        message: "why".into(),
-    });
+    changed.spec.error_info = Some(ErrorInfo { code: "InvalidRequestException".into(), message: "why".into() });
     changed.spec.progress.job_requested = true;
     changed.updated_at = Millis(9);
     let (sc3, ch) = (sc.clone(), changed.clone());
@@ -115,13 +88,7 @@ async fn ota_crud_listing_and_unfinished(store: &Arc<dyn Store>) {
             let removed = tx.delete_ota_update(&sc3, "ota-a").await?;
             let again = tx.delete_ota_update(&sc3, "ota-a").await?;
             let uses = tx.ota_updates_using_stream(&sc3, "AFR_OTA-s").await?;
-            Ok((
-                after,
-                uses,
-                removed,
-                again,
-                tx.get_ota_update(&sc3, "ota-a").await?,
-            ))
+            Ok((after, uses, removed, again, tx.get_ota_update(&sc3, "ota-a").await?))
         })
     })
     .await
@@ -130,10 +97,6 @@ async fn ota_crud_listing_and_unfinished(store: &Arc<dyn Store>) {
     assert!(uses.is_empty());
     assert!(removed && !again && gone.is_none());
     let other2 = other.clone();
-    let kept = read::<_, StoreError, _>(&**store, move |tx| {
-        Box::pin(async move { tx.get_ota_update(&other2, "ota-a").await })
-    })
-    .await
-    .unwrap();
+    let kept = read::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.get_ota_update(&other2, "ota-a").await })).await.unwrap();
     assert_eq!(kept, Some(d));
 }

@@ -1,8 +1,8 @@
 //! SQLite statements of IoT jobs and job executions; the
 //! [`StateTx`](crate::store::StateTx) methods of [`super::SqliteTx`] call these.
 
-use super::sql::{Row, query};
 use rusqlite::Connection;
+use super::sql::{Row, query};
 
 use super::{db_err, from_json, get, json, unique_violation};
 use crate::domain::Scope;
@@ -18,8 +18,7 @@ fn job_from_row(r: &Row) -> StoreResult<(i64, Job)> {
         Job {
             scope: Scope::new(get::<String>(r, "account_id")?, get::<String>(r, "region")?),
             job_id: get(r, "job_id")?,
-            status: JobStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("job status {status}")))?,
+            status: JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("job status {status}")))?,
             target_selection: TargetSelection::parse(&selection)
                 .ok_or_else(|| StoreError::Corrupt(format!("target selection {selection}")))?,
             targets: from_json(&get::<String>(r, "targets")?)?,
@@ -38,8 +37,7 @@ fn execution_from_row(r: &Row) -> StoreResult<JobExecution> {
         job_id: get(r, "job_id")?,
         thing_name: get(r, "thing_name")?,
         execution_number: get(r, "execution_number")?,
-        status: ExecStatus::from_stored(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("execution status {status}")))?,
+        status: ExecStatus::from_stored(&status).ok_or_else(|| StoreError::Corrupt(format!("execution status {status}")))?,
         force_canceled: get(r, "force_canceled")?,
         status_details: from_json(&get::<String>(r, "status_details")?)?,
         queued_at: get::<Option<i64>>(r, "queued_at")?.map(Millis),
@@ -75,11 +73,7 @@ pub(super) async fn insert_job(conn: &mut Connection, j: &Job) -> StoreResult<()
     Ok(())
 }
 
-pub(super) async fn get_job(
-    conn: &mut Connection,
-    scope: &Scope,
-    job_id: &str,
-) -> StoreResult<Option<Job>> {
+pub(super) async fn get_job(conn: &mut Connection, scope: &Scope, job_id: &str) -> StoreResult<Option<Job>> {
     let row = query("SELECT * FROM jobs WHERE account_id = ? AND region = ? AND job_id = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
@@ -87,10 +81,7 @@ pub(super) async fn get_job(
         .fetch_optional(&mut *conn)
         .await
         .map_err(db_err)?;
-    row.as_ref()
-        .map(job_from_row)
-        .transpose()
-        .map(|o| o.map(|(_, j)| j))
+    row.as_ref().map(job_from_row).transpose().map(|o| o.map(|(_, j)| j))
 }
 
 pub(super) async fn update_job(conn: &mut Connection, j: &Job) -> StoreResult<()> {
@@ -108,19 +99,12 @@ pub(super) async fn update_job(conn: &mut Connection, j: &Job) -> StoreResult<()
     .await
     .map_err(db_err)?;
     if r.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!(
-            "job {} vanished during update",
-            j.job_id
-        )));
+        return Err(StoreError::Conflict(format!("job {} vanished during update", j.job_id)));
     }
     Ok(())
 }
 
-pub(super) async fn delete_job(
-    conn: &mut Connection,
-    scope: &Scope,
-    job_id: &str,
-) -> StoreResult<bool> {
+pub(super) async fn delete_job(conn: &mut Connection, scope: &Scope, job_id: &str) -> StoreResult<bool> {
     // Executions go with the job (ON DELETE CASCADE); deleting them first keeps that true on
     // a connection without foreign keys too.
     query("DELETE FROM job_executions WHERE account_id = ? AND region = ? AND job_id = ?")
@@ -187,9 +171,7 @@ pub(super) async fn due_jobs(
         .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
-    rows.iter()
-        .map(|r| job_from_row(r).map(|(_, j)| j))
-        .collect()
+    rows.iter().map(|r| job_from_row(r).map(|(_, j)| j)).collect()
 }
 
 pub(super) async fn set_job_due(
@@ -254,10 +236,7 @@ pub(super) async fn update_execution(conn: &mut Connection, e: &JobExecution) ->
     .await
     .map_err(db_err)?;
     if r.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!(
-            "job execution {} of {} vanished during update",
-            e.execution_number, e.job_id
-        )));
+        return Err(StoreError::Conflict(format!("job execution {} of {} vanished during update", e.execution_number, e.job_id)));
     }
     Ok(())
 }
@@ -322,20 +301,11 @@ pub(super) async fn list_executions(
          AND (? IS NULL OR thing_name > ?) ORDER BY thing_name, execution_number LIMIT ?",
         placeholders(statuses.len())
     );
-    let mut q = query(sql)
-        .bind(&scope.account_id)
-        .bind(&scope.region)
-        .bind(job_id);
+    let mut q = query(sql).bind(&scope.account_id).bind(&scope.region).bind(job_id);
     for s in statuses {
         q = q.bind(s.as_str());
     }
-    let rows = q
-        .bind(after_thing)
-        .bind(after_thing)
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    let rows = q.bind(after_thing).bind(after_thing).bind(limit).fetch_all(&mut *conn).await.map_err(db_err)?;
     rows.iter().map(execution_from_row).collect()
 }
 
@@ -356,10 +326,7 @@ pub(super) async fn list_thing_executions(
          AND (? IS NULL OR job_id = ?) AND (? IS NULL OR execution_number < ?) ORDER BY execution_number DESC LIMIT ?",
         placeholders(statuses.len())
     );
-    let mut q = query(sql)
-        .bind(&scope.account_id)
-        .bind(&scope.region)
-        .bind(thing);
+    let mut q = query(sql).bind(&scope.account_id).bind(&scope.region).bind(thing);
     for s in statuses {
         q = q.bind(s.as_str());
     }
@@ -375,11 +342,7 @@ pub(super) async fn list_thing_executions(
     rows.iter().map(execution_from_row).collect()
 }
 
-pub(super) async fn count_executions(
-    conn: &mut Connection,
-    scope: &Scope,
-    job_id: &str,
-) -> StoreResult<Vec<(ExecStatus, i64)>> {
+pub(super) async fn count_executions(conn: &mut Connection, scope: &Scope, job_id: &str) -> StoreResult<Vec<(ExecStatus, i64)>> {
     let rows = query(
         "SELECT status, COUNT(*) AS n FROM job_executions WHERE account_id = ? AND region = ? AND job_id = ? GROUP BY status",
     )
@@ -392,18 +355,13 @@ pub(super) async fn count_executions(
     rows.iter()
         .map(|r| {
             let s: String = get(r, "status")?;
-            let status = ExecStatus::from_stored(&s)
-                .ok_or_else(|| StoreError::Corrupt(format!("execution status {s}")))?;
+            let status = ExecStatus::from_stored(&s).ok_or_else(|| StoreError::Corrupt(format!("execution status {s}")))?;
             Ok((status, get(r, "n")?))
         })
         .collect()
 }
 
-pub(super) async fn next_execution_number(
-    conn: &mut Connection,
-    scope: &Scope,
-    thing: &str,
-) -> StoreResult<i64> {
+pub(super) async fn next_execution_number(conn: &mut Connection, scope: &Scope, thing: &str) -> StoreResult<i64> {
     let row = query(
         "INSERT INTO thing_execution_numbers (account_id, region, thing_name, last_number) VALUES (?, ?, ?, 1) \
          ON CONFLICT (account_id, region, thing_name) DO UPDATE SET last_number = last_number + 1 RETURNING last_number",

@@ -13,31 +13,11 @@ struct Migration {
 }
 
 const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        description: "init",
-        sql: include_str!("../../../migrations/sqlite/0001_init.sql"),
-    },
-    Migration {
-        version: 2,
-        description: "sns",
-        sql: include_str!("../../../migrations/sqlite/0002_sns.sql"),
-    },
-    Migration {
-        version: 3,
-        description: "things",
-        sql: include_str!("../../../migrations/sqlite/0003_things.sql"),
-    },
-    Migration {
-        version: 4,
-        description: "jobs",
-        sql: include_str!("../../../migrations/sqlite/0004_jobs.sql"),
-    },
-    Migration {
-        version: 5,
-        description: "ota",
-        sql: include_str!("../../../migrations/sqlite/0005_ota.sql"),
-    },
+    Migration { version: 1, description: "init", sql: include_str!("../../../migrations/sqlite/0001_init.sql") },
+    Migration { version: 2, description: "sns", sql: include_str!("../../../migrations/sqlite/0002_sns.sql") },
+    Migration { version: 3, description: "things", sql: include_str!("../../../migrations/sqlite/0003_things.sql") },
+    Migration { version: 4, description: "jobs", sql: include_str!("../../../migrations/sqlite/0004_jobs.sql") },
+    Migration { version: 5, description: "ota", sql: include_str!("../../../migrations/sqlite/0005_ota.sql") },
     Migration {
         version: 6,
         description: "event_resources_by_seq",
@@ -63,16 +43,12 @@ pub enum MigrationError {
     Changed(i64),
     #[error("migration {0} failed earlier and left the database partly migrated")]
     Dirty(i64),
-    #[error(
-        "the database was migrated by a newer version (migration {0} is unknown); upgrade otatrail"
-    )]
+    #[error("the database was migrated by a newer version (migration {0} is unknown); upgrade otatrail")]
     Newer(i64),
 }
 
 fn checksum(sql: &str) -> Vec<u8> {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, sql.as_bytes())
-        .as_ref()
-        .to_vec()
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, sql.as_bytes()).as_ref().to_vec()
 }
 
 /// Applies every migration the database lacks, each in its own transaction.
@@ -101,10 +77,7 @@ pub fn run(conn: &mut Connection) -> Result<(), MigrationError> {
             Some(_) => {}
         }
     }
-    for m in MIGRATIONS
-        .iter()
-        .filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version))
-    {
+    for m in MIGRATIONS.iter().filter(|m| !applied.iter().any(|(v, _, _)| *v == m.version)) {
         let started = std::time::Instant::now();
         let tx = conn.transaction()?;
         tx.execute_batch(m.sql)?;
@@ -113,11 +86,7 @@ pub fn run(conn: &mut Connection) -> Result<(), MigrationError> {
             rusqlite::params![m.version, m.description, checksum(m.sql), started.elapsed().as_nanos() as i64],
         )?;
         tx.commit()?;
-        tracing::info!(
-            version = m.version,
-            description = m.description,
-            "applied migration"
-        );
+        tracing::info!(version = m.version, description = m.description, "applied migration");
     }
     Ok(())
 }
@@ -131,21 +100,11 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         run(&mut conn).unwrap();
         run(&mut conn).unwrap();
-        let n: i64 = conn
-            .query_row("SELECT COUNT(*) FROM _sqlx_migrations", [], |r| r.get(0))
-            .unwrap();
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM _sqlx_migrations", [], |r| r.get(0)).unwrap();
         assert_eq!(n, MIGRATIONS.len() as i64);
-        conn.execute(
-            "UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = 2",
-            [],
-        )
-        .unwrap();
+        conn.execute("UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = 2", []).unwrap();
         assert!(matches!(run(&mut conn), Err(MigrationError::Changed(2))));
-        conn.execute(
-            "UPDATE _sqlx_migrations SET checksum = ? WHERE version = 2",
-            [checksum(MIGRATIONS[1].sql)],
-        )
-        .unwrap();
+        conn.execute("UPDATE _sqlx_migrations SET checksum = ? WHERE version = 2", [checksum(MIGRATIONS[1].sql)]).unwrap();
         conn.execute("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (99, 'x', 1, x'00', 0)", []).unwrap();
         assert!(matches!(run(&mut conn), Err(MigrationError::Newer(99))));
     }

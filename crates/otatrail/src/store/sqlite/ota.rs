@@ -1,8 +1,8 @@
 //! SQLite statements of OTA updates; the [`StateTx`](crate::store::StateTx) methods of
 //! [`super::SqliteTx`] call these.
 
-use super::sql::{Row, query};
 use rusqlite::Connection;
+use super::sql::{Row, query};
 
 use super::{db_err, from_json, get, json, unique_violation};
 use crate::domain::Scope;
@@ -17,8 +17,7 @@ fn from_row(r: &Row) -> StoreResult<(i64, OtaUpdate)> {
         OtaUpdate {
             scope: Scope::new(get::<String>(r, "account_id")?, get::<String>(r, "region")?),
             ota_update_id: get(r, "ota_update_id")?,
-            status: OtaStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("OTA update status {status}")))?,
+            status: OtaStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("OTA update status {status}")))?,
             spec: from_json(&get::<String>(r, "spec")?)?,
             created_at: Millis(get(r, "created_at")?),
             updated_at: Millis(get(r, "updated_at")?),
@@ -43,24 +42,15 @@ pub(super) async fn insert(conn: &mut Connection, u: &OtaUpdate) -> StoreResult<
     Ok(())
 }
 
-pub(super) async fn get_one(
-    conn: &mut Connection,
-    scope: &Scope,
-    id: &str,
-) -> StoreResult<Option<OtaUpdate>> {
-    let row = query(
-        "SELECT * FROM ota_updates WHERE account_id = ? AND region = ? AND ota_update_id = ?",
-    )
-    .bind(&scope.account_id)
-    .bind(&scope.region)
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    row.as_ref()
-        .map(from_row)
-        .transpose()
-        .map(|o| o.map(|(_, u)| u))
+pub(super) async fn get_one(conn: &mut Connection, scope: &Scope, id: &str) -> StoreResult<Option<OtaUpdate>> {
+    let row = query("SELECT * FROM ota_updates WHERE account_id = ? AND region = ? AND ota_update_id = ?")
+        .bind(&scope.account_id)
+        .bind(&scope.region)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    row.as_ref().map(from_row).transpose().map(|o| o.map(|(_, u)| u))
 }
 
 pub(super) async fn update(conn: &mut Connection, u: &OtaUpdate) -> StoreResult<()> {
@@ -75,10 +65,7 @@ pub(super) async fn update(conn: &mut Connection, u: &OtaUpdate) -> StoreResult<
         .await
         .map_err(db_err)?;
     if r.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!(
-            "OTA update {} vanished during update",
-            u.ota_update_id
-        )));
+        return Err(StoreError::Conflict(format!("OTA update {} vanished during update", u.ota_update_id)));
     }
     Ok(())
 }
@@ -92,14 +79,13 @@ pub(super) async fn delete(conn: &mut Connection, scope: &Scope, id: &str) -> St
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-    let r =
-        query("DELETE FROM ota_updates WHERE account_id = ? AND region = ? AND ota_update_id = ?")
-            .bind(&scope.account_id)
-            .bind(&scope.region)
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_err)?;
+    let r = query("DELETE FROM ota_updates WHERE account_id = ? AND region = ? AND ota_update_id = ?")
+        .bind(&scope.account_id)
+        .bind(&scope.region)
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
     Ok(r.rows_affected() > 0)
 }
 

@@ -30,8 +30,7 @@ impl Row {
             .position(|c| c == name)
             .ok_or_else(|| Error::InvalidColumnName(name.to_string()))?;
         let value = ValueRef::from(&self.values[i]);
-        T::column_result(value)
-            .map_err(|e| Error::FromSqlConversionFailure(i, value.data_type(), Box::new(e)))
+        T::column_result(value).map_err(|e| Error::FromSqlConversionFailure(i, value.data_type(), Box::new(e)))
     }
 }
 
@@ -63,12 +62,7 @@ pub struct Query<'q> {
 }
 
 pub fn query<'q>(sql: impl Into<Cow<'q, str>>) -> Query<'q> {
-    Query {
-        sql: sql.into(),
-        args: Vec::new(),
-        bad_bind: None,
-        cached: true,
-    }
+    Query { sql: sql.into(), args: Vec::new(), bad_bind: None, cached: true }
 }
 
 /// An owned copy of column (or argument) `i`'s value.
@@ -81,11 +75,7 @@ fn to_value<T: ToSql>(v: T) -> Result<Value, Error> {
     Ok(match v.to_sql()? {
         ToSqlOutput::Borrowed(r) => owned(r, 0)?,
         ToSqlOutput::Owned(v) => v,
-        _ => {
-            return Err(Error::ToSqlConversionFailure(
-                "unsupported argument kind".into(),
-            ));
-        }
+        _ => return Err(Error::ToSqlConversionFailure("unsupported argument kind".into())),
     })
 }
 
@@ -106,12 +96,7 @@ impl<'q> Query<'q> {
 
     /// Runs the statement, handing at most `max_rows` rows to `on_row`; a statement cut short
     /// is reset, not stepped to its end.
-    fn run<R>(
-        self,
-        conn: &mut Connection,
-        max_rows: usize,
-        mut on_row: impl FnMut(Arc<[String]>, &rusqlite::Row<'_>) -> Result<R, Error>,
-    ) -> Result<(Vec<R>, Done), Error> {
+    fn run<R>(self, conn: &mut Connection, max_rows: usize, mut on_row: impl FnMut(Arc<[String]>, &rusqlite::Row<'_>) -> Result<R, Error>) -> Result<(Vec<R>, Done), Error> {
         if let Some(e) = self.bad_bind {
             return Err(e);
         }
@@ -127,11 +112,7 @@ impl<'q> Query<'q> {
         for (i, v) in self.args.iter().enumerate() {
             stmt.raw_bind_parameter(i + 1, v)?;
         }
-        let columns: Arc<[String]> = stmt
-            .column_names()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let columns: Arc<[String]> = stmt.column_names().into_iter().map(str::to_string).collect();
         let mut out = Vec::new();
         // Stepping through every row also runs statements that return none (and those, like
         // `INSERT … RETURNING`, that change rows and return some).
@@ -141,28 +122,20 @@ impl<'q> Query<'q> {
             out.push(on_row(columns.clone(), row)?);
         }
         drop(rows);
-        let done = Done {
-            rows_affected: conn.changes(),
-            last_insert_rowid: conn.last_insert_rowid(),
-        };
+        let done = Done { rows_affected: conn.changes(), last_insert_rowid: conn.last_insert_rowid() };
         Ok((out, done))
     }
 
     fn rows(self, conn: &mut Connection, max_rows: usize) -> Result<Vec<Row>, Error> {
         let (rows, _) = self.run(conn, max_rows, |columns, row| {
-            let values = (0..columns.len())
-                .map(|i| owned(row.get_ref(i)?, i))
-                .collect::<Result<_, _>>()?;
+            let values = (0..columns.len()).map(|i| owned(row.get_ref(i)?, i)).collect::<Result<_, _>>()?;
             Ok(Row { columns, values })
         })?;
         Ok(rows)
     }
 
     pub fn execute(self, conn: &mut Connection) -> Ready<Result<Done, Error>> {
-        ready(
-            self.run(conn, usize::MAX, |_, _| Ok(()))
-                .map(|(_, done)| done),
-        )
+        ready(self.run(conn, usize::MAX, |_, _| Ok(())).map(|(_, done)| done))
     }
 
     pub fn fetch_all(self, conn: &mut Connection) -> Ready<Result<Vec<Row>, Error>> {
@@ -174,10 +147,7 @@ impl<'q> Query<'q> {
     }
 
     pub fn fetch_one(self, conn: &mut Connection) -> Ready<Result<Row, Error>> {
-        ready(
-            self.rows(conn, 1)
-                .and_then(|rows| rows.into_iter().next().ok_or(Error::QueryReturnedNoRows)),
-        )
+        ready(self.rows(conn, 1).and_then(|rows| rows.into_iter().next().ok_or(Error::QueryReturnedNoRows)))
     }
 }
 
@@ -189,15 +159,7 @@ pub struct QueryBuilder {
 
 impl QueryBuilder {
     pub fn new(sql: impl Into<String>) -> Self {
-        Self {
-            sql: sql.into(),
-            query: Query {
-                sql: Cow::Borrowed(""),
-                args: Vec::new(),
-                bad_bind: None,
-                cached: false,
-            },
-        }
+        Self { sql: sql.into(), query: Query { sql: Cow::Borrowed(""), args: Vec::new(), bad_bind: None, cached: false } }
     }
 
     pub fn push(&mut self, sql: &str) -> &mut Self {
@@ -213,23 +175,11 @@ impl QueryBuilder {
 
     /// Binds values separated by `separator`.
     pub fn separated(&mut self, separator: &'static str) -> Separated<'_> {
-        Separated {
-            builder: self,
-            separator,
-            first: true,
-        }
+        Separated { builder: self, separator, first: true }
     }
 
     pub fn build(&mut self) -> Query<'static> {
-        let mut q = std::mem::replace(
-            &mut self.query,
-            Query {
-                sql: Cow::Borrowed(""),
-                args: Vec::new(),
-                bad_bind: None,
-                cached: false,
-            },
-        );
+        let mut q = std::mem::replace(&mut self.query, Query { sql: Cow::Borrowed(""), args: Vec::new(), bad_bind: None, cached: false });
         q.sql = Cow::Owned(std::mem::take(&mut self.sql));
         q
     }
@@ -275,18 +225,8 @@ mod tests {
         assert_eq!((done.rows_affected(), done.last_insert_rowid()), (3, 3));
         // fetch_optional and fetch_one stop at the first row; the statement is reusable after.
         for _ in 0..2 {
-            let first = query("SELECT name, flag FROM t ORDER BY id")
-                .fetch_optional(&mut conn)
-                .into_inner()
-                .unwrap()
-                .unwrap();
-            assert_eq!(
-                (
-                    first.try_get::<String>("name").unwrap(),
-                    first.try_get::<bool>("flag").unwrap()
-                ),
-                ("a".into(), true)
-            );
+            let first = query("SELECT name, flag FROM t ORDER BY id").fetch_optional(&mut conn).into_inner().unwrap().unwrap();
+            assert_eq!((first.try_get::<String>("name").unwrap(), first.try_get::<bool>("flag").unwrap()), ("a".into(), true));
         }
         let mut qb = QueryBuilder::new("SELECT name FROM t WHERE id IN (");
         let mut list = qb.separated(", ");
@@ -296,18 +236,8 @@ mod tests {
         let names: Vec<String> = rows.iter().map(|r| r.try_get("name").unwrap()).collect();
         assert_eq!(names, ["b", "c"]);
         assert!(rows[0].try_get::<String>("missing").is_err());
-        let none = query("SELECT name FROM t WHERE id = ?")
-            .bind(9)
-            .fetch_optional(&mut conn)
-            .into_inner()
-            .unwrap();
+        let none = query("SELECT name FROM t WHERE id = ?").bind(9).fetch_optional(&mut conn).into_inner().unwrap();
         assert!(none.is_none());
-        assert!(matches!(
-            query("SELECT name FROM t WHERE id = ?")
-                .bind(9)
-                .fetch_one(&mut conn)
-                .into_inner(),
-            Err(Error::QueryReturnedNoRows)
-        ));
+        assert!(matches!(query("SELECT name FROM t WHERE id = ?").bind(9).fetch_one(&mut conn).into_inner(), Err(Error::QueryReturnedNoRows)));
     }
 }

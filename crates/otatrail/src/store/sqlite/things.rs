@@ -1,8 +1,8 @@
 //! SQLite statements of the IoT registry (things, thing groups, memberships); the
 //! [`StateTx`](crate::store::StateTx) methods of [`super::SqliteTx`] call these.
 
-use super::sql::{Row, query};
 use rusqlite::Connection;
+use super::sql::{Row, query};
 
 use super::{db_err, extended_code, from_json, get, json, unique_violation};
 use crate::domain::Scope;
@@ -38,11 +38,7 @@ fn group_from_row(r: &Row) -> StoreResult<ThingGroup> {
     })
 }
 
-pub(super) async fn get_thing(
-    conn: &mut Connection,
-    scope: &Scope,
-    name: &str,
-) -> StoreResult<Option<Thing>> {
+pub(super) async fn get_thing(conn: &mut Connection, scope: &Scope, name: &str) -> StoreResult<Option<Thing>> {
     let row = query("SELECT * FROM things WHERE account_id = ? AND region = ? AND thing_name = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
@@ -89,19 +85,12 @@ pub(super) async fn update_thing(conn: &mut Connection, t: &Thing) -> StoreResul
     .await
     .map_err(db_err)?;
     if r.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!(
-            "thing {} vanished during update",
-            t.name
-        )));
+        return Err(StoreError::Conflict(format!("thing {} vanished during update", t.name)));
     }
     Ok(())
 }
 
-pub(super) async fn delete_thing(
-    conn: &mut Connection,
-    scope: &Scope,
-    name: &str,
-) -> StoreResult<bool> {
+pub(super) async fn delete_thing(conn: &mut Connection, scope: &Scope, name: &str) -> StoreResult<bool> {
     // Memberships go with the thing (ON DELETE CASCADE); deleting them first keeps that true
     // on a connection without foreign keys too.
     query("DELETE FROM thing_group_members WHERE account_id = ? AND region = ? AND thing_name = ?")
@@ -154,19 +143,14 @@ pub(super) async fn list_things(
     rows.iter().map(thing_from_row).collect()
 }
 
-pub(super) async fn get_thing_group(
-    conn: &mut Connection,
-    scope: &Scope,
-    name: &str,
-) -> StoreResult<Option<ThingGroup>> {
-    let row =
-        query("SELECT * FROM thing_groups WHERE account_id = ? AND region = ? AND group_name = ?")
-            .bind(&scope.account_id)
-            .bind(&scope.region)
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?;
+pub(super) async fn get_thing_group(conn: &mut Connection, scope: &Scope, name: &str) -> StoreResult<Option<ThingGroup>> {
+    let row = query("SELECT * FROM thing_groups WHERE account_id = ? AND region = ? AND group_name = ?")
+        .bind(&scope.account_id)
+        .bind(&scope.region)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
     row.as_ref().map(group_from_row).transpose()
 }
 
@@ -209,19 +193,12 @@ pub(super) async fn update_thing_group(conn: &mut Connection, g: &ThingGroup) ->
     .await
     .map_err(db_err)?;
     if r.rows_affected() == 0 {
-        return Err(StoreError::Conflict(format!(
-            "thing group {} vanished during update",
-            g.name
-        )));
+        return Err(StoreError::Conflict(format!("thing group {} vanished during update", g.name)));
     }
     Ok(())
 }
 
-pub(super) async fn delete_thing_group(
-    conn: &mut Connection,
-    scope: &Scope,
-    name: &str,
-) -> StoreResult<bool> {
+pub(super) async fn delete_thing_group(conn: &mut Connection, scope: &Scope, name: &str) -> StoreResult<bool> {
     query("DELETE FROM thing_group_members WHERE account_id = ? AND region = ? AND group_name = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
@@ -229,41 +206,30 @@ pub(super) async fn delete_thing_group(
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-    let r =
-        query("DELETE FROM thing_groups WHERE account_id = ? AND region = ? AND group_name = ?")
-            .bind(&scope.account_id)
-            .bind(&scope.region)
-            .bind(name)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| match extended_code(&e) {
-                Some(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => {
-                    StoreError::Conflict(format!("thing group {name} still has child groups"))
-                }
-                _ => db_err(e),
-            })?;
+    let r = query("DELETE FROM thing_groups WHERE account_id = ? AND region = ? AND group_name = ?")
+        .bind(&scope.account_id)
+        .bind(&scope.region)
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| match extended_code(&e) {
+            Some(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY) => StoreError::Conflict(format!("thing group {name} still has child groups")),
+            _ => db_err(e),
+        })?;
     Ok(r.rows_affected() > 0)
 }
 
-pub(super) async fn list_thing_groups(
-    conn: &mut Connection,
-    scope: &Scope,
-) -> StoreResult<Vec<ThingGroup>> {
-    let rows =
-        query("SELECT * FROM thing_groups WHERE account_id = ? AND region = ? ORDER BY group_name")
-            .bind(&scope.account_id)
-            .bind(&scope.region)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db_err)?;
+pub(super) async fn list_thing_groups(conn: &mut Connection, scope: &Scope) -> StoreResult<Vec<ThingGroup>> {
+    let rows = query("SELECT * FROM thing_groups WHERE account_id = ? AND region = ? ORDER BY group_name")
+        .bind(&scope.account_id)
+        .bind(&scope.region)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
     rows.iter().map(group_from_row).collect()
 }
 
-pub(super) async fn child_thing_groups(
-    conn: &mut Connection,
-    scope: &Scope,
-    parent: Option<&str>,
-) -> StoreResult<Vec<ThingGroup>> {
+pub(super) async fn child_thing_groups(conn: &mut Connection, scope: &Scope, parent: Option<&str>) -> StoreResult<Vec<ThingGroup>> {
     let rows = query(
         "SELECT * FROM thing_groups WHERE account_id = ? AND region = ? AND parent_name IS ? ORDER BY group_name",
     )
@@ -297,12 +263,7 @@ pub(super) async fn add_thing_to_group(
     Ok(r.rows_affected() > 0)
 }
 
-pub(super) async fn remove_thing_from_group(
-    conn: &mut Connection,
-    scope: &Scope,
-    group: &str,
-    thing: &str,
-) -> StoreResult<bool> {
+pub(super) async fn remove_thing_from_group(conn: &mut Connection, scope: &Scope, group: &str, thing: &str) -> StoreResult<bool> {
     let r = query("DELETE FROM thing_group_members WHERE account_id = ? AND region = ? AND group_name = ? AND thing_name = ?")
         .bind(&scope.account_id)
         .bind(&scope.region)
@@ -347,11 +308,7 @@ pub(super) async fn things_in_group(
     rows.iter().map(|r| get(r, "thing_name")).collect()
 }
 
-pub(super) async fn groups_of_thing(
-    conn: &mut Connection,
-    scope: &Scope,
-    thing: &str,
-) -> StoreResult<Vec<String>> {
+pub(super) async fn groups_of_thing(conn: &mut Connection, scope: &Scope, thing: &str) -> StoreResult<Vec<String>> {
     let rows = query(
         "SELECT group_name FROM thing_group_members WHERE account_id = ? AND region = ? AND thing_name = ? ORDER BY group_name",
     )
