@@ -12,7 +12,9 @@
 --    (it may be a new target).
 -- Existing jobs start due, so the first pass after upgrading schedules them.
 ALTER TABLE jobs ADD COLUMN due_at INTEGER DEFAULT 0;
-CREATE INDEX jobs_due ON jobs (due_at) WHERE status = 'IN_PROGRESS';
+-- (status, due_at): with the status first, SQLite seeks straight to the due IN_PROGRESS jobs in
+-- due order; an index on due_at alone lost to jobs_by_status, which reads every such job.
+CREATE INDEX jobs_due ON jobs (status, due_at);
 CREATE INDEX jobs_continuous ON jobs (account_id, region) WHERE status = 'IN_PROGRESS' AND target_selection = 'CONTINUOUS';
 
 CREATE TRIGGER job_due_on_execution_insert AFTER INSERT ON job_executions BEGIN

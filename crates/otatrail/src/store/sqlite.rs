@@ -2064,6 +2064,24 @@ mod on_disk_tests {
         );
     }
 
+    /// The job engine's pass seeks to the due jobs; it does not read every IN_PROGRESS job (an
+    /// index on due_at alone lost to `jobs_by_status` and its scan).
+    #[tokio::test]
+    async fn due_jobs_seek_to_the_due_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteStore::open(&path).await.unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", jobs::DUE_JOBS))
+            .unwrap()
+            .query_map(rusqlite::params![0, 10], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(plan, ["SEARCH jobs USING INDEX jobs_due (status=? AND due_at<?)"], "{plan:?}");
+    }
+
     /// Checkpoints happen off the writer: the database file receives what the log held. (A
     /// checkpointer that never ran, or ran on a connection that had not noticed WAL mode and
     /// so did nothing, left the file empty and the log growing without end.)
