@@ -244,54 +244,21 @@ async fn service_entry_points() {
 async fn the_engine_visits_only_jobs_with_something_due() {
     let Env { app, clock, _dir } = env().await;
     let things = fleet(&app, "idle", 2).await;
-    app.create_job(&call(&app, "CreateJob"), "idle-job", &body("idle"))
-        .await
-        .unwrap();
-    assert_eq!(
-        app.jobs_tick().await.unwrap().jobs,
-        0,
-        "nothing to do until a device answers"
-    );
+    app.create_job(&call(&app, "CreateJob"), "idle-job", &body("idle")).await.unwrap();
+    assert_eq!(app.jobs_tick().await.unwrap().jobs, 0, "nothing to do until a device answers");
     clock.advance(MIN * 60);
     assert_eq!(app.jobs_tick().await.unwrap().jobs, 0, "nor an hour later");
-    app.update_job_execution(
-        &scope(),
-        &things[0],
-        "idle-job",
-        ExecStatus::Succeeded,
-        None,
-        None,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        app.jobs_tick().await.unwrap().jobs,
-        1,
-        "an execution changed"
-    );
-    assert_eq!(app.jobs_tick().await.unwrap().jobs, 0);
-    app.update_job_execution(
-        &scope(),
-        &things[1],
-        "idle-job",
-        ExecStatus::Succeeded,
-        None,
-        None,
-    )
-    .await
-    .unwrap();
-    let r = app.jobs_tick().await.unwrap();
-    assert_eq!((r.jobs, r.completed), (1, 1));
+    for (i, t) in things.iter().enumerate() {
+        app.update_job_execution(&scope(), t, "idle-job", ExecStatus::Succeeded, None, None).await.unwrap();
+        let r = app.jobs_tick().await.unwrap();
+        assert_eq!((r.jobs, r.completed), (1, i), "an execution changed: one visit");
+        assert_eq!(app.jobs_tick().await.unwrap().jobs, 0, "then none");
+    }
     // A rollout waits for its next window without being looked at meanwhile.
     fleet(&app, "slow", 3).await;
     let mut b = body("slow");
-    b.job_executions_rollout_config = Some(JobExecutionsRolloutConfig {
-        maximum_per_minute: Some(1),
-        exponential_rate: None,
-    });
-    app.create_job(&call(&app, "CreateJob"), "slow-job", &b)
-        .await
-        .unwrap();
+    b.job_executions_rollout_config = Some(JobExecutionsRolloutConfig { maximum_per_minute: Some(1), exponential_rate: None });
+    app.create_job(&call(&app, "CreateJob"), "slow-job", &b).await.unwrap();
     clock.advance(MIN / 2);
     assert_eq!(app.jobs_tick().await.unwrap().jobs, 0);
     clock.advance(MIN / 2);

@@ -2037,49 +2037,31 @@ mod on_disk_tests {
     use super::*;
     use crate::store;
 
+    /// The plan SQLite picks for `sql` on a freshly migrated database, one line per step.
+    async fn plan(sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        drop(SqliteStore::open(&path).await.unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        stmt.query_map(params, |r| r.get::<_, String>(3)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
     /// Delivery's read of a lane's new records seeks through an index to the cursor. (Through
     /// any other index it walked and sorted every record of the account on each pass: 60 ms
     /// at 750,000 records.)
     #[tokio::test]
     async fn events_since_seeks_to_the_cursor() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        drop(SqliteStore::open(&path).await.unwrap());
-        let conn = Connection::open(&path).unwrap();
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {EVENTS_SINCE}"))
-            .unwrap()
-            .query_map(rusqlite::params!["1", "us-east-1", 0, 10], |r| {
-                r.get::<_, String>(3)
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(
-            plan,
-            [
-                "SEARCH events USING INDEX events_by_account_seq (account_id=? AND region=? AND seq>?)"
-            ],
-            "{plan:?}"
-        );
+        let plan = plan(EVENTS_SINCE, rusqlite::params!["1", "us-east-1", 0, 10]).await;
+        assert_eq!(plan, ["SEARCH events USING INDEX events_by_account_seq (account_id=? AND region=? AND seq>?)"]);
     }
 
     /// The job engine's pass seeks to the due jobs; it does not read every IN_PROGRESS job (an
     /// index on due_at alone lost to `jobs_by_status` and its scan).
     #[tokio::test]
     async fn due_jobs_seek_to_the_due_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        drop(SqliteStore::open(&path).await.unwrap());
-        let conn = Connection::open(&path).unwrap();
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {}", jobs::DUE_JOBS))
-            .unwrap()
-            .query_map(rusqlite::params![0, 10], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(plan, ["SEARCH jobs USING INDEX jobs_due (status=? AND due_at<?)"], "{plan:?}");
+        let plan = plan(jobs::DUE_JOBS, rusqlite::params![0, 10]).await;
+        assert_eq!(plan, ["SEARCH jobs USING INDEX jobs_due (status=? AND due_at<?)"]);
     }
 
     /// Checkpoints happen off the writer: the database file receives what the log held. (A
