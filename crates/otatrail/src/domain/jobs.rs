@@ -1148,50 +1148,31 @@ pub async fn create_job(tx: &mut dyn StateTx, scope: &Scope, req: ValidCreateJob
     add_executions(tx, &job, &names, now).await?;
     release(tx, &mut job, now).await?;
     tx.update_job(&job).await?;
-    schedule(tx, &job, now).await?;
+    // Nothing runs yet, so no timeout is pending.
+    let c = counts(tx, scope, &job.job_id).await?;
+    tx.set_job_due(scope, &job.job_id, next_due(&job, &c, None, now)).await?;
     Ok(job)
 }
 
-/// Tells the store when the engine next has work for an IN_PROGRESS job if nothing changes
-/// meanwhile: the next rollout window while executions wait, the oldest in-progress
-/// execution's timeout, at once for a SNAPSHOT job with nothing open (it completes). Changes
-/// to executions and (CONTINUOUS) to the registry make a job due earlier by themselves (the
+/// When the engine next has work for an IN_PROGRESS job if nothing changes meanwhile: at
+/// once for a SNAPSHOT job with nothing open (it completes), the next rollout window while
+/// executions wait, the timeout of the in-progress execution that started first. Changes to
+/// executions and (CONTINUOUS) to the registry make a job due earlier by themselves (the
 /// store's contract, [`StateTx::due_jobs`]), so abort criteria and completion need no polling.
-async fn schedule(
-    tx: &mut dyn StateTx,
-    job: &Job,
-    now: Millis,
-) -> Result<Option<Millis>, ServiceError> {
-    let c = counts(tx, &job.scope, &job.job_id).await?;
-    let mut due: Option<Millis> = None;
-    let mut at = |t: Millis| due = Some(due.map_or(t, |d| d.min(t)));
-    if job.target_selection == TargetSelection::Snapshot && c.open() == 0 {
-        at(now);
-    }
-    if c.waiting > 0 {
-        // Executions still wait only when this window's budget is spent.
-        let start = job.spec.rollout_state.window_start;
-        at(if start == 0 {
-            now
-        } else {
-            Millis(start + MINUTE_MS)
-        });
-    }
-    if let Some(minutes) = job
+/// `c`: the job's counts now; `first_started`: when its oldest in-progress execution started.
+fn next_due(job: &Job, c: &Counts, first_started: Option<Millis>, now: Millis) -> Option<Millis> {
+    let completes = (job.target_selection == TargetSelection::Snapshot && c.open() == 0).then_some(now);
+    // Executions still wait only when this window's budget is spent.
+    let start = job.spec.rollout_state.window_start;
+    let window = (c.waiting > 0).then(|| if start == 0 { now } else { Millis(start + MINUTE_MS) });
+    let timeout = job
         .spec
         .timeout
         .as_ref()
         .and_then(|t| t.in_progress_timeout_in_minutes)
-        && c.in_progress > 0
-    {
-        let running =
-            all_executions(tx, &job.scope, &job.job_id, &[ExecStatus::InProgress], None).await?;
-        if let Some(first) = running.iter().filter_map(|e| e.started_at).min() {
-            at(Millis(first.0 + minutes * MINUTE_MS));
-        }
-    }
-    tx.set_job_due(&job.scope, &job.job_id, due).await?;
-    Ok(due)
+        .zip(first_started)
+        .map(|(minutes, s)| Millis(s.0 + minutes * MINUTE_MS));
+    [completes, window, timeout].into_iter().flatten().min()
 }
 
 /// Queues as many waiting executions as the rollout allows now.
@@ -1224,8 +1205,6 @@ pub struct Advance {
     pub timed_out: usize,
     pub aborted: bool,
     pub completed: bool,
-    /// When the job is next due if nothing changes (see [`schedule`]).
-    pub next_due: Option<Millis>,
 }
 
 /// One engine pass over an IN_PROGRESS job: CONTINUOUS targets reconciled, in-progress
@@ -1251,6 +1230,8 @@ pub async fn advance(tx: &mut dyn StateTx, job: &mut Job, now: Millis) -> Result
         }
         out.added = add_executions(tx, job, &names.into_iter().collect::<Vec<_>>(), now).await?;
     }
+    // When the oldest execution still in progress started, for the next timeout.
+    let mut first_started: Option<Millis> = None;
     if let Some(minutes) = job.spec.timeout.as_ref().and_then(|t| t.in_progress_timeout_in_minutes) {
         for mut e in all_executions(tx, &job.scope, &job.job_id, &[ExecStatus::InProgress], None).await? {
             if e.started_at.is_some_and(|s| s.0 + minutes * MINUTE_MS <= now.0) {
@@ -1259,6 +1240,8 @@ pub async fn advance(tx: &mut dyn StateTx, job: &mut Job, now: Millis) -> Result
                 e.version_number += 1;
                 tx.update_job_execution(&e).await?;
                 out.timed_out += 1;
+            } else if let Some(s) = e.started_at {
+                first_started = Some(first_started.map_or(s, |f| f.min(s)));
             }
         }
     }
@@ -1278,21 +1261,19 @@ pub async fn advance(tx: &mut dyn StateTx, job: &mut Job, now: Millis) -> Result
         }
     }
     out.released = release(tx, job, now).await?;
-    if job.target_selection == TargetSelection::Snapshot {
-        let c = counts(tx, &job.scope, &job.job_id).await?;
-        if c.open() == 0 {
-            job.status = JobStatus::Completed;
-            job.completed_at = Some(now);
-            job.updated_at = now;
-            out.completed = true;
-        }
+    let c = counts(tx, &job.scope, &job.job_id).await?;
+    if job.target_selection == TargetSelection::Snapshot && c.open() == 0 {
+        job.status = JobStatus::Completed;
+        job.completed_at = Some(now);
+        job.updated_at = now;
+        out.completed = true;
     }
     if out.added > 0 || out.timed_out > 0 {
         job.updated_at = now;
     }
     tx.update_job(job).await?;
     if !out.completed {
-        out.next_due = schedule(tx, job, now).await?;
+        tx.set_job_due(&job.scope, &job.job_id, next_due(job, &c, first_started, now)).await?;
     }
     Ok(out)
 }

@@ -62,16 +62,10 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 /// What the writer thread is asked to commit.
 enum Job {
     /// A general unit of work, in its own savepoint.
-    Unit {
-        work: TxWork,
-        done: oneshot::Sender<StoreResult<()>>,
-    },
+    Unit { work: TxWork, done: oneshot::Sender<StoreResult<()>> },
     /// A record on its own ([`Store::append`]): all of a batch's appends go in together, in
     /// one savepoint rather than one each.
-    Append {
-        event: AuditEvent,
-        done: oneshot::Sender<StoreResult<()>>,
-    },
+    Append { event: AuditEvent, done: oneshot::Sender<StoreResult<()>> },
 }
 
 pub struct SqliteStore {
@@ -441,7 +435,7 @@ fn insert_event(conn: &Connection, e: &AuditEvent) -> StoreResult<i64> {
     Ok(seq)
 }
 
-fn insert_events(conn: &mut Connection, events: &[AuditEvent]) -> StoreResult<()> {
+fn insert_events(conn: &Connection, events: &[AuditEvent]) -> StoreResult<()> {
     for e in events {
         insert_event(conn, e)?;
     }
@@ -1315,9 +1309,9 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn event_regions(&mut self, account_id: &str) -> StoreResult<Vec<String>> {
-        // Hops from one region to the next through the `events_by_time` index: a few lookups,
-        // where `SELECT DISTINCT region` read every index entry of the account (each delivery
-        // pass of a multi-region trail asks).
+        // Hops from one region to the next through an index that starts (account_id, region):
+        // a few lookups, where `SELECT DISTINCT region` read every index entry of the account
+        // (each delivery pass of a multi-region trail asks).
         let rows = query(
             "WITH RECURSIVE r(region) AS ( \
                SELECT (SELECT MIN(region) FROM events WHERE account_id = ?1) \
