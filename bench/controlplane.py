@@ -252,8 +252,8 @@ def throughput_and_latency(lg: LoadGen, host: str, name: str, spec: dict, args, 
             f"p99 {full['p99_ms']:.2f} ms, {full['errors']} errors")
         half_rate = max(1.0, round(full["throughput"] / 2))
         if pid:
-            # CreateOTAUpdate leaves work that does not end: every update's job stays in
-            # progress (no device answers) and the job engine looks at each every 2 s.
+            # CreateOTAUpdate leaves work behind: the OTA engine goes on making every update's
+            # stream and job for a while; do not wait for all of it.
             quiet = wait_quiet(pid, timeout=60)
             log(f"  idle again after {quiet:.0f} s" if quiet < 60 else "  still busy after 60 s; measuring anyway")
         half = lg.run(host, spec, clients=args.clients, duration=args.duration, warmup=1, rate=half_rate)

@@ -190,13 +190,7 @@ pub trait StateTx: Send {
     async fn delete_job(&mut self, scope: &Scope, job_id: &str) -> StoreResult<bool>;
     /// Jobs matching `filter` with their insertion sequence, newest first, strictly before
     /// `before_seq`, at most `limit`.
-    async fn list_jobs(
-        &mut self,
-        scope: &Scope,
-        filter: &JobFilter,
-        before_seq: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<(i64, Job)>>;
+    async fn list_jobs(&mut self, scope: &Scope, filter: &JobFilter, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<(i64, Job)>>;
     /// IN_PROGRESS jobs of every scope that are due at `now` (what the job engine advances),
     /// the longest due first, at most `limit`.
     ///
