@@ -426,6 +426,20 @@ impl App {
         .await
     }
 
+    /// The object a GetObject or HeadObject serves: [`Self::s3_head_object`], once durable.
+    pub async fn s3_object_to_serve(&self, p: &Principal, bucket: &str, key: &str) -> Result<ObjectMeta, ServiceError> {
+        let meta = self.s3_head_object(p, bucket, key).await?;
+        self.settled(meta).await
+    }
+
+    /// `v`, once what was read to make it is durable. Object reads are data events, with no
+    /// record of their own whose durable write would wait for that: without this a client
+    /// could fetch an object whose upload a crash then takes back.
+    async fn settled<T>(&self, v: T) -> Result<T, ServiceError> {
+        self.store.settle().await?;
+        Ok(v)
+    }
+
     /// Plaintext `[start, end)` of an object, decrypted.
     pub async fn s3_read(&self, meta: &ObjectMeta, start: u64, end: u64) -> Result<Vec<Bytes>, ServiceError> {
         let mut out = Vec::new();
@@ -519,6 +533,19 @@ impl App {
 
     /// Keys in byte order after `after`, rolled up at `delimiter` after `prefix`.
     pub async fn s3_list(
+        &self,
+        p: &Principal,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<&str>,
+        max: usize,
+    ) -> Result<Listing, ServiceError> {
+        let listing = self.list_keys(p, bucket, prefix, delimiter, after, max).await?;
+        self.settled(listing).await
+    }
+
+    async fn list_keys(
         &self,
         p: &Principal,
         bucket: &str,
@@ -649,7 +676,7 @@ impl App {
         let upload = self.upload(p, bucket, key, upload_id).await?;
         let id = upload_id.to_string();
         let parts = store::read::<_, StoreError, _>(&*self.store, move |tx| Box::pin(async move { tx.list_parts(&id).await })).await?;
-        Ok((upload, parts))
+        self.settled((upload, parts)).await
     }
 
     pub async fn s3_abort_upload(&self, p: &Principal, bucket: &str, key: &str, upload_id: &str) -> Result<(), ServiceError> {

@@ -330,7 +330,7 @@ impl S3 for S3Api {
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let p = principal(&req)?;
         let input = req.input;
-        let meta = self.app.s3_head_object(&p, &input.bucket, &input.key).await.map_err(s3_err)?;
+        let meta = self.app.s3_object_to_serve(&p, &input.bucket, &input.key).await.map_err(s3_err)?;
         check_preconditions(
             &meta,
             input.if_match.as_ref(),
@@ -359,7 +359,7 @@ impl S3 for S3Api {
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
         let p = principal(&req)?;
         let input = req.input;
-        let meta = self.app.s3_head_object(&p, &input.bucket, &input.key).await.map_err(s3_err)?;
+        let meta = self.app.s3_object_to_serve(&p, &input.bucket, &input.key).await.map_err(s3_err)?;
         check_preconditions(
             &meta,
             input.if_match.as_ref(),

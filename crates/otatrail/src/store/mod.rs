@@ -359,8 +359,15 @@ pub type TxWork = Box<dyn for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, S
 pub trait Store: Send + Sync + 'static {
     /// Runs `work` in a read-write transaction; returns once it is durably committed.
     async fn write(&self, work: TxWork) -> StoreResult<()>;
-    /// Runs `work` against a consistent snapshot; writes are not allowed.
+    /// Runs `work` against a consistent snapshot; writes are not allowed. The snapshot may hold
+    /// commits whose callers are still waiting for them to become durable: a reader that acts
+    /// outside the store on what it saw without writing first calls [`Store::settle`] before.
     async fn read(&self, work: TxWork) -> StoreResult<()>;
+    /// Returns once everything a read before this call could have seen is durable. (A
+    /// backend whose commits become visible only once durable has nothing to wait for.)
+    async fn settle(&self) -> StoreResult<()> {
+        Ok(())
+    }
     /// Durably appends one record on its own (a read-only call's or a failure's). The same as
     /// a [`Store::write`] unit that only calls [`StateTx::append_event`]; a backend may batch
     /// such appends more cheaply than general units, as SQLite does.
