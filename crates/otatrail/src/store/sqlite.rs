@@ -204,8 +204,8 @@ const CHECKPOINT_SPACING: std::time::Duration = std::time::Duration::from_millis
 /// checkpoint that a commit overtakes never gets there: without this the log grew by gigabytes
 /// (and every frame written past its end costs the kernel a zeroed page). The writer does it
 /// just after a background checkpoint caught up with the log, so that only the commits since
-/// are left to copy: run at any moment it found thousands of pages left and held every
-/// caller up for 10 to 30 ms, several times a second under load.
+/// are left to copy (run at any moment, the commits it ran in took 10 to 30 ms, several times
+/// a second under load).
 const RESTART_PAGES: i32 = 4096;
 
 /// WAL pages past which the writer finishes the copy even if no background checkpoint caught
