@@ -75,7 +75,9 @@ pub struct ServeArgs {
     pub header_read_timeout: Option<u64>,
     /// Seconds a client has to send a whole request body on the main port (else 408
     /// RequestTimeoutException); on the S3 port, where uploads may take long, seconds an
-    /// upload may stall without sending a byte (else it fails) [default: 60, 1 to 86400]
+    /// upload may stall without sending a byte (else it fails); on both ports, seconds a
+    /// response may wait for the client to read (else the connection is closed) [default: 60,
+    /// 1 to 86400]
     #[arg(long, env = "OTATRAIL_BODY_READ_TIMEOUT", value_name = "SECONDS")]
     pub body_read_timeout: Option<u64>,
     /// Open connections per port at most; beyond it new connections wait in the kernel's
@@ -385,6 +387,7 @@ pub struct ConnectionLimits {
     /// long a connection may stay idle.
     pub header_read_timeout: std::time::Duration,
     /// Main port: time to send a whole request body. S3 port: longest silence within a body.
+    /// Both ports: longest a response may wait for the client to read.
     pub body_read_timeout: std::time::Duration,
     /// Open connections per listener.
     pub max_connections: usize,

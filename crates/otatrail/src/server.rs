@@ -24,8 +24,13 @@
 //! - **accept errors** (out of file descriptors, …) are logged and retried after a back-off
 //!   (5 ms doubling up to 1 s), never ending the server.
 //!
-//! Not bounded in time: a client that reads its response slowly (no write timeout), and an S3
-//! body that keeps trickling bytes; `max_connections` bounds how many of them there can be.
+//! - **responses**: a client must keep taking the bytes of its response. A connection whose
+//!   response has waited `body_read_timeout` for the client to read anything (its socket
+//!   buffers full) is closed, as S3 closes a socket "not read from or written to within the
+//!   timeout period"; a slow but steady reader is served.
+//!
+//! Not bounded in time: an S3 body that keeps trickling bytes without ever pausing for the body
+//! timeout (S3 allows it too); `max_connections` bounds how many of them there can be.
 //!
 //! On shutdown the listener is closed, idle connections are closed, and requests in flight
 //! are finished (each has committed its state change before it answers).
@@ -52,6 +57,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use otatrail_sigv4::Verifier;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -163,6 +169,7 @@ async fn serve(
             () = &mut shutdown => break,
         };
         no_delay(&tcp);
+        let (tcp, sending) = Watched::new(tcp);
         let activity = Arc::new(Activity::default());
         let service = {
             let (router, activity) = (router.clone(), activity.clone());
@@ -172,7 +179,7 @@ async fn serve(
                 async move { Ok::<_, Infallible>(handle(router, bodies, peer, req, in_flight).await) }
             })
         };
-        let (builder, watcher, idle) = (builder.clone(), graceful.watcher(), limits.header_read_timeout);
+        let (builder, watcher, idle, unread) = (builder.clone(), graceful.watcher(), limits.header_read_timeout, limits.body_read_timeout);
         tokio::spawn(async move {
             let conn = watcher.watch(builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service)));
             tokio::select! {
@@ -181,6 +188,12 @@ async fn serve(
                     tracing::debug!(port, peer = %peer, error = %e, "connection ended with an error");
                 },
                 () = activity.idle_for(idle) => tracing::debug!(port, peer = %peer, "closed an idle connection"),
+                () = sending.stalled_for(unread) => tracing::info!(
+                    port,
+                    peer = %peer,
+                    timeout_seconds = unread.as_secs(),
+                    "closed a connection whose client stopped reading its response"
+                ),
             }
             drop(slot);
         });
@@ -407,5 +420,82 @@ impl HttpBody for NeverSilent {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A connection's socket, noting since when a write has waited for the client to take bytes
+/// (the socket's send buffer full because the client does not read).
+struct Watched {
+    tcp: tokio::net::TcpStream,
+    sending: Arc<Sending>,
+}
+
+/// Shared with the connection's watchdog.
+struct Sending {
+    start: Instant,
+    /// Milliseconds after `start` when the current wait to write began; 0 when no write waits.
+    blocked_since: AtomicU64,
+}
+
+impl Watched {
+    fn new(tcp: tokio::net::TcpStream) -> (Self, Arc<Sending>) {
+        let sending = Arc::new(Sending { start: Instant::now(), blocked_since: AtomicU64::new(0) });
+        (Self { tcp, sending: sending.clone() }, sending)
+    }
+
+    /// Notes the outcome of a write: waiting (the first wait starts the clock) or done.
+    fn note<T>(&self, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        match &poll {
+            Poll::Pending => {
+                let now = self.sending.start.elapsed().as_millis() as u64 + 1;
+                let _ = self.sending.blocked_since.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+            }
+            Poll::Ready(_) => self.sending.blocked_since.store(0, Ordering::Relaxed),
+        }
+        poll
+    }
+}
+
+impl Sending {
+    /// Completes once a write has waited `limit` without the client taking a byte (checked
+    /// every half `limit`: noticed after one to one and a half times `limit`).
+    async fn stalled_for(&self, limit: Duration) {
+        loop {
+            tokio::time::sleep(limit / 2).await;
+            let since = self.blocked_since.load(Ordering::Relaxed);
+            if since != 0 && self.start.elapsed().as_millis() as u64 + 1 - since >= limit.as_millis() as u64 {
+                return;
+            }
+        }
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        self.note(poll)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        self.note(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }

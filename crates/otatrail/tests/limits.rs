@@ -1,5 +1,5 @@
 //! What hostile or broken clients can do to the listeners (`server.rs`): slow headers, slow
-//! bodies, too many connections, oversized bodies; and what must still hold: graceful
+//! bodies, responses never read, too many connections, oversized bodies; and what must still hold: graceful
 //! shutdown finishes requests in flight, handlers see the real peer address.
 //!
 //! The servers run in-process on 127.0.0.1:0 with small limits; clients are raw TCP sockets
@@ -417,4 +417,82 @@ async fn s3_uploads_may_be_slow_but_not_silent() {
     let root = otatrail::domain::Principal::root(ACCOUNT, ROOT_KEY);
     assert_eq!(s.app.s3_head_object(&root, "slow-bucket", "steady").await.unwrap().size, 40);
     assert!(s.app.s3_head_object(&root, "slow-bucket", "stalled").await.is_err(), "a stalled upload was stored");
+}
+
+/// A client that stops reading its response is disconnected once the response has waited the
+/// body timeout for it (its socket buffers full); one that reads slowly but steadily, never
+/// pausing that long, gets all of it.
+#[tokio::test]
+async fn clients_that_stop_reading_their_response_are_disconnected() {
+    // More than the server's socket send buffer can hold (up to 4 MiB by default) plus the
+    // client's small receive buffer.
+    const SIZE: usize = 8 << 20;
+    let s = start("body_read_timeout_seconds = 1").await;
+    let host = s.s3_addr.to_string();
+    let send = |method: &str, path: &str, body: Vec<u8>| {
+        let url = format!("http://{host}{path}");
+        let mut req = reqwest::Client::new().request(method.parse().unwrap(), &url).body(body);
+        for (k, v) in signed_headers(method, &url, &host, "s3", SignableBody::UnsignedPayload) {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    assert_eq!(send("PUT", "/big-bucket", vec![]).await.unwrap().status(), 200);
+    let image: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    assert_eq!(send("PUT", "/big-bucket/image.bin", image).await.unwrap().status(), 200);
+    let url = format!("http://{host}/big-bucket/image.bin");
+    let mut get = format!("GET /big-bucket/image.bin HTTP/1.1\r\nHost: {host}\r\n");
+    for (k, v) in signed_headers("GET", &url, &host, "s3", SignableBody::UnsignedPayload) {
+        get.push_str(&format!("{k}: {v}\r\n"));
+    }
+    get.push_str("\r\n");
+    let mut chunk = vec![0u8; 1 << 16];
+
+    // Asks, then reads nothing for 4 s: by then the server has closed the connection, and what
+    // is left to read (the buffered start of the object) ends early.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut c = socket.connect(s.s3_addr).await.unwrap();
+    c.write_all(get.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut got = 0usize;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match c.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection is still open; {got} bytes read");
+    assert!(got < SIZE, "the whole object ({got} bytes) was sent to a client that did not read");
+
+    // Reads half a MiB, pauses 300 ms, and so on: served whole.
+    let mut c = TcpStream::connect(s.s3_addr).await.unwrap();
+    c.write_all(get.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let complete = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let mut step = 0;
+            while step < 512 * 1024 {
+                match c.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => {
+                        got.extend_from_slice(&chunk[..n]);
+                        step += n;
+                    }
+                }
+                if let Some(head_end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                    if got.len() - (head_end + 4) >= SIZE {
+                        return true;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+    assert_eq!(complete, Ok(true), "a steady reader was cut off after {} bytes", got.len());
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&got[..64.min(got.len())]));
 }
