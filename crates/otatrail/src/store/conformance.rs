@@ -611,7 +611,7 @@ async fn sns(store: &Arc<dyn Store>) {
     assert_eq!(got, (Some(cert.clone()), Some(cert), None));
 }
 
-fn record(id: &str, t: i64, name: &str, resources: &[(&str, &str)]) -> crate::domain::audit::AuditEvent {
+pub(crate) fn record(id: &str, t: i64, name: &str, resources: &[(&str, &str)]) -> crate::domain::audit::AuditEvent {
     crate::domain::audit::AuditEvent {
         event_id: id.to_string(),
         event_time: Millis(t),

@@ -357,6 +357,7 @@ fn writer_loop(
     durability: &Durability,
     syncer: std::sync::mpsc::Sender<Committed>,
 ) {
+    let mut last_indexed = std::time::Instant::now();
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         take_queued(&mut rx, &mut jobs, MAX_BATCH);
@@ -375,6 +376,14 @@ fn writer_loop(
             collect_dones(jobs, &mut refused);
             answer(refused.fail_all(|| StoreError::Unavailable(e.to_string())));
             continue;
+        }
+        if last_indexed.elapsed() >= INDEX_EVERY {
+            last_indexed = std::time::Instant::now();
+            // A failure leaves the records where LookupEvents still reads them; the next run
+            // tries again.
+            if let Err(e) = in_savepoint(&mut conn, |conn| index_backlog(conn, INDEX_BATCH)) {
+                tracing::warn!(error = %e, "copying lookup keys failed");
+            }
         }
         let mut out = Outcomes::default();
         run_jobs(&mut conn, jobs, &rolled_back, &mut out);
@@ -469,6 +478,85 @@ fn append_batch(conn: &mut Connection, events: Vec<AuditEvent>, rolled_back: &At
         out.push(one);
     }
     out
+}
+
+/// Column of `event_keys` a lookup attribute filters on.
+fn key_column(key: LookupKey) -> &'static str {
+    match key {
+        LookupKey::EventId => "event_id",
+        LookupKey::EventName => "event_name",
+        LookupKey::ReadOnly => "read_only",
+        LookupKey::Username => "username",
+        LookupKey::EventSource => "event_source",
+        LookupKey::AccessKeyId => "access_key_id",
+        LookupKey::ResourceType => "resource_type",
+        LookupKey::ResourceName => "resource_name",
+    }
+}
+
+/// A LookupEvents page from `from`, whose `scope` alias carries account, region, time and
+/// sequence, past sequence number `after` if given; `filter` (with its one parameter, `value`)
+/// narrows it. Newest first. (Kept prepared: a few dozen texts in all.)
+fn lookup_query<'q>(from: &str, scope: &str, after: Option<i64>, filter: &str, q: &'q EventQuery, value: Option<&'q String>) -> sql::Query<'q> {
+    let past = if after.is_some() { format!(" AND {scope}.seq > ?") } else { String::new() };
+    let sql = format!(
+        "SELECT e.* FROM {from} WHERE {scope}.account_id = ? AND {scope}.region = ? AND {scope}.event_time >= ? AND {scope}.event_time <= ? \
+         AND ({scope}.event_time < ? OR ({scope}.event_time = ? AND {scope}.seq < ?)){past}{filter} ORDER BY {scope}.event_time DESC, {scope}.seq DESC LIMIT ?"
+    );
+    let (before_t, before_seq) = q.before.map(|(t, s)| (t.0, s)).unwrap_or((i64::MAX, i64::MAX));
+    let mut query = query(sql)
+        .bind(&q.account_id)
+        .bind(&q.region)
+        .bind(q.start.map(|t| t.0).unwrap_or(i64::MIN))
+        .bind(q.end.map(|t| t.0).unwrap_or(i64::MAX))
+        .bind(before_t)
+        .bind(before_t)
+        .bind(before_seq);
+    if let Some(after) = after {
+        query = query.bind(after);
+    }
+    if let (Some((key, _)), Some(value)) = (&q.attribute, value) {
+        query = match key {
+            LookupKey::ReadOnly => query.bind(value.eq_ignore_ascii_case("true")),
+            _ => query.bind(value.clone()),
+        };
+    }
+    query.bind(q.limit)
+}
+
+/// How often the writer copies new records' lookup keys into the side tables (migration
+/// 0009). LookupEvents reads the records after the last copied one directly: this bounds how
+/// many there can be (about this long's worth of calls).
+const INDEX_EVERY: Duration = Duration::from_millis(200);
+/// Records whose keys one run copies at most.
+const INDEX_BATCH: i64 = 8192;
+
+/// Copies the lookup keys of up to `limit` records not yet in `event_keys`, oldest first, and
+/// those of their resources. Runs in the writer's transaction before the batch's units, so
+/// it copies committed records only, in one unbroken run of sequence numbers.
+fn index_backlog(conn: &Connection, limit: i64) -> StoreResult<usize> {
+    let from: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM event_keys")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db_err)?;
+    let copied = conn
+        .prepare_cached(
+            "INSERT INTO event_keys SELECT seq, account_id, region, event_time, event_name, event_source, read_only, username, access_key_id \
+             FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .and_then(|mut s| s.execute(rusqlite::params![from, limit]))
+        .map_err(db_err)?;
+    if copied > 0 {
+        // `seq` is the table's rowid.
+        let to = conn.last_insert_rowid();
+        conn.prepare_cached(
+            "INSERT INTO event_resource_keys SELECT seq, account_id, region, event_time, resource_type, resource_name \
+             FROM event_resources WHERE seq > ? AND seq <= ? ORDER BY seq, rowid",
+        )
+        .and_then(|mut s| s.execute(rusqlite::params![from, to]))
+        .map_err(db_err)?;
+    }
+    Ok(copied)
 }
 
 /// A lane's records after its cursor (delivery); the plan is checked by a test.
@@ -1525,49 +1613,39 @@ impl StateTx for SqliteTx<'_> {
     }
 
     async fn lookup_events(&mut self, q: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
-        // Each attribute filters through its own index; resources through their side table.
-        let (from, filter) = match q.attribute.as_ref().map(|(k, _)| *k) {
-            None => ("events e", ""),
-            Some(LookupKey::EventId) => ("events e", " AND e.event_id = ?"),
-            Some(LookupKey::EventName) => ("events e", " AND e.event_name = ?"),
-            Some(LookupKey::ReadOnly) => ("events e", " AND e.read_only = ?"),
-            Some(LookupKey::Username) => ("events e", " AND e.username = ?"),
-            Some(LookupKey::EventSource) => ("events e", " AND e.event_source = ?"),
-            Some(LookupKey::AccessKeyId) => ("events e", " AND e.access_key_id = ?"),
-            Some(LookupKey::ResourceType) => {
-                ("event_resources r JOIN events e ON e.seq = r.seq", " AND r.resource_type = ?")
-            }
-            Some(LookupKey::ResourceName) => {
-                ("event_resources r JOIN events e ON e.seq = r.seq", " AND r.resource_name = ?")
-            }
-        };
-        let scope = if from.starts_with("event_resources") {
-            "r.account_id = ? AND r.region = ? AND r.event_time >= ? AND r.event_time <= ? AND (r.event_time < ? OR (r.event_time = ? AND r.seq < ?))"
-        } else {
-            "e.account_id = ? AND e.region = ? AND e.event_time >= ? AND e.event_time <= ? AND (e.event_time < ? OR (e.event_time = ? AND e.seq < ?))"
-        };
-        let order = if from.starts_with("event_resources") { "r.event_time DESC, r.seq DESC" } else { "e.event_time DESC, e.seq DESC" };
         // Ordered by an index and cut off by LIMIT: no DISTINCT, which would make SQLite
         // collect every matching row first. Only a resource filter can return an event twice
         // (two resources of one event matching); those repeats are dropped below, which can
         // make a page shorter but never skips an event.
-        let sql = format!("SELECT e.* FROM {from} WHERE {scope}{filter} ORDER BY {order} LIMIT ?");
-        let (before_t, before_seq) = q.before.map(|(t, s)| (t.0, s)).unwrap_or((i64::MAX, i64::MAX));
-        let mut query = query(sql)
-            .bind(&q.account_id)
-            .bind(&q.region)
-            .bind(q.start.map(|t| t.0).unwrap_or(i64::MIN))
-            .bind(q.end.map(|t| t.0).unwrap_or(i64::MAX))
-            .bind(before_t)
-            .bind(before_t)
-            .bind(before_seq);
-        if let Some((key, value)) = &q.attribute {
-            query = match key {
-                LookupKey::ReadOnly => query.bind(value.eq_ignore_ascii_case("true")),
-                _ => query.bind(value.clone()),
-            };
-        }
-        let rows = query.bind(q.limit).fetch_all(&mut *self.conn).await.map_err(db_err)?;
+        let rows = match &q.attribute {
+            // The records' own unique index.
+            Some((LookupKey::EventId, id)) => lookup_query("events e", "e", None, " AND e.event_id = ?", q, Some(id)).fetch_all(&mut *self.conn).await.map_err(db_err)?,
+            attribute => {
+                // Records up to `indexed` have their keys in the side tables (migration 0009);
+                // the few after it are read directly, through the records' sequence index.
+                let row = query("SELECT COALESCE(MAX(seq), 0) AS s FROM event_keys").fetch_one(&mut *self.conn).await.map_err(db_err)?;
+                let indexed: i64 = get(&row, "s")?;
+                let key = attribute.as_ref().map(|(k, _)| *k);
+                let on_resources = matches!(key, Some(LookupKey::ResourceType | LookupKey::ResourceName));
+                let (keys, newest, newest_alias) = if on_resources {
+                    ("event_resource_keys k JOIN events e ON e.seq = k.seq", "events e JOIN event_resources r ON r.seq = e.seq", "r")
+                } else {
+                    ("event_keys k JOIN events e ON e.seq = k.seq", "events e", "e")
+                };
+                let filter = |alias: &str| key.map(|k| format!(" AND {alias}.{} = ?", key_column(k))).unwrap_or_default();
+                let value = attribute.as_ref().map(|(_, v)| v);
+                let mut rows = lookup_query(keys, "k", None, &filter("k"), q, value).fetch_all(&mut *self.conn).await.map_err(db_err)?;
+                rows.extend(lookup_query(newest, "e", Some(indexed), &filter(newest_alias), q, value).fetch_all(&mut *self.conn).await.map_err(db_err)?);
+                // Newest first across both; the page's limit over both.
+                let mut keyed = rows
+                    .into_iter()
+                    .map(|r| Ok(((get::<i64>(&r, "event_time")?, get::<i64>(&r, "seq")?), r)))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                keyed.sort_by(|a, b| b.0.cmp(&a.0));
+                keyed.truncate(q.limit.max(0) as usize);
+                keyed.into_iter().map(|(_, r)| r).collect()
+            }
+        };
         let mut seen = std::collections::HashSet::with_capacity(rows.len());
         let mut picked = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -2201,6 +2279,99 @@ mod on_disk_tests {
     async fn events_since_seeks_to_the_cursor() {
         let plan = plan(EVENTS_SINCE, rusqlite::params!["1", "us-east-1", 0, 10]).await;
         assert_eq!(plan, ["SEARCH events USING INDEX events_by_account_seq (account_id=? AND region=? AND seq>?)"]);
+    }
+
+    /// LookupEvents' reads of the side tables go through their indexes, and its read of the
+    /// records not yet copied seeks past the copied ones (migration 0009).
+    #[tokio::test]
+    async fn lookups_seek_through_the_key_indexes() {
+        let q = EventQuery { account_id: "1".into(), region: "r".into(), attribute: None, start: None, end: None, before: None, limit: 50 };
+        let sql = |from: &str, scope: &str, after: Option<i64>, filter: &str| lookup_query(from, scope, after, filter, &q, None).sql().to_string();
+        let p = plan(&sql("event_keys k JOIN events e ON e.seq = k.seq", "k", None, " AND k.event_name = ?"), rusqlite::params!["1", "r", 0, 9, 9, 9, 9, "A", 50]).await;
+        assert!(p[0].starts_with("SEARCH k USING COVERING INDEX event_keys_by_name (account_id=? AND region=? AND event_name=?"), "{p:?}");
+        assert!(!p.iter().any(|l| l.contains("TEMP B-TREE")), "sorted, not read in index order: {p:?}");
+        let p = plan(&sql("event_resource_keys k JOIN events e ON e.seq = k.seq", "k", None, " AND k.resource_name = ?"), rusqlite::params!["1", "r", 0, 9, 9, 9, 9, "A", 50]).await;
+        assert!(p[0].starts_with("SEARCH k USING COVERING INDEX event_resource_keys_by_name (account_id=? AND region=? AND resource_name=?"), "{p:?}");
+        assert!(!p.iter().any(|l| l.contains("TEMP B-TREE")), "sorted, not read in index order: {p:?}");
+        let p = plan(&sql("events e JOIN event_resources r ON r.seq = e.seq", "e", Some(5), " AND r.resource_name = ?"), rusqlite::params!["1", "r", 0, 9, 9, 9, 9, 5, "A", 50]).await;
+        assert!(p[0].starts_with("SEARCH e USING INDEX events_by_account_seq (account_id=? AND region=? AND seq>?)"), "{p:?}");
+        let p = plan(&sql("events e", "e", Some(5), " AND e.username = ?"), rusqlite::params!["1", "r", 0, 9, 9, 9, 9, 5, "A", 50]).await;
+        assert!(p[0].starts_with("SEARCH e USING INDEX events_by_account_seq (account_id=? AND region=? AND seq>?)"), "{p:?}");
+    }
+
+    /// LookupEvents answers the same whether the records' keys were copied to the side tables
+    /// or not: every attribute, newest first, page by page, with none, some or all copied.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookups_are_the_same_before_and_after_the_keys_are_copied() {
+        use crate::store::conformance::record;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let s = SqliteStore::open(&path).await.unwrap();
+        for i in 0..60i64 {
+            // Whole-second times repeat; names and resources vary.
+            let arn = format!("arn:{}", i % 4);
+            s.append(record(&format!("ev-{i:02}"), 1_000 + i / 3, ["A", "B", "C"][i as usize % 3], &[("T1", &arn), ("T2", "arn:x")])).await.unwrap();
+        }
+        let raw = Connection::open(&path).unwrap();
+        raw.busy_timeout(BUSY_TIMEOUT).unwrap();
+        raw.execute_batch("DELETE FROM event_keys; DELETE FROM event_resource_keys;").unwrap();
+        let lookups: Vec<Option<(LookupKey, &str)>> = vec![
+            None,
+            Some((LookupKey::EventName, "A")),
+            Some((LookupKey::ResourceName, "arn:1")),
+            Some((LookupKey::ResourceType, "T2")),
+            Some((LookupKey::ReadOnly, "true")),
+            Some((LookupKey::Username, "root")),
+            Some((LookupKey::EventSource, "iot.amazonaws.com")),
+            Some((LookupKey::AccessKeyId, "AKIAEXAMPLE")),
+            Some((LookupKey::EventId, "ev-07")),
+            Some((LookupKey::EventName, "none")),
+        ];
+        // Every lookup, in pages of 7: the event IDs in the order served.
+        let all_pages = || async {
+            let mut out = Vec::new();
+            for attribute in &lookups {
+                let mut ids = Vec::new();
+                let mut before = None;
+                loop {
+                    let q = EventQuery {
+                        account_id: "555555555555".into(),
+                        region: "eu-west-1".into(),
+                        attribute: attribute.map(|(k, v)| (k, v.to_string())),
+                        start: None,
+                        end: None,
+                        before,
+                        limit: 7,
+                    };
+                    let page = store::read::<_, StoreError, _>(&s, move |tx| Box::pin(async move { tx.lookup_events(&q).await })).await.unwrap();
+                    ids.extend(page.iter().map(|e| e.event_id.clone()));
+                    match page.last() {
+                        Some(last) if page.len() == 7 => before = Some((last.event_time, last.seq)),
+                        _ => break,
+                    }
+                }
+                out.push(ids);
+            }
+            out
+        };
+        let none_copied = all_pages().await;
+        let expected_all: Vec<String> = (0..60).rev().map(|i| format!("ev-{i:02}")).collect();
+        assert_eq!(none_copied[0], expected_all, "newest first, each once");
+        assert_eq!(none_copied[1].len(), 20);
+        assert_eq!(none_copied[2].len(), 15);
+        assert_eq!(none_copied[3].len(), 60);
+        assert_eq!(none_copied[8], ["ev-07"]);
+        assert!(none_copied[9].is_empty());
+        raw.execute_batch("BEGIN").unwrap();
+        assert_eq!(index_backlog(&raw, 25).unwrap(), 25);
+        raw.execute_batch("COMMIT").unwrap();
+        assert_eq!(all_pages().await, none_copied, "with 25 of 60 copied");
+        raw.execute_batch("BEGIN").unwrap();
+        assert_eq!(index_backlog(&raw, 1000).unwrap(), 35);
+        raw.execute_batch("COMMIT").unwrap();
+        let resources: i64 = raw.query_row("SELECT COUNT(*) FROM event_resource_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(resources, 120, "every resource's keys copied once");
+        assert_eq!(all_pages().await, none_copied, "with all copied");
     }
 
     /// The job engine's pass seeks to the due jobs; it does not read every IN_PROGRESS job (an

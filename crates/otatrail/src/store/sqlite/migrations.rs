@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "events_by_account_seq",
         sql: include_str!("../../../migrations/sqlite/0008_events_by_account_seq.sql"),
     },
+    Migration {
+        version: 9,
+        description: "event_keys",
+        sql: include_str!("../../../migrations/sqlite/0009_event_keys.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -61,6 +61,14 @@ pub struct Query<'q> {
     cached: bool,
 }
 
+impl Query<'_> {
+    /// The statement's text.
+    #[cfg(test)]
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
 pub fn query<'q>(sql: impl Into<Cow<'q, str>>) -> Query<'q> {
     Query { sql: sql.into(), args: Vec::new(), bad_bind: None, cached: true }
 }
