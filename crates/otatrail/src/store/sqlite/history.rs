@@ -1,0 +1,152 @@
+//! SQLite statements of the audit history's lookups: copying records' lookup keys into the
+//! side tables (migration 0009) and LookupEvents over them and the records not yet copied;
+//! the [`StateTx`](crate::store::StateTx) methods of [`super::SqliteTx`] and the writer call
+//! these.
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::sql::{QueryBuilder, query};
+use super::{db_err, event_from_row, get};
+use crate::store::{EventQuery, LookupKey, StoreResult, StoredEvent};
+use super::sql;
+
+/// Column of `event_keys` a lookup attribute filters on.
+fn key_column(key: LookupKey) -> &'static str {
+    match key {
+        LookupKey::EventId => "event_id",
+        LookupKey::EventName => "event_name",
+        LookupKey::ReadOnly => "read_only",
+        LookupKey::Username => "username",
+        LookupKey::EventSource => "event_source",
+        LookupKey::AccessKeyId => "access_key_id",
+        LookupKey::ResourceType => "resource_type",
+        LookupKey::ResourceName => "resource_name",
+    }
+}
+
+/// A LookupEvents page from `from`, whose `scope` alias carries account, region, time and
+/// sequence, past sequence number `after` if given; `filter` (with its one parameter, `value`)
+/// narrows it. Newest first. (Kept prepared: a few dozen texts in all.)
+pub(super) fn lookup_query<'q>(from: &str, scope: &str, after: Option<i64>, filter: &str, q: &'q EventQuery, value: Option<&'q String>) -> sql::Query<'q> {
+    let past = if after.is_some() { format!(" AND {scope}.seq > ?") } else { String::new() };
+    let sql = format!(
+        "SELECT e.* FROM {from} WHERE {scope}.account_id = ? AND {scope}.region = ? AND {scope}.event_time >= ? AND {scope}.event_time <= ? \
+         AND ({scope}.event_time < ? OR ({scope}.event_time = ? AND {scope}.seq < ?)){past}{filter} ORDER BY {scope}.event_time DESC, {scope}.seq DESC LIMIT ?"
+    );
+    let (before_t, before_seq) = q.before.map(|(t, s)| (t.0, s)).unwrap_or((i64::MAX, i64::MAX));
+    let mut query = query(sql)
+        .bind(&q.account_id)
+        .bind(&q.region)
+        .bind(q.start.map(|t| t.0).unwrap_or(i64::MIN))
+        .bind(q.end.map(|t| t.0).unwrap_or(i64::MAX))
+        .bind(before_t)
+        .bind(before_t)
+        .bind(before_seq);
+    if let Some(after) = after {
+        query = query.bind(after);
+    }
+    if let (Some((key, _)), Some(value)) = (&q.attribute, value) {
+        query = match key {
+            LookupKey::ReadOnly => query.bind(value.eq_ignore_ascii_case("true")),
+            _ => query.bind(value.clone()),
+        };
+    }
+    query.bind(q.limit)
+}
+
+/// How often the writer copies new records' lookup keys into the side tables (migration
+/// 0009). LookupEvents reads the records after the last copied one directly: this bounds how
+/// many there can be (about this long's worth of calls).
+pub(super) const INDEX_EVERY: Duration = Duration::from_millis(200);
+/// Records whose keys one run copies at most.
+pub(super) const INDEX_BATCH: i64 = 8192;
+
+/// Copies the lookup keys of up to `limit` records not yet in `event_keys`, oldest first, and
+/// those of their resources. Runs in the writer's transaction before the batch's units, so
+/// it copies committed records only, in one unbroken run of sequence numbers.
+pub(super) fn index_backlog(conn: &Connection, limit: i64) -> StoreResult<usize> {
+    let from: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM event_keys")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db_err)?;
+    let copied = conn
+        .prepare_cached(
+            "INSERT INTO event_keys SELECT seq, account_id, region, event_time, event_name, event_source, read_only, username, access_key_id \
+             FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .and_then(|mut s| s.execute(rusqlite::params![from, limit]))
+        .map_err(db_err)?;
+    if copied > 0 {
+        // `seq` is the table's rowid.
+        let to = conn.last_insert_rowid();
+        conn.prepare_cached(
+            "INSERT INTO event_resource_keys SELECT seq, account_id, region, event_time, resource_type, resource_name \
+             FROM event_resources WHERE seq > ? AND seq <= ? ORDER BY seq, rowid",
+        )
+        .and_then(|mut s| s.execute(rusqlite::params![from, to]))
+        .map_err(db_err)?;
+    }
+    Ok(copied)
+}
+
+pub(super) async fn lookup_events(conn: &mut Connection, q: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
+    // Ordered by an index and cut off by LIMIT: no DISTINCT, which would make SQLite
+    // collect every matching row first. Only a resource filter can return an event twice
+    // (two resources of one event matching); those repeats are dropped below, which can
+    // make a page shorter but never skips an event.
+    let rows = match &q.attribute {
+        // The records' own unique index.
+        Some((LookupKey::EventId, id)) => lookup_query("events e", "e", None, " AND e.event_id = ?", q, Some(id)).fetch_all(&mut *conn).await.map_err(db_err)?,
+        attribute => {
+            // Records up to `indexed` have their keys in the side tables (migration 0009);
+            // the few after it are read directly, through the records' sequence index.
+            let row = query("SELECT COALESCE(MAX(seq), 0) AS s FROM event_keys").fetch_one(&mut *conn).await.map_err(db_err)?;
+            let indexed: i64 = get(&row, "s")?;
+            let key = attribute.as_ref().map(|(k, _)| *k);
+            let on_resources = matches!(key, Some(LookupKey::ResourceType | LookupKey::ResourceName));
+            let (keys, newest, newest_alias) = if on_resources {
+                ("event_resource_keys k JOIN events e ON e.seq = k.seq", "events e JOIN event_resources r ON r.seq = e.seq", "r")
+            } else {
+                ("event_keys k JOIN events e ON e.seq = k.seq", "events e", "e")
+            };
+            let filter = |alias: &str| key.map(|k| format!(" AND {alias}.{} = ?", key_column(k))).unwrap_or_default();
+            let value = attribute.as_ref().map(|(_, v)| v);
+            let mut rows = lookup_query(keys, "k", None, &filter("k"), q, value).fetch_all(&mut *conn).await.map_err(db_err)?;
+            rows.extend(lookup_query(newest, "e", Some(indexed), &filter(newest_alias), q, value).fetch_all(&mut *conn).await.map_err(db_err)?);
+            // Newest first across both; the page's limit over both.
+            let mut keyed = rows
+                .into_iter()
+                .map(|r| Ok(((get::<i64>(&r, "event_time")?, get::<i64>(&r, "seq")?), r)))
+                .collect::<StoreResult<Vec<_>>>()?;
+            keyed.sort_by(|a, b| b.0.cmp(&a.0));
+            keyed.truncate(q.limit.max(0) as usize);
+            keyed.into_iter().map(|(_, r)| r).collect()
+        }
+    };
+    let mut seen = std::collections::HashSet::with_capacity(rows.len());
+    let mut picked = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let seq: i64 = get(row, "seq")?;
+        if seen.insert(seq) {
+            picked.push((seq, row));
+        }
+    }
+    // The resources of every returned event in one query.
+    let mut resources: std::collections::HashMap<i64, Vec<(String, String)>> = std::collections::HashMap::new();
+    if !picked.is_empty() {
+        let mut qb = QueryBuilder::new(
+            "SELECT seq, resource_type, resource_name FROM event_resources WHERE seq IN (",
+        );
+        let mut list = qb.separated(", ");
+        for (seq, _) in &picked {
+            list.push_bind(*seq);
+        }
+        qb.push(") ORDER BY seq, rowid");
+        for r in qb.build().fetch_all(&mut *conn).await.map_err(db_err)? {
+            resources.entry(get(&r, "seq")?).or_default().push((get(&r, "resource_type")?, get(&r, "resource_name")?));
+        }
+    }
+    picked.into_iter().map(|(seq, row)| event_from_row(row, resources.remove(&seq).unwrap_or_default())).collect()
+}
