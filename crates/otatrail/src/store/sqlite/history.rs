@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::sql::{QueryBuilder, query};
+use super::sql::{self, QueryBuilder, query};
 use super::{db_err, event_from_row, get};
 use crate::store::{EventQuery, LookupKey, StoreResult, StoredEvent};
-use super::sql;
 
 /// Column of `event_keys` a lookup attribute filters on.
 fn key_column(key: LookupKey) -> &'static str {
