@@ -161,3 +161,81 @@ async fn digest_signatures_verify_with_the_listed_public_key() {
     let other = app.signing_keys("us-east-1").await.unwrap();
     assert_ne!(other[0].fingerprint, fp);
 }
+
+/// An app whose config also declares external buckets named `name` at `endpoint`.
+async fn app_with_external(dir: &std::path::Path, buckets: &[(&str, String)]) -> Arc<App> {
+    let external: String = buckets
+        .iter()
+        .map(|(name, endpoint)| {
+            format!("[[external_buckets]]\nname = \"{name}\"\nendpoint = \"{endpoint}\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n")
+        })
+        .collect();
+    let file: FileConfig = toml::from_str(&format!(
+        "delivery_interval_seconds = 1\n{external}[[accounts]]\nid = \"{ACCOUNT}\"\nroot_access_key_id = \"AKIAROOT0000EXAMPLE1\"\nroot_secret_access_key = \"rootsecret/EXAMPLE/0000000000000000000000\"\n"
+    ))
+    .unwrap();
+    let args = ServeArgs { data_dir: Some(dir.to_path_buf()), ..Default::default() };
+    App::open(&ServerConfig::merge(&args, file).unwrap()).await.unwrap()
+}
+
+async fn logging_trail(app: &App, name: &str, bucket: &str) {
+    let settings = TrailSettings { s3_bucket: Some(bucket.into()), ..Default::default() };
+    app.create_trail(&call(app, "CreateTrail", false), name, settings).await.unwrap();
+    app.set_logging(&call(app, "StartLogging", false), name, true).await.unwrap();
+}
+
+/// A store that accepts connections and never answers: a put into it hangs until the client's
+/// request timeout.
+async fn silent_store() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_trail_whose_bucket_hangs_does_not_hold_up_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_external(dir.path(), &[("hanging-bucket", silent_store().await)]).await;
+    app.s3_create_bucket(&call(&app, "CreateBucket", false), "audit-logs", "us-east-1").await.unwrap();
+    // Passes list trails by name: the hanging one comes first.
+    logging_trail(&app, "a-into-hanging", "hanging-bucket").await;
+    logging_trail(&app, "b-into-embedded", "audit-logs").await;
+    app.record(call(&app, "CreateStream", false).event(Outcome::Success { response_elements: None }, vec![])).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let pass = tokio::spawn({
+        let app = app.clone();
+        async move { app.deliver_once().await }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while keys(&app, "audit-logs").await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the embedded bucket's trail waited for the hanging put");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!pass.is_finished(), "the put into the silent store was expected to be still waiting");
+    pass.abort();
+}
+
+#[tokio::test]
+async fn an_unreachable_bucket_shows_in_the_trails_status_within_seconds() {
+    // A port nobody listens on: connections are refused.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_external(dir.path(), &[("gone-bucket", refused)]).await;
+    logging_trail(&app, "into-gone", "gone-bucket").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let started = std::time::Instant::now();
+    app.deliver_once().await.unwrap();
+    // A few quick retries at most (their bound: `external_bucket`'s unit tests).
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the pass took {:?}", started.elapsed());
+    let (trail, _) = app.get_trail(&call(&app, "GetTrail", true), "into-gone").await.unwrap();
+    assert_eq!(trail.latest_delivery_error.as_deref(), Some("ServiceUnavailable"));
+}

@@ -14,6 +14,8 @@ use flate2::write::GzEncoder;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use futures::stream::{self, StreamExt};
+
 use crate::domain::ServiceError;
 use crate::domain::time::Millis;
 use crate::domain::trails::{Lane, RecordFacts, Trail};
@@ -25,6 +27,15 @@ use super::App;
 pub const MAX_RECORDS_PER_FILE: usize = 1000;
 /// Uncompressed bytes per log file, about (a file is closed when it passes this).
 pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Trails a delivery or digest pass works on at once.
+pub(super) const TRAILS_AT_ONCE: usize = 16;
+
+/// The total of a pass's per-trail counts; the first failure when a trail's pass failed (after
+/// every trail had its turn).
+pub(super) fn sum_outcomes(outcomes: Vec<Result<usize, ServiceError>>) -> Result<usize, ServiceError> {
+    outcomes.into_iter().sum()
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Pending {
@@ -74,21 +85,27 @@ fn facts(e: &StoredEvent) -> RecordFacts<'_> {
 }
 
 impl App {
-    /// One pass over every logging trail; returns how many files were delivered.
+    /// One pass over every logging trail; returns how many files were delivered. Trails are
+    /// handled concurrently (up to [`TRAILS_AT_ONCE`]): a put that waits on one trail's
+    /// unreachable bucket must not hold up the other trails' files, nor their status.
     pub async fn deliver_once(&self) -> Result<usize, ServiceError> {
         let trails = store::read::<_, StoreError, _>(&*self.store, |tx| Box::pin(async move { tx.logging_trails().await })).await?;
+        let outcomes: Vec<_> = stream::iter(trails).map(|trail| self.deliver_trail(trail)).buffer_unordered(TRAILS_AT_ONCE).collect().await;
+        sum_outcomes(outcomes)
+    }
+
+    /// Every lane of one trail, one file after another.
+    async fn deliver_trail(&self, trail: Trail) -> Result<usize, ServiceError> {
         let mut delivered = 0;
-        for trail in trails {
-            for lane in self.lanes(&trail, false).await? {
-                loop {
-                    match self.deliver_lane(&trail, &lane).await {
-                        Ok(true) => delivered += 1,
-                        Ok(false) => break,
-                        Err(e) => {
-                            // GetTrailStatus shows the S3 error code, as CloudTrail does.
-                            self.note_delivery(&trail, Some(e.code.to_string())).await;
-                            break;
-                        }
+        for lane in self.lanes(&trail, false).await? {
+            loop {
+                match self.deliver_lane(&trail, &lane).await {
+                    Ok(true) => delivered += 1,
+                    Ok(false) => break,
+                    Err(e) => {
+                        // GetTrailStatus shows the S3 error code, as CloudTrail does.
+                        self.note_delivery(&trail, Some(e.code.to_string())).await;
+                        break;
                     }
                 }
             }
@@ -309,21 +326,53 @@ impl App {
         .await;
     }
 
-    /// Runs [`App::deliver_once`] every second, just after the second turns.
+    /// Every second, just after the second turns, a pass for each logging trail: its log
+    /// files, then its digests (which list the files delivered). Each trail's pass runs on its
+    /// own (at most [`TRAILS_AT_ONCE`] at a time): a trail whose bucket is slow to answer
+    /// skips the passes that fall due meanwhile, and holds up no other trail.
     pub fn spawn_deliverer(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
         let app = std::sync::Arc::clone(self);
         tokio::spawn(async move {
+            let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(TRAILS_AT_ONCE));
+            let mut running: std::collections::HashMap<String, tokio::task::JoinHandle<()>> = Default::default();
             loop {
                 tokio::time::sleep(until_next_pass(std::time::SystemTime::now())).await;
-                if let Err(e) = app.deliver_once().await {
-                    tracing::warn!(error = %e, "delivery pass failed");
-                }
-                // Digests list delivered files, so they follow the delivery pass.
-                if let Err(e) = app.digest_once().await {
-                    tracing::warn!(error = %e, "digest pass failed");
+                running.retain(|_, pass| !pass.is_finished());
+                let trails = match store::read::<_, StoreError, _>(&*app.store, |tx| Box::pin(async move { tx.logging_trails().await })).await {
+                    Ok(trails) => trails,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "delivery pass failed: cannot read the trails");
+                        continue;
+                    }
+                };
+                for trail in trails {
+                    let arn = trail.arn();
+                    if running.contains_key(&arn) {
+                        continue;
+                    }
+                    let (app, permits) = (app.clone(), permits.clone());
+                    running.insert(
+                        arn,
+                        tokio::spawn(async move {
+                            let Ok(_permit) = permits.acquire_owned().await else { return };
+                            app.trail_pass(trail).await;
+                        }),
+                    );
                 }
             }
         })
+    }
+
+    /// One trail's share of a pass: its log files, then its digests.
+    async fn trail_pass(&self, trail: Trail) {
+        if let Err(e) = self.deliver_trail(trail.clone()).await {
+            tracing::warn!(trail = %trail.arn(), error = %e, "delivery pass failed");
+        }
+        if trail.log_file_validation {
+            if let Err(e) = self.digest_trail(trail.clone()).await {
+                tracing::warn!(trail = %trail.arn(), error = %e, "digest pass failed");
+            }
+        }
     }
 }
 

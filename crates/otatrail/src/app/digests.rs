@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -19,6 +20,7 @@ use crate::domain::trails::{Lane, Trail};
 use crate::store::{self, DeliveredFile, StoreError};
 
 use super::App;
+use super::delivery::{TRAILS_AT_ONCE, sum_outcomes};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Previous {
@@ -69,17 +71,22 @@ impl App {
     /// One pass: writes every digest that is due. Returns how many.
     pub async fn digest_once(&self) -> Result<usize, ServiceError> {
         let trails = store::read::<_, StoreError, _>(&*self.store, |tx| Box::pin(async move { tx.logging_trails().await })).await?;
+        let validated = trails.into_iter().filter(|t| t.log_file_validation);
+        let outcomes: Vec<_> = stream::iter(validated).map(|trail| self.digest_trail(trail)).buffer_unordered(TRAILS_AT_ONCE).collect().await;
+        sum_outcomes(outcomes)
+    }
+
+    /// Every lane's next digest of one trail, when due.
+    pub(super) async fn digest_trail(&self, trail: Trail) -> Result<usize, ServiceError> {
         let mut written = 0;
-        for trail in trails.into_iter().filter(|t| t.log_file_validation) {
-            for lane in self.lanes(&trail, true).await? {
-                match self.digest_lane(&trail, &lane).await {
-                    Ok(Some(end)) => {
-                        written += 1;
-                        self.note_digest(&trail, Ok(end)).await;
-                    }
-                    Ok(None) => {}
-                    Err(e) => self.note_digest(&trail, Err(e.code.to_string())).await,
+        for lane in self.lanes(&trail, true).await? {
+            match self.digest_lane(&trail, &lane).await {
+                Ok(Some(end)) => {
+                    written += 1;
+                    self.note_digest(&trail, Ok(end)).await;
                 }
+                Ok(None) => {}
+                Err(e) => self.note_digest(&trail, Err(e.code.to_string())).await,
             }
         }
         Ok(written)

@@ -6,11 +6,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use futures::TryStreamExt;
-use object_store::{Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{Attribute, ClientOptions, RetryConfig, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::Deserialize;
 
 #[derive(Clone, Deserialize)]
@@ -77,6 +78,24 @@ impl ExternalPutError {
     }
 }
 
+/// How long a connection to the store may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one request may take in all (a log file is at most a few MiB).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A few quick retries, given up within seconds. Every delivery pass (each second) tries a
+/// failed file again anyway, and GetTrailStatus should show an unreachable store as soon as
+/// CloudTrail's would; object_store's default keeps one put retrying for up to three minutes,
+/// which hid a 24-s outage from the trail's status and held up the pass.
+fn delivery_retries() -> RetryConfig {
+    let mut retry = RetryConfig::default();
+    retry.max_retries = 3;
+    retry.retry_timeout = Duration::from_secs(10);
+    retry.backoff.init_backoff = Duration::from_millis(100);
+    retry.backoff.max_backoff = Duration::from_secs(2);
+    retry
+}
+
 /// The configured external buckets, by name.
 #[derive(Clone, Default)]
 pub struct ExternalBuckets {
@@ -93,7 +112,10 @@ impl ExternalBuckets {
                 .with_region(&c.region)
                 .with_access_key_id(&c.access_key_id)
                 .with_secret_access_key(&c.secret_access_key)
+                // Before `with_allow_http`, which is itself a client option.
+                .with_client_options(ClientOptions::new().with_connect_timeout(CONNECT_TIMEOUT).with_timeout(REQUEST_TIMEOUT))
                 .with_allow_http(true)
+                .with_retry(delivery_retries())
                 .build()
                 .map_err(|e| format!("external bucket {} at {}: {e}", c.name, c.endpoint))?;
             stores.insert(c.name.clone(), Arc::new(store));
@@ -158,6 +180,17 @@ impl ExternalBuckets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Worst case of the retries: every backoff at its cap. object_store's default (10
+    /// retries, backoffs up to 15 s, three minutes in all) hid a 24-s outage from GetTrailStatus.
+    #[test]
+    fn a_failing_put_is_given_up_within_seconds() {
+        let r = delivery_retries();
+        let worst_waits = r.backoff.max_backoff * r.max_retries as u32;
+        assert!(worst_waits <= Duration::from_secs(6), "{worst_waits:?}");
+        assert!(r.retry_timeout <= Duration::from_secs(10));
+        assert!(CONNECT_TIMEOUT <= Duration::from_secs(5));
+    }
 
     #[test]
     fn delivery_errors_carry_the_stores_s3_code() {
