@@ -17,20 +17,17 @@ use crate::domain::things::{
     ListThingsRequest, MembershipBody, NamePage, THING_GROUP_RESOURCE_TYPE, THING_RESOURCE_TYPE, Thing, ThingGroup,
     ThingPage, UpdateThingBody, UpdateThingGroupBody, thing_arn, thing_group_arn,
 };
+use crate::domain::ids::time_ordered_id;
 use crate::domain::{Scope, ServiceError};
 use crate::store;
 
 use super::App;
 use super::audit::Call;
 
-fn new_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
 impl App {
     pub async fn create_thing(&self, call: &Arc<Call>, name: &str, body: &CreateThingBody) -> Result<Thing, ServiceError> {
         let valid = things::validate_create_thing(name, body)?;
-        let (call, now, id) = (call.clone(), self.clock.now(), new_id());
+        let (call, now, id) = (call.clone(), self.clock.now(), time_ordered_id());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let t = things::create_thing(tx, &call.scope(), valid, id, now).await?;
@@ -84,7 +81,7 @@ impl App {
         body: &CreateThingGroupBody,
     ) -> Result<ThingGroup, ServiceError> {
         let valid = things::validate_create_group(name, body)?;
-        let (call, now, id) = (call.clone(), self.clock.now(), new_id());
+        let (call, now, id) = (call.clone(), self.clock.now(), time_ordered_id());
         store::write(&*self.store, move |tx| {
             Box::pin(async move {
                 let g = things::create_thing_group(tx, &call.scope(), valid, id, now).await?;

@@ -192,7 +192,7 @@ pub enum Outcome<'a> {
 impl CallInfo {
     /// Builds the record. `response_elements` is dropped for read-only calls, as CloudTrail does.
     pub fn finish(&self, actor: &Actor, outcome: Outcome<'_>, resources: Vec<Resource>) -> AuditEvent {
-        let event_id = uuid::Uuid::new_v4().to_string();
+        let event_id = super::ids::time_ordered_id();
         let mut r = Map::new();
         r.insert("eventVersion".into(), json!(EVENT_VERSION));
         r.insert("userIdentity".into(), actor.user_identity());

@@ -10,6 +10,7 @@ pub mod error;
 pub mod filestream;
 pub mod history;
 pub mod iam;
+pub mod ids;
 pub mod identity;
 pub mod integrity;
 pub mod jobs;
