@@ -114,7 +114,7 @@ impl App {
                 )));
             }
         }
-        let generated = valid.needs_stream.then(|| ota::generated_stream_id(&uuid::Uuid::new_v4().to_string()));
+        let generated = valid.needs_stream.then(|| ota::generated_stream_id(&crate::domain::ids::time_ordered_id()));
         let update = OtaUpdate::new(&scope, &valid, body.clone(), generated, self.clock.now());
         let (call2, u, user_stream) = (call.clone(), update.clone(), valid.user_stream.clone());
         store::write(&*self.store, move |tx| {

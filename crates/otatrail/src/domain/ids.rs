@@ -1,5 +1,5 @@
 //! Identifiers the service makes up for what it stores under a unique index: records' event
-//! IDs, things' and thing groups' IDs.
+//! IDs, things' and thing groups' IDs, the streams CreateOTAUpdate makes (`AFR_OTA-<id>`).
 //!
 //! They are UUIDs as AWS's are (`xxxxxxxx-xxxx-…`, 36 characters), but version 7: time first,
 //! then random bits. A unique index over random (version 4) IDs takes each new one at a random
