@@ -94,6 +94,9 @@ fn session_name(id: &str) -> String {
     s
 }
 
+/// Unfinished updates the OTA engine reads at a time.
+const OTA_PAGE: i64 = 256;
+
 impl App {
     pub async fn create_ota_update(&self, call: &Arc<Call>, id: &str, body: &ota::CreateOtaUpdateBody) -> Result<OtaUpdate, ServiceError> {
         let valid = ota::validate_create(id, body)?;
@@ -186,27 +189,36 @@ impl App {
     }
 
     /// One pass of the state machine over every unfinished update; how many it looked at.
+    /// Read a page at a time: after a burst of CreateOTAUpdate calls tens of thousands can be
+    /// waiting, and holding them all at once took the server past 300 MiB.
     pub async fn ota_tick(&self) -> Result<usize, ServiceError> {
         let _pass = self.ota.lock.lock().await;
-        let pending =
-            store::read::<_, ServiceError, _>(&*self.store, |tx| Box::pin(async move { Ok(tx.unfinished_ota_updates().await?) })).await?;
         use futures::StreamExt;
-        let n = pending.len();
-        // Updates are independent of each other: several advance at once, so their steps
-        // share group commits.
-        let mut steps = futures::stream::iter(pending)
-            .map(|u| async move {
-                let id = u.ota_update_id.clone();
-                let r = match u.status {
-                    OtaStatus::DeleteInProgress => self.finish_delete(u).await,
-                    _ => self.advance_create(u).await,
-                };
-                (id, r)
+        let (mut after, mut n) = (0, 0);
+        loop {
+            let pending = store::read::<_, ServiceError, _>(&*self.store, move |tx| {
+                Box::pin(async move { Ok(tx.unfinished_ota_updates(after, OTA_PAGE).await?) })
             })
-            .buffer_unordered(super::jobs::ENGINE_CONCURRENCY);
-        while let Some((id, r)) = steps.next().await {
-            if let Err(e) = r {
-                tracing::warn!(ota_update = %id, error = %e, "OTA update step failed; retrying later");
+            .await?;
+            let Some((last, _)) = pending.last() else { break };
+            after = *last;
+            n += pending.len();
+            // Updates are independent of each other: several advance at once, so their steps
+            // share group commits.
+            let mut steps = futures::stream::iter(pending)
+                .map(|(_, u)| async move {
+                    let id = u.ota_update_id.clone();
+                    let r = match u.status {
+                        OtaStatus::DeleteInProgress => self.finish_delete(u).await,
+                        _ => self.advance_create(u).await,
+                    };
+                    (id, r)
+                })
+                .buffer_unordered(super::jobs::ENGINE_CONCURRENCY);
+            while let Some((id, r)) = steps.next().await {
+                if let Err(e) = r {
+                    tracing::warn!(ota_update = %id, error = %e, "OTA update step failed; retrying later");
+                }
             }
         }
         Ok(n)

@@ -307,9 +307,10 @@ pub trait StateTx: Send {
     /// Updates (of one status when given) with their insertion sequence, newest first,
     /// strictly before `before_seq`, at most `limit`.
     async fn list_ota_updates(&mut self, scope: &Scope, status: Option<OtaStatus>, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>>;
-    /// Every update of every scope the state machine still works on (CREATE_PENDING,
-    /// CREATE_IN_PROGRESS, DELETE_IN_PROGRESS), oldest first.
-    async fn unfinished_ota_updates(&mut self) -> StoreResult<Vec<OtaUpdate>>;
+    /// Updates of every scope the state machine still works on (CREATE_PENDING,
+    /// CREATE_IN_PROGRESS, DELETE_IN_PROGRESS) with their insertion sequence, oldest first,
+    /// strictly after `after_seq`, at most `limit`.
+    async fn unfinished_ota_updates(&mut self, after_seq: i64, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>>;
 
     // SNS topics, subscriptions, deliveries and signing certificates.
     async fn insert_sns_topic(&mut self, topic: &SnsTopic) -> StoreResult<()>;

@@ -1695,8 +1695,8 @@ impl StateTx for SqliteTx<'_> {
         ota::list(self.conn, scope, status, before_seq, limit).await
     }
 
-    async fn unfinished_ota_updates(&mut self) -> StoreResult<Vec<OtaUpdate>> {
-        ota::unfinished(self.conn).await
+    async fn unfinished_ota_updates(&mut self, after_seq: i64, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>> {
+        ota::unfinished(self.conn, after_seq, limit).await
     }
 
     async fn insert_sns_topic(&mut self, t: &SnsTopic) -> StoreResult<()> {

@@ -59,7 +59,15 @@ async fn ota_crud_listing_and_unfinished(store: &Arc<dyn Store>) {
             let done = tx.list_ota_updates(&sc2, Some(OtaStatus::CreateComplete), None, 10).await?;
             let page2 = tx.list_ota_updates(&sc2, None, Some(all[0].0), 1).await?;
             let _ = a2;
-            Ok((got, all, done, page2, tx.unfinished_ota_updates().await?))
+            let mut unfinished = Vec::new();
+            // Page by page, one at a time: each update once.
+            let mut after = 0;
+            while let Some((seq, u)) = tx.unfinished_ota_updates(after, 1).await?.pop() {
+                after = seq;
+                unfinished.push(u);
+            }
+            assert_eq!(tx.unfinished_ota_updates(0, 10).await?.len(), unfinished.len());
+            Ok((got, all, done, page2, unfinished))
         })
     })
     .await
@@ -73,6 +81,7 @@ async fn ota_crud_listing_and_unfinished(store: &Arc<dyn Store>) {
     assert!(un.contains(&("eu-west-1".into(), "ota-a".into())) && un.contains(&("eu-west-1".into(), "ota-c".into())));
     assert!(un.contains(&("eu-central-1".into(), "ota-a".into())));
     assert!(!un.iter().any(|(_, id)| id == "ota-b"));
+    assert_eq!(un.len(), 3, "{un:?}");
 
     // Update, then delete: the stream use goes with the update.
     let mut changed = a.clone();

@@ -113,10 +113,15 @@ pub(super) async fn list(
     rows.iter().map(from_row).collect()
 }
 
-pub(super) async fn unfinished(conn: &mut Connection) -> StoreResult<Vec<OtaUpdate>> {
-    let rows = query("SELECT * FROM ota_updates WHERE status IN ('CREATE_PENDING', 'CREATE_IN_PROGRESS', 'DELETE_IN_PROGRESS') ORDER BY seq")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_err)?;
-    rows.iter().map(|r| from_row(r).map(|(_, u)| u)).collect()
+pub(super) async fn unfinished(conn: &mut Connection, after_seq: i64, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>> {
+    let rows = query(
+        "SELECT * FROM ota_updates WHERE status IN ('CREATE_PENDING', 'CREATE_IN_PROGRESS', 'DELETE_IN_PROGRESS') AND seq > ? \
+         ORDER BY seq LIMIT ?",
+    )
+    .bind(after_seq)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    rows.iter().map(from_row).collect()
 }
