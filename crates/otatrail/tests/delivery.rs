@@ -15,12 +15,7 @@ use otatrail::store::{StoreError, read, write};
 const ACCOUNT: &str = "111122223333";
 
 async fn app(dir: &std::path::Path) -> Arc<App> {
-    let file: FileConfig = toml::from_str(&format!(
-        "delivery_interval_seconds = 1\n[[accounts]]\nid = \"{ACCOUNT}\"\nroot_access_key_id = \"AKIAROOT0000EXAMPLE1\"\nroot_secret_access_key = \"rootsecret/EXAMPLE/0000000000000000000000\"\n"
-    ))
-    .unwrap();
-    let args = ServeArgs { data_dir: Some(dir.to_path_buf()), ..Default::default() };
-    App::open(&ServerConfig::merge(&args, file).unwrap()).await.unwrap()
+    app_with_external(dir, &[]).await
 }
 
 fn call(app: &App, name: &str, read_only: bool) -> Arc<Call> {
