@@ -225,7 +225,7 @@ async fn record_auth_failure(
     let Some(meta) = identify(incoming, &key.service) else { return Ok(()) };
     let (source, api_version) = event_source(&key.service);
     let info = call::call_info(app, incoming, &key.region, source, meta, None, api_version);
-    let actor = Actor::Unknown { account_id: key.account_id.clone(), access_key_id: key.access_key_id.clone() };
+    let actor = Actor::Unknown { account_id: &key.account_id, access_key_id: &key.access_key_id };
     // Only the first paragraph: the canonical request that follows may hold a session token.
     let message = err.message.split("\n\n").next().unwrap_or_default();
     let event = info.finish(&actor, Outcome::Failure { code: err.code, message }, vec![]);

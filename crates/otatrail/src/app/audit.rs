@@ -46,7 +46,7 @@ impl Call {
     }
 
     pub fn event(&self, outcome: Outcome<'_>, resources: Vec<Resource>) -> AuditEvent {
-        self.info.finish(&Actor::Principal(self.principal.clone()), outcome, resources)
+        self.info.finish(&Actor::Principal(&self.principal), outcome, resources)
     }
 
     /// Appends the success record inside the caller's unit of work.

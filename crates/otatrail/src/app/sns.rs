@@ -239,7 +239,7 @@ async fn record(tx: &mut dyn StateTx, who: &Requester, account_id: &str, respons
     match who {
         Requester::Signed(call) => call.record_success(tx, response, resources).await,
         Requester::Anonymous(info) => {
-            let actor = Actor::Anonymous { account_id: account_id.to_string() };
+            let actor = Actor::Anonymous { account_id };
             tx.append_event(&info.finish(&actor, Outcome::Success { response_elements: response }, resources)).await?;
             Ok(())
         }
