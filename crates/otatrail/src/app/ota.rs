@@ -188,16 +188,23 @@ impl App {
         Ok(())
     }
 
-    /// One pass of the state machine over every unfinished update; how many it looked at.
-    /// Read a page at a time: after a burst of CreateOTAUpdate calls tens of thousands can be
-    /// waiting, and holding them all at once took the server past 300 MiB.
+    /// One pass of the state machine over every update unfinished when it began; how many it
+    /// looked at. Read a page at a time: after a burst of CreateOTAUpdate calls tens of
+    /// thousands can be waiting, and holding them all at once took the server past 300 MiB.
+    /// The pass ends at the newest update of its start: under a steady stream of creates it
+    /// would otherwise go on with each new page and never come back to older updates waiting
+    /// for their next step (each create wakes the engine again, so the new ones are next).
     pub async fn ota_tick(&self) -> Result<usize, ServiceError> {
         let _pass = self.ota.lock.lock().await;
         use futures::StreamExt;
+        let through = store::read::<_, ServiceError, _>(&*self.store, |tx| {
+            Box::pin(async move { Ok(tx.newest_ota_update_seq().await?) })
+        })
+        .await?;
         let (mut after, mut n) = (0, 0);
         loop {
             let pending = store::read::<_, ServiceError, _>(&*self.store, move |tx| {
-                Box::pin(async move { Ok(tx.unfinished_ota_updates(after, OTA_PAGE).await?) })
+                Box::pin(async move { Ok(tx.unfinished_ota_updates(after, through, OTA_PAGE).await?) })
             })
             .await?;
             let Some((last, _)) = pending.last() else { break };

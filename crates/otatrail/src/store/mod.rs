@@ -307,10 +307,15 @@ pub trait StateTx: Send {
     /// Updates (of one status when given) with their insertion sequence, newest first,
     /// strictly before `before_seq`, at most `limit`.
     async fn list_ota_updates(&mut self, scope: &Scope, status: Option<OtaStatus>, before_seq: Option<i64>, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>>;
+    /// The insertion sequence of the newest update stored (0 when there is none); an update
+    /// inserted later gets a larger one. Where a pass of the state machine stops, so that
+    /// updates created during it wait for the next pass instead of keeping it from coming
+    /// back to older ones.
+    async fn newest_ota_update_seq(&mut self) -> StoreResult<i64>;
     /// Updates of every scope the state machine still works on (CREATE_PENDING,
     /// CREATE_IN_PROGRESS, DELETE_IN_PROGRESS) with their insertion sequence, oldest first,
-    /// strictly after `after_seq`, at most `limit`.
-    async fn unfinished_ota_updates(&mut self, after_seq: i64, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>>;
+    /// strictly after `after_seq` and at most `through_seq`, at most `limit`.
+    async fn unfinished_ota_updates(&mut self, after_seq: i64, through_seq: i64, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>>;
 
     // SNS topics, subscriptions, deliveries and signing certificates.
     async fn insert_sns_topic(&mut self, topic: &SnsTopic) -> StoreResult<()>;

@@ -1695,8 +1695,12 @@ impl StateTx for SqliteTx<'_> {
         ota::list(self.conn, scope, status, before_seq, limit).await
     }
 
-    async fn unfinished_ota_updates(&mut self, after_seq: i64, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>> {
-        ota::unfinished(self.conn, after_seq, limit).await
+    async fn newest_ota_update_seq(&mut self) -> StoreResult<i64> {
+        ota::newest_seq(self.conn).await
+    }
+
+    async fn unfinished_ota_updates(&mut self, after_seq: i64, through_seq: i64, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>> {
+        ota::unfinished(self.conn, after_seq, through_seq, limit).await
     }
 
     async fn insert_sns_topic(&mut self, t: &SnsTopic) -> StoreResult<()> {

@@ -10,6 +10,46 @@ use crate::store::{Store, StoreError, read, write};
 
 pub(super) async fn run(store: &Arc<dyn Store>) {
     ota_crud_listing_and_unfinished(store).await;
+    unfinished_updates_stop_at_a_bound(store).await;
+}
+
+/// What the state machine's pass relies on: a bound taken before an update is inserted keeps
+/// that update out of the pass, and a removed update's sequence is not handed out again.
+async fn unfinished_updates_stop_at_a_bound(store: &Arc<dyn Store>) {
+    let sc = Scope::new("555566667777", "ap-south-1");
+    let insert = |u: OtaUpdate| {
+        write::<_, StoreError, _>(&**store, move |tx| {
+            Box::pin(async move {
+                tx.insert_ota_update(&u).await?;
+                tx.newest_ota_update_seq().await
+            })
+        })
+    };
+    let newest = || read::<_, StoreError, _>(&**store, |tx| Box::pin(async move { tx.newest_ota_update_seq().await }));
+    let unfinished = |after: i64, through: i64| {
+        read::<_, StoreError, _>(&**store, move |tx| {
+            Box::pin(async move {
+                Ok(tx.unfinished_ota_updates(after, through, 100).await?.into_iter().map(|(s, u)| (s, u.ota_update_id)).collect::<Vec<_>>())
+            })
+        })
+    };
+    let start = newest().await.unwrap();
+    let e = insert(update(&sc, "bound-e", OtaStatus::CreatePending, 10)).await.unwrap();
+    assert!(e > start, "{e} after {start}");
+    let bound = newest().await.unwrap();
+    assert_eq!(bound, e);
+    let f = insert(update(&sc, "bound-f", OtaStatus::CreateInProgress, 11)).await.unwrap();
+    assert!(f > bound);
+    assert_eq!(unfinished(start, bound).await.unwrap(), vec![(e, "bound-e".to_string())], "the bound keeps bound-f out");
+    assert_eq!(unfinished(start, f).await.unwrap(), vec![(e, "bound-e".to_string()), (f, "bound-f".to_string())]);
+    assert_eq!(unfinished(bound, f).await.unwrap(), vec![(f, "bound-f".to_string())]);
+
+    // The newest one removed and another inserted: a new sequence, above everything before.
+    let sc2 = sc.clone();
+    write::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.delete_ota_update(&sc2, "bound-f").await })).await.unwrap();
+    let g = insert(update(&sc, "bound-g", OtaStatus::CreatePending, 12)).await.unwrap();
+    assert!(g > f, "{g} after the removed {f}");
+    assert_eq!(unfinished(start, f).await.unwrap(), vec![(e, "bound-e".to_string())]);
 }
 
 fn update(scope: &Scope, id: &str, status: OtaStatus, t: i64) -> OtaUpdate {
@@ -61,12 +101,13 @@ async fn ota_crud_listing_and_unfinished(store: &Arc<dyn Store>) {
             let _ = a2;
             let mut unfinished = Vec::new();
             // Page by page, one at a time: each update once.
-            let mut after = 0;
-            while let Some((seq, u)) = tx.unfinished_ota_updates(after, 1).await?.pop() {
+            let (mut after, newest) = (0, tx.newest_ota_update_seq().await?);
+            while let Some((seq, u)) = tx.unfinished_ota_updates(after, newest, 1).await?.pop() {
                 after = seq;
                 unfinished.push(u);
             }
-            assert_eq!(tx.unfinished_ota_updates(0, 10).await?.len(), unfinished.len());
+            assert_eq!(tx.unfinished_ota_updates(0, newest, 10).await?.len(), unfinished.len());
+            assert_eq!(tx.unfinished_ota_updates(0, i64::MAX, 10).await?.len(), unfinished.len());
             Ok((got, all, done, page2, unfinished))
         })
     })

@@ -113,12 +113,20 @@ pub(super) async fn list(
     rows.iter().map(from_row).collect()
 }
 
-pub(super) async fn unfinished(conn: &mut Connection, after_seq: i64, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>> {
+/// `seq` is AUTOINCREMENT: never handed out again, so an update inserted later is above any
+/// bound taken from it now.
+pub(super) async fn newest_seq(conn: &mut Connection) -> StoreResult<i64> {
+    let row = query("SELECT COALESCE(MAX(seq), 0) AS newest FROM ota_updates").fetch_one(&mut *conn).await.map_err(db_err)?;
+    get(&row, "newest")
+}
+
+pub(super) async fn unfinished(conn: &mut Connection, after_seq: i64, through_seq: i64, limit: i64) -> StoreResult<Vec<(i64, OtaUpdate)>> {
     let rows = query(
-        "SELECT * FROM ota_updates WHERE status IN ('CREATE_PENDING', 'CREATE_IN_PROGRESS', 'DELETE_IN_PROGRESS') AND seq > ? \
+        "SELECT * FROM ota_updates WHERE status IN ('CREATE_PENDING', 'CREATE_IN_PROGRESS', 'DELETE_IN_PROGRESS') AND seq > ? AND seq <= ? \
          ORDER BY seq LIMIT ?",
     )
     .bind(after_seq)
+    .bind(through_seq)
     .bind(limit)
     .fetch_all(&mut *conn)
     .await
