@@ -1,3 +1,20 @@
+/// mimalloc: a tenth fewer instructions per call than glibc's allocator (callgrind,
+/// CreateThing), whose arenas showed up as a sixth of the server's instructions.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc takes memory in large aligned regions; where transparent huge pages are set to
+/// `always` (a common default), every region it touched became a 2 MiB page and the idle
+/// server's resident set doubled (56 instead of 28 MiB). A small heap gains nothing from
+/// huge pages, so the process opts out.
+fn no_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -63,8 +80,19 @@ fn init_logging(
     guard
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime's threads allocate anything.
+    no_transparent_huge_pages();
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("otatrail: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
