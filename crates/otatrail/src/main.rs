@@ -1,3 +1,11 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use otatrail::app::App;
+use otatrail::app::profile::AwsFiles;
+use otatrail::config::{LogFormat, ServeArgs, ServerConfig};
+use tracing_subscriber::EnvFilter;
+
 /// mimalloc: a tenth fewer instructions per call than glibc's allocator (callgrind,
 /// CreateThing), whose arenas showed up as a sixth of the server's instructions.
 #[global_allocator]
@@ -11,17 +19,10 @@ fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: PR_SET_THP_DISABLE takes plain integer arguments and touches no memory of ours.
     unsafe {
+        // A kernel without the option refuses it: that costs memory, nothing else.
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
-
-use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
-use otatrail::app::App;
-use otatrail::app::profile::AwsFiles;
-use otatrail::config::{LogFormat, ServeArgs, ServerConfig};
-use tracing_subscriber::EnvFilter;
 
 /// A self-hosted, AWS-compatible IoT OTA update service with a CloudTrail-compatible audit trail.
 #[derive(Parser)]
