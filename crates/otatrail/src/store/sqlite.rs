@@ -40,7 +40,7 @@ use crate::domain::jobs::{ExecStatus, Job as IotJob, JobExecution, JobFilter};
 use crate::domain::ota::{OtaStatus, OtaUpdate};
 use crate::domain::time::Millis;
 use durability::{Committed, Durability, SyncFn};
-use history::{INDEX_BATCH, INDEX_EVERY, index_backlog};
+use history::{INDEX_BATCH, INDEX_EVERY, INDEX_SLICE, index_backlog, uncopied};
 use sql::{Row, query};
 
 mod durability;
@@ -359,7 +359,7 @@ fn writer_loop(
     durability: &Durability,
     syncer: std::sync::mpsc::Sender<Committed>,
 ) {
-    let mut last_indexed = std::time::Instant::now();
+    let mut keys = KeyCopier::new();
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         take_queued(&mut rx, &mut jobs, MAX_BATCH);
@@ -379,23 +379,34 @@ fn writer_loop(
             answer(refused.fail_all(|| StoreError::Unavailable(e.to_string())));
             continue;
         }
-        if last_indexed.elapsed() >= INDEX_EVERY {
-            last_indexed = std::time::Instant::now();
-            // A failure leaves the records where LookupEvents still reads them; the next run
-            // tries again.
-            if let Err(e) = in_savepoint(&mut conn, |conn| index_backlog(conn, INDEX_BATCH)) {
-                tracing::warn!(error = %e, "copying lookup keys failed");
-            }
+        if keys.backlog_due() {
+            keys.copy_backlog(&mut conn);
         }
         let mut out = Outcomes::default();
         run_jobs(&mut conn, jobs, &rolled_back, &mut out);
+        keys.records_added();
         // While the previous commit is still being synced, units that arrive join this
-        // transaction (the syncer's `Job::Synced` ends the wait).
+        // transaction (the syncer's `Job::Synced` ends the wait). When none is waiting, the
+        // writer copies a slice of lookup keys instead of sitting idle: done in small pieces
+        // here, the copy no longer holds up a batch for ten milliseconds and more a few times
+        // a second.
         while durability.busy() && out.dones.len() < MAX_BATCH && !rolled_back.load(Ordering::SeqCst) {
-            let Some(job) = rx.blocking_recv() else { break };
+            let job = match rx.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::error::TryRecvError::Empty) if keys.slice_due() => {
+                    keys.copy_slice(&mut conn);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
+                    Some(job) => job,
+                    None => break,
+                },
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
             let mut jobs = vec![job];
             take_queued(&mut rx, &mut jobs, MAX_BATCH - out.dones.len());
             run_jobs(&mut conn, jobs, &rolled_back, &mut out);
+            keys.records_added();
         }
         if rolled_back.load(Ordering::SeqCst) {
             // Nothing of this batch is left, whatever its units returned.
@@ -416,6 +427,79 @@ fn writer_loop(
             }
         };
         durability.hand_over(&syncer, Committed { generation, answers });
+    }
+}
+
+/// The writer's bookkeeping for copying records' lookup keys (see [`history::INDEX_SLICE`]).
+struct KeyCopier {
+    /// Whether records may be waiting for their keys.
+    behind: bool,
+    /// Fewer than a slice's worth were waiting, and no unit ran since.
+    short: bool,
+    /// When the keys last caught up with the records, or a backlog copy or a failed copy ran.
+    since: std::time::Instant,
+    failed: bool,
+}
+
+impl KeyCopier {
+    fn new() -> Self {
+        // Records may have been left uncopied by the previous run of the server.
+        KeyCopier { behind: true, short: false, since: std::time::Instant::now(), failed: false }
+    }
+
+    fn records_added(&mut self) {
+        self.behind = true;
+        self.short = false;
+    }
+
+    /// Whether to try a slice now (the writer has nothing else to do). After a failure, not
+    /// before the backlog copy is due: a failing copy is retried a few times a second, not
+    /// once per commit.
+    fn slice_due(&self) -> bool {
+        self.behind && !self.short && !self.failed
+    }
+
+    /// Copies a slice if a whole one is waiting.
+    fn copy_slice(&mut self, conn: &mut Connection) {
+        match uncopied(conn) {
+            Ok(n) if n >= INDEX_SLICE => self.copy(conn, INDEX_SLICE),
+            Ok(_) => self.short = true,
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Whether the backlog has waited too long.
+    fn backlog_due(&self) -> bool {
+        self.behind && self.since.elapsed() >= INDEX_EVERY
+    }
+
+    /// The slices fell behind, or the writer had no sync to wait for: up to [`INDEX_BATCH`]
+    /// records at once, before a batch's units, at most once per [`INDEX_EVERY`] (a backlog of
+    /// millions, left by an older version, is worked off a batch at a time).
+    fn copy_backlog(&mut self, conn: &mut Connection) {
+        self.since = std::time::Instant::now();
+        self.copy(conn, INDEX_BATCH);
+    }
+
+    /// Copies the keys of up to `limit` records in the open transaction. A failure leaves the
+    /// records where LookupEvents still reads them.
+    fn copy(&mut self, conn: &mut Connection, limit: i64) {
+        match in_savepoint(conn, |conn| index_backlog(conn, limit)) {
+            Ok(copied) => {
+                self.failed = false;
+                if (copied as i64) < limit {
+                    self.behind = false;
+                    self.since = std::time::Instant::now();
+                }
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn fail(&mut self, e: StoreError) {
+        tracing::warn!(error = %e, "copying lookup keys failed");
+        self.failed = true;
+        self.since = std::time::Instant::now();
     }
 }
 
@@ -2110,6 +2194,58 @@ mod tests {
         verdict.send(Ok(())).unwrap();
         second.await.unwrap().unwrap();
         s.settle().await.unwrap();
+    }
+
+    /// While a sync is slow the writer copies lookup keys in whole slices, inside the commit it
+    /// is gathering; fewer than a slice's worth wait for the backlog copy, which comes before
+    /// a batch's units once they have waited long enough.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookup_keys_are_copied_in_slices_while_a_sync_is_slow() {
+        use crate::store::conformance::record;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let (s, verdict) = store_with_gated_sync(&path);
+        let s = Arc::new(s);
+        let raw = Connection::open(&path).unwrap();
+        raw.busy_timeout(BUSY_TIMEOUT).unwrap();
+        let count = |table: &str| -> i64 { raw.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap() };
+        let append = |id: String| {
+            let s = s.clone();
+            tokio::spawn(async move { s.append(record(&id, 1_000, "A", &[("T", "arn:x")])).await })
+        };
+        // The first record's commit waits for its sync; the records appended meanwhile join
+        // the next commit, and so does the one slice of keys the writer copies meanwhile (101
+        // records waiting: one whole slice, 37 left).
+        let first = append("ev-000".into());
+        while count("events") < 1 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let rest: Vec<_> = (1..=100).map(|i| append(format!("ev-{i:03}"))).collect();
+        // Time for all hundred to reach the writer (a few milliseconds).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(count("events"), 1, "the next commit waits for the first one's sync");
+        verdict.send(Ok(())).unwrap();
+        first.await.unwrap().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count("events") < 101 {
+            assert!(std::time::Instant::now() < deadline, "the hundred records did not commit together ({} did)", count("events") - 1);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(count("event_keys"), INDEX_SLICE, "one whole slice, in the commit with the records");
+        assert_eq!(count("event_resource_keys"), INDEX_SLICE, "with its records' resources");
+        verdict.send(Ok(())).unwrap();
+        for r in rest {
+            r.await.unwrap().unwrap();
+        }
+        // The rest once the backlog copy is due: before the next batch's units, so not the
+        // new record itself.
+        tokio::time::sleep(INDEX_EVERY + Duration::from_millis(50)).await;
+        let last = append("ev-101".into());
+        verdict.send(Ok(())).unwrap();
+        last.await.unwrap().unwrap();
+        assert_eq!(count("events"), 102);
+        assert_eq!(count("event_keys"), 101);
+        assert_eq!(count("event_resource_keys"), 101);
     }
 
     /// After a failed sync nothing is answered as durable: the commit's units, later writes and

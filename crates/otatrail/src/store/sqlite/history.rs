@@ -55,16 +55,24 @@ pub(super) fn lookup_query<'q>(from: &str, scope: &str, after: Option<i64>, filt
     query.bind(q.limit)
 }
 
-/// How often the writer copies new records' lookup keys into the side tables (migration
-/// 0009). LookupEvents reads the records after the last copied one directly: this bounds how
-/// many there can be (about this long's worth of calls).
+/// Records whose keys the writer copies at a time while it waits for the disk to sync its
+/// previous commit (and has no unit to run): small, so that a unit arriving meanwhile waits
+/// for at most one slice (about 0.2 ms), and the copy rides on a commit that was going to be
+/// made anyway. Only whole slices: each copy rewrites the last page of nine indexes, and
+/// copying the two or three records of a quiet moment's commit would do that per commit.
+pub(super) const INDEX_SLICE: i64 = 64;
+/// How long the writer lets records wait for their keys at most: when the slices fall behind
+/// (or the writer never waits for a sync), it copies a backlog of up to [`INDEX_BATCH`] before a
+/// batch's units. LookupEvents reads the records after the last copied one directly: this
+/// bounds how many there can be (about this long's worth of calls).
 pub(super) const INDEX_EVERY: Duration = Duration::from_millis(200);
-/// Records whose keys one run copies at most.
+/// Records whose keys one backlog copy takes at most.
 pub(super) const INDEX_BATCH: i64 = 8192;
 
 /// Copies the lookup keys of up to `limit` records not yet in `event_keys`, oldest first, and
-/// those of their resources. Runs in the writer's transaction before the batch's units, so
-/// it copies committed records only, in one unbroken run of sequence numbers.
+/// those of their resources, in the writer's open transaction: between units, never inside
+/// one, so a record whose unit is rolled back is never copied, and the copied records are one
+/// unbroken run of sequence numbers (the copy commits or is lost with the records it read).
 pub(super) fn index_backlog(conn: &Connection, limit: i64) -> StoreResult<usize> {
     let from: i64 = conn
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM event_keys")
@@ -88,6 +96,14 @@ pub(super) fn index_backlog(conn: &Connection, limit: i64) -> StoreResult<usize>
         .map_err(db_err)?;
     }
     Ok(copied)
+}
+
+/// How many records at most are waiting for their lookup keys (the gap between the newest
+/// record and the newest copied one).
+pub(super) fn uncopied(conn: &Connection) -> StoreResult<i64> {
+    conn.prepare_cached("SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) - (SELECT COALESCE(MAX(seq), 0) FROM event_keys)")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db_err)
 }
 
 pub(super) async fn lookup_events(conn: &mut Connection, q: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
