@@ -2289,6 +2289,19 @@ mod on_disk_tests {
         assert_eq!(plan, ["SEARCH events USING INDEX events_by_account_seq (account_id=? AND region=? AND seq>?)"]);
     }
 
+    /// ListThings with a type filter reads the typed things of that type in name order
+    /// (migration 0010's partial index), without it the scope's things in name order.
+    #[tokio::test]
+    async fn list_things_seeks_by_type_when_filtered_by_one() {
+        let p = plan(things::LIST_THINGS_SQL[1], rusqlite::params!["1", "r", "", "bulb", None::<String>, None::<String>, None::<String>, false, None::<String>, None::<String>, None::<String>, 10]).await;
+        assert!(p[0].starts_with("SEARCH t USING INDEX things_by_type (account_id=? AND region=? AND thing_type_name=? AND thing_name>?)"), "{p:?}");
+        assert!(!p.iter().any(|l| l.contains("TEMP B-TREE")), "sorted, not read in index order: {p:?}");
+        let p = plan(things::LIST_THINGS_SQL[0], rusqlite::params!["1", "r", "", None::<String>, None::<String>, None::<String>, false, None::<String>, None::<String>, None::<String>, 10]).await;
+        assert!(p[0].starts_with("SEARCH t USING INDEX sqlite_autoindex_things_"), "{p:?}");
+        assert!(p[0].ends_with("(account_id=? AND region=? AND thing_name>?)"), "{p:?}");
+        assert!(!p.iter().any(|l| l.contains("TEMP B-TREE")), "sorted, not read in index order: {p:?}");
+    }
+
     /// LookupEvents' reads of the side tables go through their indexes, and its read of the
     /// records not yet copied seeks past the copied ones (migration 0009).
     #[tokio::test]

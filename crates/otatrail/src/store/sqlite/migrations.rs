@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "event_keys",
         sql: include_str!("../../../migrations/sqlite/0009_event_keys.sql"),
     },
+    Migration {
+        version: 10,
+        description: "things_by_type",
+        sql: include_str!("../../../migrations/sqlite/0010_things_by_type.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

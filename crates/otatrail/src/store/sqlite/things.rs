@@ -110,6 +110,19 @@ pub(super) async fn delete_thing(conn: &mut Connection, scope: &Scope, name: &st
     Ok(r.rows_affected() > 0)
 }
 
+/// ListThings' query without and with a type filter: with one, it reads `things_by_type` (a
+/// partial index: untyped things, most of them, are not in it), in name order.
+pub(super) const LIST_THINGS_SQL: [&str; 2] = [
+    "SELECT * FROM things t WHERE account_id = ? AND region = ? AND thing_name > ? \
+     AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(t.attributes) a WHERE a.key = ? \
+          AND (? IS NULL OR (CASE WHEN ? THEN substr(a.value, 1, length(?)) = ? ELSE a.value = ? END)))) \
+     ORDER BY thing_name LIMIT ?",
+    "SELECT * FROM things t WHERE account_id = ? AND region = ? AND thing_name > ? AND thing_type_name = ? \
+     AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(t.attributes) a WHERE a.key = ? \
+          AND (? IS NULL OR (CASE WHEN ? THEN substr(a.value, 1, length(?)) = ? ELSE a.value = ? END)))) \
+     ORDER BY thing_name LIMIT ?",
+];
+
 pub(super) async fn list_things(
     conn: &mut Connection,
     scope: &Scope,
@@ -117,29 +130,25 @@ pub(super) async fn list_things(
     after_name: Option<&str>,
     limit: i64,
 ) -> StoreResult<Vec<Thing>> {
-    let rows = query(
-        "SELECT * FROM things t WHERE account_id = ? AND region = ? AND thing_name > ? \
-         AND (? IS NULL OR thing_type_name = ?) \
-         AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(t.attributes) a WHERE a.key = ? \
-              AND (? IS NULL OR (CASE WHEN ? THEN substr(a.value, 1, length(?)) = ? ELSE a.value = ? END)))) \
-         ORDER BY thing_name LIMIT ?",
-    )
-    .bind(&scope.account_id)
-    .bind(&scope.region)
-    .bind(after_name.unwrap_or(""))
-    .bind(&filter.thing_type_name)
-    .bind(&filter.thing_type_name)
-    .bind(&filter.attribute_name)
-    .bind(&filter.attribute_name)
-    .bind(&filter.attribute_value)
-    .bind(filter.value_prefix)
-    .bind(&filter.attribute_value)
-    .bind(&filter.attribute_value)
-    .bind(&filter.attribute_value)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    let mut q = query(LIST_THINGS_SQL[filter.thing_type_name.is_some() as usize])
+        .bind(&scope.account_id)
+        .bind(&scope.region)
+        .bind(after_name.unwrap_or(""));
+    if let Some(t) = &filter.thing_type_name {
+        q = q.bind(t);
+    }
+    let rows = q
+        .bind(&filter.attribute_name)
+        .bind(&filter.attribute_name)
+        .bind(&filter.attribute_value)
+        .bind(filter.value_prefix)
+        .bind(&filter.attribute_value)
+        .bind(&filter.attribute_value)
+        .bind(&filter.attribute_value)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
     rows.iter().map(thing_from_row).collect()
 }
 
