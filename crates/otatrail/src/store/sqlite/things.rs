@@ -110,18 +110,22 @@ pub(super) async fn delete_thing(conn: &mut Connection, scope: &Scope, name: &st
     Ok(r.rows_affected() > 0)
 }
 
+/// ListThings' query, with `$type_filter` after the name condition.
+macro_rules! list_things_sql {
+    ($type_filter:literal) => {
+        concat!(
+            "SELECT * FROM things t WHERE account_id = ? AND region = ? AND thing_name > ?",
+            $type_filter,
+            " AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(t.attributes) a WHERE a.key = ? \
+              AND (? IS NULL OR (CASE WHEN ? THEN substr(a.value, 1, length(?)) = ? ELSE a.value = ? END)))) \
+             ORDER BY thing_name LIMIT ?"
+        )
+    };
+}
+
 /// ListThings' query without and with a type filter: with one, it reads `things_by_type` (a
 /// partial index: untyped things, most of them, are not in it), in name order.
-pub(super) const LIST_THINGS_SQL: [&str; 2] = [
-    "SELECT * FROM things t WHERE account_id = ? AND region = ? AND thing_name > ? \
-     AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(t.attributes) a WHERE a.key = ? \
-          AND (? IS NULL OR (CASE WHEN ? THEN substr(a.value, 1, length(?)) = ? ELSE a.value = ? END)))) \
-     ORDER BY thing_name LIMIT ?",
-    "SELECT * FROM things t WHERE account_id = ? AND region = ? AND thing_name > ? AND thing_type_name = ? \
-     AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(t.attributes) a WHERE a.key = ? \
-          AND (? IS NULL OR (CASE WHEN ? THEN substr(a.value, 1, length(?)) = ? ELSE a.value = ? END)))) \
-     ORDER BY thing_name LIMIT ?",
-];
+pub(super) const LIST_THINGS_SQL: [&str; 2] = [list_things_sql!(""), list_things_sql!(" AND thing_type_name = ?")];
 
 pub(super) async fn list_things(
     conn: &mut Connection,
