@@ -2198,7 +2198,7 @@ mod tests {
 
     /// While a sync is slow the writer copies lookup keys in whole slices, inside the commit it
     /// is gathering; fewer than a slice's worth wait for the backlog copy, which comes before
-    /// a batch's units once they have waited long enough.
+    /// a batch's units once records have waited long enough.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lookup_keys_are_copied_in_slices_while_a_sync_is_slow() {
         use crate::store::conformance::record;
@@ -2213,16 +2213,18 @@ mod tests {
             let s = s.clone();
             tokio::spawn(async move { s.append(record(&id, 1_000, "A", &[("T", "arn:x")])).await })
         };
-        // The first record's commit waits for its sync; the records appended meanwhile join
-        // the next commit, and so does the one slice of keys the writer copies meanwhile (101
-        // records waiting: one whole slice, 37 left).
+        // The first record's commit waits for its sync. Once it has waited for the backlog copy
+        // to be due, the next batch starts by copying its keys (one record); the hundred
+        // records appended meanwhile join that batch, and so does the one whole slice of keys
+        // the writer copies while the sync is still pending (100 waiting: 64 copied, 36 left).
         let first = append("ev-000".into());
         while count("events") < 1 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        tokio::time::sleep(INDEX_EVERY + Duration::from_millis(50)).await;
         let rest: Vec<_> = (1..=100).map(|i| append(format!("ev-{i:03}"))).collect();
         // Time for all hundred to reach the writer (a few milliseconds).
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         assert_eq!(count("events"), 1, "the next commit waits for the first one's sync");
         verdict.send(Ok(())).unwrap();
         first.await.unwrap().unwrap();
@@ -2231,14 +2233,14 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the hundred records did not commit together ({} did)", count("events") - 1);
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        assert_eq!(count("event_keys"), INDEX_SLICE, "one whole slice, in the commit with the records");
-        assert_eq!(count("event_resource_keys"), INDEX_SLICE, "with its records' resources");
+        assert_eq!(count("event_keys"), 1 + INDEX_SLICE, "the backlog's one record and one whole slice, in the commit with the records");
+        assert_eq!(count("event_resource_keys"), 1 + INDEX_SLICE, "with their records' resources");
         verdict.send(Ok(())).unwrap();
         for r in rest {
             r.await.unwrap().unwrap();
         }
-        // The rest once the backlog copy is due: before the next batch's units, so not the
-        // new record itself.
+        // The rest once the backlog copy is due again: before the next batch's units, so not
+        // the new record itself.
         tokio::time::sleep(INDEX_EVERY + Duration::from_millis(50)).await;
         let last = append("ev-101".into());
         verdict.send(Ok(())).unwrap();
