@@ -40,7 +40,7 @@ use crate::domain::jobs::{ExecStatus, Job as IotJob, JobExecution, JobFilter};
 use crate::domain::ota::{OtaStatus, OtaUpdate};
 use crate::domain::time::Millis;
 use durability::{Committed, Durability, SyncFn};
-use history::{INDEX_BATCH, INDEX_EVERY, INDEX_SLICE, index_backlog, uncopied};
+use history::{INDEX_BATCH, INDEX_EVERY, INDEX_SLICE, index_backlog};
 use sql::{Row, query};
 
 mod durability;
@@ -461,11 +461,7 @@ impl KeyCopier {
 
     /// Copies a slice if a whole one is waiting.
     fn copy_slice(&mut self, conn: &mut Connection) {
-        match uncopied(conn) {
-            Ok(n) if n >= INDEX_SLICE => self.copy(conn, INDEX_SLICE),
-            Ok(_) => self.short = true,
-            Err(e) => self.fail(e),
-        }
+        self.copy(conn, INDEX_SLICE, INDEX_SLICE);
     }
 
     /// Whether the backlog has waited too long.
@@ -478,16 +474,18 @@ impl KeyCopier {
     /// millions, left by an older version, is worked off a batch at a time).
     fn copy_backlog(&mut self, conn: &mut Connection) {
         self.since = std::time::Instant::now();
-        self.copy(conn, INDEX_BATCH);
+        self.copy(conn, 0, INDEX_BATCH);
     }
 
-    /// Copies the keys of up to `limit` records in the open transaction. A failure leaves the
-    /// records where LookupEvents still reads them.
-    fn copy(&mut self, conn: &mut Connection, limit: i64) {
-        match in_savepoint(conn, |conn| index_backlog(conn, limit)) {
+    /// Copies the keys of up to `at_most` records in the open transaction, if at least
+    /// `at_least` are waiting. A failure leaves the records where LookupEvents still reads them.
+    fn copy(&mut self, conn: &mut Connection, at_least: i64, at_most: i64) {
+        match in_savepoint(conn, |conn| index_backlog(conn, at_least, at_most)) {
             Ok(copied) => {
                 self.failed = false;
-                if (copied as i64) < limit {
+                if copied == 0 && at_least > 0 {
+                    self.short = true;
+                } else if (copied as i64) < at_most {
                     self.behind = false;
                     self.since = std::time::Instant::now();
                 }
@@ -2386,11 +2384,12 @@ mod on_disk_tests {
         assert_eq!(none_copied[8], ["ev-07"]);
         assert!(none_copied[9].is_empty());
         raw.execute_batch("BEGIN").unwrap();
-        assert_eq!(index_backlog(&raw, 25).unwrap(), 25);
+        assert_eq!(index_backlog(&raw, 0, 25).unwrap(), 25);
         raw.execute_batch("COMMIT").unwrap();
         assert_eq!(all_pages().await, none_copied, "with 25 of 60 copied");
         raw.execute_batch("BEGIN").unwrap();
-        assert_eq!(index_backlog(&raw, 1000).unwrap(), 35);
+        assert_eq!(index_backlog(&raw, 0, 1000).unwrap(), 35);
+        assert_eq!(index_backlog(&raw, 1, 1000).unwrap(), 0, "none waiting");
         raw.execute_batch("COMMIT").unwrap();
         let resources: i64 = raw.query_row("SELECT COUNT(*) FROM event_resource_keys", [], |r| r.get(0)).unwrap();
         assert_eq!(resources, 120, "every resource's keys copied once");

@@ -69,21 +69,26 @@ pub(super) const INDEX_EVERY: Duration = Duration::from_millis(200);
 /// Records whose keys one backlog copy takes at most.
 pub(super) const INDEX_BATCH: i64 = 8192;
 
-/// Copies the lookup keys of up to `limit` records not yet in `event_keys`, oldest first, and
-/// those of their resources, in the writer's open transaction: between units, never inside
-/// one, so a record whose unit is rolled back is never copied, and the copied records are one
-/// unbroken run of sequence numbers (the copy commits or is lost with the records it read).
-pub(super) fn index_backlog(conn: &Connection, limit: i64) -> StoreResult<usize> {
-    let from: i64 = conn
-        .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM event_keys")
-        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+/// Copies the lookup keys of the records not yet in `event_keys`, oldest first, up to
+/// `at_most`, and those of their resources; none unless at least `at_least` may be waiting
+/// (the gap between the newest record and the newest copied one). Runs in the writer's open
+/// transaction: between units, never inside one, so a record whose unit is rolled back is never
+/// copied, and the copied records are one unbroken run of sequence numbers (the copy commits
+/// or is lost with the records it read).
+pub(super) fn index_backlog(conn: &Connection, at_least: i64, at_most: i64) -> StoreResult<usize> {
+    let (from, newest): (i64, i64) = conn
+        .prepare_cached("SELECT (SELECT COALESCE(MAX(seq), 0) FROM event_keys), (SELECT COALESCE(MAX(seq), 0) FROM events)")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
         .map_err(db_err)?;
+    if newest - from < at_least.max(1) {
+        return Ok(0);
+    }
     let copied = conn
         .prepare_cached(
             "INSERT INTO event_keys SELECT seq, account_id, region, event_time, event_name, event_source, read_only, username, access_key_id \
              FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
         )
-        .and_then(|mut s| s.execute(rusqlite::params![from, limit]))
+        .and_then(|mut s| s.execute(rusqlite::params![from, at_most]))
         .map_err(db_err)?;
     if copied > 0 {
         // `seq` is the table's rowid.
@@ -96,14 +101,6 @@ pub(super) fn index_backlog(conn: &Connection, limit: i64) -> StoreResult<usize>
         .map_err(db_err)?;
     }
     Ok(copied)
-}
-
-/// How many records at most are waiting for their lookup keys (the gap between the newest
-/// record and the newest copied one).
-pub(super) fn uncopied(conn: &Connection) -> StoreResult<i64> {
-    conn.prepare_cached("SELECT (SELECT COALESCE(MAX(seq), 0) FROM events) - (SELECT COALESCE(MAX(seq), 0) FROM event_keys)")
-        .and_then(|mut s| s.query_row([], |r| r.get(0)))
-        .map_err(db_err)
 }
 
 pub(super) async fn lookup_events(conn: &mut Connection, q: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
