@@ -24,6 +24,7 @@ pub async fn run(store: Arc<dyn Store>) {
     concurrent_writers_all_commit(&store).await;
     appended_records(&store).await;
     regions_with_records(&store).await;
+    records_after_a_cursor(&store).await;
     ota_stream_uses(&store).await;
     scopes_are_isolated(&store).await;
     things::run(&store).await;
@@ -679,6 +680,37 @@ async fn appended_records(store: &Arc<dyn Store>) {
     .await
     .unwrap();
     assert_eq!(names.len(), 150);
+}
+
+/// Delivery's read: a lane's records after a cursor, oldest first, at most `limit`, every
+/// field as appended (resources are not read back), none of another lane's.
+async fn records_after_a_cursor(store: &Arc<dyn Store>) {
+    let (account, region) = ("454545454545", "sa-east-1");
+    for (i, (acct, r)) in [(account, region), (account, "us-east-2"), ("565656565656", region), (account, region), (account, region)].into_iter().enumerate() {
+        let mut ev = record(&format!("since-ev-{i}"), 2_000 + i as i64, if i % 2 == 0 { "CreateThing" } else { "DescribeThing" }, &[("AWS::IoT::Thing", "arn:t")]);
+        ev.recipient_account_id = acct.into();
+        ev.region = r.into();
+        ev.read_only = i % 2 == 1;
+        ev.username = (i != 3).then(|| format!("user-{i}"));
+        store.append(ev).await.unwrap();
+    }
+    let since = |after: i64, limit: i64| {
+        read::<_, StoreError, _>(&**store, move |tx| Box::pin(async move { tx.events_since(account, region, after, limit).await }))
+    };
+    let all = since(0, 100).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids, ["since-ev-0", "since-ev-3", "since-ev-4"], "the lane's records only, in commit order");
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    let third = &all[1];
+    assert_eq!(
+        (third.event_time, third.event_name.as_str(), third.event_source.as_str(), third.read_only, third.username.as_deref(), third.access_key_id.as_deref()),
+        (Millis(2_003), "DescribeThing", "iot.amazonaws.com", true, None, Some("AKIAEXAMPLE"))
+    );
+    assert_eq!(all[0].username.as_deref(), Some("user-0"));
+    assert_eq!(all[2].record, "{\"eventID\":\"since-ev-4\"}");
+    let after_first = since(all[0].seq, 1).await.unwrap();
+    assert_eq!(after_first.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["since-ev-3"], "after the cursor, at most the limit");
+    assert!(since(all[2].seq, 10).await.unwrap().is_empty());
 }
 
 /// The regions an account has records in: each once, in order, none of another account's.

@@ -109,6 +109,22 @@ impl SqliteStore {
     }
 }
 
+/// Process-wide SQLite settings, which take effect only before the first connection opens.
+/// Memory statistics off: with them on, every allocation and free of every connection takes
+/// one global mutex, which the writer, the readers and the checkpointer contended for (futex
+/// calls in profiles of the busiest calls). The store never reads those statistics.
+fn configure_library() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_config` is called before any connection of this process opened (the
+        // writer's is the store's first) or it returns SQLITE_MISUSE and changes nothing.
+        let rc = unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int) };
+        if rc != rusqlite::ffi::SQLITE_OK {
+            tracing::debug!(rc, "SQLite was already initialized; its memory statistics stay on");
+        }
+    });
+}
+
 /// Page cache of the writer, in KiB: index pages it would otherwise read again with a system
 /// call for nearly every insert once the database outgrows SQLite's default 2 MiB.
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
@@ -131,6 +147,7 @@ fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
 /// the sync thread rather than inside `COMMIT` (`synchronous=NORMAL`; a checkpoint still
 /// syncs the log before it copies it and the database file after).
 fn open_writer(path: &Path) -> StoreResult<Connection> {
+    configure_library();
     let mut conn = Connection::open(path).map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
     configure(&conn, WRITER_CACHE_KIB).map_err(db_err)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(db_err)?;
@@ -565,8 +582,9 @@ fn append_batch(conn: &mut Connection, events: Vec<AuditEvent>, rolled_back: &At
 }
 
 /// A lane's records after its cursor (delivery); the plan is checked by a test.
-const EVENTS_SINCE: &str =
-    "SELECT * FROM events WHERE account_id = ? AND region = ? AND seq > ? ORDER BY seq LIMIT ?";
+/// Delivery's read, the columns in [`stored_event`]'s order.
+const EVENTS_SINCE: &str = "SELECT seq, event_id, event_time, event_name, event_source, read_only, username, access_key_id, record \
+     FROM events WHERE account_id = ? AND region = ? AND seq > ? ORDER BY seq LIMIT ?";
 
 /// Appends one record and its resources; its sequence number. Kept-prepared statements with
 /// borrowed parameters: a generated multi-row insert had to be parsed again for every batch
@@ -671,6 +689,15 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// A failed read: a value of the wrong kind is a corrupt store, as in [`get`].
+fn read_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::Error::{FromSqlConversionFailure, IntegralValueOutOfRange, InvalidColumnType};
+    match e {
+        e @ (FromSqlConversionFailure(..) | IntegralValueOutOfRange(..) | InvalidColumnType(..)) => StoreError::Corrupt(e.to_string()),
+        e => db_err(e),
+    }
+}
+
 fn get<T: rusqlite::types::FromSql>(row: &Row, col: &str) -> StoreResult<T> {
     row.try_get(col).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -769,6 +796,22 @@ fn event_from_row(row: &Row, resources: Vec<(String, String)>) -> StoreResult<St
         access_key_id: get(row, "access_key_id")?,
         resources,
         record: get(row, "record")?,
+    })
+}
+
+/// A row of [`EVENTS_SINCE`], by column index.
+fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: r.get(0)?,
+        event_id: r.get(1)?,
+        event_time: Millis(r.get(2)?),
+        event_name: r.get(3)?,
+        event_source: r.get(4)?,
+        read_only: r.get(5)?,
+        username: r.get(6)?,
+        access_key_id: r.get(7)?,
+        resources: vec![],
+        record: r.get(8)?,
     })
 }
 
@@ -1481,15 +1524,15 @@ impl StateTx for SqliteTx<'_> {
         after_seq: i64,
         limit: i64,
     ) -> StoreResult<Vec<StoredEvent>> {
-        let rows = query(EVENTS_SINCE)
+        // Every record is read back once to be delivered: mapped straight from the columns.
+        query(EVENTS_SINCE)
             .bind(account_id)
             .bind(region)
             .bind(after_seq)
             .bind(limit)
-            .fetch_all(&mut *self.conn)
+            .fetch_map(&mut *self.conn, stored_event)
             .await
-            .map_err(db_err)?;
-        rows.iter().map(|row| event_from_row(row, vec![])).collect()
+            .map_err(read_err)
     }
 
     async fn event_regions(&mut self, account_id: &str) -> StoreResult<Vec<String>> {
@@ -2246,6 +2289,24 @@ mod tests {
         assert_eq!(count("events"), 102);
         assert_eq!(count("event_keys"), 101);
         assert_eq!(count("event_resource_keys"), 101);
+    }
+
+    /// A record whose column holds a value of the wrong kind reads as a corrupt store, not as
+    /// a database failure (delivery reports it as such and stops the lane).
+    #[tokio::test]
+    async fn a_record_of_the_wrong_kind_reads_as_corrupt() {
+        use crate::store::conformance::record;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let s = SqliteStore::open(&path).await.unwrap();
+        s.append(record("ev-1", 1_000, "A", &[])).await.unwrap();
+        let raw = Connection::open(&path).unwrap();
+        raw.busy_timeout(BUSY_TIMEOUT).unwrap();
+        raw.execute("UPDATE events SET event_time = 'soon'", []).unwrap();
+        let e = store::read::<_, StoreError, _>(&s, |tx| Box::pin(async move { tx.events_since("555555555555", "eu-west-1", 0, 10).await }))
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, StoreError::Corrupt(m) if m.contains("event_time") || m.contains("column")), "{e:?}");
     }
 
     /// After a failed sync nothing is answered as durable: the commit's units, later writes and
