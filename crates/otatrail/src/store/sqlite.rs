@@ -581,8 +581,8 @@ fn append_batch(conn: &mut Connection, events: Vec<AuditEvent>, rolled_back: &At
     out
 }
 
-/// A lane's records after its cursor (delivery); the plan is checked by a test.
-/// Delivery's read, the columns in [`stored_event`]'s order.
+/// A lane's records after its cursor (delivery), the columns in [`stored_event`]'s order; the
+/// plan is checked by a test.
 const EVENTS_SINCE: &str = "SELECT seq, event_id, event_time, event_name, event_source, read_only, username, access_key_id, record \
      FROM events WHERE account_id = ? AND region = ? AND seq > ? ORDER BY seq LIMIT ?";
 
