@@ -20,7 +20,7 @@ use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use otatrail_sigv4::{Credentials, SignableRequest, sign_request};
+use otatrail_sigv4::{Credentials, SignableRequest, Signer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
@@ -211,6 +211,7 @@ async fn client(shared: Arc<Shared>, id: usize, clients: usize, start: Instant, 
     let args = &shared.args;
     let spec = &shared.spec;
     let mut sender = connect(&args.endpoint).await?;
+    let mut signer = Signer::new(shared.creds.clone(), &spec.region, &spec.service);
     let mut out = ClientResult::default();
     // Open loop: client `id` sends at start + (id + k*clients) / rate, so the clients
     // together offer `rate` requests per second, evenly spread.
@@ -236,11 +237,8 @@ async fn client(shared: Arc<Shared>, id: usize, clients: usize, start: Instant, 
         let query = fill(&spec.query, n);
         let body = fill(&spec.body, n);
         let headers: Vec<(&str, &str)> = spec.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let signed = sign_request(
+        let signed = signer.sign(
             &SignableRequest { method: &spec.method, host: &args.endpoint, path: &path, query: &query, headers: &headers, body: body.as_bytes() },
-            &shared.creds,
-            &spec.region,
-            &spec.service,
             time::OffsetDateTime::now_utc(),
         );
         let uri = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };

@@ -21,7 +21,7 @@ mod signer;
 pub use canonical::{CanonicalRequest, UriEncoding, canonical_query_string, uri_encode};
 pub use error::SigV4Error;
 pub use key_cache::SigningKeyCache;
-pub use signer::{Credentials, SignableRequest, sign_request};
+pub use signer::{Credentials, SignableRequest, Signer, sign_request};
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};

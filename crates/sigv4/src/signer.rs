@@ -44,6 +44,46 @@ pub fn sign_request(
     service: &str,
     now: OffsetDateTime,
 ) -> Vec<(&'static str, String)> {
+    sign_with(req, creds, region, service, now, |date| derive_signing_key(&creds.secret_access_key, date, region, service))
+}
+
+/// Signs request after request for one region and service, deriving the signing key once a
+/// day instead of once a request (four HMACs: a load generator's hot path).
+pub struct Signer {
+    creds: Credentials,
+    region: String,
+    service: String,
+    /// The date (`YYYYMMDD`) the key is for, and the key.
+    key: Option<(String, [u8; 32])>,
+}
+
+impl Signer {
+    pub fn new(creds: Credentials, region: &str, service: &str) -> Self {
+        Self { creds, region: region.to_string(), service: service.to_string(), key: None }
+    }
+
+    /// What [`sign_request`] returns for the same request and time.
+    pub fn sign(&mut self, req: &SignableRequest<'_>, now: OffsetDateTime) -> Vec<(&'static str, String)> {
+        let Self { creds, region, service, key } = self;
+        sign_with(req, creds, region, service, now, |date| match key {
+            Some((d, k)) if d == date => *k,
+            _ => {
+                let k = derive_signing_key(&creds.secret_access_key, date, region, service);
+                *key = Some((date.to_string(), k));
+                k
+            }
+        })
+    }
+}
+
+fn sign_with(
+    req: &SignableRequest<'_>,
+    creds: &Credentials,
+    region: &str,
+    service: &str,
+    now: OffsetDateTime,
+    signing_key: impl FnOnce(&str) -> [u8; 32],
+) -> Vec<(&'static str, String)> {
     let amz_date = format_amz_date(now);
     let date = &amz_date[..8];
     let mut headers: Vec<(&str, &str)> = vec![("host", req.host), ("x-amz-date", &amz_date)];
@@ -64,7 +104,7 @@ pub fn sign_request(
     let canonical_string = canonical.canonical_string(&signed, encoding);
     let scope = format!("{date}/{region}/{service}/aws4_request");
     let to_sign = string_to_sign(&amz_date, &scope, &canonical_string);
-    let key = derive_signing_key(&creds.secret_access_key, date, region, service);
+    let key = signing_key(date);
     let signature = hex::encode(sign(&key, &to_sign));
     let mut sorted = signed.clone();
     sorted.sort();
@@ -109,5 +149,18 @@ mod tests {
         Verifier::new().verify(&auth, &canonical, "secret/key", &expect).expect("verifies");
         assert!(Verifier::new().verify(&auth, &canonical, "other", &expect).is_err());
         assert!(!format!("{creds:?}").contains("secret"));
+    }
+
+    /// A `Signer` signs as `sign_request` does, on the same day and after the date changes
+    /// (when its key must be derived again).
+    #[test]
+    fn a_signer_signs_as_sign_request_across_days() {
+        let creds = Credentials { access_key_id: "AKIDEXAMPLE".into(), secret_access_key: "secret/key".into(), session_token: None };
+        let req = SignableRequest { method: "GET", host: "h:1", path: "/things/t", query: "", headers: &[], body: b"" };
+        let mut signer = Signer::new(creds.clone(), "eu-west-1", "iot");
+        for t in [1_700_000_000, 1_700_000_100, 1_700_100_000, 1_700_000_000] {
+            let now = OffsetDateTime::from_unix_timestamp(t).unwrap();
+            assert_eq!(signer.sign(&req, now), sign_request(&req, &creds, "eu-west-1", "iot", now), "at {t}");
+        }
     }
 }
