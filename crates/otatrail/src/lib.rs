@@ -16,6 +16,7 @@ pub mod events_cli;
 /// Fuzz entry points (`tests/hostile_input.rs`, `fuzz/`); not an API.
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod log_sink;
 pub mod objects;
 pub mod outbound;
 pub mod s3;

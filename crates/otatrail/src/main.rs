@@ -55,21 +55,19 @@ enum Command {
 
 /// Logs to stderr; lines are written until the returned guard is dropped.
 #[must_use = "log lines still buffered are lost when the guard is dropped early"]
-fn init_logging(
-    format: LogFormat,
-    default_level: &str,
-) -> tracing_appender::non_blocking::WorkerGuard {
+fn init_logging(format: LogFormat, default_level: &str) -> Option<otatrail::log_sink::FlushGuard> {
     let filter =
         EnvFilter::try_from_env("OTATRAIL_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    // The server logs a line per request. A thread of its own writes them, as many as have
-    // queued up in one system call: written by the runtime workers, one call per line, they
-    // cost about 7% of the throughput. Not lossy: a full queue makes logging wait instead of
-    // dropping lines.
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("otatrail-log")
-        .finish(std::io::BufWriter::new(std::io::stderr()));
+    // The server logs a line per request: batched, and written by a thread of its own (see
+    // `log_sink`). Without that thread, straight to stderr.
+    let (writer, guard) = match otatrail::log_sink::batched(Box::new(std::io::stderr()), "otatrail-log") {
+        Ok((w, g)) => (tracing_subscriber::fmt::writer::BoxMakeWriter::new(w), Some(g)),
+        Err(e) => {
+            eprintln!("otatrail: cannot start the log thread ({e}); logging straight to stderr");
+            (tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr), None)
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
