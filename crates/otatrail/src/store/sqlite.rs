@@ -51,8 +51,9 @@ mod ota;
 mod sql;
 mod things;
 
-/// Units of work committed together at most.
-const MAX_BATCH: usize = 256;
+/// Units of work committed together at most: a bound on one commit's size (a few MB of log)
+/// and on how long its first unit waits, reached only with hundreds of concurrent calls.
+const MAX_BATCH: usize = 512;
 /// Read connections kept open between reads; more are opened when more reads run at once.
 const MAX_IDLE_READERS: usize = 8;
 /// How long a statement waits for a lock another process holds before failing.
@@ -2255,23 +2256,25 @@ mod tests {
             tokio::spawn(async move { s.append(record(&id, 1_000, "A", &[("T", "arn:x")])).await })
         };
         // The first record's commit waits for its sync. Once it has waited for the backlog copy
-        // to be due, the next batch starts by copying its keys (one record); the hundred
+        // to be due, the next batch starts by copying its keys (one record); the slice and 36
         // records appended meanwhile join that batch, and so does the one whole slice of keys
-        // the writer copies while the sync is still pending (100 waiting: 64 copied, 36 left).
+        // the writer copies while the sync is still pending (a slice and 36 waiting: 36 left).
         let first = append("ev-000".into());
         while count("events") < 1 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         tokio::time::sleep(INDEX_EVERY + Duration::from_millis(50)).await;
-        let rest: Vec<_> = (1..=100).map(|i| append(format!("ev-{i:03}"))).collect();
-        // Time for all hundred to reach the writer (a few milliseconds).
+        let more = INDEX_SLICE + 36;
+        assert!(more < MAX_BATCH as i64, "the test needs a slice and 36 more records in one batch");
+        let rest: Vec<_> = (1..=more).map(|i| append(format!("ev-{i:03}"))).collect();
+        // Time for all of them to reach the writer (a few milliseconds).
         tokio::time::sleep(Duration::from_millis(1000)).await;
         assert_eq!(count("events"), 1, "the next commit waits for the first one's sync");
         verdict.send(Ok(())).unwrap();
         first.await.unwrap().unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while count("events") < 101 {
-            assert!(std::time::Instant::now() < deadline, "the hundred records did not commit together ({} did)", count("events") - 1);
+        while count("events") < 1 + more {
+            assert!(std::time::Instant::now() < deadline, "the records did not commit together ({} did)", count("events") - 1);
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         assert_eq!(count("event_keys"), 1 + INDEX_SLICE, "the backlog's one record and one whole slice, in the commit with the records");
@@ -2283,12 +2286,12 @@ mod tests {
         // The rest once the backlog copy is due again: before the next batch's units, so not
         // the new record itself.
         tokio::time::sleep(INDEX_EVERY + Duration::from_millis(50)).await;
-        let last = append("ev-101".into());
+        let last = append("ev-last".into());
         verdict.send(Ok(())).unwrap();
         last.await.unwrap().unwrap();
-        assert_eq!(count("events"), 102);
-        assert_eq!(count("event_keys"), 101);
-        assert_eq!(count("event_resource_keys"), 101);
+        assert_eq!(count("events"), 2 + more);
+        assert_eq!(count("event_keys"), 1 + more);
+        assert_eq!(count("event_resource_keys"), 1 + more);
     }
 
     /// A record whose column holds a value of the wrong kind reads as a corrupt store, not as

@@ -57,10 +57,13 @@ pub(super) fn lookup_query<'q>(from: &str, scope: &str, after: Option<i64>, filt
 
 /// Records whose keys the writer copies at a time while it waits for the disk to sync its
 /// previous commit (and has no unit to run): small, so that a unit arriving meanwhile waits
-/// for at most one slice (about 0.2 ms), and the copy rides on a commit that was going to be
-/// made anyway. Only whole slices: each copy rewrites the last page of nine indexes, and
-/// copying the two or three records of a quiet moment's commit would do that per commit.
-pub(super) const INDEX_SLICE: i64 = 64;
+/// for at most one slice (under a millisecond), and the copy rides on a commit that was going
+/// to be made anyway. Only whole slices: each copy rewrites the last page or two of nine
+/// indexes, whatever it copies, and copying the two or three records of a quiet moment's
+/// commit would do that per commit. 256 rather than 64: a fifth fewer pages written per
+/// CreateThing at full load (its 64 clients: 55 rather than 60 µs of server CPU a call), the
+/// p99 at full and at half load unchanged.
+pub(super) const INDEX_SLICE: i64 = 256;
 /// How long the writer lets records wait for their keys at most: when the slices fall behind
 /// (or the writer never waits for a sync), it copies a backlog of up to [`INDEX_BATCH`] before a
 /// batch's units. LookupEvents reads the records after the last copied one directly: this
