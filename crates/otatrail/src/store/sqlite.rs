@@ -50,6 +50,7 @@ mod migrations;
 mod ota;
 mod sql;
 mod things;
+mod wal_writes;
 
 /// Units of work committed together at most: a bound on one commit's size (a few MB of log)
 /// and on how long its first unit waits, reached only with hundreds of concurrent calls.
@@ -149,7 +150,14 @@ fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
 /// syncs the log before it copies it and the database file after).
 fn open_writer(path: &Path) -> StoreResult<Connection> {
     configure_library();
-    let mut conn = Connection::open(path).map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
+    // The writer's log is written a commit at a time (see `wal_writes`).
+    let opened = if wal_writes::register() == rusqlite::ffi::SQLITE_OK {
+        Connection::open_with_flags_and_vfs(path, OpenFlags::default(), wal_writes::NAME)
+    } else {
+        tracing::warn!("cannot register the log-writing VFS; the writer uses SQLite's default");
+        Connection::open(path)
+    };
+    let mut conn = opened.map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
     configure(&conn, WRITER_CACHE_KIB).map_err(db_err)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(db_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
