@@ -118,8 +118,10 @@ impl SqliteStore {
 fn configure_library() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: `sqlite3_config` is called before any connection of this process opened (the
-        // writer's is the store's first) or it returns SQLITE_MISUSE and changes nothing.
+        // SAFETY: in the server this runs before SQLite is first used (the writer's connection
+        // is the process's first); once SQLite is initialized, `sqlite3_config` returns
+        // SQLITE_MISUSE. (Tests open stores from several threads: the setting then only decides
+        // whether allocations are counted, never how memory is managed.)
         let rc = unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int) };
         if rc != rusqlite::ffi::SQLITE_OK {
             tracing::debug!(rc, "SQLite was already initialized; its memory statistics stay on");
