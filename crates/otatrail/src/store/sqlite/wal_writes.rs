@@ -5,8 +5,8 @@
 //! two of the kernel's pages: a commit of 50 frames cost 100 system calls and about 150 page
 //! updates in the page cache, 7% of the server's CPU under load. This VFS is the default one
 //! (`unix`) except for log files, whose writes gather in memory while they follow one another
-//! and go to the file in one call: at the end of each commit, and before anything else is done
-//! with the file.
+//! and go to the file in a few large writes: at the end of each commit, and before anything
+//! else is done with the file.
 //!
 //! When the log's bytes reach the file does not change what a commit means. SQLite publishes a
 //! commit to readers (the log index in shared memory) only after the commit frame's write
@@ -34,8 +34,9 @@ const FRAME_HEADER: usize = 24;
 /// Bytes gathered past which they are sent before the commit ends (a very large commit).
 const MAX_GATHERED: usize = 4 << 20;
 
-/// Bytes handed to the `unix` VFS in one write: it writes at most 128 KiB (less one byte) a
-/// call, and fails a larger write whose length is a multiple of that.
+/// Bytes handed to the `unix` VFS in one write: it cuts a write's length to its low 17 bits
+/// (`seekAndWriteFd`), so a longer write is cut short, and one whose length is a multiple of
+/// 128 KiB fails as if the disk were full.
 const MAX_WRITE: usize = 64 << 10;
 
 /// A log file: the `unix` file it wraps follows this struct in SQLite's allocation.
@@ -271,6 +272,15 @@ mod tests {
         conn
     }
 
+    /// A new database with table `t`, and the writer's connection to it (through this VFS).
+    fn table_t() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let w = writer(&path);
+        w.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL); CREATE INDEX t_body ON t (body)").unwrap();
+        (dir, path, w)
+    }
+
     /// What another connection (its own descriptor, the default VFS) finds: rows, their
     /// bytes, and whether the database is sound.
     fn seen(path: &std::path::Path) -> (i64, i64, String) {
@@ -284,10 +294,7 @@ mod tests {
     /// through its own descriptor sees all of it, commit after commit.
     #[test]
     fn each_commit_is_in_the_file_when_it_returns() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let w = writer(&path);
-        w.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL); CREATE INDEX t_body ON t (body)").unwrap();
+        let (_dir, path, w) = table_t();
         let mut bytes = 0;
         for i in 0..200i64 {
             let body = format!("{i}-{}", "x".repeat(100 + i as usize * 37));
@@ -307,10 +314,7 @@ mod tests {
     /// not follow the last one).
     #[test]
     fn large_commits_and_rewritten_frames() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let w = writer(&path);
-        w.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL); CREATE INDEX t_body ON t (body)").unwrap();
+        let (_dir, path, w) = table_t();
         let mut rows = 0;
         let mut bytes = 0;
         for (n, size) in [(40, 1000), (3000, 1000), (6000, 1000)] {
