@@ -592,10 +592,21 @@ fn append_batch(conn: &mut Connection, events: Vec<AuditEvent>, rolled_back: &At
     out
 }
 
-/// A lane's records after its cursor (delivery), the columns in [`stored_event`]'s order; the
-/// plan is checked by a test.
-const EVENTS_SINCE: &str = "SELECT seq, event_id, event_time, event_name, event_source, read_only, username, access_key_id, record \
-     FROM events WHERE account_id = ? AND region = ? AND seq > ? ORDER BY seq LIMIT ?";
+/// The columns of `events` that [`stored_event`] reads, in its order, each after `$alias`
+/// (`""` or `"e."`): delivery's read and LookupEvents' select the same list.
+macro_rules! event_columns {
+    ($alias:literal) => {
+        concat!(
+            $alias, "seq, ", $alias, "event_id, ", $alias, "event_time, ", $alias, "event_name, ", $alias, "event_source, ",
+            $alias, "read_only, ", $alias, "username, ", $alias, "access_key_id, ", $alias, "record"
+        )
+    };
+}
+pub(super) use event_columns;
+
+/// A lane's records after its cursor (delivery); the plan is checked by a test.
+const EVENTS_SINCE: &str =
+    concat!("SELECT ", event_columns!(""), " FROM events WHERE account_id = ? AND region = ? AND seq > ? ORDER BY seq LIMIT ?");
 
 /// Appends one record and its resources; its sequence number. Kept-prepared statements with
 /// borrowed parameters: a generated multi-row insert had to be parsed again for every batch
@@ -701,7 +712,7 @@ fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
 }
 
 /// A failed read: a value of the wrong kind is a corrupt store, as in [`get`].
-fn read_err(e: rusqlite::Error) -> StoreError {
+pub(super) fn read_err(e: rusqlite::Error) -> StoreError {
     use rusqlite::Error::{FromSqlConversionFailure, IntegralValueOutOfRange, InvalidColumnType};
     match e {
         e @ (FromSqlConversionFailure(..) | IntegralValueOutOfRange(..) | InvalidColumnType(..)) => StoreError::Corrupt(e.to_string()),
@@ -795,23 +806,8 @@ fn object_from_row(r: &Row) -> StoreResult<ObjectMeta> {
     })
 }
 
-fn event_from_row(row: &Row, resources: Vec<(String, String)>) -> StoreResult<StoredEvent> {
-    Ok(StoredEvent {
-        seq: get(row, "seq")?,
-        event_id: get(row, "event_id")?,
-        event_time: Millis(get(row, "event_time")?),
-        event_name: get(row, "event_name")?,
-        event_source: get(row, "event_source")?,
-        read_only: get(row, "read_only")?,
-        username: get(row, "username")?,
-        access_key_id: get(row, "access_key_id")?,
-        resources,
-        record: get(row, "record")?,
-    })
-}
-
-/// A row of [`EVENTS_SINCE`], by column index.
-fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+/// A record selected with [`event_columns`], by column index (without its resources).
+pub(super) fn stored_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         seq: r.get(0)?,
         event_id: r.get(1)?,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::sql::{self, QueryBuilder, query};
-use super::{db_err, event_from_row, get};
+use super::{db_err, event_columns, get, read_err, stored_event};
 use crate::store::{EventQuery, LookupKey, StoreResult, StoredEvent};
 
 /// Column of `event_keys` a lookup attribute filters on.
@@ -31,8 +31,9 @@ fn key_column(key: LookupKey) -> &'static str {
 pub(super) fn lookup_query<'q>(from: &str, scope: &str, after: Option<i64>, filter: &str, q: &'q EventQuery, value: Option<&'q String>) -> sql::Query<'q> {
     let past = if after.is_some() { format!(" AND {scope}.seq > ?") } else { String::new() };
     let sql = format!(
-        "SELECT e.* FROM {from} WHERE {scope}.account_id = ? AND {scope}.region = ? AND {scope}.event_time >= ? AND {scope}.event_time <= ? \
-         AND ({scope}.event_time < ? OR ({scope}.event_time = ? AND {scope}.seq < ?)){past}{filter} ORDER BY {scope}.event_time DESC, {scope}.seq DESC LIMIT ?"
+        "SELECT {} FROM {from} WHERE {scope}.account_id = ? AND {scope}.region = ? AND {scope}.event_time >= ? AND {scope}.event_time <= ? \
+         AND ({scope}.event_time < ? OR ({scope}.event_time = ? AND {scope}.seq < ?)){past}{filter} ORDER BY {scope}.event_time DESC, {scope}.seq DESC LIMIT ?",
+        event_columns!("e.")
     );
     let (before_t, before_seq) = q.before.map(|(t, s)| (t.0, s)).unwrap_or((i64::MAX, i64::MAX));
     let mut query = query(sql)
@@ -111,9 +112,11 @@ pub(super) async fn lookup_events(conn: &mut Connection, q: &EventQuery) -> Stor
     // collect every matching row first. Only a resource filter can return an event twice
     // (two resources of one event matching); those repeats are dropped below, which can
     // make a page shorter but never skips an event.
-    let rows = match &q.attribute {
+    let events = match &q.attribute {
         // The records' own unique index.
-        Some((LookupKey::EventId, id)) => lookup_query("events e", "e", None, " AND e.event_id = ?", q, Some(id)).fetch_all(&mut *conn).await.map_err(db_err)?,
+        Some((LookupKey::EventId, id)) => {
+            lookup_query("events e", "e", None, " AND e.event_id = ?", q, Some(id)).fetch_map(&mut *conn, stored_event).await.map_err(read_err)?
+        }
         attribute => {
             // Records up to `indexed` have their keys in the side tables (migration 0009);
             // the few after it are read directly, through the records' sequence index.
@@ -128,26 +131,21 @@ pub(super) async fn lookup_events(conn: &mut Connection, q: &EventQuery) -> Stor
             };
             let filter = |alias: &str| key.map(|k| format!(" AND {alias}.{} = ?", key_column(k))).unwrap_or_default();
             let value = attribute.as_ref().map(|(_, v)| v);
-            let mut rows = lookup_query(keys, "k", None, &filter("k"), q, value).fetch_all(&mut *conn).await.map_err(db_err)?;
-            rows.extend(lookup_query(newest, "e", Some(indexed), &filter(newest_alias), q, value).fetch_all(&mut *conn).await.map_err(db_err)?);
+            let mut events = lookup_query(keys, "k", None, &filter("k"), q, value).fetch_map(&mut *conn, stored_event).await.map_err(read_err)?;
+            events.extend(
+                lookup_query(newest, "e", Some(indexed), &filter(newest_alias), q, value)
+                    .fetch_map(&mut *conn, stored_event)
+                    .await
+                    .map_err(read_err)?,
+            );
             // Newest first across both; the page's limit over both.
-            let mut keyed = rows
-                .into_iter()
-                .map(|r| Ok(((get::<i64>(&r, "event_time")?, get::<i64>(&r, "seq")?), r)))
-                .collect::<StoreResult<Vec<_>>>()?;
-            keyed.sort_by(|a, b| b.0.cmp(&a.0));
-            keyed.truncate(q.limit.max(0) as usize);
-            keyed.into_iter().map(|(_, r)| r).collect()
+            events.sort_by(|a, b| (b.event_time, b.seq).cmp(&(a.event_time, a.seq)));
+            events.truncate(q.limit.max(0) as usize);
+            events
         }
     };
-    let mut seen = std::collections::HashSet::with_capacity(rows.len());
-    let mut picked = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let seq: i64 = get(row, "seq")?;
-        if seen.insert(seq) {
-            picked.push((seq, row));
-        }
-    }
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    let mut picked: Vec<StoredEvent> = events.into_iter().filter(|e| seen.insert(e.seq)).collect();
     // The resources of every returned event in one query.
     let mut resources: std::collections::HashMap<i64, Vec<(String, String)>> = std::collections::HashMap::new();
     if !picked.is_empty() {
@@ -155,13 +153,16 @@ pub(super) async fn lookup_events(conn: &mut Connection, q: &EventQuery) -> Stor
             "SELECT seq, resource_type, resource_name FROM event_resources WHERE seq IN (",
         );
         let mut list = qb.separated(", ");
-        for (seq, _) in &picked {
-            list.push_bind(*seq);
+        for e in &picked {
+            list.push_bind(e.seq);
         }
         qb.push(") ORDER BY seq, rowid");
         for r in qb.build().fetch_all(&mut *conn).await.map_err(db_err)? {
             resources.entry(get(&r, "seq")?).or_default().push((get(&r, "resource_type")?, get(&r, "resource_name")?));
         }
     }
-    picked.into_iter().map(|(seq, row)| event_from_row(row, resources.remove(&seq).unwrap_or_default())).collect()
+    for e in &mut picked {
+        e.resources = resources.remove(&e.seq).unwrap_or_default();
+    }
+    Ok(picked)
 }
