@@ -82,6 +82,10 @@ fn init_logging(format: LogFormat, default_level: &str) -> Option<otatrail::log_
 fn main() -> ExitCode {
     // Before the runtime's threads allocate anything.
     no_transparent_huge_pages();
+    // SAFETY: nothing has used SQLite yet, and only this thread runs.
+    if !unsafe { otatrail::store::sqlite::use_server_allocator() } {
+        eprintln!("otatrail: SQLite kept its own allocator");
+    }
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime.block_on(run()),
         Err(e) => {

@@ -118,15 +118,65 @@ impl SqliteStore {
 fn configure_library() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: in the server this runs before SQLite is first used (the writer's connection
-        // is the process's first); once SQLite is initialized, `sqlite3_config` returns
-        // SQLITE_MISUSE. (Tests open stores from several threads: the setting then only decides
-        // whether allocations are counted, never how memory is managed.)
+        // SAFETY: in the server this runs before SQLite is first used (`use_server_allocator`
+        // in `main` is the only use before it); once SQLite is initialized, `sqlite3_config`
+        // returns SQLITE_MISUSE. (Tests open stores from several threads: the setting then
+        // only decides whether allocations are counted, never how memory is managed.)
         let rc = unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int) };
         if rc != rusqlite::ffi::SQLITE_OK {
             tracing::debug!(rc, "SQLite was already initialized; its memory statistics stay on");
         }
     });
+}
+
+/// Gives SQLite the server's allocator (mimalloc) instead of the C library's: the writer's
+/// savepoint journals alone allocate and free a kilobyte chunk for every kilobyte of every page
+/// a unit changes, and glibc's malloc and free were a sixteenth of the writer's time. Returns
+/// whether SQLite took it.
+///
+/// # Safety
+/// Must run before anything in the process uses SQLite, on one thread: SQLite's allocator
+/// cannot change under memory it already handed out (`main` calls it first thing; tests,
+/// which share a process across threads, leave SQLite on its default).
+pub unsafe fn use_server_allocator() -> bool {
+    use std::ffi::{c_int, c_void};
+    unsafe extern "C" {
+        // In the mimalloc library that `libmimalloc_sys` links; declared here because that
+        // crate exposes it only with a feature that needs one more crate.
+        fn mi_usable_size(p: *const c_void) -> usize;
+    }
+    unsafe extern "C" fn x_malloc(n: c_int) -> *mut c_void {
+        unsafe { libmimalloc_sys::mi_malloc(n.max(0) as usize) }
+    }
+    unsafe extern "C" fn x_free(p: *mut c_void) {
+        unsafe { libmimalloc_sys::mi_free(p) }
+    }
+    unsafe extern "C" fn x_realloc(p: *mut c_void, n: c_int) -> *mut c_void {
+        unsafe { libmimalloc_sys::mi_realloc(p, n.max(0) as usize) }
+    }
+    unsafe extern "C" fn x_size(p: *mut c_void) -> c_int {
+        unsafe { mi_usable_size(p).min(c_int::MAX as usize) as c_int }
+    }
+    unsafe extern "C" fn x_roundup(n: c_int) -> c_int {
+        (n + 7) & !7
+    }
+    unsafe extern "C" fn x_init(_: *mut c_void) -> c_int {
+        rusqlite::ffi::SQLITE_OK
+    }
+    unsafe extern "C" fn x_shutdown(_: *mut c_void) {}
+    let methods = rusqlite::ffi::sqlite3_mem_methods {
+        xMalloc: Some(x_malloc),
+        xFree: Some(x_free),
+        xRealloc: Some(x_realloc),
+        xSize: Some(x_size),
+        xRoundup: Some(x_roundup),
+        xInit: Some(x_init),
+        xShutdown: Some(x_shutdown),
+        pAppData: std::ptr::null_mut(),
+    };
+    // SAFETY: SQLite copies the methods; the caller guarantees SQLite is not in use yet.
+    let rc = unsafe { rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MALLOC, &methods as *const rusqlite::ffi::sqlite3_mem_methods) };
+    rc == rusqlite::ffi::SQLITE_OK
 }
 
 /// Page cache of the writer, in KiB: index pages it would otherwise read again with a system
