@@ -150,7 +150,11 @@ impl App {
             self.finish_pending(trail, lane, last_seq, p, None).await?;
             return Ok(true);
         }
-        let (acct, r, batch) = (lane.account.clone(), lane.region.clone(), self.log_file_max_records as i64 * 2);
+        // One file's worth: under load a file fills from one read, and the next read starts
+        // where it ended. (Reading twice that, as before, read every record twice: a file's
+        // worth went unused each time.) A trail whose selectors pass fewer gets a smaller file
+        // once its oldest record is due, or waits for more.
+        let (acct, r, batch) = (lane.account.clone(), lane.region.clone(), self.log_file_max_records as i64);
         let events = store::read::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move { tx.events_since(&acct, &r, last_seq, batch).await })
         })
