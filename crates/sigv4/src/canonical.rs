@@ -57,38 +57,58 @@ impl<'a> CanonicalRequest<'a> {
         let mut sorted: Vec<&String> = signed_headers.iter().collect();
         sorted.sort();
         sorted.dedup();
-        let mut out = String::with_capacity(256);
+        // Written in place: a request is verified on every call, and the pieces built as
+        // strings of their own and joined cost an allocation per header.
+        let mut out = String::with_capacity(512);
         out.push_str(self.method);
         out.push('\n');
         out.push_str(&canonical_uri(self.path, encoding));
         out.push('\n');
-        out.push_str(&canonical_query_string(self.query, self.excluded_query_params));
+        if !self.query.is_empty() {
+            out.push_str(&canonical_query_string(self.query, self.excluded_query_params));
+        }
         out.push('\n');
         for name in &sorted {
             out.push_str(name);
             out.push(':');
-            let values: Vec<String> = self
-                .headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| collapse_whitespace(v))
-                .collect();
-            out.push_str(&values.join(","));
+            let mut first = true;
+            for (_, v) in self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                push_collapsed(&mut out, v);
+            }
             out.push('\n');
         }
         out.push('\n');
-        out.push_str(&sorted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(";"));
+        for (i, name) in sorted.iter().enumerate() {
+            if i > 0 {
+                out.push(';');
+            }
+            out.push_str(name);
+        }
         out.push('\n');
         out.push_str(&self.payload_hash);
         out
     }
+
+    /// Whether the request has a header of this name (any case).
+    pub fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name))
+    }
 }
 
-fn collapse_whitespace(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
+/// Appends `v` trimmed, with each run of inner whitespace as one space.
+fn push_collapsed(out: &mut String, v: &str) {
+    for (i, word) in v.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
 }
 
-/// Percent-encodes everything but the unreserved characters (and `/` when `keep_slash`).
 pub fn uri_encode(s: &str, keep_slash: bool) -> String {
     utf8_percent_encode(s, if keep_slash { PATH } else { STRICT }).to_string()
 }

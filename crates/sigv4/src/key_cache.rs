@@ -15,22 +15,28 @@ const MAX_ENTRIES: usize = 4096;
 pub struct SigningKeyCache {
     // Keyed by a hash of the secret, never by the secret itself, so a memory dump of the
     // map does not hand out secrets.
-    inner: Mutex<HashMap<([u8; 32], String), [u8; 32]>>,
+    inner: Mutex<HashMap<[u8; 32], [u8; 32]>>,
 }
 
 impl SigningKeyCache {
     pub fn get_or_derive(&self, secret: &str, scope: &CredentialScope) -> [u8; 32] {
-        let secret_hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        let scope_key = format!("{}/{}/{}", scope.date, scope.region, scope.service);
+        // One hash over the secret and the scope, each part followed by a byte no part can
+        // hold: no string built per request to look the key up.
+        let mut h = Sha256::new();
+        for part in [secret, &scope.date, &scope.region, &scope.service] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        let entry: [u8; 32] = h.finalize().into();
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(k) = map.get(&(secret_hash, scope_key.clone())) {
+        if let Some(k) = map.get(&entry) {
             return *k;
         }
         let key = derive_signing_key(secret, &scope.date, &scope.region, &scope.service);
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert((secret_hash, scope_key), key);
+        map.insert(entry, key);
         key
     }
 }

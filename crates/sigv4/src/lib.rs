@@ -235,7 +235,7 @@ impl Verifier {
             return Err(SigV4Error::ScopeMismatch(format!("Credential should be scoped to correct service: '{service}'.")));
         }
         for h in &auth.signed_headers {
-            if request.header(h).is_none() {
+            if !request.has_header(h) {
                 return Err(SigV4Error::IncompleteSignature(format!(
                     "The request signature includes header '{h}', which is missing from the request."
                 )));
