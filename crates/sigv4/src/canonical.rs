@@ -109,6 +109,7 @@ fn push_collapsed(out: &mut String, v: &str) {
     }
 }
 
+/// Percent-encodes everything but the unreserved characters (and `/` when `keep_slash`).
 pub fn uri_encode(s: &str, keep_slash: bool) -> String {
     utf8_percent_encode(s, if keep_slash { PATH } else { STRICT }).to_string()
 }

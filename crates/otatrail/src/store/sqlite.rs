@@ -158,7 +158,7 @@ pub unsafe fn use_server_allocator() -> bool {
         unsafe { mi_usable_size(p).min(c_int::MAX as usize) as c_int }
     }
     unsafe extern "C" fn x_roundup(n: c_int) -> c_int {
-        (n + 7) & !7
+        n.saturating_add(7) & !7
     }
     unsafe extern "C" fn x_init(_: *mut c_void) -> c_int {
         rusqlite::ffi::SQLITE_OK
