@@ -64,19 +64,15 @@ impl<'a> CanonicalRequest<'a> {
         out.push('\n');
         out.push_str(&canonical_uri(self.path, encoding));
         out.push('\n');
-        if !self.query.is_empty() {
-            out.push_str(&canonical_query_string(self.query, self.excluded_query_params));
-        }
+        out.push_str(&canonical_query_string(self.query, self.excluded_query_params));
         out.push('\n');
         for name in &sorted {
             out.push_str(name);
             out.push(':');
-            let mut first = true;
-            for (_, v) in self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)) {
-                if !first {
+            for (i, (_, v)) in self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).enumerate() {
+                if i > 0 {
                     out.push(',');
                 }
-                first = false;
                 push_collapsed(&mut out, v);
             }
             out.push('\n');
