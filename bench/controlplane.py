@@ -253,8 +253,11 @@ def throughput_and_latency(lg: LoadGen, host: str, name: str, spec: dict, args, 
         if pid:
             wait_quiet(pid, timeout=900)
         full = lg.run(host, spec, clients=args.clients, duration=args.duration, warmup=args.warmup)
+        # moto_server (werkzeug) closes the connection after every answer: each of its calls
+        # opens a new one, and the load generator counts them.
+        closed = f", the server closed the connection after {full['reconnects']} answers" if full.get("reconnects") else ""
         log(f"  {name}: {full['throughput']:.0f}/s at {args.clients} clients, p50 {full['p50_ms']:.2f} ms, "
-            f"p99 {full['p99_ms']:.2f} ms, {full['errors']} errors")
+            f"p99 {full['p99_ms']:.2f} ms, {full['errors']} errors{closed}")
         half_rate = max(1.0, round(full["throughput"] / 2))
         if pid:
             # CreateOTAUpdate leaves work behind: the OTA engine goes on making every update's
