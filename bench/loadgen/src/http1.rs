@@ -60,7 +60,10 @@ impl Conn {
                                     .ok()
                                     .and_then(|v| v.trim().parse::<usize>().ok())
                                     .ok_or_else(|| invalid("bad Content-Length"))?;
-                                kind = BodyKind::Length(len);
+                                // Chunked wins over a length, wherever the headers put it (RFC 9112 6.3).
+                                if !matches!(kind, BodyKind::Chunked) {
+                                    kind = BodyKind::Length(len);
+                                }
                             } else if h.name.eq_ignore_ascii_case("transfer-encoding") && contains_token(h.value, "chunked") {
                                 kind = BodyKind::Chunked;
                             } else if h.name.eq_ignore_ascii_case("connection") {
@@ -223,29 +226,30 @@ mod tests {
         (addr, task)
     }
 
-    fn get(path: &str) -> Vec<u8> {
+    /// A GET of `path` on `c`; a stuck read (a body length misread) fails the test.
+    async fn get(c: &mut Conn, path: &str) -> io::Result<Answer> {
         let mut out = Vec::new();
         write_request(&mut out, "GET", path, &[("host", "x")], b"");
-        out
+        tokio::time::timeout(std::time::Duration::from_secs(5), c.roundtrip(&out)).await.expect("an answer within 5 s")
     }
 
     #[tokio::test]
     async fn reads_length_chunked_and_interim_answers_on_one_connection() {
         let (addr, task) = server(vec![
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
-            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
             b"HTTP/1.1 204 No Content\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
         ])
         .await;
         let mut c = Conn::connect(&addr).await.unwrap();
-        let a = c.roundtrip(&get("/a")).await.unwrap();
+        let a = get(&mut c, "/a").await.unwrap();
         assert_eq!((a.status, a.body.as_slice(), a.reusable), (200, &b"hello"[..], true));
-        let a = c.roundtrip(&get("/b")).await.unwrap();
+        let a = get(&mut c, "/b").await.unwrap();
         assert_eq!((a.status, a.body.as_slice(), a.reusable), (404, &b"abcde"[..], true));
-        let a = c.roundtrip(&get("/c")).await.unwrap();
+        let a = get(&mut c, "/c").await.unwrap();
         assert_eq!((a.status, a.body.len(), a.reusable), (204, 0, true));
-        let a = c.roundtrip(&get("/d")).await.unwrap();
+        let a = get(&mut c, "/d").await.unwrap();
         assert_eq!((a.status, a.body.as_slice(), a.reusable), (200, &b"ok"[..], false));
         let seen = String::from_utf8(task.await.unwrap()).unwrap();
         assert!(seen.starts_with("GET /a HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\nGET /b"), "{seen}");
@@ -255,7 +259,7 @@ mod tests {
     async fn http10_and_a_body_ended_by_close_are_not_reused() {
         let (addr, _task) = server(vec![b"HTTP/1.0 200 OK\r\n\r\nuntil the end"]).await;
         let mut c = Conn::connect(&addr).await.unwrap();
-        let a = c.roundtrip(&get("/")).await.unwrap();
+        let a = get(&mut c, "/").await.unwrap();
         assert_eq!((a.status, a.body.as_slice(), a.reusable), (200, &b"until the end"[..], false));
     }
 
@@ -263,7 +267,7 @@ mod tests {
     async fn a_connection_closed_mid_answer_is_an_error() {
         let (addr, _task) = server(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort"]).await;
         let mut c = Conn::connect(&addr).await.unwrap();
-        let e = c.roundtrip(&get("/")).await.err().expect("an error");
+        let e = get(&mut c, "/").await.err().expect("an error");
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

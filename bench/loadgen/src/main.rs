@@ -208,6 +208,8 @@ fn fill(template: &str, n: u64) -> String {
 async fn client(shared: Arc<Shared>, id: usize, clients: usize, start: Instant, measure_from: Instant) -> Result<ClientResult, String> {
     let args = &shared.args;
     let spec = &shared.spec;
+    // None after the server closed the connection: the next request opens a new one, so the
+    // connect counts in that request's latency (as a client's would), not in the answer's.
     let mut conn = Some(Conn::connect(&args.endpoint).await?);
     let mut request = Vec::with_capacity(4096);
     let mut reconnects = 0u64;
@@ -246,11 +248,12 @@ async fn client(shared: Arc<Shared>, id: usize, clients: usize, start: Instant, 
         head.extend(headers.iter().copied());
         head.extend(signed.iter().map(|(k, v)| (*k, v.as_str())));
         http1::write_request(&mut request, &spec.method, &target, &head, body.as_bytes());
-        let conn = match &mut conn {
+        let open = match &mut conn {
             Some(c) => c,
             None => conn.insert(Conn::connect(&args.endpoint).await?),
         };
-        let (status, error_body) = match conn.roundtrip(&request).await {
+        let mut conn_closed = false;
+        let (status, error_body) = match open.roundtrip(&request).await {
             Ok(answer) => {
                 let err = if (200..300).contains(&answer.status) {
                     None
@@ -259,17 +262,20 @@ async fn client(shared: Arc<Shared>, id: usize, clients: usize, start: Instant, 
                 };
                 if !answer.reusable {
                     reconnects += 1;
-                    *conn = Conn::connect(&args.endpoint).await?;
+                    conn_closed = true;
                 }
                 (answer.status, err)
             }
             Err(e) => {
-                // A dropped connection: count it as status 0 and reconnect.
-                *conn = Conn::connect(&args.endpoint).await?;
+                // A dropped connection: count it as status 0; the next request reconnects.
+                conn_closed = true;
                 (0, Some(format!("transport error: {e}")))
             }
         };
         let done = Instant::now();
+        if conn_closed {
+            conn = None;
+        }
         if scheduled >= measure_from && !shared.stop.load(Ordering::Relaxed) {
             let us = (done - scheduled).as_micros().min(u32::MAX as u128) as u32;
             out.latencies_us.push(us);
