@@ -74,7 +74,7 @@ impl Conn {
                                 }
                             }
                         }
-                        if status == 204 || status == 304 || (100..200).contains(&status) {
+                        if status == 204 || status == 304 {
                             kind = BodyKind::Length(0);
                         }
                         (status, n, kind, close)
@@ -85,12 +85,11 @@ impl Conn {
                     }
                 }
             };
+            self.buf.drain(..head_len);
             if (100..200).contains(&status) {
                 // An interim answer (100 Continue): the real one follows.
-                self.buf.drain(..head_len);
                 continue;
             }
-            self.buf.drain(..head_len);
             let body = match body_kind {
                 BodyKind::Length(len) => {
                     while self.buf.len() < len {
