@@ -48,7 +48,9 @@ STOP_GRACE_S = 5.0
 def otatrail_binary() -> Path:
     env = os.environ.get("OTATRAIL_BIN")
     if env:
-        return Path(env)
+        # Absolute: servers are started in their own work directories, where a path relative
+        # to the caller's would name nothing.
+        return Path(env).resolve()
     return REPO_ROOT / "target" / "debug" / "otatrail"
 
 
