@@ -639,7 +639,7 @@ async fn appended_records(store: &Arc<dyn Store>) {
     let mut handles = Vec::new();
     for i in 0..300 {
         let store = store.clone();
-        let ev = record(&format!("ev-{i:03}"), 1_000 + i, if i % 2 == 0 { "DescribeStream" } else { "ListStreams" }, &[("AWS::IoT::Stream", "arn:s/a"), ("AWS::IoT::Stream", "arn:s/a")]);
+        let ev = record(&format!("ev-{i:03}"), 1_000 + i, if i % 2 == 0 { "DescribeStream" } else { "ListStreams" }, &[("AWS::IoT::Stream", "arn:s/a"), ("AWS::IoT::Thing", "arn:s/a")]);
         handles.push(tokio::spawn(async move { store.append(ev).await }));
     }
     // A duplicate of a committed ID, sent while others are in flight.
@@ -667,7 +667,8 @@ async fn appended_records(store: &Arc<dyn Store>) {
     assert_eq!(all.len(), 300, "every appended record is kept, the duplicate is not");
     assert!(all.iter().all(|e| e.event_name != "Dup"));
     assert!(all.windows(2).all(|w| w[0].event_time > w[1].event_time), "newest first");
-    assert!(all.iter().all(|e| e.resources.len() == 2), "resources are kept with their events");
+    let both = [("AWS::IoT::Stream", "arn:s/a"), ("AWS::IoT::Thing", "arn:s/a")].map(|(t, n)| (t.to_string(), n.to_string()));
+    assert!(all.iter().all(|e| e.resources == both), "resources are kept with their events, in order");
     let by_resource = read::<_, StoreError, _>(&**store, move |tx| {
         Box::pin(async move { tx.lookup_events(&q(Some((LookupKey::ResourceName, "arn:s/a".into())), 1000)).await })
     })
