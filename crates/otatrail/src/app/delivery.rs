@@ -284,7 +284,7 @@ impl App {
 
     /// Changes the stored trail's status fields (delivery, notification, digest outcomes);
     /// a failure to do so is logged, never fatal to the delivery it describes.
-    pub(super) async fn note_trail_status(&self, t: &Trail, what: &'static str, change: impl FnOnce(&mut Trail) + Send + 'static) {
+    pub(super) async fn note_trail_status(&self, t: &Trail, what: &'static str, change: impl FnOnce(&mut Trail) + Clone + Send + 'static) {
         let t = t.clone();
         let r = store::write::<_, StoreError, _>(&*self.store, move |tx| {
             Box::pin(async move {

@@ -397,7 +397,7 @@ impl App {
         &self,
         call: &Arc<Call>,
         name: &str,
-        change: impl FnOnce(&mut Role) -> Result<(), ServiceError> + Send + 'static,
+        change: impl FnOnce(&mut Role) -> Result<(), ServiceError> + Clone + Send + 'static,
     ) -> Result<Role, ServiceError> {
         let caller = &call.principal;
         check_name("roleName", name, 1, 64)?;
@@ -443,7 +443,7 @@ impl App {
         &self,
         call: &Arc<Call>,
         name: &str,
-        change: impl FnOnce(&mut Vec<IamTag>) -> Result<(), ServiceError> + Send + 'static,
+        change: impl FnOnce(&mut Vec<IamTag>) -> Result<(), ServiceError> + Clone + Send + 'static,
     ) -> Result<(), ServiceError> {
         let caller = &call.principal;
         check_name("userName", name, 1, 128)?;

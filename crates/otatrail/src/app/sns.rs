@@ -127,6 +127,7 @@ impl Signer {
 
 /// Who makes a call that SNS also accepts unsigned (ConfirmSubscription, Unsubscribe through
 /// the URLs of its messages).
+#[derive(Clone)]
 pub enum Requester {
     Signed(Arc<Call>),
     /// An unsigned request, recorded as anonymous in the topic owner's account.
@@ -268,6 +269,7 @@ fn topic_attributes(topic: &Topic, confirmed: i64, pending: i64, retry: &RetryPo
 }
 
 /// A signed notification body for each protocol, sharing one MessageId and Timestamp.
+#[derive(Clone)]
 struct Notification {
     message_id: String,
     /// `(protocol, message, signature)`.
@@ -793,7 +795,7 @@ impl App {
         message: &str,
         subject: Option<&str>,
         structure: Option<&str>,
-        allowed: impl FnOnce(&Topic) -> Result<(), ServiceError> + Send + 'static,
+        allowed: impl FnOnce(&Topic) -> Result<(), ServiceError> + Clone + Send + 'static,
     ) -> Result<String, ServiceError> {
         if let Some(s) = subject {
             sns::check_subject(s)?;

@@ -11,7 +11,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use tokio::sync::oneshot;
+use std::sync::Arc;
 
 use crate::domain::Scope;
 use crate::domain::audit::AuditEvent;
@@ -358,8 +358,13 @@ pub trait StateTx: Send {
 }
 
 /// A unit of work. It runs inside a transaction; when it returns an error its writes are
-/// rolled back, without affecting other units committed in the same batch.
-pub type TxWork = Box<dyn for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, StoreResult<()>> + Send>;
+/// rolled back, without affecting other units committed in the same batch. A backend may run
+/// a write unit more than once before answering: once its writes (and those of the units it
+/// was batched with) were undone, it runs again from the start, and its caller hears of the
+/// last run only, so a unit acts only through its `StateTx` (domain code does no I/O of its
+/// own anyway). (SQLite runs units without a savepoint each and redoes the transaction in the
+/// rare case that one fails after writing; see `store/sqlite.rs`.)
+pub type TxWork = Box<dyn for<'c> FnMut(&'c mut dyn StateTx) -> BoxFuture<'c, StoreResult<()>> + Send>;
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -378,7 +383,9 @@ pub trait Store: Send + Sync + 'static {
     /// a [`Store::write`] unit that only calls [`StateTx::append_event`]; a backend may batch
     /// such appends more cheaply than general units, as SQLite does.
     async fn append(&self, event: AuditEvent) -> StoreResult<()> {
+        let event = Arc::new(event);
         self.write(Box::new(move |tx| {
+            let event = event.clone();
             Box::pin(async move {
                 tx.append_event(&event).await?;
                 Ok(())
@@ -391,14 +398,18 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Runs a typed unit of work in a read-write transaction and returns its result once the
-/// transaction committed. A unit that returns `Err(E)` has its writes rolled back.
+/// transaction committed. A unit that returns `Err(E)` has its writes rolled back. The store
+/// may run the unit again (see [`TxWork`]): each run starts from a clone of `f`, made here, on
+/// the caller's task, rather than on the store's writer.
 pub async fn write<T, E, F>(store: &dyn Store, f: F) -> Result<T, E>
 where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
-    F: for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
+    F: for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, Result<T, E>> + Clone + Send + 'static,
 {
-    run_typed(store, f, true).await
+    let spare = f.clone();
+    let mut first = Some(f);
+    run_typed(store, move || Some(first.take().unwrap_or_else(|| spare.clone())), true).await
 }
 
 /// Runs a typed unit of work against a read snapshot.
@@ -408,31 +419,39 @@ where
     E: From<StoreError> + Send + 'static,
     F: for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
 {
-    run_typed(store, f, false).await
+    let mut once = Some(f);
+    run_typed(store, move || once.take(), false).await
 }
 
-async fn run_typed<T, E, F>(store: &dyn Store, f: F, writable: bool) -> Result<T, E>
+/// Runs the unit `next` hands out (a fresh one for each run, `None` if it cannot run again)
+/// and returns what its last run returned.
+async fn run_typed<T, E, F>(store: &dyn Store, mut next: impl FnMut() -> Option<F> + Send + 'static, writable: bool) -> Result<T, E>
 where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
     F: for<'c> FnOnce(&'c mut dyn StateTx) -> BoxFuture<'c, Result<T, E>> + Send + 'static,
 {
-    let (send, recv) = oneshot::channel::<Result<T, E>>();
+    let last: Arc<std::sync::Mutex<Option<Result<T, E>>>> = Arc::new(std::sync::Mutex::new(None));
+    let slot = last.clone();
     let work: TxWork = Box::new(move |tx| {
+        let f = next();
+        let slot = slot.clone();
         Box::pin(async move {
+            let Some(f) = f else { return Err(StoreError::Database("a unit of work that can run once was asked to run again".into())) };
             let result = f(tx).await;
             // An Err result must not keep its partial writes: report it as a failed unit so
             // the backend rolls it back, but still hand the error to the caller.
             let failed = result.is_err();
-            let _ = send.send(result);
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
             if failed { Err(StoreError::Conflict("unit of work returned an error".into())) } else { Ok(()) }
         })
     });
     let outcome = if writable { store.write(work).await } else { store.read(work).await };
-    match recv.await {
+    let result = last.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match result {
         // The unit's own error wins over the rollback marker it caused.
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(v)) => outcome.map(|_| v).map_err(E::from),
-        Err(_) => Err(E::from(outcome.err().unwrap_or_else(|| StoreError::Database("unit of work did not run".into())))),
+        Some(Err(e)) => Err(e),
+        Some(Ok(v)) => outcome.map(|_| v).map_err(E::from),
+        None => Err(E::from(outcome.err().unwrap_or_else(|| StoreError::Database("unit of work did not run".into())))),
     }
 }

@@ -49,7 +49,7 @@ fn exec(scope: &Scope, job_id: &str, thing: &str, n: i64, status: ExecStatus) ->
 
 async fn w<T: Send + 'static>(
     store: &Arc<dyn Store>,
-    f: impl for<'c> FnOnce(&'c mut dyn StateTx) -> futures::future::BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    f: impl for<'c> FnOnce(&'c mut dyn StateTx) -> futures::future::BoxFuture<'c, Result<T, StoreError>> + Clone + Send + 'static,
 ) -> Result<T, StoreError> {
     write::<T, StoreError, _>(&**store, f).await
 }

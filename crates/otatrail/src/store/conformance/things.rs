@@ -46,7 +46,7 @@ fn group(scope: &Scope, name: &str, parent: Option<&str>) -> ThingGroup {
 
 async fn w<T: Send + 'static>(
     store: &Arc<dyn Store>,
-    f: impl for<'c> FnOnce(&'c mut dyn StateTx) -> futures::future::BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    f: impl for<'c> FnOnce(&'c mut dyn StateTx) -> futures::future::BoxFuture<'c, Result<T, StoreError>> + Clone + Send + 'static,
 ) -> Result<T, StoreError> {
     write::<T, StoreError, _>(&**store, f).await
 }

@@ -106,10 +106,13 @@ impl Durability {
                     // succeeds would not say either: no unit is answered as durable from now on.
                     tracing::error!(error = %e, "syncing the write-ahead log failed; every write fails until the server restarts");
                     let msg = format!("the database log could not be synced to disk ({e}); restart the server");
+                    // Marked before anyone hears of it: a caller that writes again once told must
+                    // find the writer refusing (else its unit could still commit, visible to
+                    // readers, and be answered as failed only afterwards).
+                    self.synced.send_modify(|s| s.failed = true);
                     for (done, _) in batch.into_iter().flat_map(|c| c.answers) {
                         let _ = done.send(Err(StoreError::Unavailable(msg.clone())));
                     }
-                    self.synced.send_modify(|s| s.failed = true);
                 }
             }
             *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = false;
