@@ -9,7 +9,9 @@ logging and delivering every second, then drives it with `otatrail-loadgen` (ben
 64 keep-alive clients sending SigV4-signed requests, first as fast as answers come
 (throughput), then at half that rate (latency). The same load generator then drives
 `moto_server` (PyPI) on the calls moto implements (CreateThing, DescribeThing) and the ratio
-otatrail/moto is printed per operation. Then: delivery lag (a call's response to its record
+otatrail/moto is printed per operation: the median of --ratio-rounds rounds in which the two
+servers are measured in turn, one right after the other (on a shared VM the machine's speed
+drifts by tens of percent within minutes, and a ratio of two runs minutes apart drifts with it). Then: delivery lag (a call's response to its record
 being readable in a delivered log file), LookupEvents latency by attribute once the server has
 recorded at least --events events, and the server's resident memory idle and under load.
 
@@ -279,6 +281,28 @@ def throughput_and_latency(lg: LoadGen, host: str, name: str, spec: dict, args, 
     return {"op": name, "full": full, "half": half, "half_target": target, "peak_rss_mib": round(sampler.peak, 1) if sampler else None}
 
 
+RATIO_OPS = ("CreateThing", "DescribeThing")
+
+
+def ratio_rounds(lg: LoadGen, host: str, pid: int, mlg: LoadGen, moto_host: str, moto_pid: int, specs: dict, args) -> dict:
+    """otatrail and moto_server at full rate, one right after the other, `args.ratio_rounds`
+    times per operation: each round's ratio compares two runs seconds apart."""
+    rounds: dict[str, list] = {name: [] for name in RATIO_OPS}
+    for i in range(args.ratio_rounds):
+        for name in RATIO_OPS:
+            wait_quiet(pid, timeout=60)
+            ours = lg.run(host, specs[name], clients=args.clients, duration=args.duration, warmup=args.warmup)
+            wait_quiet(moto_pid, timeout=60)
+            theirs = mlg.run(moto_host, specs[name], clients=args.clients, duration=args.duration, warmup=args.warmup)
+            ratio = ours["throughput"] / theirs["throughput"] if theirs["throughput"] else 0.0
+            rounds[name].append({"otatrail": round(ours["throughput"]), "moto": round(theirs["throughput"], 1),
+                                 "ratio": round(ratio, 1), "otatrail_errors": ours["errors"], "moto_errors": theirs["errors"],
+                                 "first_error": ours["first_error"]})
+            log(f"  round {i + 1}, {name}: otatrail {ours['throughput']:.0f}/s, moto_server {theirs['throughput']:.0f}/s: "
+                f"{ratio:.1f}x")
+    return rounds
+
+
 def delivery_lag(srv, lg: LoadGen, spec: dict, seconds: float, background_rate: float) -> dict:
     """Calls tracked by request ID from one boto3 client while loadgen keeps `background_rate`
     calls/s going; a poller lists the trail's log files every 100 ms and notes when each
@@ -368,13 +392,15 @@ def main() -> int:
     ap.add_argument("--lag-seconds", type=float, default=20, help="seconds of tracked calls for delivery lag [20]")
     ap.add_argument("--lag-rate", type=float, default=1000, help="other calls/s while delivery lag is measured [1000]")
     ap.add_argument("--skip-moto", action="store_true", help="do not start moto_server")
+    ap.add_argument("--ratio-rounds", type=int, default=3,
+                    help="rounds of otatrail and moto_server measured in turn for the ratios [3]; with --smoke, 1")
     ap.add_argument("--smoke", action="store_true", help="1-second runs, 20k events: checks the script works")
     ap.add_argument("--keep", action="store_true", help="keep the server's work directory")
     ap.add_argument("--output", type=Path, default=None,
                     help=f"where to write the JSON results [{RESULTS.relative_to(REPO_ROOT)}; with --smoke, none]")
     args = ap.parse_args()
     if args.smoke:
-        args.duration, args.warmup, args.events, args.lag_seconds = 1, 0.5, 20_000, 3
+        args.duration, args.warmup, args.events, args.lag_seconds, args.ratio_rounds = 1, 0.5, 20_000, 3, 1
     output = args.output if args.output else (None if args.smoke else RESULTS)
 
     binary, lg_bin = otatrail_binary(), loadgen_binary()
@@ -428,13 +454,14 @@ def main() -> int:
             mlg.run(moto_host, iot_spec("POST", f"/things/{THING}", {}), clients=1, duration=60, warmup=0, count=1)
             log(f"moto_server {moto_version()} at {moto_host}")
             theirs = {}
-            for name in ("CreateThing", "DescribeThing"):
+            for name in RATIO_OPS:
                 theirs[name] = throughput_and_latency(mlg, moto_host, name, specs[name], args, moto.pid)
+            rounds = ratio_rounds(lg, srv.host, pid, mlg, moto_host, moto.pid, specs, args)
             # moto keeps working through queued requests for a while: stop it before going on.
             moto.kill()
             moto.wait()
             moto = None
-            results["moto"] = {"version": moto_version(), "ops": theirs,
+            results["moto"] = {"version": moto_version(), "ops": theirs, "rounds": rounds,
                                "not_implemented": ["CreateStream", "DescribeStream", "ListStreams", "UpdateStream",
                                                    "DeleteStream", "CreateOTAUpdate", "GetOTAUpdate",
                                                    "ListOTAUpdates", "DeleteOTAUpdate"]}
@@ -496,9 +523,13 @@ def main() -> int:
     failed = [n for n, r in results["otatrail"].items()
               if r["full"]["errors"] or r["half"]["errors"] or (r.get("half_target") or {}).get("errors")]
     failed += [n for n, r in results["lookup_events"].items() if r["errors"]]
+    failed += [f"{n} (ratio round)" for n, rs in (results.get("moto") or {}).get("rounds", {}).items()
+               if any(x["otatrail_errors"] for x in rs)]
     if failed:
         for n in failed:
-            r = results["otatrail"].get(n, {}).get("full") or results["lookup_events"].get(n)
+            rounds = (results.get("moto") or {}).get("rounds", {}).get(n.removesuffix(" (ratio round)"), [])
+            r = (results["otatrail"].get(n, {}).get("full") or results["lookup_events"].get(n)
+                 or next((x for x in rounds if x["otatrail_errors"]), None))
             print(f"{n} had failed calls, first: {r and r.get('first_error')}", file=sys.stderr)
         return 1
     return 0
@@ -509,10 +540,13 @@ def print_table(r: dict) -> None:
     print(f"{'operation':18} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} | {'half rate':>9} {'p50 ms':>8} {'p99 ms':>8} | "
           f"{'moto/s':>8} {'ratio':>7}")
     moto = (r.get("moto") or {}).get("ops", {})
+    rounds = (r.get("moto") or {}).get("rounds", {})
     for name, o in r["otatrail"].items():
         f, h = o["full"], o["half"]
         m = moto.get(name)
-        ms = f"{m['full']['throughput']:8.0f} {f['throughput'] / m['full']['throughput']:6.1f}x" if m else f"{'n/a':>8} {'':>7}"
+        ratio = statistics.median(x["ratio"] for x in rounds[name]) if rounds.get(name) else (
+            f["throughput"] / m["full"]["throughput"] if m else 0)
+        ms = f"{m['full']['throughput']:8.0f} {ratio:6.1f}x" if m else f"{'n/a':>8} {'':>7}"
         print(f"{name:18} {f['throughput']:9.0f} {f['p50_ms']:8.2f} {f['p99_ms']:8.2f} | {h['offered_rate']:9.0f} "
               f"{h['p50_ms']:8.2f} {h['p99_ms']:8.2f} | {ms}")
     for name, o in r["otatrail"].items():
@@ -521,6 +555,12 @@ def print_table(r: dict) -> None:
             print(f"{name} at half the target rate, {t['offered_rate']:.0f}/s: p50 {t['p50_ms']:.2f} ms, p99 {t['p99_ms']:.2f} ms")
     if r.get("moto"):
         print(f"moto_server {r['moto']['version']} does not implement: {', '.join(r['moto']['not_implemented'])}")
+        if rounds:
+            n = max(len(rs) for rs in rounds.values())
+            print(f"ratio column: the median of {n} round{'s' if n != 1 else ''} measuring otatrail and moto_server in turn "
+                  f"(otatrail/moto calls/s):")
+        for name, rs in rounds.items():
+            print(f"  {name}: " + ", ".join(f"{x['otatrail']}/{x['moto']:.0f} = {x['ratio']:.1f}x" for x in rs))
     lag = r["delivery_lag"]
     print(f"\ndelivery lag (1 s interval, {lag['background_rate']:.0f} calls/s besides): p50 {lag['p50_s']} s, "
           f"p99 {lag['p99_s']} s, max {lag['max_s']} s over {lag['tracked_calls']} calls "
