@@ -2338,6 +2338,19 @@ mod tests {
         (SqliteStore::with_writer_syncing(conn, path, sync).unwrap(), verdict)
     }
 
+    /// Puts user `name` and returns once its commit is visible (its sync may still be pending),
+    /// with the put's task.
+    async fn put_until_visible(s: &Arc<SqliteStore>, name: &'static str) -> tokio::task::JoinHandle<StoreResult<()>> {
+        let task = tokio::spawn({
+            let s = s.clone();
+            async move { put(&s, user(name, 0)).await }
+        });
+        while !stored(s, name).await {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        task
+    }
+
     /// Readers may see a commit before its sync; its units' callers, and `settle`, hear of it
     /// only after. Units that arrive meanwhile join the next commit, which waits for the sync.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2345,13 +2358,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (s, verdict) = store_with_gated_sync(&dir.path().join("t.db"));
         let s = Arc::new(s);
-        let first = tokio::spawn({
-            let s = s.clone();
-            async move { put(&s, user("first", 0)).await }
-        });
-        while !stored(&s, "first").await {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let first = put_until_visible(&s, "first").await;
         let wait = Duration::from_millis(200);
         assert!(tokio::time::timeout(wait, s.settle()).await.is_err(), "settled before the sync");
         let second = tokio::spawn({
@@ -2386,13 +2393,7 @@ mod tests {
         let (s, verdict) = store_with_gated_sync(&dir.path().join("t.db"));
         let s = Arc::new(s);
         // The first commit waits for its sync: everything after it goes into one transaction.
-        let first = tokio::spawn({
-            let s = s.clone();
-            async move { put(&s, user("first", 0)).await }
-        });
-        while !stored(&s, "first").await {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let first = put_until_visible(&s, "first").await;
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = |name: &'static str, fail: bool| {
             let (s, runs, u) = (s.clone(), runs.clone(), user(name, 0));
@@ -2444,13 +2445,7 @@ mod tests {
             raw.prepare("SELECT event_id FROM events ORDER BY seq").unwrap().query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect();
         assert_eq!(ids, ["ev-before", "ev-one", "ev-two", "ev-after"], "each kept record once, the failed unit's not at all");
         // The writer goes on with a unit of its own, without a savepoint once more.
-        let later = tokio::spawn({
-            let s = s.clone();
-            async move { put(&s, user("later", 0)).await }
-        });
-        while !stored(&s, "later").await {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let later = put_until_visible(&s, "later").await;
         verdict.send(Ok(())).unwrap();
         later.await.unwrap().unwrap();
     }
