@@ -520,17 +520,15 @@ def main() -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results, indent=2) + "\n")
         log(f"wrote {output}")
-    failed = [n for n, r in results["otatrail"].items()
-              if r["full"]["errors"] or r["half"]["errors"] or (r.get("half_target") or {}).get("errors")]
-    failed += [n for n, r in results["lookup_events"].items() if r["errors"]]
-    failed += [f"{n} (ratio round)" for n, rs in (results.get("moto") or {}).get("rounds", {}).items()
-               if any(x["otatrail_errors"] for x in rs)]
+    # (what ran, its first failed call) for every run that had failed calls.
+    failed = [(f"{n} ({k})", r[k].get("first_error")) for n, r in results["otatrail"].items() for k in ("full", "half", "half_target")
+              if (r.get(k) or {}).get("errors")]
+    failed += [(f"LookupEvents {n}", r.get("first_error")) for n, r in results["lookup_events"].items() if r["errors"]]
+    failed += [(f"{n} (ratio round)", x["first_error"]) for n, rs in (results.get("moto") or {}).get("rounds", {}).items()
+               for x in rs if x["otatrail_errors"]]
     if failed:
-        for n in failed:
-            rounds = (results.get("moto") or {}).get("rounds", {}).get(n.removesuffix(" (ratio round)"), [])
-            r = (results["otatrail"].get(n, {}).get("full") or results["lookup_events"].get(n)
-                 or next((x for x in rounds if x["otatrail_errors"]), None))
-            print(f"{n} had failed calls, first: {r and r.get('first_error')}", file=sys.stderr)
+        for n, first_error in failed:
+            print(f"{n} had failed calls, first: {first_error}", file=sys.stderr)
         return 1
     return 0
 

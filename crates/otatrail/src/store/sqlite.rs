@@ -630,20 +630,14 @@ fn run_jobs(conn: &mut Connection, jobs: Vec<Job>, rolled_back: &AtomicBool, out
     if !appends.is_empty() {
         let (events, append_dones): (Vec<AuditEvent>, Vec<_>) = appends.into_iter().unzip();
         let first = out.results.len();
-        if rolled_back.load(Ordering::SeqCst) {
-            out.results.extend(events.iter().map(|_| Err(rolled_back_error())));
-        } else {
-            out.results.extend(append_batch(conn, &events, rolled_back));
-        }
+        out.results.extend(append_batch(conn, &events, rolled_back));
         out.dones.extend(append_dones);
         out.ran.push((first, Ran::Appends(events)));
     }
     for (mut work, done) in units {
         let mut wrote_then_failed = false;
-        let r = if rolled_back.load(Ordering::SeqCst) {
-            Err(rolled_back_error())
-        } else if out.guarded {
-            in_savepoint(conn, |conn| futures::executor::block_on(run_unit(conn, &mut work)))
+        let r = if out.guarded || rolled_back.load(Ordering::SeqCst) {
+            unit_in_savepoint(conn, &mut work, rolled_back)
         } else {
             let before = conn.total_changes();
             let r = futures::executor::block_on(run_unit(conn, &mut work));
@@ -681,30 +675,32 @@ fn redo(conn: &mut Connection, rolled_back: &AtomicBool, out: &mut Outcomes) {
         let first = *first;
         match ran {
             Ran::Appends(events) => {
-                let again = if rolled_back.load(Ordering::SeqCst) {
-                    events.iter().map(|_| Err(rolled_back_error())).collect()
-                } else {
-                    append_batch(conn, events, rolled_back)
-                };
-                for (i, r) in again.into_iter().enumerate() {
+                for (i, r) in append_batch(conn, events, rolled_back).into_iter().enumerate() {
                     out.results[first + i] = r;
                 }
             }
-            Ran::Unit(work) => {
-                out.results[first] = if rolled_back.load(Ordering::SeqCst) {
-                    Err(rolled_back_error())
-                } else {
-                    in_savepoint(conn, |conn| futures::executor::block_on(run_unit(conn, work)))
-                };
-            }
+            Ran::Unit(work) => out.results[first] = unit_in_savepoint(conn, work, rolled_back),
         }
     }
 }
 
+/// Runs a unit in a savepoint of its own; fails it unrun once SQLite rolled the transaction
+/// back (outside the transaction the savepoint would commit on its own).
+fn unit_in_savepoint(conn: &mut Connection, work: &mut TxWork, rolled_back: &AtomicBool) -> StoreResult<()> {
+    if rolled_back.load(Ordering::SeqCst) {
+        return Err(rolled_back_error());
+    }
+    in_savepoint(conn, |conn| futures::executor::block_on(run_unit(conn, work)))
+}
+
 /// Inserts a batch's appended records, inside one savepoint. If that fails (a duplicate event ID, say),
 /// the savepoint is undone and each record is inserted on its own, so only the offending
-/// record fails. Returns one outcome per event, in order.
+/// record fails. Returns one outcome per event, in order; all failed, unrun, once SQLite rolled
+/// the transaction back.
 fn append_batch(conn: &mut Connection, events: &[AuditEvent], rolled_back: &AtomicBool) -> Vec<StoreResult<()>> {
+    if rolled_back.load(Ordering::SeqCst) {
+        return events.iter().map(|_| Err(rolled_back_error())).collect();
+    }
     if in_savepoint(conn, |conn| insert_events(conn, events)).is_ok() {
         return events.iter().map(|_| Ok(())).collect();
     }
@@ -2413,17 +2409,28 @@ mod tests {
             let s = s.clone();
             tokio::spawn(async move { s.append(record(id, 6, "Alone", &[])).await })
         };
-        let pause = || tokio::time::sleep(Duration::from_millis(50));
+        // Each unit is sent once the one before has run (the runs counted so far say so): the
+        // transaction's order is fixed whatever the machine's speed.
+        let ran = |n: usize| {
+            let runs = runs.clone();
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while runs.load(Ordering::SeqCst) < n {
+                    assert!(std::time::Instant::now() < deadline, "{} runs after 10 s, expected {n}", runs.load(Ordering::SeqCst));
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        };
         let before = appended("ev-before");
-        pause().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let one = counted("one", false);
-        pause().await;
+        ran(1).await;
         let bad = counted("bad", true);
-        pause().await;
+        ran(4).await;
         let two = counted("two", false);
-        pause().await;
+        ran(5).await;
         let after = appended("ev-after");
-        pause().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!stored(&s, "one").await, "the second transaction waits for the first one's sync");
         verdict.send(Ok(())).unwrap();
         first.await.unwrap().unwrap();
