@@ -245,13 +245,18 @@ def setup(srv) -> None:
 TARGET_HALF_RATES = {"DescribeStream": 5000, "CreateStream": 1500}
 
 
-def throughput_and_latency(lg: LoadGen, host: str, name: str, spec: dict, args, pid: int | None) -> dict:
+def throughput_and_latency(lg: LoadGen, host: str, name: str, spec: dict, args, pid: int | None,
+                           others: tuple[int, ...] = ()) -> dict:
+    """`others`: processes that must be idle too before each run (the other server, when moto_server
+    is measured: otatrail still delivering its last run's records would take CPU from moto)."""
     sampler = RssSampler(pid) if pid else None
     if sampler:
         sampler.__enter__()
     try:
         # Each run starts from an idle server: the previous run's backlog (delivering its
         # records, the OTA updates it created) would otherwise be measured with it.
+        for other in others:
+            wait_quiet(other, timeout=60)
         if pid:
             wait_quiet(pid, timeout=900)
         full = lg.run(host, spec, clients=args.clients, duration=args.duration, warmup=args.warmup)
@@ -290,8 +295,12 @@ def ratio_rounds(lg: LoadGen, host: str, pid: int, mlg: LoadGen, moto_host: str,
     rounds: dict[str, list] = {name: [] for name in RATIO_OPS}
     for i in range(args.ratio_rounds):
         for name in RATIO_OPS:
+            # Both servers idle before each run: either one finishing its last run's work (moto
+            # its queued requests, otatrail delivering its records) would slow the other.
+            wait_quiet(moto_pid, timeout=60)
             wait_quiet(pid, timeout=60)
             ours = lg.run(host, specs[name], clients=args.clients, duration=args.duration, warmup=args.warmup)
+            wait_quiet(pid, timeout=60)
             wait_quiet(moto_pid, timeout=60)
             theirs = mlg.run(moto_host, specs[name], clients=args.clients, duration=args.duration, warmup=args.warmup)
             ratio = ours["throughput"] / theirs["throughput"] if theirs["throughput"] else 0.0
@@ -455,7 +464,7 @@ def main() -> int:
             log(f"moto_server {moto_version()} at {moto_host}")
             theirs = {}
             for name in RATIO_OPS:
-                theirs[name] = throughput_and_latency(mlg, moto_host, name, specs[name], args, moto.pid)
+                theirs[name] = throughput_and_latency(mlg, moto_host, name, specs[name], args, moto.pid, others=(pid,))
             rounds = ratio_rounds(lg, srv.host, pid, mlg, moto_host, moto.pid, specs, args)
             # moto keeps working through queued requests for a while: stop it before going on.
             moto.kill()
