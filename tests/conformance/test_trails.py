@@ -807,6 +807,36 @@ def test_delivery_files_records_and_accounts(srv, trails, firmware):
     assert "LatestDeliveryTime" in st and not st.get("LatestDeliveryError"), st
 
 
+def thread_nices(pid: int) -> dict[str, set[int]]:
+    """Nice values of a process's threads, by thread name (Linux, /proc); the main thread's
+    under "main"."""
+    out: dict[str, set[int]] = defaultdict(set)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = "main" if task.name == str(pid) else stat[stat.index("(") + 1:stat.rindex(")")]
+        out[name].add(int(stat[stat.rindex(")") + 2:].split()[16]))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_delivery_runs_below_the_api_calls_priority(srv, trails, firmware):
+    """The deliverer runs on a thread of its own ("trail-delivery") whose nice value is 10 above
+    the server's (at most 19); every other thread, the runtime workers that answer API calls
+    among them, keeps the server's. And it still delivers."""
+    nices = thread_nices(srv.proc.pid)
+    (server,) = nices.pop("main")
+    assert nices.pop("trail-delivery", None) == {min(server + 10, 19)}, nices
+    assert all(n == {server} for n in nices.values()), nices
+    _, bucket = start_trail(srv, trails, R_DELIVER)
+    calls = Calls()
+    workload(srv, firmware, calls, R_DELIVER)
+    logs = LogBucket(srv, bucket).wait_for(calls.rids)
+    assert_each_once(logs, calls)
+
+
 def test_stop_and_start_logging(srv, trails, firmware):
     c = ct(srv, region=R_STOP)
     bucket = make_bucket(srv)

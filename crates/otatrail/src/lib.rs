@@ -22,4 +22,5 @@ pub mod outbound;
 pub mod s3;
 pub mod server;
 pub mod store;
+pub mod thread_priority;
 pub mod validate_logs;

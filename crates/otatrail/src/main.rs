@@ -172,7 +172,7 @@ async fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(endpoint = %endpoint, s3_endpoint = %s3_endpoint, region = %config.region, store = app.store.backend(), "otatrail started");
 
     app.spawn_housekeeping();
-    app.spawn_deliverer();
+    app.start_delivery_thread()?;
     // The job engine: rollouts, timeouts, abort criteria, completion, CONTINUOUS targets.
     app.spawn_job_engine(std::time::Duration::from_secs(2));
     // OTA updates: CREATE_PENDING to CREATE_COMPLETE (resumes unfinished ones after a restart).
