@@ -2333,13 +2333,13 @@ mod tests {
 
     /// A store whose every log sync waits for the test's verdict on `verdicts` (the first, at
     /// start, included).
-    fn store_with_gated_sync(path: &Path) -> (SqliteStore, std::sync::mpsc::Sender<std::io::Result<()>>) {
+    fn store_with_gated_sync(path: &Path) -> (Arc<SqliteStore>, std::sync::mpsc::Sender<std::io::Result<()>>) {
         let conn = open_writer(path).unwrap();
         conn.execute("INSERT INTO accounts (id, created_at) VALUES ('111122223333', 0)", []).unwrap();
         let (verdict, verdicts) = std::sync::mpsc::channel::<std::io::Result<()>>();
         verdict.send(Ok(())).unwrap();
         let sync: SyncFn = Box::new(move || verdicts.recv().unwrap_or_else(|_| Err(std::io::Error::other("test over"))));
-        (SqliteStore::with_writer_syncing(conn, path, sync).unwrap(), verdict)
+        (Arc::new(SqliteStore::with_writer_syncing(conn, path, sync).unwrap()), verdict)
     }
 
     /// Puts user `name` and returns once its commit is visible (its sync may still be pending),
@@ -2361,7 +2361,6 @@ mod tests {
     async fn a_write_is_answered_only_once_its_commit_is_synced() {
         let dir = tempfile::tempdir().unwrap();
         let (s, verdict) = store_with_gated_sync(&dir.path().join("t.db"));
-        let s = Arc::new(s);
         let first = put_until_visible(&s, "first").await;
         let wait = Duration::from_millis(200);
         assert!(tokio::time::timeout(wait, s.settle()).await.is_err(), "settled before the sync");
@@ -2395,7 +2394,6 @@ mod tests {
         use std::sync::atomic::AtomicUsize;
         let dir = tempfile::tempdir().unwrap();
         let (s, verdict) = store_with_gated_sync(&dir.path().join("t.db"));
-        let s = Arc::new(s);
         // The first commit waits for its sync: everything after it goes into one transaction.
         let first = put_until_visible(&s, "first").await;
         let runs = Arc::new(AtomicUsize::new(0));
@@ -2474,7 +2472,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.db");
         let (s, verdict) = store_with_gated_sync(&path);
-        let s = Arc::new(s);
         let raw = Connection::open(&path).unwrap();
         raw.busy_timeout(BUSY_TIMEOUT).unwrap();
         let count = |table: &str| -> i64 { raw.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap() };
