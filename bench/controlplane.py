@@ -252,13 +252,16 @@ def throughput_and_latency(lg: LoadGen, host: str, name: str, spec: dict, args, 
     sampler = RssSampler(pid) if pid else None
     if sampler:
         sampler.__enter__()
+    def idle(timeout: float) -> float:
+        """Waits for `others`, then the measured server; returns the latter's wait."""
+        for other in others:
+            wait_quiet(other, timeout=60)
+        return wait_quiet(pid, timeout=timeout) if pid else 0.0
+
     try:
         # Each run starts from an idle server: the previous run's backlog (delivering its
         # records, the OTA updates it created) would otherwise be measured with it.
-        for other in others:
-            wait_quiet(other, timeout=60)
-        if pid:
-            wait_quiet(pid, timeout=900)
+        idle(900)
         full = lg.run(host, spec, clients=args.clients, duration=args.duration, warmup=args.warmup)
         # moto_server (werkzeug) closes the connection after every answer: each of its calls
         # opens a new one, and the load generator counts them.
@@ -269,14 +272,14 @@ def throughput_and_latency(lg: LoadGen, host: str, name: str, spec: dict, args, 
         if pid:
             # CreateOTAUpdate leaves work behind: the OTA engine goes on making every update's
             # stream and job for a while; do not wait for all of it.
-            quiet = wait_quiet(pid, timeout=60)
+            quiet = idle(60)
             log(f"  idle again after {quiet:.0f} s" if quiet < 60 else "  still busy after 60 s; measuring anyway")
         half = lg.run(host, spec, clients=args.clients, duration=args.duration, warmup=1, rate=half_rate)
         log(f"  {name} at {half_rate:.0f}/s: p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms, "
             f"{half['errors']} errors")
         target = None
         if pid and name in TARGET_HALF_RATES:
-            wait_quiet(pid, timeout=60)
+            idle(60)
             target = lg.run(host, spec, clients=args.clients, duration=args.duration, warmup=1, rate=TARGET_HALF_RATES[name])
             log(f"  {name} at {TARGET_HALF_RATES[name]}/s (half the target): p50 {target['p50_ms']:.2f} ms, "
                 f"p99 {target['p99_ms']:.2f} ms, {target['errors']} errors")

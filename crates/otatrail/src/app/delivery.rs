@@ -345,9 +345,10 @@ impl App {
     /// at full rate: +2.4% over six alternating pairs, bench/README); under contention the
     /// thread still gets a share, so delivery keeps up unless the CPUs stay saturated.
     pub fn start_delivery_thread(self: &std::sync::Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let runtime = tokio::runtime::Builder::new_current_thread().thread_name(DELIVERY_THREAD).enable_all().build()?;
+        let cannot_start = |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot start the delivery thread: {e}"));
+        let runtime = tokio::runtime::Builder::new_current_thread().thread_name(DELIVERY_THREAD).enable_all().build().map_err(cannot_start)?;
         let app = std::sync::Arc::clone(self);
-        std::thread::Builder::new().name(DELIVERY_THREAD.into()).spawn(move || {
+        let started = std::thread::Builder::new().name(DELIVERY_THREAD.into()).spawn(move || {
             if let Err(e) = crate::thread_priority::lower_current_thread(DELIVERY_NICE) {
                 tracing::warn!(error = %e, "cannot lower the delivery thread's priority; it runs at the API calls' own");
             }
@@ -355,7 +356,8 @@ impl App {
             if let Err(e) = runtime.block_on(async move { app.spawn_deliverer().await }) {
                 tracing::error!(error = %e, "the deliverer stopped; no log file is delivered until the server restarts");
             }
-        })
+        });
+        started.map_err(cannot_start)
     }
 
     /// Every second, just after the second turns, a pass for each logging trail: its log
